@@ -1,0 +1,3 @@
+from usbtrace.cli.main import main
+
+raise SystemExit(main())

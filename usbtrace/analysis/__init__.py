@@ -1,0 +1,1 @@
+"""Analysis: requests, phases, parameter-streaming overlap and per-capture summaries."""

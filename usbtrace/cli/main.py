@@ -1,0 +1,74 @@
+"""``usbtrace`` entry point: dispatches to one module per sub-command.
+
+Each module in ``COMMANDS`` defines ``register(subparsers)`` (adds its parser and sets
+``func=run``) and ``run(args) -> int``. Errors derived from ``UsbtraceError`` become one line on
+stderr and their exit status (2); nothing below the CLI prints tracebacks at the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from usbtrace import __version__
+from usbtrace.errors import UsbtraceError
+
+# Order is the order in --help.
+COMMANDS = (
+    "capture",
+    "summarize",
+    "inspect",
+    "verify",
+    "models",
+    "sweep",
+    "plot",
+    "timeline",
+    "report",
+    "diff",
+    "export",
+    "wireshark",
+)
+
+DESCRIPTION = """\
+USB traffic capture and protocol analysis for the Google Coral Edge TPU USB Accelerator.
+Splits every inference into instructions, input, cached and streamed parameters, output and
+completion, and tells whether the USB link or the device sets the pace."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usbtrace",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"usbtrace {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module_name = f"usbtrace.cli.{name}_cmd"
+        if importlib.util.find_spec(module_name) is None:
+            continue  # a command still being built
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsbtraceError as exc:
+        print(f"usbtrace: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("usbtrace: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # output piped into `head` and closed early: not an error worth a traceback
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,1 @@
+"""Edge TPU protocol: logical transfers, events, outputs, CSR access and firmware download."""

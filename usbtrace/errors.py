@@ -1,0 +1,42 @@
+"""Errors a user can cause, and the one-line form they are reported in.
+
+Anything raised as an ``InputError`` reaches the user as ``usbtrace: FILE: at byte N: what`` with
+exit status 2 and no traceback. Code below the CLI raises these and never prints or exits itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UsbtraceError(Exception):
+    """Base class for errors that are reported to the user without a traceback."""
+
+    exit_status = 2
+
+
+class InputError(UsbtraceError):
+    """A file that cannot be read as what it was supposed to be."""
+
+    def __init__(self, path: str | Path | None, message: str, offset: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.offset = offset
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(self.path)
+        if self.offset is not None:
+            parts.append(f"at byte {self.offset}")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class UsageError(UsbtraceError):
+    """The command line asks for something that cannot be done."""
+
+
+class CaptureWarning(UserWarning):
+    """Something in a capture was skipped or suspicious, but decoding went on."""

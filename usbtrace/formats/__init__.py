@@ -1,0 +1,1 @@
+"""File formats: pcap and pcapng, read in streamed numpy batches, and a small pcapng writer."""
