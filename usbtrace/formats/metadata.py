@@ -84,7 +84,7 @@ def encode_metadata(meta: CaptureMetadata) -> bytes:
 
 
 def decode_metadata_payload(payload: bytes) -> dict[str, Any] | None:
-    """The JSON object of one custom block's payload (after the PEN), or None if not ours/invalid."""
+    """The JSON object in a custom block's payload (after the PEN); None if not ours."""
     if not payload.startswith(METADATA_MAGIC):
         return None
     try:
@@ -104,6 +104,6 @@ def merge_metadata(payloads: list[dict[str, Any]]) -> CaptureMetadata | None:
 
 
 def append_metadata(path: str, meta: CaptureMetadata) -> None:
-    """Append a metadata block to an existing pcapng file; the traffic already in it is untouched."""
+    """Append a metadata block to a pcapng file; the traffic already in it is untouched."""
     with open(path, "ab") as stream:
         PcapngWriter(stream, section=False).custom(METADATA_PEN, encode_metadata(meta))

@@ -50,7 +50,8 @@ _FIELDS_48 = [
     ("data_len", "u4"),
     ("setup", "u1", (8,)),
 ]
-_FIELDS_64 = _FIELDS_48 + [
+_FIELDS_64 = [
+    *_FIELDS_48,
     ("interval", "i4"),
     ("start_frame", "i4"),
     ("xfer_flags", "u4"),
