@@ -209,7 +209,13 @@ class _Reader:
             btype, blen = (int(x) for x in words[pos // 4 : pos // 4 + 2])
             if btype == bt.BT_SHB:
                 magic = bytes(buf[pos + 8 : pos + 12])
-                order = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">" if magic == b"\x1a\x2b\x3c\x4d" else None
+                order = (
+                    "<"
+                    if magic == b"\x4d\x3c\x2b\x1a"
+                    else ">"
+                    if magic == b"\x1a\x2b\x3c\x4d"
+                    else None
+                )
                 if order is None:
                     raise self.fail(base + pos, "section header has no valid byte-order magic")
                 if order != self.order:
