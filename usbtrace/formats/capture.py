@@ -77,10 +77,7 @@ def _ts_to_ns(units: np.ndarray, iface: Interface) -> np.ndarray:
     base, exp = iface.tsresol
     units = units.astype(np.int64)
     if base == 10:
-        if exp <= 9:
-            ns = units * (10 ** (9 - exp))
-        else:
-            ns = units // (10 ** (exp - 9))
+        ns = units * 10 ** (9 - exp) if exp <= 9 else units // 10 ** (exp - 9)
     else:
         ns = (units.astype(np.float64) * (1e9 / float(base) ** exp)).astype(np.int64)
     return ns + iface.tsoffset_s * 1_000_000_000
@@ -171,8 +168,7 @@ class _Reader:
                     eof = len(data) < max(need, CHUNK_BYTES) and self.stream.tell() >= self.size
                     buf = np.concatenate([buf, np.frombuffer(data, dtype=np.uint8)])
             consumed, batches, need = self._scan_pcapng(buf, base, eof)
-            for b in batches:
-                yield b
+            yield from batches
             buf = buf[consumed:]
             base += consumed
             if eof and need:
@@ -189,7 +185,7 @@ class _Reader:
                 return
 
     def _scan_pcapng(self, buf: np.ndarray, base: int, eof: bool) -> tuple[int, list, int]:
-        """Walk complete blocks in ``buf``. Returns (bytes consumed, batches, bytes still needed)."""
+        """Walk the complete blocks in ``buf``: (bytes consumed, batches, bytes still needed)."""
         batches: list[RecordBatch] = []
         pos = 0
         limit = len(buf)
@@ -311,14 +307,13 @@ class _Reader:
                             iface.received = struct.unpack(o + "Q", value)[0]
                         elif code == bt.OPT_ISB_IFDROP and len(value) == 8:
                             iface.dropped = struct.unpack(o + "Q", value)[0]
-        elif btype in (bt.BT_CUSTOM_COPY, bt.BT_CUSTOM_NOCOPY):
-            if len(body) >= 4:
-                pen = struct.unpack_from(o + "I", body)[0]
-                info.custom_blocks.append((pen, body[4:]))
-                if pen == METADATA_PEN:
-                    meta = decode_metadata_payload(body[4:])
-                    if meta is not None:
-                        info.metadata.append(meta)
+        elif btype in (bt.BT_CUSTOM_COPY, bt.BT_CUSTOM_NOCOPY) and len(body) >= 4:
+            pen = struct.unpack_from(o + "I", body)[0]
+            info.custom_blocks.append((pen, body[4:]))
+            if pen == METADATA_PEN:
+                meta = decode_metadata_payload(body[4:])
+                if meta is not None:
+                    info.metadata.append(meta)
         return []
 
     def _odd_packet(
