@@ -89,6 +89,7 @@ class _Device:
     dfu: list[DfuStep] = field(default_factory=list)
     standard: list[StandardRequest] = field(default_factory=list)
     cancelled: int = 0
+    orphan_completions: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     first_frame: int = 0
     last_frame: int = 0
@@ -123,10 +124,15 @@ class DecodedCapture:
             out.append(f"file is cut at byte {self.info.cut_at}")
         if self.info.dropped:
             out.append(f"{self.info.dropped} packet(s) dropped by the capture")
-        if self.orphan_completions:
-            out.append(f"{self.orphan_completions} completion(s) without their submit")
         if self.info.short_records:
             out.append(f"{self.info.short_records} record(s) too short for a usbmon header")
+        return out
+
+    def problems_for(self, trace: EdgeTpuTrace) -> list[str]:
+        """Capture-wide problems plus the traffic of this device that could not be paired."""
+        out = self.problems
+        if trace.orphan_completions:
+            out.append(f"{trace.orphan_completions} completion(s) without their submit")
         return out
 
 
@@ -231,6 +237,7 @@ class Decoder:
         for key in np.unique(devkey).tolist():
             d = self.dev(key >> 8, key & 0xFF)
             u = urbs[devkey == key]
+            d.orphan_completions += int(np.count_nonzero(u["s_frame"] == 0))
             bulk = u["xfer"] == XFER_BULK
             ok = (u["c_frame"] > 0) & (u["status"] == 0)
             bad = (u["c_frame"] > 0) & (u["status"] != 0) & (u["xfer"] != XFER_CONTROL)
@@ -361,6 +368,7 @@ class Decoder:
             standard=d.standard,
             unframed_urbs=d.framer.unframed,
             cancelled=d.cancelled,
+            orphan_completions=d.orphan_completions,
             errors=[f"{msg} ({n}x)" for msg, n in d.errors.items()],
             first_frame=d.first_frame,
             last_frame=d.last_frame,
