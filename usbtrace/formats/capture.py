@@ -34,6 +34,7 @@ MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 MAX_COMMENTS = 1000
+MAX_TSOFFSET_S = 9_000_000_000  # ~285 years: keeps offset + timestamp within int64 nanoseconds
 
 
 @dataclass
@@ -76,7 +77,11 @@ class CaptureInfo:
 def _ts_to_ns(units: np.ndarray, iface: Interface) -> np.ndarray:
     base, exp = iface.tsresol
     units = units.astype(np.int64)
-    if base == 10:
+    if base == 10 and exp - 9 >= 19:
+        # a garbage resolution option (finer than 1e-27 s): every timestamp is below 1 ns, and
+        # 10**(exp - 9) no longer fits numpy's int64 (it raised OverflowError)
+        ns = np.zeros(len(units), dtype=np.int64)
+    elif base == 10:
         ns = units * 10 ** (9 - exp) if exp <= 9 else units // 10 ** (exp - 9)
     else:
         ns = (units.astype(np.float64) * (1e9 / float(base) ** exp)).astype(np.int64)
@@ -105,6 +110,8 @@ class _Reader:
         self.order = "<"
         self.section_ifaces: list[Interface] = []
         self.warned_linktypes: set[int] = set()
+        # damage found in a chunk: raised only after the chunk's good records were handed on
+        self.error: InputError | None = None
 
     def fail(self, offset: int, message: str) -> InputError:
         return InputError(self.path, message, offset)
@@ -169,6 +176,8 @@ class _Reader:
                     buf = np.concatenate([buf, np.frombuffer(data, dtype=np.uint8)])
             consumed, batches, need = self._scan_pcapng(buf, base, eof)
             yield from batches
+            if self.error is not None:
+                raise self.error
             buf = buf[consumed:]
             base += consumed
             if eof and need:
@@ -185,8 +194,22 @@ class _Reader:
                 return
 
     def _scan_pcapng(self, buf: np.ndarray, base: int, eof: bool) -> tuple[int, list, int]:
-        """Walk the complete blocks in ``buf``: (bytes consumed, batches, bytes still needed)."""
+        """Walk the complete blocks in ``buf``: (bytes consumed, batches, bytes still needed).
+
+        On damage the batches before it are still returned, with the error in ``self.error``:
+        a file that breaks off must yield the records of its readable prefix, and a chunk is
+        32 MiB, i.e. the whole of most captures.
+        """
         batches: list[RecordBatch] = []
+        try:
+            return self._walk_pcapng(buf, base, eof, batches)
+        except InputError as exc:
+            self.error = exc
+            return 0, batches, 0
+
+    def _walk_pcapng(
+        self, buf: np.ndarray, base: int, eof: bool, batches: list[RecordBatch]
+    ) -> tuple[int, list, int]:
         pos = 0
         limit = len(buf)
         words = buf[: limit - limit % 4].view(self.order + "u4")
@@ -199,7 +222,7 @@ class _Reader:
             if i < len(cpos) and cpos[i] == pos and self.section_ifaces:
                 k = int(np.searchsorted(breaks, i))
                 j = int(breaks[k]) if k < len(breaks) else len(cpos) - 1
-                batches.extend(self._epbs(buf, words, cpos[i : j + 1], clen[i : j + 1], base))
+                self._epbs(buf, words, cpos[i : j + 1], clen[i : j + 1], base, batches)
                 pos = int(nxt[j])
                 continue
             btype, blen = (int(x) for x in words[pos // 4 : pos // 4 + 2])
@@ -251,21 +274,33 @@ class _Reader:
         return cpos, clen, breaks
 
     def _epbs(
-        self, buf: np.ndarray, words: np.ndarray, pos: np.ndarray, blen: np.ndarray, base: int
-    ) -> list[RecordBatch]:
+        self,
+        buf: np.ndarray,
+        words: np.ndarray,
+        pos: np.ndarray,
+        blen: np.ndarray,
+        base: int,
+        out: list[RecordBatch],
+    ) -> None:
         w = pos // 4
         iface = words[w + 2].astype(np.int64)
         ts = (words[w + 3].astype(np.uint64) << np.uint64(32)) | words[w + 4].astype(np.uint64)
         caplen = words[w + 5].astype(np.int64)
-        bad = caplen > blen - 32
-        if bad.any():
-            at = int(pos[np.argmax(bad)])
-            raise self.fail(base + at, "packet's captured length is longer than its block")
-        n = len(pos)
+        bad_len = caplen > blen - 32
+        bad = bad_len | (iface >= len(self.section_ifaces))
+        k = int(np.argmax(bad)) if bad.any() else len(pos)
+        n = k  # the packets before the first bad one are good: keep them
         frames = np.arange(self.frame + 1, self.frame + 1 + n, dtype=np.int64)
         self.frame += n
         self.info.packets += n
-        return self.packets(buf, iface, ts, pos + 28, caplen, frames, base)
+        if n:
+            out.extend(self.packets(buf, iface[:k], ts[:k], pos[:k] + 28, caplen[:k], frames, base))
+        if k < len(pos):
+            if bad_len[k]:
+                raise self.fail(
+                    base + int(pos[k]), "packet's captured length is longer than its block"
+                )
+            raise self.fail(base + int(pos[k]), f"packet refers to undefined interface {iface[k]}")
 
     def _block(
         self, btype: int, body: bytes, buf: np.ndarray, pos: int, blen: int, base: int
@@ -288,7 +323,13 @@ class _Reader:
                     v = value[0]
                     iface.tsresol = (2, v & 0x7F) if v & 0x80 else (10, v)
                 elif code == 14 and len(value) == 8:  # if_tsoffset
-                    iface.tsoffset_s = struct.unpack(o + "q", value)[0]
+                    offset = struct.unpack(o + "q", value)[0]
+                    # an offset beyond +-292 years does not fit int64 nanoseconds (it raised
+                    # OverflowError): garbage, so the timestamps are taken as written
+                    if abs(offset) < MAX_TSOFFSET_S:
+                        iface.tsoffset_s = offset
+                    else:
+                        info.warnings.append(f"interface timestamp offset {offset} s ignored")
                 elif code == bt.OPT_COMMENT:
                     self._comment(value)
             self.section_ifaces.append(iface)
@@ -382,7 +423,9 @@ class _Reader:
             while pos + 16 <= limit:
                 sec, frac, incl, _orig = rec.unpack_from(raw, pos)
                 if incl > MAX_BLOCK_BYTES:
-                    raise self.fail(base + pos, f"record length {incl} is implausibly large")
+                    # raised once the records before it have been handed on (a readable prefix)
+                    self.error = self.fail(base + pos, f"record length {incl} is implausibly large")
+                    break
                 if pos + 16 + incl > limit:
                     break
                 starts.append(pos + 16)
@@ -403,6 +446,8 @@ class _Reader:
                     frames,
                     base,
                 )
+            if self.error is not None:
+                raise self.error
             buf = buf[pos:]
             base += pos
             if eof:

@@ -62,21 +62,39 @@ class CaptureMetadata:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaptureMetadata:
+        # The JSON comes from a file: a known key whose value has the wrong type (or an invoke
+        # that is not an object of integers) is dropped rather than trusted. Found by fuzzing:
+        # `"invokes": null`, `"model": 1.5` and the like raised TypeError/ValueError deep in
+        # summarize.
         known = {"model", "model_path", "model_sha256", "label", "link_speed", "bus", "device"}
-        meta = cls(**{k: data[k] for k in known if k in data})
-        meta.invokes = [
-            InvokeTiming(
-                index=int(i["index"]),
-                start_ns=int(i["start_ns"]),
-                end_ns=int(i["end_ns"]),
-                warmup=bool(i.get("warmup", False)),
-            )
-            for i in data.get("invokes", [])
-        ]
+        meta = cls(**{k: data[k] for k in known if k in data and _typed(k, data[k])})
+        raw = data.get("invokes")
+        invokes = (_invoke(i) for i in (raw if isinstance(raw, list) else []))
+        meta.invokes = [i for i in invokes if i is not None]
         meta.extra = {
             k: v for k, v in data.items() if k not in known | {"invokes", "usbtrace_metadata"}
         }
         return meta
+
+
+_INT_KEYS = ("bus", "device")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
+def _typed(key: str, value: Any) -> bool:
+    return _is_int(value) if key in _INT_KEYS else isinstance(value, str)
+
+
+def _invoke(item: Any) -> InvokeTiming | None:
+    if not isinstance(item, dict):
+        return None
+    values = [item.get(k) for k in ("index", "start_ns", "end_ns")]
+    if not all(_is_int(v) for v in values):
+        return None
+    return InvokeTiming(*values, warmup=bool(item.get("warmup", False)))
 
 
 def encode_metadata(meta: CaptureMetadata) -> bytes:
