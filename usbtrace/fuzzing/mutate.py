@@ -29,7 +29,6 @@ from usbtrace.fuzzing.session import (
     edgetpu_session,
     hub_traffic,
     merge,
-    moved,
 )
 from usbtrace.usb.usbmon import URB_COMPLETE, URB_SUBMIT
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from usbtrace.edgetpu.constants import (
     CSR_DESCR_EP,
@@ -128,14 +128,14 @@ class _Builder:
             VID_GOOGLE, PID_EDGETPU_APP, 0x0100, 1, 2, 0, 1,
         )  # fmt: skip
         setup = struct.pack("<BBHHH", 0x80, GET_DESCRIPTOR, DT_DEVICE << 8, 0, 18)
-        s, c = self.urb(XFER_CONTROL, 0x80, 18, in_data=desc, setup=setup)
+        _s, c = self.urb(XFER_CONTROL, 0x80, 18, in_data=desc, setup=setup)
         self.t = c.ts_ns
 
     def csr_write(self, address: int, value: int) -> None:
         setup = struct.pack(
             "<BBHHH", REQTYPE_VENDOR_OUT, CSR_REQUEST_64, address & 0xFFFF, address >> 16, 8
         )
-        s, c = self.urb(XFER_CONTROL, 0x00, 8, out_data=struct.pack("<Q", value), setup=setup)
+        _s, c = self.urb(XFER_CONTROL, 0x00, 8, out_data=struct.pack("<Q", value), setup=setup)
         self.t = c.ts_ns
 
     def transfer(self, tag: int, length: int) -> int:
@@ -224,8 +224,3 @@ def hub_traffic(rng: random.Random, t0_ns: int, t1_ns: int, *, bus: int = 2) -> 
 def merge(*streams: list[UsbRecord]) -> list[UsbRecord]:
     """Records of several devices in capture (time) order."""
     return sorted((r for s in streams for r in s), key=lambda r: r.ts_ns)
-
-
-def moved(records: list[UsbRecord], *, dev: int | None = None, dt_ns: int = 0) -> list[UsbRecord]:
-    """The same traffic at another address and/or shifted in time (copies)."""
-    return [replace(r, dev=r.dev if dev is None else dev, ts_ns=r.ts_ns + dt_ns) for r in records]
