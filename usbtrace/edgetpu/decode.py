@@ -94,6 +94,7 @@ class _Device:
     first_frame: int = 0
     last_frame: int = 0
     abandoned: bool = False  # bulk traffic that is clearly not the Edge TPU protocol
+    multi_ep_from: int = 0  # frame of the completed multi_bo_ep := 1 write, 0 if none
 
     @property
     def ids(self) -> tuple[int, int] | None:
@@ -199,8 +200,17 @@ class Decoder:
             item = decode_control(u)
             if isinstance(item, CsrAccess):
                 d.csr.append(item)
-                if item.write and item.address == CSR_MULTI_BO_EP and item.value:
-                    d.framer.multi_ep = True
+                if (
+                    item.write
+                    and item.address == CSR_MULTI_BO_EP
+                    and item.value
+                    and item.complete_frame
+                    and not d.multi_ep_from
+                ):
+                    # The mode switches at the write's completion frame, not for the whole
+                    # batch it was read in: before, bulk-OUT URBs earlier in the same 32 MiB
+                    # chunk were framed multi-EP too, so results depended on the chunking.
+                    d.multi_ep_from = item.complete_frame
             elif isinstance(item, DfuStep):
                 d.dfu.append(item)
             elif isinstance(item, StandardRequest):
@@ -224,10 +234,22 @@ class Decoder:
                 continue
             m = sel & (devkey == key)
             r = recs[m]
-            rh = r["hdr"]
-            d.framer.feed(r["frame"], rh["epnum"], rh["urb_len"], r["caplen"], r["head"])
             f = d.framer
-            if f.valid_headers == 0 and f.unframed >= GIVE_UP_UNFRAMED and not f.multi_ep:
+            # Giving up is decided URB by URB inside the framer (it used to be checked once per
+            # batch, so a header later in a big batch saved a device that small batches gave
+            # up on), and never for a device whose descriptor or the user names it a TPU.
+            forced = d.ids in EDGETPU_IDS or self.only == (d.bus, d.dev)
+            f.give_up_unframed = 0 if forced else GIVE_UP_UNFRAMED
+            parts = [r]
+            if d.multi_ep_from and not f.multi_ep:
+                before = r["frame"] < d.multi_ep_from
+                parts = [r[before], r[~before]]
+            for k, part in enumerate(parts):
+                if k:
+                    f.multi_ep = True
+                ph = part["hdr"]
+                f.feed(part["frame"], ph["epnum"], ph["urb_len"], part["caplen"], part["head"])
+            if f.gave_up:
                 d.abandoned = True
 
     def _urbs(self, urbs: np.ndarray) -> None:
@@ -356,7 +378,7 @@ class Decoder:
             identified_by=how,
             link_speed=speed,
             link_speed_source=source,
-            multi_ep=d.framer.multi_ep,
+            multi_ep=d.framer.multi_ep or bool(d.multi_ep_from),
             transfers=transfers,
             out_urbs=out_urbs,
             events=d.events,

@@ -70,6 +70,8 @@ class OutFramer:
     roles: list[np.ndarray] = field(default_factory=list)
     unframed: int = 0
     valid_headers: int = 0
+    give_up_unframed: int = 0  # stop at this many unframed URBs while no header was seen; 0 never
+    gave_up: bool = False
     _open: OpenTransfer | None = None
     _open_by_ep: dict[int, OpenTransfer] = field(default_factory=dict)
 
@@ -86,6 +88,14 @@ class OutFramer:
         roles = np.full(n, ROLE_UNFRAMED, dtype=np.int8)
         fl, el, ll, cl = frame.tolist(), ep.tolist(), length.tolist(), cap.tolist()
         for i in range(n):
+            if self.gave_up or (
+                self.give_up_unframed
+                and not self.multi_ep
+                and not self.valid_headers
+                and self.unframed >= self.give_up_unframed
+            ):
+                self.gave_up = True
+                break
             if self.multi_ep or (el[i] != EP_BULK_OUT and el[i] in MULTI_EP_TAG_BY_ENDPOINT):
                 t = self._multi(el[i], ll[i], fl[i])
                 tidx[i], roles[i] = t.index, ROLE_PAYLOAD

@@ -20,7 +20,17 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_OUTPUT_IN, HEADER_LEN
+from usbtrace.edgetpu.constants import (
+    CSR_MULTI_BO_EP,
+    CSR_REQUEST_64,
+    EP_BULK_OUT,
+    EP_EVENT_IN,
+    EP_INPUT_OUT,
+    EP_OUTPUT_IN,
+    EP_PARAM_OUT,
+    HEADER_LEN,
+    REQTYPE_VENDOR_OUT,
+)
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.metadata import METADATA_MAGIC, METADATA_PEN
 from usbtrace.fuzzing.encode import Encoded, Layout, block, encode, idb
@@ -30,7 +40,13 @@ from usbtrace.fuzzing.session import (
     hub_traffic,
     merge,
 )
-from usbtrace.usb.usbmon import URB_COMPLETE, URB_SUBMIT
+from usbtrace.usb.usbmon import (
+    STATUS_IN_PROGRESS,
+    URB_COMPLETE,
+    URB_SUBMIT,
+    XFER_BULK,
+    XFER_CONTROL,
+)
 
 U32_LIES = (0, 4, 8, 12, 16, 0x7FFFFFFC, 0xFFFFFFFC, 0xFFFFFFFF, 0x10000000, 1 << 28)
 
@@ -68,9 +84,12 @@ def _layout(rng: random.Random) -> Layout:
 
 def base_records(rng: random.Random) -> tuple[str, list[UsbRecord], int]:
     """(name, records, index of the record completing the first inference or -1)."""
-    kind = rng.choice(("plain", "plain", "streamed", "hub", "two-tpus", "re-enumerated", "empty"))
+    kind = rng.choice(
+        ("plain", "plain", "streamed", "hub", "two-tpus", "re-enumerated", "empty", "no-descriptor")
+    )
     s = edgetpu_session(
         rng,
+        enumerate_device=kind != "no-descriptor",
         inferences=rng.randint(1, 4),
         streamed=1_100_000 if kind == "streamed" else 0,
         cached=rng.choice((4096, 200_000, 1_048_576 + 512)),
@@ -191,7 +210,60 @@ def m_field(rng: random.Random, recs: list[UsbRecord]) -> str:
     return f"record {i}: {name} = {value!r}"
 
 
+def m_multi_ep(rng: random.Random, recs: list[UsbRecord]) -> str:
+    """Switch to multi-endpoint mode mid-stream and scatter bulk-OUT URBs over 0x02/0x03."""
+    i = rng.randrange(len(recs))
+    r = recs[i]
+    setup = struct.pack(
+        "<BBHHH",
+        REQTYPE_VENDOR_OUT,
+        CSR_REQUEST_64,
+        CSR_MULTI_BO_EP & 0xFFFF,
+        CSR_MULTI_BO_EP >> 16,
+        8,
+    )
+    write = UsbRecord(
+        r.ts_ns, 0xFFFF_FF80_2000_0000, URB_SUBMIT, XFER_CONTROL, 0x00, r.dev, r.bus,
+        STATUS_IN_PROGRESS, 8, 8, struct.pack("<Q", 1), setup,
+    )  # fmt: skip
+    done = replace(write, urb_type=URB_COMPLETE, status=0, data_len=0, data=b"")
+    recs[i:i] = [write, done]
+    moved = 0
+    for k, x in enumerate(recs):
+        if x.ep == EP_BULK_OUT and rng.random() < 0.5:
+            recs[k] = replace(x, ep=rng.choice((EP_INPUT_OUT, EP_PARAM_OUT)))
+            moved += 1
+    return f"multi-EP mode switched on at record {i}, {moved} bulk-OUT records moved"
+
+
+def m_midstream(rng: random.Random, recs: list[UsbRecord]) -> str:
+    """Many bulk-OUT URBs before any header, as when a capture starts mid-stream."""
+    # after the first control transfer (the descriptor read when there is one): bulk traffic
+    # *before* a device's descriptor is a known gap (the give-up decision then depends on the
+    # read chunking; see docs/hardening.md)
+    ctrl = next(
+        (i for i, x in enumerate(recs) if x.xfer == XFER_CONTROL and x.urb_type == URB_COMPLETE),
+        None,
+    )
+    r = recs[ctrl] if ctrl is not None else recs[0]
+    at = ctrl + 1 if ctrl is not None else 0
+    n = rng.choice((10, 63, 64, 65, 100))
+    t = r.ts_ns + 1 if ctrl is not None else r.ts_ns - n * 20_000
+    lead: list[UsbRecord] = []
+    for k in range(n):
+        uid = 0xFFFF_FF80_3000_0000 + 0x200 * (k % 3)
+        s = UsbRecord(
+            t + 20_000 * k, uid, URB_SUBMIT, XFER_BULK, EP_BULK_OUT, r.dev, r.bus,
+            STATUS_IN_PROGRESS, 1 << 20, 1 << 20, bytes(16),
+        )  # fmt: skip
+        lead += [s, replace(s, ts_ns=s.ts_ns + 10_000, urb_type=URB_COMPLETE, status=0, data=b"")]
+    recs[at:at] = lead
+    return f"{n} headerless bulk-OUT URBs after record {at}"
+
+
 RECORD_MUTATIONS = (
+    m_midstream,
+    m_multi_ep,
     m_timestamps,
     m_swap,
     m_urb_ids,

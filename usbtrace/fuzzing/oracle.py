@@ -108,3 +108,27 @@ def check_inspect(path: Path) -> Outcome:
                 o.violations.append(f"inspect --json printed a non-JSON line: {line[:100]!r}")
                 break
     return o
+
+
+def check_chunking(path: Path, reference: Outcome, chunk_bytes: int) -> Outcome:
+    """Differential check: reading in tiny chunks must give exactly the same answer.
+
+    Blocks that straddle a chunk boundary, damage found in a later chunk, byte-order changes
+    between chunks: a small file read in chunks of a few hundred bytes exercises all of the
+    reader's carry-over logic that otherwise only files of more than 32 MiB reach.
+    """
+    from usbtrace.formats import capture
+
+    saved = capture.CHUNK_BYTES
+    capture.CHUNK_BYTES = chunk_bytes
+    try:
+        o = run_cli(["summarize", "--json", str(path)])
+    finally:
+        capture.CHUNK_BYTES = saved
+    o.command = f"summarize (chunks of {chunk_bytes} B)"
+    if o.traceback:
+        o.violations.append("traceback")
+    elif (o.status, o.stdout, o.stderr) != (reference.status, reference.stdout, reference.stderr):
+        what = "exit status" if o.status != reference.status else "output"
+        o.violations.append(f"{what} differs from a whole-file read")
+    return o
