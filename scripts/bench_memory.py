@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Memory and throughput benchmark: ``usbtrace summarize`` on a big synthetic capture.
+
+Writes a synthetic Edge TPU capture of ``--size-gb`` GB (default 5) whose payload URBs are 1 MiB
+and fully captured (a large snaplen: the worst case for a reader, every byte is in the file),
+then runs ``usbtrace summarize --json`` on it in a child process and prints the child's peak RSS
+(``wait4`` rusage), the wall time and the throughput, next to the speed of simply reading the
+file in 32 MiB chunks. The file is deleted afterwards unless ``--keep``; the free space is checked
+first. Bounds (issue 8): peak RSS under 200 MB, throughput near the plain read speed.
+
+    python3 scripts/bench_memory.py --size-gb 5 --dir /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from usbtrace.edgetpu.constants import (  # noqa: E402
+    EP_BULK_OUT,
+    EP_EVENT_IN,
+    EP_OUTPUT_IN,
+    MAX_BULK_OUT_CHUNK,
+    Tag,
+)
+from usbtrace.formats.pcapng_writer import PcapngWriter  # noqa: E402
+from usbtrace.usb.usbmon import (  # noqa: E402
+    STATUS_IN_PROGRESS,
+    URB_COMPLETE,
+    URB_SUBMIT,
+    XFER_BULK,
+    pack_header,
+)
+
+MB = 1_000_000
+BUS, DEV = 2, 4
+
+
+class _Writer:
+    """Single-EP traffic of one device with every payload byte captured."""
+
+    def __init__(self, stream, t0_ns: int) -> None:
+        self.w = PcapngWriter(stream)
+        self.w.interface(linktype=220, snaplen=0, tsresol_exp=9)
+        self.t = t0_ns
+        self.urb_id = 0xFFFF_FF80_1000_0000
+        self.payload = bytes(range(256)) * (MAX_BULK_OUT_CHUNK // 256)
+        self.payload = b"\x80\x0f\x00" + self.payload[3:]
+
+    def _rec(self, kind: int, ep: int, length: int, status: int, data: bytes, t: int) -> None:
+        h = pack_header(
+            urb_id=self.urb_id, urb_type=kind, xfer=XFER_BULK, epnum=ep, devnum=DEV,
+            busnum=BUS, ts_ns=t, status=status, urb_len=length, data_len=len(data),
+        )  # fmt: skip
+        self.w.packet(h + data, t)
+
+    def out(self, data: bytes, length: int, us: int) -> None:
+        self._rec(URB_SUBMIT, EP_BULK_OUT, length, STATUS_IN_PROGRESS, data, self.t)
+        self.t += us * 1000
+        self._rec(URB_COMPLETE, EP_BULK_OUT, length, 0, b"", self.t)
+        self.t += 2000
+
+    def transfer(self, tag: int, length: int) -> None:
+        self.out(struct.pack("<IB3x", length, tag), 8, 20)
+        left = length
+        while left:
+            n = min(left, MAX_BULK_OUT_CHUNK)
+            self.out(self.payload[:n], n, n // 350)  # ~350 MB/s on the wire
+            left -= n
+
+    def read(self, ep: int, asked: int, data: bytes) -> None:
+        self._rec(
+            URB_SUBMIT, ep | 0x80 if ep < 0x80 else ep, asked, STATUS_IN_PROGRESS, b"", self.t
+        )
+        self.t += 300_000
+        self._rec(URB_COMPLETE, ep, len(data), 0, data, self.t)
+        self.t += 2000
+
+
+def make_capture(path: Path, size: int) -> tuple[int, int]:
+    """Inferences of 8 MiB streamed parameters each until the file reaches ``size`` bytes."""
+    inferences = 0
+    with open(path, "wb", buffering=16 << 20) as stream:
+        w = _Writer(stream, 1_700_000_000_000_000_000)
+        while stream.tell() < size:
+            w.transfer(Tag.INSTRUCTIONS, 200_000)
+            w.transfer(Tag.INPUT, 150_528)
+            w.transfer(Tag.PARAMETERS, 8 * MAX_BULK_OUT_CHUNK)
+            w.read(EP_OUTPUT_IN, 1024, bytes(1001))
+            w.read(EP_EVENT_IN, 16, bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3))
+            inferences += 1
+    return path.stat().st_size, inferences
+
+
+def plain_read(path: Path) -> float:
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.read(32 << 20):
+            pass
+    return time.perf_counter() - t0
+
+
+def run_summarize(path: Path) -> tuple[float, int, int, dict]:
+    """(seconds, peak RSS in bytes, exit status, JSON) of a child ``usbtrace summarize``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    out_path = path.with_suffix(".json")
+    with open(out_path, "w") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "usbtrace", "summarize", "--json", "--jobs", "1", str(path)],
+            stdout=out,
+            env=env,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - t0
+    doc = json.loads(out_path.read_text())
+    out_path.unlink()
+    return elapsed, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), doc
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--size-gb", type=float, default=5.0, help="capture size in GB (default 5)")
+    p.add_argument("--dir", default="/tmp", help="where to write the capture (default /tmp)")
+    p.add_argument("--keep", action="store_true", help="keep the capture afterwards")
+    args = p.parse_args()
+    size = int(args.size_gb * 1e9)
+    folder = Path(args.dir)
+    free = shutil.disk_usage(folder).free
+    if free < size * 1.2:
+        print(f"bench_memory: {folder} has {free / 1e9:.1f} GB free, need {size * 1.2 / 1e9:.1f}")
+        return 2
+    path = folder / f"usbtrace-bench-{os.getpid()}.pcapng"
+    try:
+        t0 = time.perf_counter()
+        nbytes, inferences = make_capture(path, size)
+        t_make = time.perf_counter() - t0
+        print(f"capture: {path} {nbytes / 1e9:.2f} GB, {inferences} inferences, "
+              f"written in {t_make:.1f} s ({nbytes / MB / t_make:.0f} MB/s)")  # fmt: skip
+        t_read = plain_read(path)
+        print(f"plain read (32 MiB chunks): {t_read:.1f} s, {nbytes / MB / t_read:.0f} MB/s")
+        t_sum, rss, status, doc = run_summarize(path)
+        caps = doc["captures"]
+        found = caps[0]["summary"]["inferences"] if caps else 0
+        print(f"usbtrace summarize: {t_sum:.1f} s, {nbytes / MB / t_sum:.0f} MB/s, "
+              f"peak RSS {rss / MB:.0f} MB, exit {status}, {found} inferences found")  # fmt: skip
+        ok = status == 0 and found == inferences and rss < 200 * MB
+        print(f"within bounds (exit 0, every inference found, peak RSS < 200 MB): {ok}; "
+              f"speed {t_read / t_sum:.0%} of a plain read")  # fmt: skip
+        return 0 if ok else 1
+    finally:
+        if not args.keep:
+            path.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
