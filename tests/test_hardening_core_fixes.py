@@ -1,0 +1,154 @@
+"""Unit-level regressions for the core bugs the fuzzer found (see tests/corpus for whole files)."""
+
+from __future__ import annotations
+
+import random
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.edgetpu.framing import OutFramer
+from usbtrace.errors import InputError
+from usbtrace.formats import capture
+from usbtrace.formats.capture import Capture, Interface, _ts_to_ns
+from usbtrace.formats.metadata import CaptureMetadata
+from usbtrace.fuzzing.encode import Layout, encode
+from usbtrace.fuzzing.session import edgetpu_session
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "c.pcapng") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def _packets_before_error(path: Path) -> tuple[int, InputError | None]:
+    cap = Capture(path)
+    n = 0
+    try:
+        for b in cap.batches():
+            n += len(b)
+    except InputError as exc:
+        return n, exc
+    return n, None
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
+def test_damage_in_the_first_chunk_keeps_the_records_before_it(tmp_path: Path, fmt: str) -> None:
+    s = edgetpu_session(random.Random(5), inferences=2)
+    enc = encode(s.records, Layout(format=fmt))
+    k = 30  # damage the 31st record
+    data = bytearray(enc.data)
+    at = enc.record_starts[k]
+    # a block length that disagrees with its trailer / an implausible pcap record length
+    off = at + 4 if fmt == "pcapng" else at + 8
+    struct.pack_into("<I", data, off, 0xFFFFFF00 if fmt == "pcap" else 0x100)
+    n, err = _packets_before_error(_write(tmp_path, bytes(data)))
+    assert err is not None and err.offset == at
+    assert n == k
+
+
+def test_a_bad_captured_length_mid_run_keeps_the_packets_before_it(tmp_path: Path) -> None:
+    s = edgetpu_session(random.Random(6), inferences=1)
+    enc = encode(s.records)
+    data = bytearray(enc.data)
+    struct.pack_into("<I", data, enc.record_starts[12] + 20, 0x7FFFFFF0)
+    n, err = _packets_before_error(_write(tmp_path, bytes(data)))
+    assert err is not None and "captured length" in err.message
+    assert n == 12
+
+
+def test_decode_with_partial_ok_reports_the_prefix_and_the_error(tmp_path: Path) -> None:
+    s = edgetpu_session(random.Random(7), inferences=3)
+    enc = encode(s.records)
+    data = bytearray(enc.data)
+    at = enc.record_starts[s.first_inference_done + 4]
+    struct.pack_into("<I", data, at + 4, 0x104)
+    decoded = decode_capture(_write(tmp_path, bytes(data)), partial_ok=True)
+    assert decoded.error is not None and decoded.error.offset == at
+    (trace,) = decoded.devices
+    assert len([e for e in trace.events if e.tag == 4]) >= 2  # caching + first inference
+
+
+def test_a_garbage_timestamp_resolution_does_not_overflow() -> None:
+    iface = Interface(section=1, linktype=220, snaplen=0, tsresol=(10, 63))
+    ns = _ts_to_ns(np.array([1, 2**40], dtype=np.uint64), iface)
+    assert ns.tolist() == [0, 0]
+    iface.tsresol = (10, 27)  # still representable: 2**40 units of 1e-27 s are < 1 ns
+    assert _ts_to_ns(np.array([2**40], dtype=np.uint64), iface).tolist() == [0]
+
+
+def test_a_huge_timestamp_offset_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    from usbtrace.fuzzing.encode import idb
+
+    s = edgetpu_session(random.Random(8), inferences=1)
+    enc = encode(s.records)
+    data = bytearray(enc.data)
+    data[enc.block_starts[1] : enc.block_starts[2]] = idb(
+        "<", 220, 6, 0, [(14, struct.pack("<q", -(2**62)))]
+    )
+    cap = Capture(_write(tmp_path, bytes(data)))
+    first = next(iter(cap.batches()))
+    assert first.records["ts_ns"][0] == s.records[0].ts_ns // 1000 * 1000
+    assert any("offset" in w for w in cap.info.warnings)
+
+
+def test_metadata_with_wrong_types_is_dropped_key_by_key() -> None:
+    meta = CaptureMetadata.from_json(
+        {
+            "model": 1.5,
+            "label": "bench",
+            "bus": True,
+            "device": 4,
+            "invokes": [
+                None,
+                {"index": "0", "start_ns": 1, "end_ns": 2},
+                {"index": 1, "start_ns": 5, "end_ns": 9},
+            ],
+        }
+    )
+    assert meta.model is None and meta.label == "bench"
+    assert meta.bus is None and meta.device == 4
+    assert [(i.index, i.start_ns, i.end_ns) for i in meta.invokes] == [(1, 5, 9)]
+    assert CaptureMetadata.from_json({"invokes": None}).invokes == []
+
+
+def test_the_framer_gives_up_at_the_same_urb_whatever_the_batching() -> None:
+    n = 100
+    frame = np.arange(1, n + 1)
+    ep = np.ones(n, dtype=np.uint8)
+    length = np.full(n, 4096)
+    cap = np.zeros(n)
+    head = np.zeros((n, 16), dtype=np.uint8)
+    whole, pieces = OutFramer(give_up_unframed=64), OutFramer(give_up_unframed=64)
+    whole.feed(frame, ep, length, cap, head)
+    for lo in range(0, n, 7):
+        pieces.feed(
+            frame[lo : lo + 7],
+            ep[lo : lo + 7],
+            length[lo : lo + 7],
+            cap[lo : lo + 7],
+            head[lo : lo + 7],
+        )
+    assert whole.gave_up and pieces.gave_up
+    assert whole.unframed == pieces.unframed == 64
+
+
+@pytest.mark.parametrize("chunk", [128, 1000, 32 << 20])
+def test_results_do_not_depend_on_the_read_chunk_size(
+    tmp_path: Path, chunk: int, monkeypatch
+) -> None:
+    from usbtrace.analysis.summary import summarize_file
+
+    path = Path(__file__).parent / "corpus" / "multi-ep-switch-mid-capture.pcapng"
+    want = [s.to_json() for s in summarize_file(path)]
+    monkeypatch.setattr(capture, "CHUNK_BYTES", chunk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = [s.to_json() for s in summarize_file(path)]
+    assert got == want
+    assert want[0]["requests"][0]["kind"] == "parameter-caching"
