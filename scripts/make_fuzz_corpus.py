@@ -30,6 +30,7 @@ from usbtrace.edgetpu.constants import (  # noqa: E402
 from usbtrace.formats import pcapng_writer as bt  # noqa: E402
 from usbtrace.formats.metadata import METADATA_MAGIC, METADATA_PEN  # noqa: E402
 from usbtrace.fuzzing.encode import Layout, block, encode, idb  # noqa: E402
+from usbtrace.fuzzing.mutate import make_case  # noqa: E402
 from usbtrace.fuzzing.session import UsbRecord, edgetpu_session  # noqa: E402
 from usbtrace.usb.usbmon import (  # noqa: E402
     STATUS_IN_PROGRESS,
@@ -161,6 +162,13 @@ def build() -> dict[str, dict]:
         "headerless-stream-no-descriptor.pcapng", encode(lead + s8.records).data,
         summarize_exit=2, stderr="no Edge TPU traffic found",
         why="giving up was checked per batch: small reads gave up, one big read did not",
+    )  # fmt: skip
+    # 9. (100,000-case campaign) two error statuses on different endpoints were listed in the
+    # order their batches happened to pair them in
+    put(
+        "error-statuses-order.pcapng", make_case(1095255).data,
+        summarize_exit=0, integrity_ok=False, problem="endpoint 0x82 completed with status -32",
+        why="the integrity problems' order depended on the read chunking",
     )  # fmt: skip
     assert Tag.INSTRUCTIONS == 0
     return expected

@@ -391,7 +391,8 @@ class Decoder:
             unframed_urbs=d.framer.unframed,
             cancelled=d.cancelled,
             orphan_completions=d.orphan_completions,
-            errors=[f"{msg} ({n}x)" for msg, n in d.errors.items()],
+            # sorted: the dict fills in pairing order, which depends on the read chunking
+            errors=[f"{msg} ({n}x)" for msg, n in sorted(d.errors.items())],
             first_frame=d.first_frame,
             last_frame=d.last_frame,
         )
