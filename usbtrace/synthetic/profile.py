@@ -38,8 +38,8 @@ class Timing:
     host_gap_us: int = 20  # host: from one bulk-OUT submit (or a freed slot) to the next
     cached_compute_us: int = 0  # execution start -> the first streamed parameter is accepted
     param_bytes_per_s: int | None = None  # device parameter consumption; None = as fast as the link
-    compute_us: int = 0  # execution start -> output, at least (execution start = input accepted)
-    tail_us: int = 20  # last OUT URB of a request accepted -> output, at least
+    compute_us: int = 0  # execution start (input accepted) -> first output chunk, at least
+    tail_us: int = 20  # last OUT URB of a request accepted -> first output chunk, at least
     caching_tail_us: int = 25  # caching request: last OUT URB accepted -> its event
     event_after_output_us: int = 19
     repost_us: int = 40  # driver: a completed read -> the same read posted again

@@ -566,12 +566,15 @@ class _DeviceSim:
             out_start = last_out + t.tail_us
             if req.exec_start_us is not None:
                 out_start = max(out_start, req.exec_start_us + t.compute_us)
+            # out_start is when the first chunk arrives; the rest follow at the IN link rate
             at = out_start
             remaining = dev.output_bytes
             while remaining > 0:
                 n = min(remaining, dev.output_read_len)
                 remaining -= n
-                at, _ = outputs.deliver(at + transfer_us(n, t.link_in_bytes_per_s), bytes(n))
+                if chunks:
+                    at += transfer_us(n, t.link_in_bytes_per_s)
+                at, _ = outputs.deliver(at, bytes(n))
                 chunks.append((at, n))
             event_at = at + t.event_after_output_us if chunks else out_start
         event_us, event_serial = events.deliver(event_at, EVENT_REQUEST_DONE)

@@ -10,8 +10,11 @@ before it completed, and takes ``urb_overhead_us + ceil(len / rate)``; the rate 
 ``min(link, param_bytes_per_s)`` for the streamed parameters of an inference request (the device
 consuming them sets the pace). Execution starts when the input was accepted (and the previous
 request finished); the first streamed parameter after the input is accepted no earlier than
-``cached_compute_us`` later (cached layers run first). Output begins at the later of
-``execution start + compute_us`` and ``last OUT accepted + tail_us``.
+``cached_compute_us`` later (cached layers run first). The first output chunk completes at the
+later of ``execution start + compute_us`` and ``last OUT accepted + tail_us``; further chunks
+follow at the IN link rate (each needs a pending read); the tag-4 event comes
+``event_after_output_us`` after the last chunk. A caching request's event comes
+``caching_tail_us`` after its last OUT URB was accepted.
 
 Everything is integer microseconds, so the ground truth is exact.
 """
