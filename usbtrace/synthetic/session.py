@@ -535,7 +535,8 @@ class _DeviceSim:
         offsets: dict[int, int] = {}
         for urb in req.urbs:
             tag, length = req.transfers[urb.transfer]
-            label = f"{self.dev.bus}.{self.dev.address} r{req.index} t{urb.transfer}"
+            # the same weights and instructions every time the request runs, as on the real device
+            label = f"{self.dev.bus}.{self.dev.address} {req.kind} t{urb.transfer}"
             if urb.header:
                 data = pl.out_header(tag, length)
             else:
