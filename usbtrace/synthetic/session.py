@@ -7,6 +7,7 @@ returns the records and the exact truth. ``write_session(profile, path)`` also w
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections import deque
@@ -695,13 +696,22 @@ def _metadata(profile: SessionProfile, truth: SessionTruth) -> CaptureMetadata:
     )
 
 
-def write_session(profile: SessionProfile, path: str | os.PathLike[str]) -> Session:
-    """Generate ``profile`` and write it to ``path`` (a new file; refuses to overwrite)."""
+def write_session(
+    profile: SessionProfile, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Session:
+    """Generate ``profile`` and write it to ``path`` (a new file unless ``overwrite``)."""
     session = generate(profile)
-    target = Path(path)
-    with open(target, "xb") as stream:
+    with open(Path(path), "wb" if overwrite else "xb") as stream:
         write_pcapng(session, profile, stream)
     return session
+
+
+def session_bytes(profile: SessionProfile) -> tuple[bytes, Session]:
+    """The pcapng file of ``profile`` in memory, and the session."""
+    session = generate(profile)
+    buffer = io.BytesIO()
+    write_pcapng(session, profile, buffer)
+    return buffer.getvalue(), session
 
 
 def write_pcapng(session: Session, profile: SessionProfile, stream: BinaryIO) -> None:
