@@ -52,7 +52,9 @@ class _Net:
         data = self.rng.integers(-256, 256, size=(n,), dtype=np.int32).astype("<i4")
         return self.g.tensor(f"{name}/bias", (n,), tw.INT32, BIAS, data)
 
-    def _activation(self, name: str, shape: tuple[int, ...], quant: Quantization = ACTIVATION) -> int:
+    def _activation(
+        self, name: str, shape: tuple[int, ...], quant: Quantization = ACTIVATION
+    ) -> int:
         return self.g.tensor(name, shape, tw.INT8, quant)
 
     def pad(self, x: int, pads: list[tuple[int, int]]) -> int:
@@ -66,7 +68,12 @@ class _Net:
         return out
 
     def conv(
-        self, x: int, filters: int, kernel: int, stride: int = 1, padding: int = tw.SAME,
+        self,
+        x: int,
+        filters: int,
+        kernel: int,
+        stride: int = 1,
+        padding: int = tw.SAME,
         act: int = tw.ACT_RELU6,
     ) -> int:
         name = self._name("conv")
@@ -77,8 +84,14 @@ class _Net:
         out = self._activation(name, (1, oh, ow, filters))
         options = Options(
             tw.OPTIONS_CONV_2D,
-            {0: ("int8", padding), 1: ("int32", stride), 2: ("int32", stride), 3: ("int8", act),
-             4: ("int32", 1), 5: ("int32", 1)},
+            {
+                0: ("int8", padding),
+                1: ("int32", stride),
+                2: ("int32", stride),
+                3: ("int8", act),
+                4: ("int32", 1),
+                5: ("int32", 1),
+            },
         )
         self.g.op(tw.CONV_2D, [x, weights, bias], [out], options)
         return out
@@ -86,14 +99,23 @@ class _Net:
     def depthwise(self, x: int, stride: int = 1, kernel: int = 3, act: int = tw.ACT_RELU6) -> int:
         name = self._name("depthwise")
         _, h, w, c = self.g.shape(x)
-        weights = self._weights(name, (1, kernel, kernel, c), Quantization((WEIGHT_SCALE,), (0,), 3))
+        weights = self._weights(
+            name, (1, kernel, kernel, c), Quantization((WEIGHT_SCALE,), (0,), 3)
+        )
         bias = self._bias(name, c)
         oh, ow = _out_size(h, kernel, stride, tw.SAME), _out_size(w, kernel, stride, tw.SAME)
         out = self._activation(name, (1, oh, ow, c))
         options = Options(
             tw.OPTIONS_DEPTHWISE,
-            {0: ("int8", tw.SAME), 1: ("int32", stride), 2: ("int32", stride),
-             3: ("int32", 1), 4: ("int8", act), 5: ("int32", 1), 6: ("int32", 1)},
+            {
+                0: ("int8", tw.SAME),
+                1: ("int32", stride),
+                2: ("int32", stride),
+                3: ("int32", 1),
+                4: ("int8", act),
+                5: ("int32", 1),
+                6: ("int32", 1),
+            },
         )
         self.g.op(tw.DEPTHWISE_CONV_2D, [x, weights, bias], [out], options)
         return out
@@ -104,17 +126,26 @@ class _Net:
         weights = self._weights(name, (units, inputs))
         bias = self._bias(name, units)
         out = self._activation(name, (1, units))
-        self.g.op(tw.FULLY_CONNECTED, [x, weights, bias], [out],
-                  Options(tw.OPTIONS_FULLY_CONNECTED, {0: ("int8", act)}))
+        self.g.op(
+            tw.FULLY_CONNECTED,
+            [x, weights, bias],
+            [out],
+            Options(tw.OPTIONS_FULLY_CONNECTED, {0: ("int8", act)}),
+        )
         return out
 
     def reshape(self, x: int, shape: tuple[int, ...]) -> int:
         name = self._name("reshape")
-        target = self.g.tensor(f"{name}/shape", (len(shape),), tw.INT32, None,
-                               np.asarray(shape, dtype="<i4"))
+        target = self.g.tensor(
+            f"{name}/shape", (len(shape),), tw.INT32, None, np.asarray(shape, dtype="<i4")
+        )
         out = self._activation(name, shape, self.g.tensors[x].quantization or ACTIVATION)
-        self.g.op(tw.RESHAPE, [x, target], [out],
-                  Options(tw.OPTIONS_RESHAPE, {0: ("int32_vector", tuple(shape))}))
+        self.g.op(
+            tw.RESHAPE,
+            [x, target],
+            [out],
+            Options(tw.OPTIONS_RESHAPE, {0: ("int32_vector", tuple(shape))}),
+        )
         return out
 
     def add(self, a: int, b: int) -> int:
@@ -127,8 +158,14 @@ class _Net:
         out = self._activation(self._name("avgpool"), (1, 1, 1, c))
         options = Options(
             tw.OPTIONS_POOL_2D,
-            {0: ("int8", tw.VALID), 1: ("int32", 1), 2: ("int32", 1), 3: ("int32", w),
-             4: ("int32", h), 5: ("int8", tw.ACT_NONE)},
+            {
+                0: ("int8", tw.VALID),
+                1: ("int32", 1),
+                2: ("int32", 1),
+                3: ("int32", w),
+                4: ("int32", h),
+                5: ("int8", tw.ACT_NONE),
+            },
         )
         self.g.op(tw.AVERAGE_POOL_2D, [x], [out], options)
         return out
@@ -138,8 +175,12 @@ class _Net:
         shape = list(shapes[0])
         shape[axis] = sum(s[axis] for s in shapes)
         out = self._activation(self._name("concat"), tuple(shape))
-        self.g.op(tw.CONCATENATION, xs, [out],
-                  Options(tw.OPTIONS_CONCATENATION, {0: ("int32", axis), 1: ("int8", tw.ACT_NONE)}))
+        self.g.op(
+            tw.CONCATENATION,
+            xs,
+            [out],
+            Options(tw.OPTIONS_CONCATENATION, {0: ("int32", axis), 1: ("int8", tw.ACT_NONE)}),
+        )
         return out
 
     def softmax(self, x: int) -> int:
@@ -189,10 +230,14 @@ def build_dense(layers: int, seed: int = SEED) -> bytes:
 
 
 # MobileNet v1 depthwise-separable blocks: (pointwise filters, depthwise stride)
-_V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [
-    (1024, 2),
-    (1024, 1),
-]
+_V1_BLOCKS = (
+    [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]
+    + [(512, 1)] * 5
+    + [
+        (1024, 2),
+        (1024, 1),
+    ]
+)
 CLASSES = 1001
 
 
@@ -217,8 +262,15 @@ def build_mobilenet_v1(resolution: int = 224, seed: int = SEED) -> bytes:
 
 
 # MobileNet v2 inverted residual stages: (expansion, output channels, repeats, first stride)
-_V2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-              (6, 160, 3, 2), (6, 320, 1, 1)]
+_V2_STAGES = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 
 
 def build_mobilenet_v2(resolution: int = 224, seed: int = SEED) -> bytes:
@@ -254,7 +306,9 @@ def build_ssd_mobilenet_v1(resolution: int = SSD_RESOLUTION, seed: int = SEED) -
     layers, a box and a class predictor per feature map, concatenated to [1, 1917, 4] boxes and
     [1, 1917, 91] class scores. The CPU-only TFLite_Detection_PostProcess op is left out: it never
     runs on the Edge TPU, so it moves no USB bytes."""
-    net, inp = _start(f"usbtrace ssd_mobilenet_v1 {resolution}", (1, resolution, resolution, 3), seed)
+    net, inp = _start(
+        f"usbtrace ssd_mobilenet_v1 {resolution}", (1, resolution, resolution, 3), seed
+    )
     backbone = _mobilenet_v1_features(net, inp)
     maps = [backbone[10], backbone[12]]
     x = maps[-1]

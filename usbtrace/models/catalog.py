@@ -98,7 +98,9 @@ def load_catalog(path: Path | None = None) -> list[Family]:
         raise InputError(path, f"malformed model catalog: {exc}") from None
 
 
-def catalog_entries(directory: Path | None = None, catalog: list[Family] | None = None) -> list[CatalogEntry]:
+def catalog_entries(
+    directory: Path | None = None, catalog: list[Family] | None = None
+) -> list[CatalogEntry]:
     directory = directory or models_dir()
     entries = []
     for fam in catalog if catalog is not None else load_catalog():

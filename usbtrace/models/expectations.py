@@ -79,7 +79,9 @@ class ExpectedTraffic:
             else:  # no hints: every bitstream once, in stored order
                 expected.instruction_bytes += main.instruction_bitstream_bytes
             batch = main.batch_size
-            expected.input_bytes += sum(i.size_bytes * i.execution_count for i in main.inputs) * batch
+            expected.input_bytes += (
+                sum(i.size_bytes * i.execution_count for i in main.inputs) * batch
+            )
             expected.parameter_bytes += main.parameter_bytes
             outputs = [o.size_bytes * o.execution_count * batch for o in main.outputs]
             expected.output_bytes += sum(outputs)
@@ -209,9 +211,12 @@ class Reconciliation:
 def _compare_sequences(
     expected: list[tuple[int, int]], observed: list[tuple[int, int]]
 ) -> tuple[bool, str]:
-    for i, (want, got) in enumerate(zip(expected, observed)):
+    for i, (want, got) in enumerate(zip(expected, observed, strict=False)):
         if tuple(want) != tuple(got):
-            return False, f"transfer {i + 1}: (tag {got[0]}, {got[1]} B), model says (tag {want[0]}, {want[1]} B)"
+            return False, (
+                f"transfer {i + 1} is (tag {got[0]}, {got[1]} B), "
+                f"model says (tag {want[0]}, {want[1]} B)"
+            )
     if len(expected) != len(observed):
         return False, f"{len(observed)} transfers, model says {len(expected)}"
     return True, f"{len(expected)} transfers in the model's order"
@@ -229,6 +234,8 @@ def reconcile(expected: ExpectedTraffic, observed: ObservedRequestBytes) -> Reco
         if not expected.deterministic:
             note = "not checked: the model's DMA hints are not fully deterministic"
         else:
-            want = expected.cache_sequence if observed.kind == PARAMETER_CACHING else expected.sequence
+            want = (
+                expected.cache_sequence if observed.kind == PARAMETER_CACHING else expected.sequence
+            )
             sequence_ok, note = _compare_sequences(want, observed.sequence)
     return Reconciliation(observed.kind, fields, sequence_ok, note)

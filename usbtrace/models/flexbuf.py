@@ -106,11 +106,15 @@ class Ref:
         if VECTOR_INT <= self.type <= VECTOR_STRING_DEPRECATED or self.type == VECTOR_BOOL:
             element_type = {VECTOR_BOOL: BOOL}.get(self.type, self.type - VECTOR_INT + INT)
             size = _read_uint(self.buf, target - width, width)
-            return [Ref(self.buf, target + i * width, width, element_type, width) for i in range(size)]
+            return [
+                Ref(self.buf, target + i * width, width, element_type, width) for i in range(size)
+            ]
         if self.type in FIXED_VECTORS:
             length = (self.type - 16) // 3 + 2
             element_type = (self.type - 16) % 3 + INT
-            return [Ref(self.buf, target + i * width, width, element_type, width) for i in range(length)]
+            return [
+                Ref(self.buf, target + i * width, width, element_type, width) for i in range(length)
+            ]
         raise FlexbufferError(f"value of type {self.type} is not a vector", self.pos)
 
     def as_map(self) -> dict[str, Ref]:
@@ -209,7 +213,9 @@ def dumps_map(values: Mapping[str, int | bytes | list[int]]) -> bytes:
             types.append(_pack_type(INT))
         else:
             u32(len(buf) - child_at[name])
-            types.append(_pack_type(STRING if isinstance(value, (bytes, bytearray)) else VECTOR_INT))
+            types.append(
+                _pack_type(STRING if isinstance(value, (bytes, bytearray)) else VECTOR_INT)
+            )
     buf.extend(bytes(types))
     align4()
     u32(len(buf) - map_at)

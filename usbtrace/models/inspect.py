@@ -131,9 +131,7 @@ def _not_compiled_reason(model: TfliteModel) -> str:
 
 
 def summarize_model(model: TfliteModel) -> ModelSummary:
-    summary = ModelSummary(
-        file=str(model.path), compiled=False, op_counts=dict(model.op_counts())
-    )
+    summary = ModelSummary(file=str(model.path), compiled=False, op_counts=dict(model.op_counts()))
     ops = model.edgetpu_ops()
     if not ops:
         summary.reason = _not_compiled_reason(model)

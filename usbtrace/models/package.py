@@ -114,7 +114,9 @@ def _hint(table: Table) -> DmaHint:
     try:
         kind = HintKind(kind_code)
     except ValueError:
-        return DmaHint(HintKind.FENCE, outfeed=outfeed)  # unknown hint: moves nothing usbtrace knows
+        return DmaHint(
+            HintKind.FENCE, outfeed=outfeed
+        )  # unknown hint: moves nothing usbtrace knows
     if value is None:
         return DmaHint(kind, outfeed=outfeed)
     if kind == HintKind.DESCRIPTOR:

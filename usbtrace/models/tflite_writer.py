@@ -23,7 +23,13 @@ FLOAT32, INT32, UINT8, INT64, INT8 = 0, 2, 3, 4, 9
 ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D, DEPTHWISE_CONV_2D = 0, 1, 2, 3, 4
 FULLY_CONNECTED, LOGISTIC, RESHAPE, SOFTMAX, PAD = 9, 14, 22, 25, 34
 OPTIONS_CONV_2D, OPTIONS_DEPTHWISE, OPTIONS_POOL_2D, OPTIONS_FULLY_CONNECTED = 1, 2, 5, 8
-OPTIONS_SOFTMAX, OPTIONS_CONCATENATION, OPTIONS_ADD, OPTIONS_RESHAPE, OPTIONS_PAD = 9, 10, 11, 17, 22
+OPTIONS_SOFTMAX, OPTIONS_CONCATENATION, OPTIONS_ADD, OPTIONS_RESHAPE, OPTIONS_PAD = (
+    9,
+    10,
+    11,
+    17,
+    22,
+)
 
 # Padding and ActivationFunctionType enums
 SAME, VALID = 0, 1
@@ -60,7 +66,9 @@ class Options:
     """A builtin_options table: union type plus ``slot -> (kind, value)`` fields."""
 
     union_type: int
-    fields: dict[int, tuple[str, int | float | bool | tuple[int, ...]]] = field(default_factory=dict)
+    fields: dict[int, tuple[str, int | float | bool | tuple[int, ...]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -102,7 +110,9 @@ class GraphBuilder:
             raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
             self.buffers.append(raw)
             buffer = len(self.buffers) - 1
-        self.tensors.append(_Tensor(name, tuple(int(d) for d in shape), dtype, quantization, buffer))
+        self.tensors.append(
+            _Tensor(name, tuple(int(d) for d in shape), dtype, quantization, buffer)
+        )
         return len(self.tensors) - 1
 
     def shape(self, index: int) -> tuple[int, ...]:
