@@ -139,6 +139,21 @@ class ObservedRequestBytes:
     output: int = 0
     sequence: list[tuple[int, int]] | None = None  # bulk-OUT (tag, length) in order, if known
 
+    @classmethod
+    def from_request(
+        cls, request: object, sequence: list[tuple[int, int]] | None = None
+    ) -> ObservedRequestBytes:
+        """From any object with ``kind``, ``instructions``, ``input``, ``parameters`` and
+        ``output`` attributes (such as the analysis layer's per-request metrics)."""
+        return cls(
+            kind=str(request.kind),  # type: ignore[attr-defined]
+            instructions=int(request.instructions),  # type: ignore[attr-defined]
+            input=int(request.input),  # type: ignore[attr-defined]
+            parameters=int(request.parameters),  # type: ignore[attr-defined]
+            output=int(request.output),  # type: ignore[attr-defined]
+            sequence=sequence,
+        )  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class FieldCheck:
@@ -239,3 +254,56 @@ def reconcile(expected: ExpectedTraffic, observed: ObservedRequestBytes) -> Reco
             )
             sequence_ok, note = _compare_sequences(want, observed.sequence)
     return Reconciliation(observed.kind, fields, sequence_ok, note)
+
+
+@dataclass
+class CaptureReconciliation:
+    """Every request of one capture checked against one compiled model."""
+
+    model: str
+    results: list[tuple[int, Reconciliation]]  # (request index, result)
+    skipped: list[int] = field(default_factory=list)  # requests of another kind
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for _, result in self.results)
+
+    def problems(self) -> list[str]:
+        return [
+            f"request {index}: {line}"
+            for index, result in self.results
+            for line in result.problems()
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "ok": self.ok,
+            "requests": [{"index": index, **result.to_json()} for index, result in self.results],
+            "skipped_requests": list(self.skipped),
+            "problems": self.problems(),
+        }
+
+
+def reconcile_requests(
+    summary: ModelSummary,
+    requests: list[Any],
+    sequences: dict[int, list[tuple[int, int]]] | None = None,
+) -> CaptureReconciliation:
+    """Reconcile every inference and parameter-caching request of a capture with a model.
+
+    ``requests`` are objects with ``index``, ``kind``, ``instructions``, ``input``,
+    ``parameters`` and ``output`` (the analysis layer's per-request metrics); ``sequences`` may
+    give the bulk-OUT (tag, length) order per request index. Requests of any other kind are
+    listed as skipped.
+    """
+    expected = ExpectedTraffic.from_summary(summary)
+    result = CaptureReconciliation(model=summary.file, results=[])
+    for request in requests:
+        index = int(request.index)
+        if request.kind not in (INFERENCE, PARAMETER_CACHING):
+            result.skipped.append(index)
+            continue
+        observed = ObservedRequestBytes.from_request(request, (sequences or {}).get(index))
+        result.results.append((index, reconcile(expected, observed)))
+    return result
