@@ -258,8 +258,9 @@ def format_summary(summary: ModelSummary) -> list[str]:
     if not summary.compiled:
         return [f"{name}: {summary.reason}"]
     lines = [
-        f"{name}: compiled for the Edge TPU, {len(summary.packages)} package(s), "
-        f"{len(summary.executables)} executable(s)"
+        name,
+        f"  compiled for the Edge TPU: {len(summary.packages)} package(s), "
+        f"{len(summary.executables)} executable(s)",
     ]
     for use in summary.packages:
         for exe in use.package.executables:
