@@ -87,9 +87,10 @@ class Ref:
                 raise FlexbufferError(f"string of {size} bytes runs past the end", target)
             return self.buf[target : target + size]
         if self.type == KEY:
-            target = self._target()
-            end = bytes(self.buf[target:]).find(b"\0")
-            return self.buf[target : target + (end if end >= 0 else 0)]
+            target = end = self._target()
+            while end < len(self.buf) and self.buf[end] != 0:  # keys are short: scan, no copy
+                end += 1
+            return self.buf[target:end]
         raise FlexbufferError(f"value of type {self.type} is not a string", self.pos)
 
     def as_list(self) -> list[Ref]:
