@@ -83,3 +83,25 @@ def test_flatbuffer_checks_identifier_and_bounds() -> None:
     corrupt[0:4] = (len(data) + 100).to_bytes(4, "little")
     with pytest.raises(FlatbufferError):
         root_table(bytes(corrupt)).int(0)
+
+
+def test_flexbuffer_round_trip_property() -> None:
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis (dev extra) not installed")
+    st = hypothesis.strategies
+    values = st.one_of(
+        st.integers(-(2**31), 2**31 - 1),
+        st.binary(max_size=300),
+        st.lists(st.integers(-(2**31), 2**31 - 1), max_size=20),
+    )
+    keys = st.text(alphabet="abcdefghij0123456789", min_size=1, max_size=6)
+
+    @hypothesis.given(st.dictionaries(keys, values, max_size=8))
+    @hypothesis.settings(max_examples=150, deadline=None)
+    def check(mapping: dict) -> None:
+        data = flexbuf.dumps_map(mapping)
+        ours = {k: v.value() for k, v in flexbuf.root(data).as_map().items()}
+        assert ours == mapping
+        reference = flexbuffers.GetRoot(data).AsMap
+        assert sorted(k.AsKey for k in reference.Keys) == sorted(mapping)
+
+    check()
