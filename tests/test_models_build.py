@@ -155,3 +155,25 @@ def test_cli_build_unknown_name_is_a_usage_error(capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("usbtrace: unknown model 'resnet_50'")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_make_models_script(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(root / "scripts" / "make_models.py"),
+            "conv_25",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    model = parse_tflite((tmp_path / "conv_25.tflite").read_bytes(), tmp_path / "conv_25.tflite")
+    assert model.op_counts()["CONV_2D"] == 26
