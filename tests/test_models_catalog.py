@@ -100,3 +100,22 @@ def test_resolve_paths(tmp_path: Path) -> None:
 def test_unknown_name_lists_the_catalog() -> None:
     with pytest.raises(UsageError, match="conv_300"):
         resolve("resnet_50")
+
+
+def test_model_for_capture(tmp_path: Path, monkeypatch) -> None:
+    from usbtrace.models.catalog import model_for_capture
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path))
+    assert model_for_capture(None, None, "conv_50") is None  # not compiled: nothing to compare
+    assert model_for_capture(None, None, "resnet") is None
+    with pytest.raises(UsageError, match="usbtrace models compile conv_50"):
+        model_for_capture("conv_50")
+    compiled = tmp_path / "conv_50_edgetpu.tflite"
+    compiled.write_bytes(b"x")
+    assert model_for_capture(None, None, "conv_50") == compiled
+    assert model_for_capture("conv_50") == compiled
+    elsewhere = tmp_path / "sub" / "m_edgetpu.tflite"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"x")
+    assert model_for_capture(None, str(elsewhere), "conv_50") == elsewhere
+    assert model_for_capture(None, str(tmp_path / "gone_edgetpu.tflite"), "conv_50") == compiled

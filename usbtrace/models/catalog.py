@@ -204,3 +204,30 @@ def resolve(name_or_path: str | Path, directory: Path | None = None) -> CatalogE
             return entry
     known = ", ".join(e.name for e in entries)
     raise UsageError(f"unknown model {text!r}: give a .tflite path or a catalog name ({known})")
+
+
+def model_for_capture(
+    explicit: str | Path | None = None,
+    model_path: str | Path | None = None,
+    model_name: str | None = None,
+) -> Path | None:
+    """The compiled model to reconcile a capture with, or None when there is none to be had.
+
+    ``explicit`` (``summarize --model``) must resolve to a compiled file, or this raises the
+    error that says how to build and compile it. Otherwise the capture metadata's ``model_path``
+    is used if that file exists, then its catalog ``model_name`` if that model is compiled.
+    """
+    if explicit is not None:
+        return resolve(explicit).require_compiled()
+    if model_path is not None and Path(model_path).is_file():
+        entry = entry_for_path(Path(model_path))
+        if entry.compiled_exists:
+            return entry.compiled
+    if model_name:
+        try:
+            entry = resolve(model_name)
+        except (UsageError, InputError):
+            return None
+        if entry.compiled_exists:
+            return entry.compiled
+    return None
