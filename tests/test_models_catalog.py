@@ -119,3 +119,6 @@ def test_model_for_capture(tmp_path: Path, monkeypatch) -> None:
     elsewhere.write_bytes(b"x")
     assert model_for_capture(None, str(elsewhere), "conv_50") == elsewhere
     assert model_for_capture(None, str(tmp_path / "gone_edgetpu.tflite"), "conv_50") == compiled
+    odd_name = tmp_path / "mine.tflite"
+    odd_name.write_bytes(b"x")
+    assert model_for_capture(str(odd_name)) == odd_name

@@ -218,6 +218,8 @@ def model_for_capture(
     is used if that file exists, then its catalog ``model_name`` if that model is compiled.
     """
     if explicit is not None:
+        if Path(explicit).is_file():
+            return Path(explicit)  # any name: inspect_model tells whether it is compiled
         return resolve(explicit).require_compiled()
     if model_path is not None and Path(model_path).is_file():
         entry = entry_for_path(Path(model_path))
