@@ -294,6 +294,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     summary = inspect_model(_target_for_inspect(args.model))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
-    else:
-        print("\n".join(format_summary(summary)))
+        return 0
+    print("\n".join(format_summary(summary)))
+    if not summary.compiled and not Path(args.model).is_file():
+        print(f"compile with `usbtrace models compile {args.model}` (needs edgetpu_compiler)")
     return 0
