@@ -14,7 +14,7 @@ import pytest
 
 from usbtrace.models.expectations import ExpectedTraffic, reconcile_requests
 from usbtrace.models.inspect import inspect_model
-from usbtrace.models.package import DescriptorKind, DmaHint, HintKind, LayerInfo
+from usbtrace.models.package import DmaDescriptorKind, DmaHint, DmaHintKind, LayerInfo
 from usbtrace.models.package_writer import ExecutableType, make_executable, write_compiled_model
 
 synthetic = pytest.importorskip("usbtrace.synthetic", reason="synthetic capture generator absent")
@@ -26,15 +26,15 @@ metrics_module = pytest.importorskip("usbtrace.analysis.metrics", reason="analys
 def _dense_like_model(tmp_path: Path) -> Path:
     """Streams parameters between three instruction chunks, like the study's dense x300."""
     hints = [
-        DmaHint(HintKind.INSTRUCTION, index=0),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.INPUT, 16),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, 1_038_336),
-        DmaHint(HintKind.INSTRUCTION, index=1),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, 1_783_808),
-        DmaHint(HintKind.INSTRUCTION, index=2),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, 121_472),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.OUTPUT, 1, outfeed=True),
-        DmaHint(HintKind.INTERRUPT, index=0),
+        DmaHint(DmaHintKind.INSTRUCTION, index=0),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.INPUT, 16),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, 1_038_336),
+        DmaHint(DmaHintKind.INSTRUCTION, index=1),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, 1_783_808),
+        DmaHint(DmaHintKind.INSTRUCTION, index=2),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, 121_472),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.OUTPUT, 1, outfeed=True),
+        DmaHint(DmaHintKind.INTERRUPT, index=0),
     ]
     eo = make_executable(
         ExecutableType.EXECUTION_ONLY,

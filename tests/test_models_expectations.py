@@ -26,20 +26,20 @@ from usbtrace.models.package_writer import (
 @pytest.fixture
 def dense_like(tmp_path: Path) -> ExpectedTraffic:
     """Shaped like the study's dense x300: three instruction chunks interleaved with parameters."""
-    from usbtrace.models.package import DescriptorKind, DmaHint, HintKind
+    from usbtrace.models.package import DmaDescriptorKind, DmaHint, DmaHintKind
 
     inputs = [LayerInfo("input_1", 16, (2, 2, 3))]
     outputs = [LayerInfo("out", 1, (1, 1, 1))]
     hints = [
-        DmaHint(HintKind.INSTRUCTION, index=0),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.INPUT, 16),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, 1_000),
-        DmaHint(HintKind.INSTRUCTION, index=1),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, 2_000),
-        DmaHint(HintKind.INSTRUCTION, index=2),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, 500),
-        DmaHint(HintKind.DESCRIPTOR, DescriptorKind.OUTPUT, 1, outfeed=True),
-        DmaHint(HintKind.INTERRUPT, index=0),
+        DmaHint(DmaHintKind.INSTRUCTION, index=0),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.INPUT, 16),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, 1_000),
+        DmaHint(DmaHintKind.INSTRUCTION, index=1),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, 2_000),
+        DmaHint(DmaHintKind.INSTRUCTION, index=2),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, 500),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.OUTPUT, 1, outfeed=True),
+        DmaHint(DmaHintKind.INTERRUPT, index=0),
     ]
     eo = make_executable(
         ExecutableType.EXECUTION_ONLY,

@@ -9,7 +9,7 @@ import pytest
 
 from usbtrace.errors import InputError
 from usbtrace.models.inspect import ExecutableType, inspect_model
-from usbtrace.models.package import DescriptorKind, DmaHint, HintKind, LayerInfo
+from usbtrace.models.package import DmaDescriptorKind, DmaHint, DmaHintKind, LayerInfo
 from usbtrace.models.package_writer import (
     compiled_model_bytes,
     make_executable,
@@ -139,7 +139,10 @@ def test_several_custom_ops_are_summed(tmp_path: Path) -> None:
 def test_layer_bytes_count_execution_count_and_all_layers(tmp_path: Path) -> None:
     inputs = [LayerInfo("a", 784, (1, 28, 28)), LayerInfo("b", 24, (1, 1, 20), execution_count=2)]
     outputs = [LayerInfo("o1", 16, (1, 1, 10)), LayerInfo("o2", 40, (1, 1, 20))]
-    hints = [DmaHint(HintKind.INSTRUCTION), DmaHint(HintKind.DESCRIPTOR, DescriptorKind.INPUT, 784)]
+    hints = [
+        DmaHint(DmaHintKind.INSTRUCTION),
+        DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.INPUT, 784),
+    ]
     exe = make_executable(
         ExecutableType.EXECUTION_ONLY,
         bitstreams=[64],

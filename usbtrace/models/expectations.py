@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from usbtrace.edgetpu.constants import Tag
+from usbtrace.edgetpu.constants import OUTPUT_PAD_MULTIPLE, Tag
 from usbtrace.models.inspect import ModelSummary, hint_sequence
-from usbtrace.models.package import DescriptorKind, Executable, HintKind
+from usbtrace.models.package import DmaDescriptorKind, DmaHintKind, Executable
 
-OUTPUT_PAD_MULTIPLE = 8
 RequestKind = Literal["inference", "parameter-caching"]
 INFERENCE: RequestKind = "inference"
 PARAMETER_CACHING: RequestKind = "parameter-caching"
@@ -36,14 +35,14 @@ def out_sequence(executable: Executable) -> list[tuple[int, int]]:
     """The (tag, length) of every bulk-OUT transfer the executable's hints ask for, in order."""
     sequence = []
     for hint in hint_sequence(executable):
-        if hint.kind == HintKind.INSTRUCTION:
+        if hint.kind == DmaHintKind.INSTRUCTION:
             sizes = executable.instruction_bitstream_bytes
             if 0 <= hint.index < len(sizes):
                 sequence.append((int(Tag.INSTRUCTIONS), sizes[hint.index]))
-        elif hint.kind == HintKind.DESCRIPTOR and not hint.outfeed:
-            if hint.descriptor == DescriptorKind.PARAMETER:
+        elif hint.kind == DmaHintKind.DESCRIPTOR and not hint.outfeed:
+            if hint.descriptor == DmaDescriptorKind.PARAMETER:
                 sequence.append((int(Tag.PARAMETERS), hint.size_bytes))
-            elif hint.descriptor in (DescriptorKind.INPUT, DescriptorKind.SCRATCH):
+            elif hint.descriptor in (DmaDescriptorKind.INPUT, DmaDescriptorKind.SCRATCH):
                 sequence.append((int(Tag.INPUT), hint.size_bytes))
     return sequence
 

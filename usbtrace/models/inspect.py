@@ -21,9 +21,9 @@ from usbtrace.models.flatbuf import FlatbufferError
 from usbtrace.models.flexbuf import FlexbufferError
 from usbtrace.models.package import (
     DmaHint,
+    DmaHintKind,
     Executable,
     ExecutableType,
-    HintKind,
     LayerInfo,
     Package,
     package_from_custom_options,
@@ -164,4 +164,4 @@ def inspect_model(path: str | Path) -> ModelSummary:
 
 def hint_sequence(executable: Executable) -> list[DmaHint]:
     """The hints that move bytes or end a request, in order (fences dropped)."""
-    return [h for h in executable.dma_hints if h.kind != HintKind.FENCE]
+    return [h for h in executable.dma_hints if h.kind != DmaHintKind.FENCE]

@@ -8,60 +8,47 @@ instruction bitstreams, parameters, input/output layers and the DMA hints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
+from usbtrace.edgetpu.constants import (
+    CUSTOM_OPTION_PACKAGE,
+    PACKAGE_IDENTIFIER,
+    DmaDescriptorKind,
+    DmaHintKind,
+    ExecutableType,
+)
 from usbtrace.models import flexbuf
 from usbtrace.models.flatbuf import Table, nested_root
 
-PACKAGE_IDENTIFIER = b"DWN1"
-# keys of the custom op's FlexBuffer map
-OPTION_VERSION = "1"
-OPTION_CHIP = "2"  # 2019 compilers only
-OPTION_PACKAGE = "4"
-OPTION_EXECUTION_PREFERENCE = "5"
-
-
-class ExecutableType(IntEnum):
-    STANDALONE = 0
-    PARAMETER_CACHING = 1
-    EXECUTION_ONLY = 2
-
-
-class HintKind(IntEnum):
-    """``DmaHint.any_hint`` union types."""
-
-    DESCRIPTOR = 1
-    INSTRUCTION = 2
-    INTERRUPT = 3
-    FENCE = 4
-
-
-class DescriptorKind(IntEnum):
-    """``Meta.desc`` of a DMA descriptor hint."""
-
-    OUTPUT = 0
-    INPUT = 1
-    PARAMETER = 2
-    SCRATCH = 3
+__all__ = [
+    "DmaDescriptorKind",
+    "DmaHint",
+    "DmaHintKind",
+    "Executable",
+    "ExecutableType",
+    "LayerInfo",
+    "Package",
+    "package_from_custom_options",
+    "parse_package",
+]
 
 
 @dataclass(frozen=True)
 class DmaHint:
-    kind: HintKind
-    descriptor: DescriptorKind | None = None  # for DESCRIPTOR hints
+    kind: DmaHintKind
+    descriptor: DmaDescriptorKind | None = None  # for DESCRIPTOR hints
     size_bytes: int = 0  # for DESCRIPTOR hints
     index: int = 0  # instruction chunk index, or interrupt number
     outfeed: bool = False  # direction: device to host
 
     def label(self) -> str:
         """The short form used in the protocol reference: ``Instr0``, ``INPUT 16``, ``Int0``."""
-        if self.kind == HintKind.INSTRUCTION:
+        if self.kind == DmaHintKind.INSTRUCTION:
             return f"Instr{self.index}"
-        if self.kind == HintKind.INTERRUPT:
+        if self.kind == DmaHintKind.INTERRUPT:
             return f"Int{self.index}"
-        if self.kind == HintKind.FENCE:
+        if self.kind == DmaHintKind.FENCE:
             return "Fence"
-        name = {DescriptorKind.PARAMETER: "PARAM"}.get(
+        name = {DmaDescriptorKind.PARAMETER: "PARAM"}.get(
             self.descriptor, self.descriptor.name if self.descriptor is not None else "?"
         )
         return f"{name} {self.size_bytes}"
@@ -112,19 +99,19 @@ def _hint(table: Table) -> DmaHint:
     value = table.table(1)
     outfeed = table.int(2, "int16") == 1
     try:
-        kind = HintKind(kind_code)
+        kind = DmaHintKind(kind_code)
     except ValueError:
         return DmaHint(
-            HintKind.FENCE, outfeed=outfeed
+            DmaHintKind.FENCE, outfeed=outfeed
         )  # unknown hint: moves nothing usbtrace knows
     if value is None:
         return DmaHint(kind, outfeed=outfeed)
-    if kind == HintKind.DESCRIPTOR:
+    if kind == DmaHintKind.DESCRIPTOR:
         meta = value.table(0)
-        desc = meta.int(0, "int16") if meta is not None else DescriptorKind.OUTPUT
-        return DmaHint(kind, DescriptorKind(desc), size_bytes=value.int(2), outfeed=outfeed)
-    if kind in (HintKind.INSTRUCTION, HintKind.INTERRUPT):
-        index = value.int(0, "int32" if kind == HintKind.INSTRUCTION else "int16")
+        desc = meta.int(0, "int16") if meta is not None else DmaDescriptorKind.OUTPUT
+        return DmaHint(kind, DmaDescriptorKind(desc), size_bytes=value.int(2), outfeed=outfeed)
+    if kind in (DmaHintKind.INSTRUCTION, DmaHintKind.INTERRUPT):
+        index = value.int(0, "int32" if kind == DmaHintKind.INSTRUCTION else "int16")
         return DmaHint(kind, index=index, outfeed=outfeed)
     return DmaHint(kind, outfeed=outfeed)
 
@@ -164,6 +151,6 @@ def parse_package(data: memoryview) -> Package:
 
 def package_from_custom_options(options: bytes) -> Package:
     entries = flexbuf.root(options).as_map()
-    if OPTION_PACKAGE not in entries:
-        raise ValueError(f"custom options have no package (key {OPTION_PACKAGE!r})")
-    return parse_package(entries[OPTION_PACKAGE].as_bytes())
+    if CUSTOM_OPTION_PACKAGE not in entries:
+        raise ValueError(f"custom options have no package (key {CUSTOM_OPTION_PACKAGE!r})")
+    return parse_package(entries[CUSTOM_OPTION_PACKAGE].as_bytes())

@@ -16,33 +16,34 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
+from usbtrace.edgetpu.constants import (
+    CHIP_NAME,
+    CUSTOM_OPTION_CHIP,
+    CUSTOM_OPTION_EXECUTION_PREFERENCE,
+    CUSTOM_OPTION_PACKAGE,
+    CUSTOM_OPTION_VERSION,
+    EDGETPU_CUSTOM_OP,
+    INSTRUCTION_CHUNK_SIGNATURE,
+    PACKAGE_IDENTIFIER,
+    DmaDescriptorKind,
+    DmaHintKind,
+    ExecutableType,
+)
 from usbtrace.models import flexbuf
 from usbtrace.models import tflite_writer as tw
-from usbtrace.models.package import (
-    OPTION_CHIP,
-    OPTION_EXECUTION_PREFERENCE,
-    OPTION_PACKAGE,
-    OPTION_VERSION,
-    PACKAGE_IDENTIFIER,
-    DescriptorKind,
-    DmaHint,
-    Executable,
-    ExecutableType,
-    HintKind,
-    LayerInfo,
-)
-from usbtrace.models.tflite_file import EDGETPU_CUSTOM_OP
+from usbtrace.models.package import DmaHint, Executable, LayerInfo
 from usbtrace.models.tflite_writer import GraphBuilder, Quantization
 
-INSTRUCTION_SIGNATURE = b"\x80\x0f\x00"
-CHIP = "beagle"
+CHIP = CHIP_NAME
 IO_QUANT = Quantization((1.0 / 128,), (0,))
 
 
 def instruction_bytes(length: int) -> bytes:
     """Filler bitstream of ``length`` bytes that starts like a real instruction chunk."""
     body = bytearray(length)
-    head = INSTRUCTION_SIGNATURE + ((max(length - 32, 0) // 4) & 0xFFFFFF).to_bytes(3, "little")
+    head = INSTRUCTION_CHUNK_SIGNATURE + ((max(length - 32, 0) // 4) & 0xFFFFFF).to_bytes(
+        3, "little"
+    )
     body[: min(length, len(head))] = head[:length]
     return bytes(body)
 
@@ -55,17 +56,19 @@ def default_hints(
     outputs: Sequence[LayerInfo],
 ) -> list[DmaHint]:
     """The hint order the real files show: instructions, inputs, parameters, outputs, Int0."""
-    hints = [DmaHint(HintKind.INSTRUCTION, index=i) for i in range(len(bitstreams))]
-    if exe_type != ExecutableType.PARAMETER_CACHING:
-        hints += [DmaHint(HintKind.DESCRIPTOR, DescriptorKind.INPUT, i.size_bytes) for i in inputs]
-    if parameter_bytes:
-        hints.append(DmaHint(HintKind.DESCRIPTOR, DescriptorKind.PARAMETER, parameter_bytes))
+    hints = [DmaHint(DmaHintKind.INSTRUCTION, index=i) for i in range(len(bitstreams))]
     if exe_type != ExecutableType.PARAMETER_CACHING:
         hints += [
-            DmaHint(HintKind.DESCRIPTOR, DescriptorKind.OUTPUT, o.size_bytes, outfeed=True)
+            DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.INPUT, i.size_bytes) for i in inputs
+        ]
+    if parameter_bytes:
+        hints.append(DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.PARAMETER, parameter_bytes))
+    if exe_type != ExecutableType.PARAMETER_CACHING:
+        hints += [
+            DmaHint(DmaHintKind.DESCRIPTOR, DmaDescriptorKind.OUTPUT, o.size_bytes, outfeed=True)
             for o in outputs
         ]
-    hints.append(DmaHint(HintKind.INTERRUPT, index=0))
+    hints.append(DmaHint(DmaHintKind.INTERRUPT, index=0))
     return hints
 
 
@@ -108,7 +111,7 @@ def _layer(b: flatbuffers.Builder, layer: LayerInfo) -> int:
 
 
 def _hint(b: flatbuffers.Builder, hint: DmaHint) -> int:
-    if hint.kind == HintKind.DESCRIPTOR:
+    if hint.kind == DmaHintKind.DESCRIPTOR:
         b.StartObject(1)
         b.PrependInt16Slot(0, int(hint.descriptor or 0), 0)
         meta = b.EndObject()
@@ -116,11 +119,11 @@ def _hint(b: flatbuffers.Builder, hint: DmaHint) -> int:
         b.PrependUOffsetTRelativeSlot(0, meta, 0)
         b.PrependInt32Slot(2, hint.size_bytes, 0)
         value = b.EndObject()
-    elif hint.kind == HintKind.INSTRUCTION:
+    elif hint.kind == DmaHintKind.INSTRUCTION:
         b.StartObject(1)
         b.PrependInt32Slot(0, hint.index, 0)
         value = b.EndObject()
-    elif hint.kind == HintKind.INTERRUPT:
+    elif hint.kind == DmaHintKind.INTERRUPT:
         b.StartObject(1)
         b.PrependInt16Slot(0, hint.index, 0)
         value = b.EndObject()
@@ -200,12 +203,12 @@ def package_bytes(executables: Sequence[Executable], min_runtime_version: int = 
 def custom_options(package: bytes, style: str = "2021") -> bytes:
     """The op's FlexBuffer map, with the keys the 2019 or the 2021 compilers wrote."""
     values: dict[str, int | bytes | list[int]] = {
-        OPTION_VERSION: 0,
-        OPTION_PACKAGE: package,
-        OPTION_EXECUTION_PREFERENCE: -1,
+        CUSTOM_OPTION_VERSION: 0,
+        CUSTOM_OPTION_PACKAGE: package,
+        CUSTOM_OPTION_EXECUTION_PREFERENCE: -1,
     }
     if style == "2019":
-        values[OPTION_CHIP] = CHIP.encode()
+        values[CUSTOM_OPTION_CHIP] = CHIP.encode()
     else:
         values["6"] = [18]
         values["7"] = []

@@ -12,11 +12,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usbtrace.edgetpu.constants import EDGETPU_CUSTOM_OP
 from usbtrace.errors import InputError
 from usbtrace.models.flatbuf import FlatbufferError, Table, root_table
 
 TFLITE_IDENTIFIER = b"TFL3"
-EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 
 # builtin operator codes usbtrace names (schema.fbs BuiltinOperator)
 BUILTIN_NAMES = {
