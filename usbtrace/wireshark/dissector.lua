@@ -38,28 +38,11 @@ local E = {
 }
 edgetpu.experts = {E.unexpected, E.overrun, E.not_captured, E.failed, E.fatal}
 
--- usbmon, not the Edge TPU: URB types and transfer types of the Linux usbmon header
-local URB_SUBMIT = string.byte("S")
-local URB_COMPLETE = string.byte("C")
-local XFER_INTERRUPT = 1
-local XFER_CONTROL = 2
-local XFER_BULK = 3
-local USBMON_SETUP_FLAG_OFFSET = 14 -- 0 when the header carries a setup packet
-local USBMON_SETUP_OFFSET = 40 -- setup packet, in USB (little-endian) order
-
-local fx = {
-  bus = Field.new("usb.bus_id"),
-  dev = Field.new("usb.device_address"),
-  ep = Field.new("usb.endpoint_address"),
-  xfer = Field.new("usb.transfer_type"),
-  urb_type = Field.new("usb.urb_type"),
-  status = Field.new("usb.urb_status"),
-  urb_len = Field.new("usb.urb_len"),
-  data_len = Field.new("usb.data_len"),
-  urb_id = Field.new("usb.urb_id"),
-  vid = Field.new("usb.idVendor"),
-  pid = Field.new("usb.idProduct"),
-}
+-- Offsets in the usbmon header (the first 48 bytes are the same in both layouts) and the URB and
+-- transfer types come from usbtrace.usb.usbmon, with the constants above.
+local function u8(tvb, off)
+  return tvb(off, 1):uint()
+end
 
 local devices, records, pending, analysed
 
@@ -96,39 +79,61 @@ local function register_name(address)
   return string.format("csr_%#07x", address)
 end
 
--- The usbmon header fields of this frame, or nil when it is not a usbmon frame.
+-- The usbmon header of this frame. Wireshark hands the header over in the byte order of the
+-- machine that captured it only when that matches the reader's; the microseconds field (always
+-- below one million) tells which order this one is in.
 local function usbmon(tvb)
-  local bus = fx.bus()
-  if not bus then
+  if tvb:len() < USBMON_SETUP_OFFSET + 8 then
     return nil
   end
-  local data_len = fx.data_len().value
+  local le = tvb(USBMON_TS_USEC_OFFSET, 4):le_uint() < 1000000
+  local function u16(off)
+    return le and tvb(off, 2):le_uint() or tvb(off, 2):uint()
+  end
+  local function u32(off)
+    return le and tvb(off, 4):le_uint() or tvb(off, 4):uint()
+  end
+  local function i32(off)
+    return le and tvb(off, 4):le_int() or tvb(off, 4):int()
+  end
+  local data_len = u32(USBMON_DATA_LEN_OFFSET)
   local u = {
-    bus = bus.value,
-    dev = fx.dev().value,
-    ep = fx.ep().value,
-    xfer = fx.xfer().value,
-    urb_type = fx.urb_type().value,
-    status = fx.status().value,
-    urb_len = fx.urb_len().value,
-    urb_id = tostring(fx.urb_id().value),
+    bus = u16(USBMON_BUSNUM_OFFSET),
+    dev = u8(tvb, USBMON_DEVNUM_OFFSET),
+    ep = u8(tvb, USBMON_EPNUM_OFFSET),
+    xfer = u8(tvb, USBMON_XFER_OFFSET),
+    urb_type = u8(tvb, USBMON_TYPE_OFFSET),
+    status = i32(USBMON_STATUS_OFFSET),
+    urb_len = u32(USBMON_URB_LEN_OFFSET),
+    urb_id = tvb(USBMON_URB_ID_OFFSET, 8):bytes():tohex(),
     -- the payload is the last data_len bytes of the original record, whatever the header size
     payload_off = tvb:reported_len() - data_len,
   }
   u.captured = math.max(0, tvb:len() - u.payload_off)
   u.key = u.bus .. ":" .. u.urb_id
-  if u.xfer == XFER_CONTROL and u.urb_type == URB_SUBMIT and tvb:len() >= USBMON_SETUP_OFFSET + 8
-      and tvb(USBMON_SETUP_FLAG_OFFSET, 1):uint() == 0 then
+  if u.xfer == XFER_CONTROL and u.urb_type == URB_SUBMIT
+      and u8(tvb, USBMON_FLAG_SETUP_OFFSET) == 0 then
     local s = USBMON_SETUP_OFFSET
     u.setup = {
-      request_type = tvb(s, 1):uint(),
-      request = tvb(s + 1, 1):uint(),
+      request_type = u8(tvb, s),
+      request = u8(tvb, s + 1),
       value = tvb(s + 2, 2):le_uint(),
       index = tvb(s + 4, 2):le_uint(),
       length = tvb(s + 6, 2):le_uint(),
     }
   end
   return u
+end
+
+-- Vendor and product ID from a device descriptor reply, if this frame is one.
+local function device_ids(u, tvb, submit)
+  if submit == nil or submit.kind ~= "get_device_descriptor" or u.status ~= 0
+      or u.captured < DEVICE_DESCRIPTOR_PID_OFFSET + 2 then
+    return nil
+  end
+  local p = u.payload_off
+  return tvb(p + DEVICE_DESCRIPTOR_VID_OFFSET, 2):le_uint(),
+      tvb(p + DEVICE_DESCRIPTOR_PID_OFFSET, 2):le_uint()
 end
 
 local function device(u)
@@ -382,12 +387,18 @@ end
 -- First pass: what this frame carries, given everything before it.
 local function analyse(u, tvb, pinfo)
   local d = device(u)
+  if u.urb_type == URB_SUBMIT and u.setup and u.setup.request_type == GET_DESCRIPTOR_REQTYPE
+      and u.setup.request == GET_DESCRIPTOR_REQUEST
+      and bit32.rshift(u.setup.value, 8) == DEVICE_DESCRIPTOR_TYPE then
+    pending[u.key] = {kind = "get_device_descriptor"}
+    return nil
+  end
   if u.urb_type == URB_COMPLETE then
-    local vid = fx.vid()
-    local pid = fx.pid()
-    if vid and pid then
+    local vid, pid = device_ids(u, tvb, pending[u.key])
+    if vid then
       -- a device descriptor settles the question for good
-      d.known = is_edgetpu(vid.value, pid.value)
+      pending[u.key] = nil
+      d.known = is_edgetpu(vid, pid)
       return nil
     end
   end
@@ -595,19 +606,31 @@ local function render(rec, tvb, pinfo, tree)
   end
 end
 
-function edgetpu.dissector(tvb, pinfo, tree)
-  local n = pinfo.number
-  if not pinfo.visited and not analysed[n] then
-    analysed[n] = true
-    local u = usbmon(tvb)
-    if u then
-      records[n] = analyse(u, tvb, pinfo)
+-- Wrap Wireshark's own usbmon dissectors: they run first and show the URB, then this one looks
+-- at the same record. Unlike a post-dissector this runs on every usbmon frame even when Wireshark
+-- builds no protocol tree (its first pass over a file), so the state is always complete.
+local function wrap(encap)
+  local encaps = DissectorTable.get("wtap_encap")
+  local usb = encaps:get_dissector(encap)
+  local wrapper = Proto("edgetpu_usbmon_" .. encap, "Edge TPU over usbmon (" .. encap .. ")")
+  function wrapper.dissector(tvb, pinfo, tree)
+    local consumed = usb and usb:call(tvb, pinfo, tree) or tvb:len()
+    local n = pinfo.number
+    if not pinfo.visited and not analysed[n] then
+      analysed[n] = true
+      local u = usbmon(tvb)
+      if u then
+        records[n] = analyse(u, tvb, pinfo)
+      end
     end
+    local rec = records[n]
+    if rec then
+      render(rec, tvb, pinfo, tree)
+    end
+    return consumed
   end
-  local rec = records[n]
-  if rec then
-    render(rec, tvb, pinfo, tree)
-  end
+  encaps:add(encap, wrapper)
 end
 
-register_postdissector(edgetpu)
+wrap(wtap_encaps.USB_LINUX_MMAPPED)
+wrap(wtap_encaps.USB_LINUX)

@@ -12,6 +12,7 @@ from importlib import resources
 
 from usbtrace import __version__
 from usbtrace.edgetpu import constants as c
+from usbtrace.usb import usbmon
 from usbtrace.wireshark.fields import FIELDS, PROTO_NAME, DissectorField
 
 TEMPLATE = "dissector.lua"
@@ -19,6 +20,30 @@ CONSTANTS_MARK = "--@@CONSTANTS@@"
 FIELDS_MARK = "--@@FIELDS@@"
 # First line of every generated file: how `usbtrace wireshark install` recognises its own plug-in.
 SIGNATURE = "-- usbtrace Edge TPU dissector"
+
+# Standard USB (chapter 9 of the USB 2.0 specification), not Edge TPU: recognising a device
+# descriptor reply, which names the vendor and product.
+GET_DESCRIPTOR_REQTYPE = 0x80
+GET_DESCRIPTOR_REQUEST = 6
+DEVICE_DESCRIPTOR_TYPE = 1
+DEVICE_DESCRIPTOR_VID_OFFSET = 8
+DEVICE_DESCRIPTOR_PID_OFFSET = 10
+
+# usbmon header fields the dissector reads; offsets come from usbtrace.usb.usbmon's dtype
+USBMON_FIELDS = (
+    "urb_id",
+    "type",
+    "xfer",
+    "epnum",
+    "devnum",
+    "busnum",
+    "flag_setup",
+    "ts_usec",
+    "status",
+    "urb_len",
+    "data_len",
+    "setup",
+)
 
 
 def lua_string(text: str) -> str:
@@ -68,7 +93,22 @@ def constants_lua() -> str:
         "DFU_STATUS_STATUS_OFFSET": c.DFU_STATUS_STATUS_OFFSET,
         "DFU_STATUS_STATE_OFFSET": c.DFU_STATUS_STATE_OFFSET,
     }
-    out = ["-- Protocol constants, generated from usbtrace.edgetpu.constants"]
+    dtype = usbmon.header_dtype(usbmon.LINKTYPE_USB_LINUX_MMAPPED, "<")
+    for name in USBMON_FIELDS:
+        scalars[f"USBMON_{name.upper()}_OFFSET"] = dtype.fields[name][1]
+    scalars |= {
+        "URB_SUBMIT": usbmon.URB_SUBMIT,
+        "URB_COMPLETE": usbmon.URB_COMPLETE,
+        "XFER_INTERRUPT": usbmon.XFER_INTERRUPT,
+        "XFER_CONTROL": usbmon.XFER_CONTROL,
+        "XFER_BULK": usbmon.XFER_BULK,
+        "GET_DESCRIPTOR_REQTYPE": GET_DESCRIPTOR_REQTYPE,
+        "GET_DESCRIPTOR_REQUEST": GET_DESCRIPTOR_REQUEST,
+        "DEVICE_DESCRIPTOR_TYPE": DEVICE_DESCRIPTOR_TYPE,
+        "DEVICE_DESCRIPTOR_VID_OFFSET": DEVICE_DESCRIPTOR_VID_OFFSET,
+        "DEVICE_DESCRIPTOR_PID_OFFSET": DEVICE_DESCRIPTOR_PID_OFFSET,
+    }
+    out = ["-- Constants, generated from usbtrace.edgetpu.constants and usbtrace.usb.usbmon"]
     out += [f"local {name} = 0x{value:x}" for name, value in scalars.items()]
     ids = ", ".join(f"{{0x{vid:04x}, 0x{pid:04x}}}" for vid, pid in c.EDGETPU_IDS)
     out.append(f"local EDGETPU_IDS = {{{ids}}}")
@@ -88,7 +128,9 @@ def constants_lua() -> str:
         "local DFU_NAMES = " + _lua_map({int(r): lua_string(f"DFU_{r.name}") for r in c.DfuRequest})
     )
     regs = {
-        r.address: f"{{name = {lua_string(r.name)}, width = {r.width}, note = {lua_string(r.note)}}}"
+        r.address: (
+            f"{{name = {lua_string(r.name)}, width = {r.width}, note = {lua_string(r.note)}}}"
+        )
         for r in c.REGISTERS
     }
     out.append("local REGISTERS = " + _lua_map(regs, hex_keys=True))
