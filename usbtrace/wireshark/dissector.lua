@@ -24,16 +24,16 @@ edgetpu.prefs.heuristic = Pref.bool(
 )
 
 local E = {
-  unexpected = ProtoExpert.new("edgetpu.unexpected", "Bulk OUT data where a header was expected",
-    expert.group.MALFORMED, expert.severity.WARN),
-  overrun = ProtoExpert.new("edgetpu.overrun", "Payload runs past the length in its header",
-    expert.group.MALFORMED, expert.severity.WARN),
-  not_captured = ProtoExpert.new("edgetpu.not_captured",
+  unexpected = ProtoExpert.new("edgetpu.expert.unexpected",
+    "Bulk OUT data where a header was expected", expert.group.MALFORMED, expert.severity.WARN),
+  overrun = ProtoExpert.new("edgetpu.expert.overrun",
+    "Payload runs past the length in its header", expert.group.MALFORMED, expert.severity.WARN),
+  not_captured = ProtoExpert.new("edgetpu.expert.not_captured",
     "Bytes needed to decode this URB were not captured", expert.group.UNDECODED,
     expert.severity.NOTE),
-  failed = ProtoExpert.new("edgetpu.failed", "Request failed", expert.group.RESPONSE_CODE,
-    expert.severity.WARN),
-  fatal = ProtoExpert.new("edgetpu.fatal", "Device reports a fatal error",
+  failed = ProtoExpert.new("edgetpu.expert.failed", "Request failed",
+    expert.group.RESPONSE_CODE, expert.severity.WARN),
+  fatal = ProtoExpert.new("edgetpu.expert.fatal", "Device reports a fatal error",
     expert.group.RESPONSE_CODE, expert.severity.ERROR),
 }
 edgetpu.experts = {E.unexpected, E.overrun, E.not_captured, E.failed, E.fatal}
@@ -304,7 +304,7 @@ local function control_submit(d, u, tvb, pinfo)
     return nil
   end
   local is_csr = (s.request_type == REQTYPE_VENDOR_OUT or s.request_type == REQTYPE_VENDOR_IN)
-      and (s.request == CSR_REQUEST_32 or s.request == CSR_REQUEST_64)
+      and CSR_WIDTH_BY_REQUEST[s.request] ~= nil
   local is_dfu = (s.request_type == REQTYPE_DFU_OUT or s.request_type == REQTYPE_DFU_IN)
       and DFU_NAMES[s.request] ~= nil
   if not is_csr and not is_dfu then
@@ -322,7 +322,7 @@ local function control_submit(d, u, tvb, pinfo)
     local rec = new_record("csr", d, u, pinfo)
     rec.csr_address = address
     rec.csr_name = register_name(address)
-    rec.csr_width = (s.request == CSR_REQUEST_64) and 64 or 32
+    rec.csr_width = CSR_WIDTH_BY_REQUEST[s.request]
     rec.csr_write = s.request_type == REQTYPE_VENDOR_OUT
     local nbytes = rec.csr_width / 8
     if rec.csr_write then

@@ -80,8 +80,6 @@ def constants_lua() -> str:
         "COMPLETION_TAG": int(c.COMPLETION_TAG),
         "REQTYPE_VENDOR_IN": c.REQTYPE_VENDOR_IN,
         "REQTYPE_VENDOR_OUT": c.REQTYPE_VENDOR_OUT,
-        "CSR_REQUEST_64": c.CSR_REQUEST_64,
-        "CSR_REQUEST_32": c.CSR_REQUEST_32,
         "CSR_MULTI_BO_EP": c.CSR_MULTI_BO_EP,
         "REQTYPE_DFU_OUT": c.REQTYPE_DFU_OUT,
         "REQTYPE_DFU_IN": c.REQTYPE_DFU_IN,
@@ -114,6 +112,9 @@ def constants_lua() -> str:
     out.append(f"local EDGETPU_IDS = {{{ids}}}")
     out.append(
         "local TAG_NAMES = " + _lua_map({int(t): lua_string(n) for t, n in c.TAG_NAMES.items()})
+    )
+    out.append(
+        "local CSR_WIDTH_BY_REQUEST = " + _lua_map({c.CSR_REQUEST_64: "64", c.CSR_REQUEST_32: "32"})
     )
     out.append("local OUT_TAGS = " + _lua_map({int(t): "true" for t in c.OUT_TAGS}))
     out.append(
