@@ -653,17 +653,14 @@ def test_agrees_with_usbtrace_decoder_on_every_frame(
     assert not differ, dict(sorted(differ.items())[:20])
 
 
-def test_installed_plugin_is_loaded_by_tshark(tmp_path, tshark_env):
+def test_installed_plugin_is_loaded_by_tshark(tmp_path, tshark_env, monkeypatch):
     """`usbtrace wireshark install` puts it where tshark looks: no -X needed afterwards."""
     from usbtrace.cli.main import main
 
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert main(["wireshark", "install"]) == 0
     env = dict(tshark_env, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / ".config"))
-    old_home = os.environ["HOME"]
-    os.environ["HOME"] = env["HOME"]
-    try:
-        assert main(["wireshark", "install"]) == 0
-    finally:
-        os.environ["HOME"] = old_home
     capture, exp, _ = build_edgetpu_capture(tmp_path / "synthetic.pcapng")
     rows = by_frame(run_tshark(capture, None, env))
     problems = list(check_expected(rows, exp))

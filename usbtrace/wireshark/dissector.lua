@@ -269,7 +269,7 @@ local function bulk_in_complete(d, u, tvb, pinfo, submit)
     rec = new_record("interrupt", d, u, pinfo)
     if has_bytes(u, INTERRUPT_LEN) and u.urb_len >= INTERRUPT_LEN then
       rec.interrupt = tvb(u.payload_off, INTERRUPT_LEN):le_uint()
-      if bit32.band(rec.interrupt, 1) ~= 0 then
+      if bit32.band(rec.interrupt, INTERRUPT_FATAL_MASK) ~= 0 then
         rec.experts[#rec.experts + 1] = E.fatal
       end
     else
@@ -576,8 +576,9 @@ local function render(rec, tvb, pinfo, tree)
   add(t, tvb, rec, F.event_address, rec.event_address, EVENT_ADDRESS_OFFSET, 8)
   if rec.interrupt ~= nil then
     local it = t:add(F.interrupt, tvb(rec.payload_off, INTERRUPT_LEN), rec.interrupt)
-    for bitno, _ in pairs(INTERRUPT_BITS) do
-      local field = F["interrupt_" .. INTERRUPT_BITS[bitno]:lower():gsub(" ", "_")]
+    for bitno = 0, 31 do
+      local meaning = INTERRUPT_BITS[bitno]
+      local field = meaning and F["interrupt_" .. meaning:lower():gsub(" ", "_")]
       if field then
         it:add_le(field, tvb(rec.payload_off, INTERRUPT_LEN))
       end

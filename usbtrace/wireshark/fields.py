@@ -33,7 +33,7 @@ def _interrupt_bit_fields() -> tuple[DissectorField, ...]:
             DissectorField(
                 f"interrupt_{slug}",
                 f"edgetpu.interrupt.{slug}",
-                meaning.capitalize(),
+                meaning[0].upper() + meaning[1:],
                 "bool",
                 f"Interrupt word bit {bit}: {meaning}",
                 base="32",
@@ -67,7 +67,7 @@ FIELDS: tuple[DissectorField, ...] = (
     DissectorField(
         "length",
         "edgetpu.length",
-        "Logical length",
+        "Length",
         "uint32",
         "Length of the whole logical transfer (from its header), or the DMA length of an event",
         base="DEC",

@@ -91,6 +91,8 @@ def constants_lua() -> str:
         "DFU_STATUS_STATUS_OFFSET": c.DFU_STATUS_STATUS_OFFSET,
         "DFU_STATUS_STATE_OFFSET": c.DFU_STATUS_STATE_OFFSET,
     }
+    fatal_bits = [bit for bit, meaning in c.INTERRUPT_BITS.items() if meaning == "fatal error"]
+    scalars["INTERRUPT_FATAL_MASK"] = sum(1 << bit for bit in fatal_bits)
     dtype = usbmon.header_dtype(usbmon.LINKTYPE_USB_LINUX_MMAPPED, "<")
     for name in USBMON_FIELDS:
         scalars[f"USBMON_{name.upper()}_OFFSET"] = dtype.fields[name][1]
