@@ -40,9 +40,6 @@ edgetpu.experts = {E.unexpected, E.overrun, E.not_captured, E.failed, E.fatal}
 
 -- Offsets in the usbmon header (the first 48 bytes are the same in both layouts) and the URB and
 -- transfer types come from usbtrace.usb.usbmon, with the constants above.
-local function u8(tvb, off)
-  return tvb(off, 1):uint()
-end
 
 local devices, records, pending, analysed
 
@@ -79,47 +76,64 @@ local function register_name(address)
   return string.format("csr_%#07x", address)
 end
 
+-- Unsigned little-endian integer from bytes i..i+n-1 (1-based) of a Lua string.
+local function le_bytes(raw, i, n)
+  local v = 0
+  for k = i + n - 1, i, -1 do
+    v = v * 256 + raw:byte(k)
+  end
+  return v
+end
+
+local function be_bytes(raw, i, n)
+  local v = 0
+  for k = i, i + n - 1 do
+    v = v * 256 + raw:byte(k)
+  end
+  return v
+end
+
 -- The usbmon header of this frame. Wireshark hands the header over in the byte order of the
 -- machine that captured it only when that matches the reader's; the microseconds field (always
--- below one million) tells which order this one is in.
+-- below one million) tells which order this one is in. The header is read once as a Lua string:
+-- a TvbRange per field costs more than the rest of the dissector.
 local function usbmon(tvb)
-  if tvb:len() < USBMON_SETUP_OFFSET + 8 then
+  local header_len = USBMON_SETUP_OFFSET + 8
+  if tvb:len() < header_len then
     return nil
   end
-  local le = tvb(USBMON_TS_USEC_OFFSET, 4):le_uint() < 1000000
-  local function u16(off)
-    return le and tvb(off, 2):le_uint() or tvb(off, 2):uint()
+  local raw = tvb:raw(0, header_len)
+  local rd = le_bytes
+  if le_bytes(raw, USBMON_TS_USEC_OFFSET + 1, 4) >= 1000000 then
+    rd = be_bytes
   end
-  local function u32(off)
-    return le and tvb(off, 4):le_uint() or tvb(off, 4):uint()
+  local data_len = rd(raw, USBMON_DATA_LEN_OFFSET + 1, 4)
+  local status = rd(raw, USBMON_STATUS_OFFSET + 1, 4)
+  if status >= 2147483648 then
+    status = status - 4294967296
   end
-  local function i32(off)
-    return le and tvb(off, 4):le_int() or tvb(off, 4):int()
-  end
-  local data_len = u32(USBMON_DATA_LEN_OFFSET)
   local u = {
-    bus = u16(USBMON_BUSNUM_OFFSET),
-    dev = u8(tvb, USBMON_DEVNUM_OFFSET),
-    ep = u8(tvb, USBMON_EPNUM_OFFSET),
-    xfer = u8(tvb, USBMON_XFER_OFFSET),
-    urb_type = u8(tvb, USBMON_TYPE_OFFSET),
-    status = i32(USBMON_STATUS_OFFSET),
-    urb_len = u32(USBMON_URB_LEN_OFFSET),
-    urb_id = tvb(USBMON_URB_ID_OFFSET, 8):bytes():tohex(),
+    bus = rd(raw, USBMON_BUSNUM_OFFSET + 1, 2),
+    dev = raw:byte(USBMON_DEVNUM_OFFSET + 1),
+    ep = raw:byte(USBMON_EPNUM_OFFSET + 1),
+    xfer = raw:byte(USBMON_XFER_OFFSET + 1),
+    urb_type = raw:byte(USBMON_TYPE_OFFSET + 1),
+    status = status,
+    urb_len = rd(raw, USBMON_URB_LEN_OFFSET + 1, 4),
     -- the payload is the last data_len bytes of the original record, whatever the header size
     payload_off = tvb:reported_len() - data_len,
   }
   u.captured = math.max(0, tvb:len() - u.payload_off)
-  u.key = u.bus .. ":" .. u.urb_id
+  u.key = u.bus .. ":" .. raw:sub(USBMON_URB_ID_OFFSET + 1, USBMON_URB_ID_OFFSET + 8)
   if u.xfer == XFER_CONTROL and u.urb_type == URB_SUBMIT
-      and u8(tvb, USBMON_FLAG_SETUP_OFFSET) == 0 then
-    local s = USBMON_SETUP_OFFSET
+      and raw:byte(USBMON_FLAG_SETUP_OFFSET + 1) == 0 then
+    local s = USBMON_SETUP_OFFSET + 1
     u.setup = {
-      request_type = u8(tvb, s),
-      request = u8(tvb, s + 1),
-      value = tvb(s + 2, 2):le_uint(),
-      index = tvb(s + 4, 2):le_uint(),
-      length = tvb(s + 6, 2):le_uint(),
+      request_type = raw:byte(s),
+      request = raw:byte(s + 1),
+      value = le_bytes(raw, s + 2, 2),
+      index = le_bytes(raw, s + 4, 2),
+      length = le_bytes(raw, s + 6, 2),
     }
   end
   return u
