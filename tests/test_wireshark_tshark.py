@@ -605,52 +605,130 @@ def test_single_record_captures(lua_script, tshark_env, shared_file):
 # --- agreement with usbtrace's own decoder --------------------------------------------------------
 
 
-def decoder_view(path: Path) -> dict[int, tuple]:
-    """Per frame, what usbtrace's decoder says: kind, tag, length (and CSR name, width, write)."""
-    decode = pytest.importorskip(
-        "usbtrace.edgetpu.decode", reason="usbtrace's decoder (usbtrace.edgetpu.decode) not present"
-    )
+def decoder_view(path: Path) -> tuple[dict[int, tuple], dict[str, tuple[int, int, int]]]:
+    """Per frame, what usbtrace's decoder says about it, in the dissector's terms; and per
+    boot-loader device the decoder folded into a firmware download: (blocks, bytes, uploaded)."""
+    from usbtrace.edgetpu.decode import decode_capture
+
     view: dict[int, tuple] = {}
-    for device in decode.decode_capture(str(path)).devices:
+    firmware: dict[str, tuple[int, int, int]] = {}
+    for device in decode_capture(path).devices:
+        fw = device.firmware
+        if fw is not None and (fw.bus, fw.address) != (device.bus, device.address):
+            firmware[f"{fw.bus}.{fw.address}"] = (fw.blocks, fw.nbytes, fw.uploaded)
         for t in device.transfers:
-            view[t.header_frame] = ("header", int(t.tag), t.length)
+            if t.header_frame:
+                view[t.header_frame] = ("header", int(t.tag), t.length)
             for frame in t.payload_frames:
-                view[frame] = ("payload", int(t.tag), t.length)
+                # multi-EP runs have no header, so no announced length to compare
+                view[frame] = ("payload", int(t.tag), t.length if t.header_frame else None)
         for e in device.events:
             view[e.frame] = ("event", int(e.tag), e.length)
+        for i in device.interrupts:
+            view[i.frame] = ("interrupt", i.value)
+        for chunk in device.output_chunks:
+            view[int(chunk["frame"])] = ("output", int(chunk["length"]))
         for a in device.csr:
-            view[a.frame] = ("csr", a.name, a.width, a.write)
-    return view
+            view[a.frame] = ("csr", a.name, a.width, a.write, a.value)
+        for step in device.dfu:
+            view[step.frame] = ("dfu", step.request)
+    return view, firmware
 
 
-def dissector_view(rows: list[dict[str, str]]) -> dict[int, tuple]:
+def firmware_download(rows: list[dict[str, str]], device: str) -> tuple[int, int, int]:
+    """(blocks with data, bytes downloaded, bytes uploaded) of one boot-loader device."""
+    dnload, upload = int(c.DfuRequest.DNLOAD), int(c.DfuRequest.UPLOAD)
+    mine = [r for r in rows if r["kind"] == "dfu" and r["device"] == device]
+    down = [
+        int(r["dfu.length"])
+        for r in mine
+        if not r["request_in"] and int(r["dfu.request"]) == dnload
+    ]
+    up = [int(r["dfu.length"]) for r in mine if r["request_in"] and int(r["dfu.request"]) == upload]
+    return sum(1 for n in down if n > 0), sum(down), sum(up)
+
+
+def dissector_view(rows: list[dict[str, str]], skip_devices: set[str]) -> dict[int, tuple]:
     view: dict[int, tuple] = {}
     for r in rows:
-        frame = int(r["frame.number"])
-        if r["kind"] in ("header", "payload", "event"):
-            view[frame] = (r["kind"], int(r["tag"]), int(r["length"]))
-        elif r["kind"] == "csr" and not r["request_in"]:
-            view[frame] = ("csr", r["csr.name"], int(r["csr.width"]), r["csr.write"] == "1")
+        frame, kind = int(r["frame.number"]), r["kind"]
+        if r["device"] in skip_devices:
+            continue
+        if kind == "header":
+            view[frame] = (kind, int(r["tag"]), int(r["length"]))
+        elif kind == "payload":
+            view[frame] = (kind, int(r["tag"]), int(r["length"]) if r["length"] else None)
+        elif kind == "event":
+            view[frame] = (kind, int(r["tag"]), int(r["length"]))
+        elif kind == "interrupt":
+            view[frame] = (kind, int(r["interrupt"], 16))
+        elif kind == "output":
+            view[frame] = (kind, int(r["chunk_length"]))
+        elif kind == "csr" and not r["request_in"]:
+            value = int(r["csr.value"], 16) if r["csr.value"] else None
+            write = r["csr.write"] == "1"
+            view[frame] = (kind, r["csr.name"], int(r["csr.width"]), write, value)
+        elif kind == "dfu" and not r["request_in"]:
+            name = DFU_NAMES[int(r["dfu.request"])]
+            view[frame] = (kind, name)
     return view
+
+
+DFU_NAMES = {int(r): r.name for r in c.DfuRequest}
+SINGLE_RECORD = ["inout_padding_256x256x3", "inout_stride_256x256x3"]
+REAL_CAPTURES = ["conv_50", "dense_300", *SINGLE_RECORD]
+
+
+def _synthetic_presets() -> list[str]:
+    try:
+        from usbtrace.synthetic import PRESETS
+    except ImportError:
+        return []
+    return sorted(PRESETS)
 
 
 def _capture_for(name: str, tmp_path: Path, shared_file) -> Path:
-    if name == "synthetic":
-        return build_edgetpu_capture(tmp_path / "synthetic.pcapng")[0]
+    if name == "built-here":
+        return build_edgetpu_capture(tmp_path / "built.pcapng")[0]
+    if name == "built-here-no-descriptors":
+        return build_edgetpu_capture(tmp_path / "built.pcapng", with_descriptors=False)[0]
+    if name.startswith("preset:"):
+        from usbtrace.synthetic import preset, write_session
+
+        path = tmp_path / f"{name[7:]}.pcapng"
+        write_session(preset(name[7:]), path)
+        return path
     return shared_file(f"captures/real/{name}.pcapng")
 
 
-@pytest.mark.parametrize("name", ["synthetic", "conv_50", "dense_300"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "built-here",
+        "built-here-no-descriptors",
+        *(f"preset:{p}" for p in _synthetic_presets()),
+        *REAL_CAPTURES,
+    ],
+)
 def test_agrees_with_usbtrace_decoder_on_every_frame(
     name, tmp_path, lua_script, tshark_env, shared_file
 ):
+    pytest.importorskip("usbtrace.edgetpu.decode", reason="usbtrace's decoder is not present")
     capture = _capture_for(name, tmp_path, shared_file)
-    want = decoder_view(capture)
-    got = dissector_view(run_tshark(capture, lua_script, tshark_env))
+    want, firmware = decoder_view(capture)
+    rows = run_tshark(capture, lua_script, tshark_env)
+    got = dissector_view(rows, set(firmware))
+    if name not in SINGLE_RECORD:
+        assert want, "the decoder found nothing: the comparison would be empty"
     differ = {
         f: (want.get(f), got.get(f)) for f in want.keys() | got.keys() if want.get(f) != got.get(f)
     }
-    assert not differ, dict(sorted(differ.items())[:20])
+    shown = "\n".join(
+        f"frame {f}: decoder {w}, dissector {g}" for f, (w, g) in sorted(differ.items())[:20]
+    )
+    assert not differ, f"{len(differ)} frame(s) differ:\n{shown}"
+    for device, summary in firmware.items():
+        assert firmware_download(rows, device) == summary
 
 
 def test_installed_plugin_is_loaded_by_tshark(tmp_path, tshark_env, monkeypatch):

@@ -305,7 +305,6 @@ class DfuRequest(IntEnum):
     ABORT = 6
 
 
-DFU_STATUS_LEN = 6  # GETSTATUS reply: bStatus, 24-bit poll timeout, bState, iString
 DFU_STATUS_STATUS_OFFSET = 0
 DFU_STATUS_STATE_OFFSET = 4
 

@@ -559,9 +559,13 @@ local function add(tree, tvb, rec, field, value, rel_off, len)
   return tree:add(field, value)
 end
 
-local function render(rec, tvb, pinfo, tree)
+local function set_columns(rec, pinfo)
   pinfo.cols.protocol:set("EdgeTPU")
   pinfo.cols.info:set(describe(rec))
+end
+
+local function render(rec, tvb, pinfo, tree)
+  set_columns(rec, pinfo)
   if not tree then
     return
   end
@@ -629,7 +633,6 @@ local function wrap(encap)
   local usb = encaps:get_dissector(encap)
   local wrapper = Proto("edgetpu_usbmon_" .. encap, "Edge TPU over usbmon (" .. encap .. ")")
   function wrapper.dissector(tvb, pinfo, tree)
-    local consumed = usb and usb:call(tvb, pinfo, tree) or tvb:len()
     local n = pinfo.number
     if not pinfo.visited and not analysed[n] then
       analysed[n] = true
@@ -639,10 +642,26 @@ local function wrap(encap)
       end
     end
     local rec = records[n]
-    if rec then
+    -- On a record cut short by the snap length the USB dissector may give up half-way with an
+    -- exception that unwinds past this function (control replies, for one), so the Edge TPU view,
+    -- complete all the same, is put in first there, its Info text fenced off.
+    local cut = tvb:len() < tvb:reported_len()
+    if rec and cut then
       render(rec, tvb, pinfo, tree)
+      pinfo.cols.info:append("; ")
+      pinfo.cols.info:fence()
     end
-    return consumed
+    local ok, consumed = true, tvb:len()
+    if usb then
+      ok, consumed = pcall(usb.call, usb, tvb, pinfo, tree)
+    end
+    if rec and not cut then
+      render(rec, tvb, pinfo, tree)
+    elseif rec then
+      pinfo.cols.info:clear_fence()
+      set_columns(rec, pinfo)
+    end
+    return ok and consumed or tvb:len()
   end
   encaps:add(encap, wrapper)
 end
