@@ -30,6 +30,7 @@ from usbtrace.usb.usbmon import (
 )
 from usbtrace.wireshark.generate import generate_lua
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (Debian: tshark)")
 
@@ -692,6 +693,11 @@ def _capture_for(name: str, tmp_path: Path, shared_file) -> Path:
         return build_edgetpu_capture(tmp_path / "built.pcapng")[0]
     if name == "built-here-no-descriptors":
         return build_edgetpu_capture(tmp_path / "built.pcapng", with_descriptors=False)[0]
+    if name.startswith("sample:"):
+        path = PROJECT_ROOT / "captures" / f"{name[7:]}.pcapng"
+        if not path.exists():
+            pytest.skip(f"committed sample capture missing: {path}")
+        return path
     if name.startswith("preset:"):
         from usbtrace.synthetic import preset, write_session
 
@@ -707,6 +713,8 @@ def _capture_for(name: str, tmp_path: Path, shared_file) -> Path:
         "built-here",
         "built-here-no-descriptors",
         *(f"preset:{p}" for p in _synthetic_presets()),
+        "sample:sample-synthetic-conv",
+        "sample:sample-synthetic-dense",
         *REAL_CAPTURES,
     ],
 )
