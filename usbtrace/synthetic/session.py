@@ -309,7 +309,9 @@ class _ReadQueue:
     def cancel_all(self, t_us: int, step_us: int) -> int:
         self.expire(t_us)
         while self.pending:
-            serial, _ = self.pending.popleft()
+            serial, posted = self.pending.popleft()
+            # a read re-posted after a timeout may be younger than the close itself
+            t_us = max(t_us, posted + 1)
             self._complete(serial, t_us, STATUS_CANCELLED, b"")
             t_us += step_us
         return t_us
@@ -567,7 +569,8 @@ class _DeviceSim:
         else:
             out_start = last_out + t.tail_us
             if req.exec_start_us is not None:
-                out_start = max(out_start, req.exec_start_us + t.compute_us)
+                # output needs at least a microsecond of execution after the input arrived
+                out_start = max(out_start, req.exec_start_us + max(t.compute_us, 1))
             # out_start is when the first chunk arrives; the rest follow at the IN link rate
             at = out_start
             remaining = dev.output_bytes
