@@ -321,6 +321,14 @@ def test_firmware_download_then_application(written) -> None:
     assert len(dev.requests) == 3
 
 
+def test_section_comment_marks_inferred_parts(written) -> None:
+    assert "not a real capture" in written["conv_50"][1].comment
+    assert "Inferred" not in written["conv_50"][1].comment
+    assert "DFU firmware download" in written["firmware"][1].comment
+    assert "multi-endpoint" in written["multi_ep"][1].comment
+    assert "USB 2" in written["dense_300_usb2"][1].comment
+
+
 def test_two_tpus_and_the_hub_are_told_apart_by_address(written) -> None:
     session, cap = written["two_tpus"]
     first, second = session.truth.devices
