@@ -25,10 +25,12 @@ from usbtrace.edgetpu.constants import (
     REGISTERS_BY_ADDRESS,
     DfuRequest,
 )
-from usbtrace.synthetic import PRESETS, preset, write_session
+from usbtrace.synthetic import PRESETS, generate, preset, write_session
 from usbtrace.synthetic.profile import DeviceProfile, SessionProfile
+from usbtrace.synthetic.records import header_array
 from usbtrace.synthetic.session import Session
 from usbtrace.synthetic.truth import DeviceTruth, union_length
+from usbtrace.usb.usbmon import pack_header
 
 ALL = sorted(PRESETS)
 
@@ -411,3 +413,38 @@ def test_dense_caching_event_falls_between_input_and_parameters(written) -> None
     param_header = first.transfers[2].header
     assert param_header is not None
     assert input_submit < caching.event_frame < param_header.frame_submit
+
+
+def test_headers_agree_with_pack_header_and_real_flag_rules() -> None:
+    """The bulk header builder equals the skeleton's pack_header, except the data flag, which
+    follows mon_bin.c as the real captures show it: '<' on IN submits, '>' on OUT completions,
+    otherwise 0 (pack_header puts '<'/'>' on every record without data)."""
+    session = generate(preset("conv_50"))
+    raw = header_array(session.records).tobytes()
+    for i, rec in enumerate(session.records):
+        mine = raw[i * 64 : (i + 1) * 64]
+        theirs = pack_header(
+            urb_id=rec.urb_id,
+            urb_type=rec.kind,
+            xfer=rec.xfer,
+            epnum=rec.endpoint,
+            devnum=rec.device,
+            busnum=rec.bus,
+            ts_ns=rec.ts_us * 1000,
+            status=rec.status,
+            urb_len=rec.urb_len,
+            data_len=rec.data_len,
+            setup=rec.setup,
+            interval=rec.interval,
+            xfer_flags=rec.xfer_flags,
+        )
+        assert mine[:15] + mine[16:] == theirs[:15] + theirs[16:]
+        is_in = bool(rec.endpoint & 0x80)
+        expected = (
+            ord("<")
+            if rec.kind == ord("S") and is_in
+            else ord(">")
+            if rec.kind == ord("C") and not is_in
+            else 0
+        )
+        assert mine[15] == expected
