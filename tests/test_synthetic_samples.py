@@ -40,7 +40,7 @@ def test_sample_structure(filename: str) -> None:
     assert times == sorted(times)
     assert all(p.ts_us == p.hdr_ts_us for p in cap.packets)
     assert all(p.origlen == 64 + p.data_len and p.caplen <= 128 for p in cap.packets)
-    assert {p.device for p in cap.packets} == {2, 4}  # the hub and the accelerator
+    assert {p.device for p in cap.packets} == {1, 2, 4}  # root hub, hub, accelerator
 
 
 def test_conv_sample_metadata_names_the_model_and_the_invokes() -> None:

@@ -317,7 +317,11 @@ def test_firmware_download_then_application(written) -> None:
     ids = [
         struct.unpack_from("<HH", p.data, 8)
         for p in cap.packets
-        if p.kind == "C" and p.xfer == 2 and p.urb_len == 18 and p.data[:2] == b"\x12\x01"
+        if p.kind == "C"
+        and p.xfer == 2
+        and p.urb_len == 18
+        and p.data[:2] == b"\x12\x01"
+        and p.device in (dev.dfu_address, dev.address)
     ]
     assert ids[0] == (0x1A6E, 0x089A) and ids[-1] == (0x18D1, 0x9302)
     assert len(dev.requests) == 3

@@ -112,8 +112,11 @@ class SessionProfile:
             raise ValueError(f"snaplen {self.snaplen} is shorter than the 64-byte usbmon header")
         keys = [(d.bus, d.address) for d in self.devices]
         keys += [(d.bus, d.dfu_address) for d in self.devices if d.firmware_download]
-        if len(set(keys)) != len(keys) or any(a == self.hub_address for _, a in keys):
-            raise ValueError("devices, boot loaders and the hub need distinct bus addresses")
+        reserved = (self.hub_address, 1)  # the hub and the root hub
+        if len(set(keys)) != len(keys) or any(a in reserved for _, a in keys):
+            raise ValueError(
+                "devices, boot loaders, the hub and the root hub (1) need distinct bus addresses"
+            )
         for dev in self.devices:
             if dev.link_speed not in ("super", "high"):
                 raise ValueError(f"link speed {dev.link_speed!r}: use 'super' or 'high'")

@@ -32,6 +32,7 @@ from usbtrace.edgetpu.constants import (
     EVENT_REQUEST_DONE,
     FIRMWARE_MULTI_EP_BYTES,
     FIRMWARE_SINGLE_EP_BYTES,
+    HUB_IDS_2019,
     INTERRUPT_INTERVAL,
     INTERRUPT_LEN,
     MULTI_EP_TAG_BY_ENDPOINT,
@@ -96,6 +97,14 @@ REQTYPE_STD_IN, REQTYPE_STD_OUT = 0x80, 0x00
 REQTYPE_HUB_PORT_IN, REQTYPE_HUB_PORT_OUT = 0xA3, 0x23
 CLOSE_CANCEL_STEP_US = 350  # real closes cancel the pending reads about this far apart
 FIRST_INVOKE_AFTER_OPEN_US = 4_000
+# Before the driver starts, something (lsusb-like) reads every device descriptor on the bus, as at
+# the start of the real captures: the accelerator's, the hub's and the root hub's.
+PROBE_LENGTH = 40
+PROBE_STEP_US = 150
+DEVICES_START_US = 200_000  # capture start -> the first device's session
+ROOT_HUB_ADDRESS = 1
+ROOT_HUB_IDS = (0x1D6B, 0x0003)  # Linux xHCI SuperSpeed root hub
+USB_CLASS_HUB = 9
 
 
 @dataclass
@@ -641,15 +650,45 @@ class _DeviceSim:
         )
 
 
+def _probe_buses(em: _Emitter, profile: SessionProfile) -> None:
+    """GET_DESCRIPTOR(device) to every accelerator (already enumerated), hub and root hub."""
+    t_us = profile.start_us
+    setup = pl.setup_packet(REQTYPE_STD_IN, REQ_GET_DESCRIPTOR, 0x0100, 0, PROBE_LENGTH)
+    for bus in sorted({d.bus for d in profile.devices}):
+        replies = [
+            (d.address, pl.device_descriptor(*APP_IDS, d.link_speed))
+            for d in profile.devices
+            if d.bus == bus and not d.firmware_download
+        ]
+        hub = pl.device_descriptor(
+            *HUB_IDS_2019, "super", 0x0120, bcd_usb=0x0320, device_class=USB_CLASS_HUB, protocol=3
+        )
+        root = pl.device_descriptor(
+            *ROOT_HUB_IDS, "super", 0x0409, bcd_usb=0x0300, device_class=USB_CLASS_HUB, protocol=3
+        )
+        replies += [(profile.hub_address, hub), (ROOT_HUB_ADDRESS, root)]
+        for address, reply in replies:
+            t_us = em.control(
+                bus=bus,
+                device=address,
+                t_us=t_us,
+                duration_us=PROBE_STEP_US // 3,
+                setup=setup,
+                data=reply,
+            )
+            t_us += PROBE_STEP_US
+
+
 def generate(profile: SessionProfile) -> Session:
     """Simulate ``profile``: records in capture order (URB ids assigned) and the ground truth."""
     em = _Emitter(profile)
     devices: list[DeviceTruth] = []
     invokes: list[InvokeTruth] = []
+    _probe_buses(em, profile)
     end = profile.start_us
     for n, dev in enumerate(profile.devices):
         sim = _DeviceSim(em, profile, dev)
-        end = max(end, sim.run(profile.start_us + dev.start_offset_us))
+        end = max(end, sim.run(profile.start_us + DEVICES_START_US + dev.start_offset_us))
         devices.append(sim.truth)
         if n == 0:
             invokes = sim.invokes
