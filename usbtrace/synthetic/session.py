@@ -42,6 +42,7 @@ from usbtrace.edgetpu.constants import (
     REQTYPE_DFU_OUT,
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
+    CsrStep,
     DfuRequest,
     csr_close_sequence,
     csr_open_sequence,
@@ -137,57 +138,41 @@ class _Emitter:
     def data_len(self, urb_len: int) -> int:
         return min(urb_len, self.cap)
 
-    def urb(
+    def bulk_out(
         self,
         *,
         bus: int,
         device: int,
         endpoint: int,
-        xfer: int,
         submit_us: int,
         complete_us: int,
         length: int,
-        data: bytes = b"",
-        interval: int = 0,
-        status: int = 0,
-        serial: int | None = None,
-        submit: bool = True,
+        data: bytes,
     ) -> int:
-        """A non-control URB: submit and completion. OUT data rides on the submit, IN on the
-        completion. Returns the serial."""
-        serial = self.new_serial() if serial is None else serial
-        is_in = bool(endpoint & 0x80)
-        flags = URB_DIR_IN if is_in else 0
-        common = dict(bus=bus, device=device, endpoint=endpoint, xfer=xfer, interval=interval)
-        if submit:
-            n = 0 if is_in else self.data_len(length)
-            self.emit(
-                ts_us=submit_us,
-                serial=serial,
-                kind=URB_SUBMIT,
-                status=STATUS_IN_PROGRESS,
-                urb_len=length,
-                data_len=n,
-                data=b"" if is_in else data[: min(n, self.keep)],
-                xfer_flags=flags,
-                **common,
-            )
-        if complete_us is not None:
-            done = length if status == 0 else 0
-            n = self.data_len(done) if is_in else 0
-            if not is_in and length > URB_OUT_MAPPED_ABOVE:
-                flags |= URB_OUT_MAPPED
-            self.emit(
-                ts_us=complete_us,
-                serial=serial,
-                kind=URB_COMPLETE,
-                status=status,
-                urb_len=done,
-                data_len=n,
-                data=data[: min(n, self.keep)] if is_in else b"",
-                xfer_flags=flags,
-                **common,
-            )
+        """A bulk-OUT URB: the data rides on the submit. Returns its serial."""
+        serial = self.new_serial()
+        common = dict(bus=bus, device=device, endpoint=endpoint, xfer=XFER_BULK)
+        n = self.data_len(length)
+        self.emit(
+            ts_us=submit_us,
+            serial=serial,
+            kind=URB_SUBMIT,
+            status=STATUS_IN_PROGRESS,
+            urb_len=length,
+            data_len=n,
+            data=data[: min(n, self.keep)],
+            **common,
+        )
+        self.emit(
+            ts_us=complete_us,
+            serial=serial,
+            kind=URB_COMPLETE,
+            status=0,
+            urb_len=length,
+            data_len=0,
+            xfer_flags=URB_OUT_MAPPED if length > URB_OUT_MAPPED_ABOVE else 0,
+            **common,
+        )
         return serial
 
     def control(
@@ -468,7 +453,7 @@ class _DeviceSim:
         self.truth.dfu_address = addr
         return t_us
 
-    def _csr(self, t_us: int, steps: tuple) -> int:
+    def _csr(self, t_us: int, steps: tuple[CsrStep, ...]) -> int:
         for step in steps:
             reg = REGISTERS_BY_NAME[step.register]
             request = CSR_REQUEST_32 if reg.width == 32 else CSR_REQUEST_64
@@ -556,11 +541,10 @@ class _DeviceSim:
                 offsets[urb.transfer] = off + urb.length
                 data = pl.payload(tag, urb.length, off, f"{label} @{off}", self.em.keep)
             endpoint = ENDPOINT_BY_TAG[tag] if self.dev.multi_ep else EP_BULK_OUT
-            urb.serial = self.em.urb(
+            urb.serial = self.em.bulk_out(
                 bus=self.dev.bus,
                 device=self.dev.address,
                 endpoint=endpoint,
-                xfer=XFER_BULK,
                 submit_us=urb.submit_us,
                 complete_us=urb.complete_us,
                 length=urb.length,
