@@ -503,8 +503,9 @@ class _DeviceSim:
         previous_done = 0
         last_end = t_us
         invoke_index = 0
-        for index, (kind, transfers) in enumerate(dev.requests()):
-            queued_behind_caching = index == 1 and dev.requests()[0][0] == "parameter-caching"
+        requests = dev.requests()
+        for index, (kind, transfers) in enumerate(requests):
+            queued_behind_caching = index == 1 and requests[0][0] == "parameter-caching"
             if not queued_behind_caching:
                 host_start = invoke_at + self.t.invoke_setup_us
                 invoke_start = invoke_at
