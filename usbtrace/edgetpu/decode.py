@@ -452,11 +452,12 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     rows = rows[np.lexsort((rows["s_ts"], rows["tidx"]))]
 
     n = f.count
+    cols = f.store.arrays()
     table = np.zeros(n, dtype=TRANSFER)
-    table["tag"] = f.tags
-    table["length"] = f.lengths
-    table["endpoint"] = f.endpoints
-    table["header_frame"] = f.header_frames
+    table["tag"] = cols["tag"]
+    table["length"] = cols["length"]
+    table["endpoint"] = cols["endpoint"]
+    table["header_frame"] = cols["frame"]
     problems = dict(f.problems)
     done = (rows["c_frame"] > 0) & (rows["status"] == 0)
 
