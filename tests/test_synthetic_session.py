@@ -385,6 +385,18 @@ def test_metadata_and_drop_count(tmp_path: Path) -> None:
     assert session.metadata.extra["synthetic"] is True
 
 
+def test_compute_jitter_varies_latency_reproducibly() -> None:
+    profile = preset("conv_50")
+    dev = profile.devices[0].with_timing(compute_jitter_us=2_000)
+    jittery = SessionProfile(devices=(dev,), metadata=False)
+    first = [r.latency_us for r in generate(jittery).truth.devices[0].inferences[1:]]
+    again = [r.latency_us for r in generate(jittery).truth.devices[0].inferences[1:]]
+    steady = [r.latency_us for r in generate(preset("conv_50")).truth.devices[0].inferences[1:]]
+    assert first == again
+    assert len(set(first)) > 1 and len(set(steady)) == 1
+    assert all(0 <= a - b <= 2_000 for a, b in zip(first, steady, strict=True))
+
+
 def test_same_profile_same_bytes(tmp_path: Path) -> None:
     a, b = tmp_path / "a.pcapng", tmp_path / "b.pcapng"
     write_session(preset("dense_300"), a)

@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snaplen", type=int, default=128, help="captured bytes per record")
     parser.add_argument("--dropped", type=int, default=0, help="drop count for a statistics block")
     parser.add_argument("--no-metadata", action="store_true", help="leave out the metadata block")
+    parser.add_argument(
+        "--jitter-us",
+        type=int,
+        default=0,
+        help="vary each inference's compute time by up to this many µs (reproducibly)",
+    )
     parser.add_argument("--truth", type=Path, help="also write the ground truth as JSON here")
     parser.add_argument("--force", action="store_true", help="overwrite OUT and --truth")
     args = parser.parse_args(argv)
@@ -43,11 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     profile = preset(
         args.preset, snaplen=args.snaplen, dropped=args.dropped, metadata=not args.no_metadata
     )
-    if args.inferences is not None:
-        if args.inferences < 1:
-            parser.error("--inferences must be at least 1")
-        devices = tuple(replace(d, inferences=args.inferences) for d in profile.devices)
-        profile = replace(profile, devices=devices)
+    if args.inferences is not None and args.inferences < 1:
+        parser.error("--inferences must be at least 1")
+    if args.jitter_us < 0:
+        parser.error("--jitter-us must not be negative")
+    devices = tuple(
+        replace(
+            d.with_timing(compute_jitter_us=args.jitter_us),
+            inferences=d.inferences if args.inferences is None else args.inferences,
+        )
+        for d in profile.devices
+    )
+    profile = replace(profile, devices=devices)
     for path in (args.out, args.truth):
         if path is not None and path.exists() and not args.force:
             print(f"usbtrace.synthetic: {path}: exists; use --force to overwrite", file=sys.stderr)

@@ -48,6 +48,9 @@ class Timing:
     invoke_setup_us: int = 60  # host invoke() called -> first bulk-OUT submit
     invoke_return_us: int = 80  # event -> host invoke() returns
     read_timeout_us: int | None = USB_TIMEOUT_MS * 1000  # None: pending reads never time out
+    # each inference's compute_us grows by a pseudo-random 0..compute_jitter_us (seeded by the
+    # request index: the same profile still gives the same bytes); 0 = every inference alike
+    compute_jitter_us: int = 0
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,13 @@ class _ReadQueue:
         return t_us
 
 
+def _jitter(index: int, limit: int) -> int:
+    """A reproducible 0..limit µs for request ``index``."""
+    if limit <= 0:
+        return 0
+    return int.from_bytes(pl.pseudo_random(f"jitter {index}", 8), "little") % (limit + 1)
+
+
 class _DeviceSim:
     def __init__(self, em: _Emitter, profile: SessionProfile, dev: DeviceProfile) -> None:
         self.em, self.profile, self.dev, self.t = em, profile, dev, dev.timing
@@ -564,7 +571,8 @@ class _DeviceSim:
             out_start = last_out + t.tail_us
             if req.exec_start_us is not None:
                 # output needs at least a microsecond of execution after the input arrived
-                out_start = max(out_start, req.exec_start_us + max(t.compute_us, 1))
+                compute = t.compute_us + _jitter(req.index, t.compute_jitter_us)
+                out_start = max(out_start, req.exec_start_us + max(compute, 1))
             # out_start is when the first chunk arrives; the rest follow at the IN link rate
             at = out_start
             remaining = dev.output_bytes
