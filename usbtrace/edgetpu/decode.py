@@ -455,7 +455,9 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     rows["tidx"] = tidx[hit]
     rows["role"] = roles[hit]
     del tidx, roles, hit
-    rows = rows[np.lexsort((rows["s_ts"], rows["tidx"]))]
+    # rows are in submit order, in which transfers follow each other: a stable sort by
+    # transfer (nearly sorted already) gives (transfer, submit time) order
+    rows = rows[np.argsort(rows["tidx"], kind="stable")]
 
     n = f.count
     cols = f.store.arrays()

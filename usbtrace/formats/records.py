@@ -85,14 +85,19 @@ def extract_usbmon(
     span = hdr_len + HEAD_BYTES
     native = byteorder == "<" and hdr_len == 64
     aligned = native and not (data_pos & 3).any()
-    words = buf[: len(buf) - len(buf) % 4].view("<u4") if aligned else None
+    if aligned:
+        # every record's header + head as one row of a zero-copy sliding window over the words
+        # (a row gather, much cheaper than an index per word); the buffer is padded so the
+        # last record's window never runs off its end
+        words = buf[: len(buf) - len(buf) % 4].view("<u4")
+        if len(words) < int(data_pos.max() >> 2) + _HEAD_WORDS:
+            words = np.concatenate([words, np.zeros(_HEAD_WORDS, dtype="<u4")])
+        windows = np.lib.stride_tricks.sliding_window_view(words, _HEAD_WORDS)
     for lo in range(0, n, SUB_BATCH):
         hi = min(n, lo + SUB_BATCH)
         pos = data_pos[lo:hi]
         if aligned:
-            idx = (pos >> 2)[:, None] + np.arange(_HEAD_WORDS, dtype=np.int64)
-            np.minimum(idx, len(words) - 1, out=idx)  # the last record may end the buffer
-            raw = words[idx].view(np.uint8).reshape(hi - lo, span)
+            raw = windows[pos >> 2].view(np.uint8).reshape(hi - lo, span)
         else:
             idx = pos[:, None] + np.arange(span, dtype=np.int64)
             np.minimum(idx, len(buf) - 1, out=idx)
