@@ -198,7 +198,9 @@ def write_capture(directory: Path, p: SweepPoint, *, name: str | None = None) ->
         pw.interface(LINKTYPE_USB_LINUX_MMAPPED, name=f"usbmon{BUS}")
         for ts, data in w.records:
             pw.packet(data, ts)
-    extra = {} if p.cpu_baseline_s is None else {"cpu_baseline_s": p.cpu_baseline_s}
+    extra: dict = {"model_summary": {"cached_bytes": p.cached, "streamed_bytes": p.streamed}}
+    if p.cpu_baseline_s is not None:
+        extra["cpu_baseline_s"] = p.cpu_baseline_s
     meta = CaptureMetadata(
         model=p.model,
         label=p.label,
