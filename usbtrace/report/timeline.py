@@ -151,9 +151,8 @@ def build_timeline(file: str, trace: EdgeTpuTrace, request: Request, m: RequestM
 
 def timeline_for_file(path: str | Path, request: int | None, device: str | None) -> Timeline:
     """The timeline of request ``request`` (default: see ``default_request``) of one capture."""
-    from usbtrace.analysis.metrics import apply_verdicts, link_peak_out, request_metrics
     from usbtrace.analysis.requests import segment
-    from usbtrace.analysis.summary import _align_host
+    from usbtrace.analysis.summary import summarize_trace
     from usbtrace.edgetpu.decode import decode_capture
 
     decoded = decode_capture(path, device, partial_ok=True)
@@ -163,10 +162,9 @@ def timeline_for_file(path: str | Path, request: int | None, device: str | None)
         names = ", ".join(t.name for t in decoded.devices)
         raise UsageError(f"{path}: several Edge TPUs ({names}); choose one with --device")
     trace = decoded.devices[0]
+    # the summary's metrics (verdicts, host invokes aligned) index the same segmentation
+    metrics = summarize_trace(decoded, trace).requests
     requests = segment(trace)
-    metrics = [request_metrics(trace, r) for r in requests]
-    apply_verdicts(metrics, link_peak_out(trace, metrics))
-    _align_host(metrics, decoded.metadata)
     if not requests:
         raise UsageError(f"{path}: no request on the device")
     k = default_request(metrics) if request is None else request
