@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from usbtrace.report.size_table import MIB, SizeRow
 
@@ -161,8 +161,8 @@ def plot_specs(rows: Sequence[SizeRow]) -> list[PlotSpec]:
     return [spec for fam, members in families.items() for spec in family_specs(fam, members)]
 
 
-def render(spec: PlotSpec, path: Path) -> Path:
-    """Draw ``spec`` into ``path`` (.png or .svg)."""
+def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Path | IO[bytes]:
+    """Draw ``spec`` into ``path`` (.png or .svg by suffix, or ``fmt`` for a stream)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,7 +183,7 @@ def render(spec: PlotSpec, path: Path) -> Path:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize="small")
         fig.tight_layout()
-        fig.savefig(path)
+        fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)
     return path

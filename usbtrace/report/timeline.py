@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -179,8 +179,11 @@ def _fmt_rate(bps: float | None) -> str:
     return "" if bps is None else f", {bps / 1e6:.1f} MB/s"
 
 
-def render_timeline(tl: Timeline, path: Path) -> Path:
-    """Draw the lanes into ``path`` (.png or .svg), times in ms from the request's start."""
+def render_timeline(
+    tl: Timeline, path: Path | IO[bytes], fmt: str | None = None
+) -> Path | IO[bytes]:
+    """Draw the lanes into ``path`` (.png/.svg by suffix, or ``fmt`` for a stream), times in ms
+    from the request's start."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,7 +233,7 @@ def render_timeline(tl: Timeline, path: Path) -> Path:
         )
         ax.grid(True, axis="x", alpha=0.3)
         fig.tight_layout()
-        fig.savefig(path)
+        fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)
     return path
