@@ -138,3 +138,20 @@ def test_real_captures(shared_file):
     assert d.streamed_bytes == 2_943_616 and d.cache_fill_bytes == 1_040_896
     assert d.latency_s == pytest.approx(0.0093, abs=0.0002)  # README: ≈ 9.3 ms
     assert c.ops_per_s == pytest.approx(c.ops / c.latency_s)
+
+
+def test_compiled_bytes_from_the_catalog(shared_file, tmp_path, monkeypatch):
+    pytest.importorskip("usbtrace.models.inspect", reason="the models package is not merged yet")
+    from usbtrace.report import size_table
+
+    model = shared_file("models/model_conv_128x128x3x32x7x50_edgetpu.tflite")
+    (tmp_path / "conv_50_edgetpu.tflite").symlink_to(model)
+    monkeypatch.setenv("USBTRACE_MODELS_DIR", str(tmp_path))
+    size_table._catalog_model_bytes.cache_clear()
+    try:
+        (row,) = size_rows(summarize_file(shared_file("captures/real/conv_50.pcapng")))
+    finally:
+        size_table._catalog_model_bytes.cache_clear()
+    # models README: 2 471 488 cached, 0 streamed; the capture's caching request moves the same
+    assert (row.model_cached_bytes, row.model_streamed_bytes) == (2_471_488, 0)
+    assert row.cache_fill_bytes == row.model_cached_bytes
