@@ -17,7 +17,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from usbtrace.analysis.intervals import union_length
+try:  # interval arithmetic is moving from usbtrace.analysis to the package root
+    from usbtrace.intervals import union_length
+except ImportError:
+    from usbtrace.analysis.intervals import union_length
+
 from usbtrace.analysis.metrics import RequestMetrics
 from usbtrace.analysis.requests import KIND_INFERENCE, Request
 from usbtrace.edgetpu.constants import Tag
