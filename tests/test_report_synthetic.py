@@ -10,8 +10,12 @@ from usbtrace.analysis.summary import summarize_file
 from usbtrace.report.diff import CHANGED, REGRESSION, SAME, diff_captures
 from usbtrace.report.size_table import size_rows
 
-synthetic = pytest.importorskip("usbtrace.synthetic", reason="synthetic generator not merged yet")
-presets = pytest.importorskip("usbtrace.synthetic.presets", reason="no synthetic presets yet")
+synthetic = pytest.importorskip(
+    "usbtrace.synthetic", reason="synthetic generator not merged yet", exc_type=ImportError
+)
+presets = pytest.importorskip(
+    "usbtrace.synthetic.presets", reason="no synthetic presets yet", exc_type=ImportError
+)
 
 
 @pytest.fixture(scope="module")

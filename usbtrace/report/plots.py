@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from usbtrace.errors import UsageError
 from usbtrace.report.size_table import MIB, SizeRow
 
 
@@ -161,13 +162,23 @@ def plot_specs(rows: Sequence[SizeRow]) -> list[PlotSpec]:
     return [spec for fam, members in families.items() for spec in family_specs(fam, members)]
 
 
-def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Path | IO[bytes]:
-    """Draw ``spec`` into ``path`` (.png or .svg by suffix, or ``fmt`` for a stream)."""
-    import matplotlib
-
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), or a one-line error."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError(
+            "drawing needs matplotlib: pip install 'usbtrace[plots]' (or matplotlib)"
+        ) from None
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    return plt
+
+
+def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Path | IO[bytes]:
+    """Draw ``spec`` into ``path`` (.png or .svg by suffix, or ``fmt`` for a stream)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     try:
         for s in spec.series:

@@ -188,11 +188,9 @@ def render_timeline(
 ) -> Path | IO[bytes]:
     """Draw the lanes into ``path`` (.png/.svg by suffix, or ``fmt`` for a stream), times in ms
     from the request's start."""
-    import matplotlib
+    from usbtrace.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     colors = {
         LANE_HOST: "tab:gray",
         "instructions": "tab:blue",
