@@ -142,7 +142,7 @@ def test_real_captures(shared_file):
 
 def test_compiled_bytes_from_the_catalog(shared_file, tmp_path, monkeypatch):
     pytest.importorskip(
-        "usbtrace.models.inspect", reason="the models package is not merged yet", exc_type=ImportError
+        "usbtrace.models.inspect", reason="models package not merged yet", exc_type=ImportError
     )
     from usbtrace.report import size_table
 
