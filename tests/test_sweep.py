@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sweep_fixtures import plan, write_capture
@@ -104,3 +106,48 @@ def test_bad_sizes(world, tmp_path, capsys, sizes):
 
 def test_parse_sizes_keeps_order_and_drops_repeats():
     assert sweep_cmd.parse_sizes("50, 10,50,25") == [50, 10, 25]
+
+
+def test_cpu_timer_runs_an_uncompiled_model(shared_file):
+    if not any(importlib.util.find_spec(m) for m in ("tflite_runtime", "ai_edge_litert")):
+        pytest.skip("no TFLite interpreter (tflite-runtime or ai-edge-litert) installed")
+    model = shared_file("models/model_conv_128x128x3x32x7x10.tflite")
+    seconds = sweep_cmd._cpu_time_tflite(model, 2)
+    assert isinstance(seconds, float) and seconds > 0
+
+
+def test_cpu_timer_reports_a_bad_model(tmp_path):
+    if not any(importlib.util.find_spec(m) for m in ("tflite_runtime", "ai_edge_litert")):
+        pytest.skip("no TFLite interpreter (tflite-runtime or ai-edge-litert) installed")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(UsageError, match=r"bad\.tflite"):
+        sweep_cmd._cpu_time_tflite(bad, 1)
+
+
+def test_runner_adapter_passes_the_step(tmp_path, monkeypatch):
+    runner = pytest.importorskip(
+        "usbtrace.capture.runner", reason="capture runner not merged yet", exc_type=ImportError
+    )
+    capture_cmd = pytest.importorskip(
+        "usbtrace.cli.capture_cmd", reason="capture command not merged yet", exc_type=ImportError
+    )
+    seen = {}
+
+    def fake_backend(spec, model_path, bus):
+        seen["backend"] = (spec, model_path, bus)
+        return object()
+
+    def fake_run(config):
+        seen["config"] = config
+        return SimpleNamespace(path=tmp_path / "x.pcapng", exit_status=0, status="complete")
+
+    monkeypatch.setattr(capture_cmd, "make_backend", fake_backend)
+    monkeypatch.setattr(runner, "run_capture", fake_run)
+    model = sweep_cmd.ModelFiles("conv_10", tmp_path / "conv_10_edgetpu.tflite", None)
+    step = sweep_cmd.SweepStep("conv", 10, model, "usb2", tmp_path / "usb2", 7, 2, "tflite", 3)
+    assert sweep_cmd._capture_with_runner(step) == tmp_path / "x.pcapng"
+    c = seen["config"]
+    assert (c.model, c.model_path, c.count, c.warmup) == ("conv_10", model.compiled, 7, 2)
+    assert (c.label, c.out_dir, c.bus, c.name) == ("usb2", tmp_path / "usb2", 3, "conv_10")
+    assert seen["backend"] == ("tflite", model.compiled, 3)
