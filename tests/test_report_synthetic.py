@@ -71,3 +71,17 @@ def test_diff_usb3_against_usb2(sessions):
     assert st["latency median"] == REGRESSION and st["stream rate median"] == REGRESSION
     assert st["parameters bytes/inf"] == SAME and st["instructions bytes/inf"] == SAME
     assert st["output bytes/inf"] == CHANGED  # the usb2 preset returns 1000 output bytes
+
+
+def test_report_with_two_tpus_in_one_file(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")
+    from usbtrace.cli.main import main
+
+    path = tmp_path / "two.pcapng"
+    synthetic.write_session(presets.two_tpus(), path)
+    out = tmp_path / "r.html"
+    assert main(["report", str(path), "-o", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    # no sized model name here: one timeline, of the first device, chosen without --device
+    assert page.count('class="timeline"') == 1 and "no timeline for" not in page
+    assert "<td>2.4</td>" in page and "<td>2.5</td>" in page  # both in the integrity table

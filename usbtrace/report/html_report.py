@@ -17,6 +17,7 @@ from pathlib import Path
 
 from usbtrace import __version__
 from usbtrace.analysis.summary import CaptureSummary
+from usbtrace.errors import UsbtraceError
 from usbtrace.report.plots import PlotSpec, plot_specs, render
 from usbtrace.report.size_table import COLUMNS, SizeRow, capture_label, row_cells, size_rows
 from usbtrace.report.timeline import Timeline, render_timeline, timeline_for_file
@@ -91,9 +92,11 @@ def _integrity_table(summaries: Sequence[CaptureSummary]) -> str:
     return f'<table id="integrity"><tr>{head}</tr>{"".join(body)}</table>'
 
 
-def timeline_files(rows: Sequence[SizeRow], summaries: Sequence[CaptureSummary]) -> list[str]:
-    """The largest model of each family and label (where streaming shows most), then any
-    capture without a sized model; at most ``MAX_TIMELINES``."""
+def timeline_files(
+    rows: Sequence[SizeRow], summaries: Sequence[CaptureSummary]
+) -> list[tuple[str, str]]:
+    """(file, device) of the largest model of each family and label (where streaming shows
+    most), else of the first capture; at most ``MAX_TIMELINES``."""
     largest: dict[tuple[str, str], SizeRow] = {}
     for r in rows:
         if r.size is None:
@@ -101,10 +104,21 @@ def timeline_files(rows: Sequence[SizeRow], summaries: Sequence[CaptureSummary])
         key = (r.family, r.label)
         if key not in largest or r.size > (largest[key].size or 0):
             largest[key] = r
-    files = [r.files[0] for r in largest.values()]
+    files = [(r.files[0], r.devices[0]) for r in largest.values()]
     if not files and summaries:
-        files = [summaries[0].file]
+        files = [(summaries[0].file, summaries[0].device)]
     return files[:MAX_TIMELINES]
+
+
+def _timelines(files: Sequence[tuple[str, str]]) -> tuple[list[Timeline], list[str]]:
+    """The timelines that could be built, and a note for each that could not."""
+    out, notes = [], []
+    for file, device in files:
+        try:
+            out.append(timeline_for_file(file, None, device))
+        except UsbtraceError as exc:
+            notes.append(f"no timeline for {file} ({device}): {exc}")
+    return out, notes
 
 
 def build_report(
@@ -115,8 +129,9 @@ def build_report(
 ) -> str:
     rows = size_rows(summaries)
     specs: list[PlotSpec] = plot_specs(rows)
+    notes: list[str] = []
     if timelines is None:
-        timelines = [timeline_for_file(f, None, None) for f in timeline_files(rows, summaries)]
+        timelines, notes = _timelines(timeline_files(rows, summaries))
     plots = "".join(
         _figure(_png_data_uri(lambda b, s=s: render(s, b, "png")), s.title, "plot") for s in specs
     )
@@ -144,6 +159,7 @@ event (median over inferences). MiB = 2<sup>20</sup> bytes; MB/s = 10<sup>6</sup
 <div id="plots">{plots or "<p>No capture names a model with a size (e.g. conv_50).</p>"}</div>
 <h2>Timelines</h2>
 <div id="timelines">{tls}</div>
+{"".join(f'<p class="meta">{html.escape(n)}</p>' for n in notes)}
 <h2>Per-capture integrity</h2>
 {_integrity_table(summaries)}
 <script>{_SCRIPT}</script>

@@ -92,6 +92,7 @@ class SizeRow:
     model: str
     link_speed: str | None
     files: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # BUS.ADDR of each file's Edge TPU
     inferences: int = 0
     model_cached_bytes: int | None = None
     model_streamed_bytes: int | None = None
@@ -129,6 +130,7 @@ class SizeRow:
             "model": self.model,
             "link_speed": self.link_speed,
             "files": list(self.files),
+            "devices": list(self.devices),
             "inferences": self.inferences,
             "model_cached_bytes": self.model_cached_bytes,
             "model_streamed_bytes": self.model_streamed_bytes,
@@ -181,6 +183,7 @@ def size_rows(summaries: Sequence[CaptureSummary]) -> list[SizeRow]:
                 model=members[0].model or Path(members[0].file).stem,
                 link_speed=members[0].link_speed,
                 files=[s.file for s in members],
+                devices=[s.device for s in members],
                 inferences=len(inf),
                 model_cached_bytes=cached,
                 model_streamed_bytes=streamed,
