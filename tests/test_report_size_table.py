@@ -110,12 +110,23 @@ def test_cli_table_json_csv(sweep, tmp_path, capsys):
     assert len(doc["sizes"]) == len(points)
     streamed = {(d["size"], d["label"]): d["streamed_bytes_per_inference"] for d in doc["sizes"]}
     assert streamed == {(p.size, p.label): p.streamed for p in points}
+    onset = min(p.size for p in points if p.streamed)
+    below = max(p.size for p in points if not p.streamed)
+    assert doc["families"] == [
+        {
+            "family": "conv",
+            "streaming_from_size": onset,
+            "largest_non_streaming_size": below,
+            "cache_bytes": CACHE_BYTES,
+        }
+    ]
     with open(out_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["size"]) for r in rows] == [d["size"] for d in doc["sizes"]]
     assert main(["summarize", str(root), "--by-size"]) == 0
     text = capsys.readouterr().out
     assert text.count("conv_150") == 2 and "speed-up" in text
+    assert f"streaming begins by size {onset} ({below} still fits)" in text
 
 
 def test_plain_table_one_line_per_row(sweep):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from usbtrace.errors import UsageError
-from usbtrace.report.size_table import MIB, SizeRow
+from usbtrace.report.size_table import MIB, SizeRow, cache_capacity, streaming_onset
 
 
 @dataclass
@@ -69,26 +69,6 @@ def _cached_series(rows: Sequence[SizeRow]) -> list[Series]:
     return [Series("cached once (caching request)", x, [fills[s] / MIB for s in x], "--x")]
 
 
-def streaming_onset(rows: Sequence[SizeRow]) -> int | None:
-    """The smallest size whose inferences stream parameters (any label), None if none does."""
-    sizes = [r.size for r in rows if r.size is not None and r.streamed_bytes]
-    return min(sizes) if sizes else None
-
-
-def cache_capacity(rows: Sequence[SizeRow]) -> int | None:
-    """On-chip parameter cache as seen: the largest parameter-caching fill of a streaming model.
-
-    Once a model streams, the compiler has filled the cache; below that, fills are just the model.
-    """
-    fills = [r.cache_fill_bytes for r in rows if r.streamed_bytes and r.cache_fill_bytes]
-    if not fills:
-        fills = [
-            r.model_cached_bytes for r in rows if r.model_streamed_bytes and r.model_cached_bytes
-        ]
-    fills = [f for f in fills if f]
-    return max(fills) if fills else None
-
-
 def family_specs(family: str, rows: Sequence[SizeRow]) -> list[PlotSpec]:
     unit = "layers" if family in ("conv", "dense") else "size"
     xlabel = f"{family} model size ({unit})"
@@ -111,7 +91,7 @@ def family_specs(family: str, rows: Sequence[SizeRow]) -> list[PlotSpec]:
     )
     cap = cache_capacity(rows)
     if cap is not None:
-        bytes_spec.hlines.append((cap / MIB, f"on-chip cache ≈ {cap / MIB:.2f} MiB"))
+        bytes_spec.hlines.append((cap / MIB, f"parameter cache in use ≈ {cap / MIB:.2f} MiB"))
     onset = streaming_onset(rows)
     if onset is not None:
         bytes_spec.vlines.append((onset, f"streaming from {onset}"))

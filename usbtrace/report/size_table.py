@@ -204,6 +204,63 @@ def size_rows(summaries: Sequence[CaptureSummary]) -> list[SizeRow]:
     return rows
 
 
+def streaming_onset(rows: Sequence[SizeRow]) -> int | None:
+    """The smallest size whose inferences stream parameters (any label), None if none does."""
+    sizes = [r.size for r in rows if r.size is not None and r.streamed_bytes]
+    return min(sizes) if sizes else None
+
+
+def largest_non_streaming(rows: Sequence[SizeRow]) -> int | None:
+    """The largest size whose inferences stream nothing (all of it fits the cache)."""
+    sizes = [r.size for r in rows if r.size is not None and r.streamed_bytes == 0]
+    return max(sizes) if sizes else None
+
+
+def cache_capacity(rows: Sequence[SizeRow]) -> int | None:
+    """The parameter cache in use: the largest parameter-caching fill of a streaming model.
+
+    Once a model streams, the compiler has given it what it uses of the on-chip memory; below
+    that, fills are just the model. The compiler may use less than the chip has (the real
+    dense_300 caches 0.99 MiB and streams the rest), so this is a lower bound of the cache.
+    """
+    fills = [r.cache_fill_bytes for r in rows if r.streamed_bytes and r.cache_fill_bytes]
+    if not fills:
+        fills = [
+            r.model_cached_bytes for r in rows if r.model_streamed_bytes and r.model_cached_bytes
+        ]
+    fills = [f for f in fills if f]
+    return max(fills) if fills else None
+
+
+def family_notes(rows: Sequence[SizeRow]) -> list[dict[str, Any]]:
+    """Per family: where streaming begins (between two captured sizes) and the cache in use."""
+    families: dict[str, list[SizeRow]] = {}
+    for r in rows:
+        if r.size is not None:
+            families.setdefault(r.family, []).append(r)
+    return [
+        {
+            "family": fam,
+            "streaming_from_size": streaming_onset(members),
+            "largest_non_streaming_size": largest_non_streaming(members),
+            "cache_bytes": cache_capacity(members),
+        }
+        for fam, members in families.items()
+    ]
+
+
+def _note_line(note: dict[str, Any]) -> str:
+    fam, onset, cache = note["family"], note["streaming_from_size"], note["cache_bytes"]
+    below = note["largest_non_streaming_size"]
+    if onset is None:
+        return f"{fam}: no captured size streams parameters (up to {below}, all is cached)"
+    fits = f"{below} still fits" if below is not None and below < onset else "no smaller size"
+    return (
+        f"{fam}: streaming begins by size {onset} ({fits}); "
+        f"streaming models cache {fmt_mib(cache)} MiB"
+    )
+
+
 # -- formatting ------------------------------------------------------------------------------------
 
 
@@ -314,7 +371,10 @@ def emit_by_size(
         with open(csv_path, "w", newline="") as out:
             write_size_csv(rows, out)
     if as_json:
-        json.dump({"sizes": [r.to_json() for r in rows]}, stream, indent=1)
+        doc = {"sizes": [r.to_json() for r in rows], "families": family_notes(rows)}
+        json.dump(doc, stream, indent=1)
         stream.write("\n")
     else:
         print_size_table(rows, stream)
+        for note in family_notes(rows):
+            stream.write(_note_line(note) + "\n")
