@@ -97,6 +97,11 @@ def test_images_are_embedded_pngs(report):
     assert not page.links  # nothing to fetch: the page is one file
 
 
+def test_streaming_onset_is_stated(report):
+    out, _, _ = report
+    assert "streaming begins by size 150 (100 still fits)" in out.read_text(encoding="utf-8")
+
+
 def test_integrity_table_lists_every_capture(report):
     _, points, page = report
     rows = page.tables["integrity"][1:]

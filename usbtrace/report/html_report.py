@@ -19,7 +19,15 @@ from usbtrace import __version__
 from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.errors import UsbtraceError
 from usbtrace.report.plots import PlotSpec, plot_specs, render
-from usbtrace.report.size_table import COLUMNS, SizeRow, capture_label, row_cells, size_rows
+from usbtrace.report.size_table import (
+    COLUMNS,
+    SizeRow,
+    capture_label,
+    family_notes,
+    note_line,
+    row_cells,
+    size_rows,
+)
 from usbtrace.report.timeline import Timeline, render_timeline, timeline_for_file
 
 MAX_TIMELINES = 8
@@ -155,6 +163,7 @@ def build_report(
 event (median over inferences). MiB = 2<sup>20</sup> bytes; MB/s = 10<sup>6</sup> bytes/s.</p>
 <h2>By model size</h2>
 {_size_table(rows)}
+<ul id="families">{"".join(f"<li>{html.escape(note_line(n))}</li>" for n in family_notes(rows))}</ul>
 <h2>Across sizes</h2>
 <div id="plots">{plots or "<p>No capture names a model with a size (e.g. conv_50).</p>"}</div>
 <h2>Timelines</h2>

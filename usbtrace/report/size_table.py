@@ -249,7 +249,7 @@ def family_notes(rows: Sequence[SizeRow]) -> list[dict[str, Any]]:
     ]
 
 
-def _note_line(note: dict[str, Any]) -> str:
+def note_line(note: dict[str, Any]) -> str:
     fam, onset, cache = note["family"], note["streaming_from_size"], note["cache_bytes"]
     below = note["largest_non_streaming_size"]
     if onset is None:
@@ -377,4 +377,4 @@ def emit_by_size(
     else:
         print_size_table(rows, stream)
         for note in family_notes(rows):
-            stream.write(_note_line(note) + "\n")
+            stream.write(note_line(note) + "\n")
