@@ -151,6 +151,7 @@ def build_report(
         )
         for t in timelines
     )
+    notes_html = "".join(f"<li>{html.escape(note_line(n))}</li>" for n in family_notes(rows))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     bad = sum(1 for s in summaries if not s.integrity.ok)
     t = html.escape(title)
@@ -163,7 +164,7 @@ def build_report(
 event (median over inferences). MiB = 2<sup>20</sup> bytes; MB/s = 10<sup>6</sup> bytes/s.</p>
 <h2>By model size</h2>
 {_size_table(rows)}
-<ul id="families">{"".join(f"<li>{html.escape(note_line(n))}</li>" for n in family_notes(rows))}</ul>
+<ul id="families">{notes_html}</ul>
 <h2>Across sizes</h2>
 <div id="plots">{plots or "<p>No capture names a model with a size (e.g. conv_50).</p>"}</div>
 <h2>Timelines</h2>
