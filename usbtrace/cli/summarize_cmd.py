@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one row per model family, size and label: compiled and streamed MiB, median "
         "latency, speed-up over the CPU, operations and ops/s (with --json/--csv: that table)",
     )
+    p.add_argument(
+        "--model",
+        metavar="FILE|NAME",
+        help="compiled *_edgetpu.tflite (or catalog name) to reconcile every request's bytes "
+        "with; default: the model named in the capture's metadata, when it is at hand",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,7 +63,9 @@ def _progress(files: list[Path]):
     return Progress(transient=True, console=None)
 
 
-def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary], list[str]]:
+def analyse(
+    files: list[Path], device: str | None, model: str | None = None
+) -> tuple[list[CaptureSummary], list[str]]:
     summaries: list[CaptureSummary] = []
     failures: list[str] = []
     progress = _progress(files)
@@ -70,7 +78,7 @@ def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a cut file is reported in its integrity
                 try:
-                    found = summarize_file(f, device)
+                    found = summarize_file(f, device, model)
                 except InputError as exc:
                     failures.append(str(exc))
                     found = []
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     files, missing = expand_inputs(args.files)
     if not files:
         raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, args.device)
+    summaries, failures = analyse(files, args.device, args.model)
     failures = missing + failures
     summaries.sort(key=sort_key)
     for f in failures:
