@@ -6,16 +6,12 @@ import json
 import math
 
 import numpy as np
-
-try:  # interval arithmetic is moving from usbtrace.analysis to the package root
-    from usbtrace.intervals import clipped_length
-except ImportError:
-    from usbtrace.analysis.intervals import clipped_length
 import pytest
 from sweep_fixtures import INSTR_BYTES_PER_LAYER, plan, write_capture
 
 from usbtrace.cli.main import main
 from usbtrace.edgetpu.constants import MAX_BULK_OUT_CHUNK
+from usbtrace.intervals import clipped_length
 from usbtrace.report.timeline import render_timeline, timeline_for_file
 
 pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")

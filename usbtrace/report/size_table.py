@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,28 +23,20 @@ from usbtrace.analysis.ops import ops_per_inference
 from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.edgetpu.trace import NS
 from usbtrace.errors import UsbtraceError
-from usbtrace.report.summary_table import FAMILY_ORDER
+from usbtrace.models.catalog import parse_model_name, resolve
+from usbtrace.models.inspect import inspect_model
 from usbtrace.report.table import Column, render_table
 
 MIB = 1 << 20
 LABEL_BY_LINK_SPEED = {"super": "usb3", "high": "usb2", "full": "usb1", "low": "usb1"}
-_FAMILY_SIZE = re.compile(r"^(?:model_)?([a-z][a-z0-9_]*?)_(?:\d+x)*(\d+)(?:_edgetpu)?$")
 
 
 def family_size(model: str | None) -> tuple[str, int | None]:
     """("conv", 50) for conv_50 or the study's model_conv_128x128x3x32x7x50; (name, None) else."""
     if not model:
         return "?", None
-    try:
-        from usbtrace.models.catalog import parse_model_name
-    except ImportError:  # the models package is optional in this install
-        parse_model_name = None
-    if parse_model_name is not None:
-        parsed = parse_model_name(model)
-        if parsed is not None:
-            return parsed
-    m = _FAMILY_SIZE.match(Path(model).stem.lower())
-    return (m.group(1), int(m.group(2))) if m else (model, None)
+    parsed = parse_model_name(model)
+    return parsed if parsed is not None else (model, None)
 
 
 def capture_label(s: CaptureSummary) -> str:
@@ -56,11 +47,6 @@ def capture_label(s: CaptureSummary) -> str:
 
 @functools.cache
 def _catalog_model_bytes(name: str) -> tuple[int | None, int | None]:
-    try:
-        from usbtrace.models.catalog import resolve
-        from usbtrace.models.inspect import inspect_model
-    except ImportError:
-        return None, None
     try:
         entry = resolve(name)
         if not entry.compiled_exists:
@@ -155,8 +141,8 @@ def _median_int(values: list[int]) -> int | None:
 
 
 def _group_key(row: SizeRow) -> tuple:
-    rank = FAMILY_ORDER.index(row.family) if row.family in FAMILY_ORDER else len(FAMILY_ORDER)
-    return (rank, row.family, row.size is None, row.size or 0, row.label)
+    # as ``summarize`` orders captures: family, then size, unrecognised names last
+    return (row.size is None, row.family, row.size or 0, row.label)
 
 
 def size_rows(summaries: Sequence[CaptureSummary]) -> list[SizeRow]:

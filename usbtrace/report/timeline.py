@@ -17,16 +17,12 @@ from typing import IO, Any
 
 import numpy as np
 
-try:  # interval arithmetic is moving from usbtrace.analysis to the package root
-    from usbtrace.intervals import union_length
-except ImportError:
-    from usbtrace.analysis.intervals import union_length
-
 from usbtrace.analysis.metrics import RequestMetrics
 from usbtrace.analysis.requests import KIND_INFERENCE, Request
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.errors import UsageError
+from usbtrace.intervals import union_length
 
 LANE_HOST = "host invoke"
 LANE_EVENT = "event"
@@ -129,7 +125,7 @@ def build_timeline(file: str, trace: EdgeTpuTrace, request: Request, m: RequestM
         name = OUT_LANES.get(t.tag)
         if name:
             lanes[name].nbytes += t.length
-    if request.chunk_rows:
+    if len(request.chunk_rows):
         chunks = trace.output_chunks[request.chunk_rows]
         out = lanes[LANE_OUTPUT]
         out.starts_ns += chunks["t_ns"].tolist()
