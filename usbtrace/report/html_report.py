@@ -39,7 +39,10 @@ table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.bad { color: #a00; } td.ok { color: #060; }
-figure { display: inline-block; margin: 0.5em; } figcaption { font-size: 0.8em; color: #555; }
+#plots, #timelines { display: flex; flex-wrap: wrap; align-items: flex-start; }
+figure { margin: 0.5em; } figcaption { font-size: 0.8em; color: #555; }
+figure.plot img { width: 560px; max-width: 100%; }
+figure.timeline img { width: 900px; max-width: 100%; }
 .meta { color: #555; font-size: 0.85em; }
 """
 
