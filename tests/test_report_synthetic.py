@@ -85,3 +85,14 @@ def test_report_with_two_tpus_in_one_file(tmp_path):
     # no sized model name here: one timeline, of the first device, chosen without --device
     assert page.count('class="timeline"') == 1 and "no timeline for" not in page
     assert "<td>2.4</td>" in page and "<td>2.5</td>" in page  # both in the integrity table
+
+
+def test_timeline_needs_a_device_when_there_are_two(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")
+    from usbtrace.cli.main import main
+
+    path = tmp_path / "two.pcapng"
+    synthetic.write_session(presets.two_tpus(), path)
+    assert main(["timeline", str(path), "-o", str(tmp_path / "t.png")]) == 2
+    assert "several Edge TPUs (2.4, 2.5)" in capsys.readouterr().err
+    assert main(["timeline", str(path), "-o", str(tmp_path / "t.png"), "--device", "2.5"]) == 0
