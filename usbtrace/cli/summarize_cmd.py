@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         with open(args.csv, "w", newline="") as stream:
             write_csv(summaries, stream)
     if args.json:
-        json.dump({"captures": [s.to_json() for s in summaries]}, sys.stdout, indent=1)
+        # compact: json.dumps with indent=None uses the C encoder (10x faster on big captures)
+        sys.stdout.write(json.dumps({"captures": [s.to_json() for s in summaries]}))
         sys.stdout.write("\n")
     elif summaries:
         print_summary_table(summaries, per_request=args.per_inference)

@@ -437,18 +437,24 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     """Join the framer's per-submit assignment with the paired URBs, then sum per transfer."""
     f = d.framer
     frames, tidx, roles = f.assignments()
+    f.frames, f.tidx, f.roles = [], [], []
     urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
-    urbs = urbs[urbs["s_frame"] > 0]  # completions without submit cannot be framed
+    d.out = []  # the only other reference: let each copy below replace the last
+    if not (urbs["s_frame"] > 0).all():
+        urbs = urbs[urbs["s_frame"] > 0]  # completions without submit cannot be framed
     urbs = urbs[np.argsort(urbs["s_frame"], kind="stable")]
     if len(urbs):
         pos = np.minimum(np.searchsorted(urbs["s_frame"], frames), len(urbs) - 1)
         hit = urbs["s_frame"][pos] == frames
-        rows = urbs[pos[hit]]
+        urbs = urbs[pos[hit]]
+        del pos
     else:
         hit = np.zeros(len(frames), dtype=bool)
-        rows = np.zeros(0, dtype=OUT_URB)
+    rows = urbs
+    del urbs, frames
     rows["tidx"] = tidx[hit]
     rows["role"] = roles[hit]
+    del tidx, roles, hit
     rows = rows[np.lexsort((rows["s_ts"], rows["tidx"]))]
 
     n = f.count

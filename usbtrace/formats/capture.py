@@ -29,7 +29,7 @@ from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
 from usbtrace.formats.records import RecordBatch, concat, extract_usbmon
 from usbtrace.usb.usbmon import HEADER_LEN_BY_LINKTYPE
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20  # per batch: bounds the temporaries of each vectorised step
 MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
