@@ -159,9 +159,15 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     n_events = len(seg.events)
     rate_l = rate.tolist()
     cols = zip(
-        t_start.tolist(), t_end.tolist(), by_tag[:, Tag.INSTRUCTIONS].tolist(),
-        by_tag[:, Tag.INPUT].tolist(), streamed.tolist(), out_bytes.tolist(), overlap.tolist(),
-        busy.tolist(), window.tolist(),
+        t_start.tolist(),
+        t_end.tolist(),
+        by_tag[:, Tag.INSTRUCTIONS].tolist(),
+        by_tag[:, Tag.INPUT].tolist(),
+        streamed.tolist(),
+        out_bytes.tolist(),
+        overlap.tolist(),
+        busy.tolist(),
+        window.tolist(),
     )
     return [
         RequestMetrics(

@@ -7,6 +7,9 @@ arrays; the per-transfer view is assembled once at the end.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -537,6 +540,46 @@ def _group_outputs(chunks: np.ndarray, events: list[Event]) -> list[Output]:
     return outputs
 
 
+def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordBatch]:
+    """Read the next batches in a background thread while this one is decoded.
+
+    Reading (I/O, block walking, gathering records) and decoding are both mostly numpy work that
+    releases the GIL, so on a machine with two cores the two halves overlap. Errors raised by
+    the reader are re-raised here, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for b in batches:
+                if stop.is_set():
+                    return
+                q.put(b)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="usbtrace-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
+
+
 def decode_capture(
     path: str | Path, device: str | None = None, *, partial_ok: bool = False
 ) -> DecodedCapture:
@@ -550,7 +593,7 @@ def decode_capture(
     cap = Capture(path)
     error: InputError | None = None
     try:
-        for batch in cap.batches():
+        for batch in prefetch(cap.batches()):
             decoder.feed(batch)
     except InputError as exc:
         if not partial_ok or exc.offset is None or not cap.info.interfaces:

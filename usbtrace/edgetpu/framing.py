@@ -76,9 +76,7 @@ class TransferStore:
     def _flush(self) -> None:
         if self.singles:
             cols = list(zip(*self.singles))
-            self.chunks.append(
-                tuple(np.array(c, dtype=t) for c, (_, t) in zip(cols, self.FIELDS))
-            )
+            self.chunks.append(tuple(np.array(c, dtype=t) for c, (_, t) in zip(cols, self.FIELDS)))
             self.singles = []
 
     def one(self, tag: int, length: int, ep: int, frame: int) -> int:

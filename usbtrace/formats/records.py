@@ -51,6 +51,8 @@ class RecordBatch:
 
 
 SUB_BATCH = 1 << 16  # records gathered at once: bounds the temporary index arrays
+_HDR_OFFSET = RECORD.fields["hdr"][1]
+assert RECORD.fields["head"][1] == _HDR_OFFSET + HEADER.itemsize
 _HEAD_WORDS = (64 + HEAD_BYTES) // 4
 
 
@@ -84,6 +86,7 @@ def extract_usbmon(
         return RecordBatch(out, short_records=short)
     span = hdr_len + HEAD_BYTES
     native = byteorder == "<" and hdr_len == 64
+    out_bytes = out.view(np.uint8).reshape(n, RECORD.itemsize)
     aligned = native and not (data_pos & 3).any()
     if aligned:
         # every record's header + head as one row of a zero-copy sliding window over the words
@@ -108,10 +111,11 @@ def extract_usbmon(
             # bytes past the captured data belong to padding or the next block: zero them
             keep = np.arange(HEAD_BYTES) < data_cap[lo:hi][short_data, None]
             head[short_data] = np.where(keep, head[short_data], 0)
-        out["head"][lo:hi] = head
         if native:
-            out["hdr"][lo:hi] = raw[:, :64].copy().view(HEADER).reshape(hi - lo)
+            # "hdr" and "head" are adjacent in RECORD: one row copy fills both
+            out_bytes[lo:hi, _HDR_OFFSET : _HDR_OFFSET + span] = raw
         else:
+            out["head"][lo:hi] = head
             src = np.ascontiguousarray(raw[:, :hdr_len]).view(header_dtype(linktype, byteorder))
             src = src.reshape(hi - lo)
             dst = out["hdr"][lo:hi]
