@@ -24,6 +24,7 @@ from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentatio
 from usbtrace.edgetpu.constants import TAG_NAMES, Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.formats.records import take
 from usbtrace.intervals import segmented_clipped_length, segmented_union_length
 
 TAG_NAMES_BY_VALUE = {int(k): v for k, v in TAG_NAMES.items()}
@@ -122,7 +123,7 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     u = trace.out_urbs
     is_param = (u["role"] == ROLE_PAYLOAD) & (u["tidx"] >= 0) & (u["c_frame"] > 0)
     is_param[is_param] = tab["tag"][u["tidx"][is_param]] == Tag.PARAMETERS
-    pu = u[is_param]
+    pu = take(u, np.flatnonzero(is_param))
     group = treq[pu["tidx"]]
     busy = segmented_union_length(group, pu["s_ts"], pu["c_ts"], n)
     window_lo = np.where(seg.input_done_ns > 0, seg.input_done_ns, t_start)

@@ -444,12 +444,12 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
     d.out = []  # the only other reference: let each copy below replace the last
     if not (urbs["s_frame"] > 0).all():
-        urbs = urbs[urbs["s_frame"] > 0]  # completions without submit cannot be framed
-    urbs = urbs[np.argsort(urbs["s_frame"], kind="stable")]
+        urbs = take(urbs, np.flatnonzero(urbs["s_frame"] > 0))  # no submit: cannot be framed
+    urbs = take(urbs, np.argsort(urbs["s_frame"], kind="stable"))
     if len(urbs):
         pos = np.minimum(np.searchsorted(urbs["s_frame"], frames), len(urbs) - 1)
         hit = urbs["s_frame"][pos] == frames
-        urbs = urbs[pos[hit]]
+        urbs = take(urbs, pos[hit])
         del pos
     else:
         hit = np.zeros(len(frames), dtype=bool)
@@ -460,7 +460,7 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     del tidx, roles, hit
     # rows are in submit order, in which transfers follow each other: a stable sort by
     # transfer (nearly sorted already) gives (transfer, submit time) order
-    rows = rows[np.argsort(rows["tidx"], kind="stable")]
+    rows = take(rows, np.argsort(rows["tidx"], kind="stable"))
 
     n = f.count
     cols = f.store.arrays()
@@ -472,7 +472,7 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     problems = dict(f.problems)
     done = (rows["c_frame"] > 0) & (rows["status"] == 0)
 
-    hdr = rows[rows["role"] == ROLE_HEADER]
+    hdr = take(rows, np.flatnonzero(rows["role"] == ROLE_HEADER))
     hdr_done = done[rows["role"] == ROLE_HEADER]
     table["t_submit_ns"][hdr["tidx"]] = hdr["s_ts"]
     header_ok = np.ones(n, dtype=bool)
@@ -481,7 +481,7 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     header_end[hdr["tidx"][hdr_done]] = hdr["c_ts"][hdr_done]
 
     pay_mask = (rows["role"] == ROLE_PAYLOAD) & (rows["tidx"] >= 0)
-    pay = rows[pay_mask]
+    pay = take(rows, np.flatnonzero(pay_mask))
     pdone = done[pay_mask]
     t = pay["tidx"]
     table["payload_bytes"] = np.bincount(t, weights=pay["length"], minlength=n)
