@@ -44,7 +44,7 @@ from usbtrace.edgetpu.trace import (
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
-from usbtrace.formats.records import RecordBatch, take
+from usbtrace.formats.records import RecordBatch, endpoint_sums, take
 from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
@@ -166,7 +166,7 @@ class Decoder:
             self.first_ts = int(recs["ts_ns"][0])
         self.last_ts = max(self.last_ts, int(recs["ts_ns"].max()))
         h = recs["hdr"]
-        self._stats(h)
+        self._stats(recs)
         devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
         for key in np.unique(devkey).tolist():
             d = self.dev(key >> 8, key & 0xFF)
@@ -179,23 +179,12 @@ class Decoder:
         self._frame_out(recs, devkey)
         self._urbs(urbs)
 
-    def _stats(self, h: np.ndarray) -> None:
-        key = (
-            h["busnum"].astype(np.int64) << 24
-            | h["devnum"].astype(np.int64) << 16
-            | h["epnum"].astype(np.int64) << 8
-            | h["type"]
-        )
-        uniq, inv = np.unique(key, return_inverse=True)
-        counts = np.bincount(inv)
-        ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
-        dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
-        for k, c, u, dl in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist()):
-            t = (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF)
-            s = self.stats.setdefault(t, [0, 0, 0])
-            s[0] += c
-            s[1] += int(u)
-            s[2] += int(dl)
+    def _stats(self, records: np.ndarray) -> None:
+        for key, count, urb_len, data_len in endpoint_sums(records):
+            s = self.stats.setdefault(key, [0, 0, 0])
+            s[0] += count
+            s[1] += urb_len
+            s[2] += data_len
 
     def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
         for u in urbs:

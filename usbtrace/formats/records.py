@@ -143,3 +143,26 @@ def concat(batches: list[RecordBatch]) -> RecordBatch:
         payloads,
         sum(b.short_records for b in batches),
     )
+
+
+def endpoint_sums(records: np.ndarray) -> list[tuple[tuple[int, int, int, int], int, int, int]]:
+    """Per (bus, device, endpoint, URB type byte): record count, sum of urb_len, of data_len.
+
+    What ``verify`` compares with tshark and what the decoder keeps as per-endpoint statistics.
+    """
+    h = records["hdr"]
+    key = (
+        h["busnum"].astype(np.int64) << 24
+        | h["devnum"].astype(np.int64) << 16
+        | h["epnum"].astype(np.int64) << 8
+        | h["type"]
+    )
+    uniq, inv = np.unique(key, return_inverse=True)
+    counts = np.bincount(inv)
+    # float64 sums are exact below 2**53 bytes, far beyond any capture
+    ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
+    dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
+    return [
+        ((k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF), c, int(u), int(d))
+        for k, c, u, d in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist())
+    ]
