@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from usbtrace.edgetpu.decode import decode_capture
-from usbtrace.edgetpu.framing import OutFramer
 from usbtrace.errors import InputError
 from usbtrace.formats import capture
 from usbtrace.formats.capture import Capture, Interface, _ts_to_ns
@@ -117,25 +116,42 @@ def test_metadata_with_wrong_types_is_dropped_key_by_key() -> None:
     assert CaptureMetadata.from_json({"invokes": None}).invokes == []
 
 
-def test_the_framer_gives_up_at_the_same_urb_whatever_the_batching() -> None:
-    n = 100
-    frame = np.arange(1, n + 1)
-    ep = np.ones(n, dtype=np.uint8)
-    length = np.full(n, 4096)
-    cap = np.zeros(n)
-    head = np.zeros((n, 16), dtype=np.uint8)
-    whole, pieces = OutFramer(give_up_unframed=64), OutFramer(give_up_unframed=64)
-    whole.feed(frame, ep, length, cap, head)
-    for lo in range(0, n, 7):
-        pieces.feed(
-            frame[lo : lo + 7],
-            ep[lo : lo + 7],
-            length[lo : lo + 7],
-            cap[lo : lo + 7],
-            head[lo : lo + 7],
-        )
-    assert whole.gave_up and pieces.gave_up
-    assert whole.unframed == pieces.unframed == 64
+@pytest.mark.parametrize("chunk", [100, 700, 5000])
+def test_giving_up_on_headerless_bulk_traffic_does_not_depend_on_batching(
+    tmp_path: Path, chunk: int, monkeypatch
+) -> None:
+    from usbtrace.fuzzing.mutate import m_midstream
+
+    # a descriptor-less device: 100 headerless URBs, then the protocol; one big read used to
+    # see the later headers before deciding, small reads gave up after the 64th URB
+    s = edgetpu_session(random.Random(9), inferences=1, enumerate_device=False)
+    recs = list(s.records)
+    rng = random.Random(1)
+    while "100 headerless" not in m_midstream(rng, recs := list(s.records)):
+        pass
+    path = _write(tmp_path, encode(recs).data)
+    whole = decode_capture(path)
+    monkeypatch.setattr(capture, "CHUNK_BYTES", chunk)
+    pieces = decode_capture(path)
+    assert [t.name for t in whole.devices] == [t.name for t in pieces.devices]
+    assert whole.other_devices == pieces.other_devices
+
+
+def test_mixed_endpoints_in_one_batch_frame_0x01_headers_as_single_ep() -> None:
+    from usbtrace.edgetpu.framing import ROLE_HEADER, OutFramer
+
+    # header(16) + 16 B payload on 0x01, then a stray URB on 0x02, then header + payload
+    hdr = np.zeros((5, 16), dtype=np.uint8)
+    hdr[0, :8] = list(struct.pack("<IB3x", 16, 1))
+    hdr[3, :8] = list(struct.pack("<IB3x", 16, 1))
+    ep = np.array([1, 1, 2, 1, 1], dtype=np.uint8)
+    length = np.array([8, 16, 100, 8, 16])
+    cap = np.array([8, 16, 16, 8, 16])
+    whole = OutFramer()
+    whole.feed(np.arange(1, 6), ep, length, cap, hdr)
+    _, _, roles = whole.assignments()
+    assert roles[[0, 3]].tolist() == [ROLE_HEADER, ROLE_HEADER]
+    assert whole.valid_headers == 2
 
 
 @pytest.mark.parametrize("chunk", [128, 1000, 32 << 20])

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     files, missing = expand_inputs(args.files)
     if not files:
         raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, args.device, args.jobs)
+    summaries, failures = analyse(files, args.device, None, args.jobs)
     failures = missing + failures
     summaries.sort(key=sort_key)
     for f in failures:
