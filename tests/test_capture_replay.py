@@ -1,0 +1,174 @@
+"""Replay scripts built from captures, the truncation guard, and the executor on a fake device."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import pytest
+
+from capture_fakes import SessionWriter
+from usbtrace.capture.backends.replay import (
+    ReplayExecutor,
+    ReplayRefused,
+    zero_fill_allowed,
+)
+from usbtrace.capture.replay_script import BulkOutStep, ControlStep, ReplayScript, WaitStep
+from usbtrace.capture.usbdev import EMULATOR_SERIAL
+from usbtrace.edgetpu.constants import (
+    EP_BULK_OUT,
+    EP_EVENT_IN,
+    EP_OUTPUT_IN,
+    REQTYPE_VENDOR_IN,
+    Tag,
+)
+
+usb_core = pytest.importorskip("usb.core", reason="pyusb (a dev dependency) is needed")
+
+
+def _script(tmp_path, snaplen=0, inferences=3):
+    path = tmp_path / "session.pcapng"
+    path.write_bytes(SessionWriter(snaplen=snaplen).session(inferences))
+    return ReplayScript.from_capture(path)
+
+
+def test_script_splits_open_invokes_close(tmp_path):
+    script = _script(tmp_path, inferences=3)
+    assert (script.bus, script.address) == (SessionWriter.BUS, SessionWriter.DEV)
+    assert [type(s) for s in script.open] == [ControlStep, ControlStep]
+    assert script.open[0].request_type == REQTYPE_VENDOR_IN
+    assert len(script.invokes) == 3
+    assert [s.value for s in script.close] == [0x907C, 0x907C]
+    assert script.skipped_requests == 1  # GET_DESCRIPTOR stays with the kernel
+    first_tags = {s.tag for s in script.invokes[0] if isinstance(s, BulkOutStep)}
+    assert first_tags == {Tag.INSTRUCTIONS, Tag.PARAMETERS, Tag.INPUT}  # caching rides along
+    later_tags = {s.tag for s in script.invokes[1] if isinstance(s, BulkOutStep)}
+    assert later_tags == {Tag.INSTRUCTIONS, Tag.INPUT}
+    waits = [(s.endpoint, s.length) for s in script.invokes[1] if isinstance(s, WaitStep)]
+    assert waits == [(EP_OUTPUT_IN, 8), (EP_EVENT_IN, 16)]
+    assert not script.truncated
+
+
+def test_bulk_lengths_add_up_to_headers(tmp_path):
+    script = _script(tmp_path)
+    for invoke in script.invokes:
+        steps = [s for s in invoke if isinstance(s, BulkOutStep)]
+        i = 0
+        while i < len(steps):
+            assert steps[i].header and steps[i].payload is not None
+            want = struct.unpack_from("<I", steps[i].payload)[0]
+            i += 1
+            got = 0
+            while got < want:
+                got += steps[i].length
+                i += 1
+            assert got == want
+
+
+def test_invokes_beyond_the_recording_repeat_the_execution_only_ones(tmp_path):
+    script = _script(tmp_path, inferences=3)
+    assert script.invoke_for(0) is script.invokes[0]
+    assert [script.invoke_for(i) for i in (3, 4, 5)] == [script.invokes[1], script.invokes[2],
+                                                        script.invokes[1]]
+
+
+def test_short_snaplen_marks_payloads_truncated(tmp_path):
+    script = _script(tmp_path, snaplen=128)
+    cut = script.truncated_steps
+    assert cut and all(isinstance(s, BulkOutStep) and s.length > 64 for s in cut)
+    assert all(s.payload is not None for s in script.steps() if isinstance(s, BulkOutStep)
+               and s.header)
+
+
+def test_truncated_replay_refused_on_real_device(tmp_path):
+    script = _script(tmp_path, snaplen=128)
+    with pytest.raises(ReplayRefused, match="real Edge TPU"):
+        zero_fill_allowed(script, "0123456789", allow_zero_fill=True)
+    with pytest.raises(ReplayRefused, match="not allowed"):
+        zero_fill_allowed(script, EMULATOR_SERIAL, allow_zero_fill=False)
+    zero_fill_allowed(script, EMULATOR_SERIAL, allow_zero_fill=True)
+
+
+def test_full_payload_replay_allowed_on_real_device(tmp_path):
+    zero_fill_allowed(_script(tmp_path, snaplen=0), "0123456789", allow_zero_fill=False)
+
+
+class FakeEdgeTpu:
+    """Answers like the device: one output and one event after each INPUT transfer completes."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.pending: dict[int, list[bytes]] = {EP_OUTPUT_IN: [], EP_EVENT_IN: []}
+        self.writes: list[tuple[int, int]] = []
+        self.controls: list[tuple[int, int, int, int]] = []
+        self._expect = 0
+        self._tag = -1
+
+    def ctrl_transfer(self, bm, req, value, index, data_or_len, timeout=None):
+        self.controls.append((bm, req, value, index))
+        return bytes(data_or_len) if isinstance(data_or_len, int) else len(data_or_len)
+
+    def write(self, ep, data, timeout=None):
+        data = bytes(data)
+        self.writes.append((ep, len(data)))
+        if self._expect == 0:
+            self._expect, tag = struct.unpack_from("<IB", data)
+            self._tag = tag
+        else:
+            self._expect -= len(data)
+            if self._expect == 0:
+                with self.cond:
+                    if self._tag == Tag.PARAMETERS:
+                        self.pending[EP_EVENT_IN].append(bytes(16))
+                    if self._tag == Tag.INPUT:
+                        self.pending[EP_OUTPUT_IN].append(bytes(8))
+                        self.pending[EP_EVENT_IN].append(bytes(16))
+                    self.cond.notify_all()
+        return len(data)
+
+    def read(self, ep, size, timeout=None):
+        with self.cond:
+            queue = self.pending.get(ep, [])
+            if not self.cond.wait_for(lambda: bool(queue), (timeout or 1000) / 1000):
+                raise usb_core.USBTimeoutError("timeout")
+            return queue.pop(0)
+
+
+def test_executor_replays_open_invokes_close(tmp_path):
+    script = _script(tmp_path, inferences=2)
+    dev = FakeEdgeTpu()
+    ex = ReplayExecutor(dev, output_read_len=script.output_read_len, zero_fill=False)
+    ex.start()
+    try:
+        ex.run(script.open)
+        for i in range(4):
+            ex.run(script.invoke_for(i))
+        ex.run(script.close)
+    finally:
+        ex.stop()
+    assert len(dev.controls) == 4
+    recorded = [(s.endpoint, s.length) for inv in script.invokes for s in inv
+                if isinstance(s, BulkOutStep)]
+    again = [(s.endpoint, s.length) for s in script.invoke_for(2) if isinstance(s, BulkOutStep)]
+    assert dev.writes == recorded + again + again
+    assert ex.received(EP_OUTPUT_IN) == 4 * 8
+    assert all(ep == EP_BULK_OUT for ep, _ in dev.writes)
+
+
+def test_executor_refuses_cut_payload_without_zero_fill(tmp_path):
+    script = _script(tmp_path, snaplen=128, inferences=1)
+    ex = ReplayExecutor(FakeEdgeTpu(), output_read_len=1024, zero_fill=False)
+    with pytest.raises(ReplayRefused, match="payload cut"):
+        ex.run(script.invokes[0])
+
+
+def test_real_capture_script(shared_file):
+    path = shared_file("captures/real/conv_50.pcapng")
+    script = ReplayScript.from_capture(path)
+    assert (script.bus, script.address) == (2, 4)
+    assert len(script.open) == 52 and len(script.close) == 39  # vendor transfers, README facts
+    assert len(script.invokes) == 5
+    outs = [s for inv in script.invokes for s in inv if isinstance(s, BulkOutStep)]
+    assert len(outs) == 26
+    assert sum(s.length for s in outs) == 2_946_320
+    assert script.truncated  # payloads were cut at 24 bytes: never replay on a real chip
