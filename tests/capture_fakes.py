@@ -1,4 +1,4 @@
-"""Test helpers for the capture runner: fake sysfs/dev trees, a fake backend, a synthetic session."""
+"""Capture runner test helpers: fake sysfs/dev trees, a fake backend, a synthetic session."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from usbtrace.edgetpu.constants import (
     EP_BULK_OUT,
     EP_EVENT_IN,
     EP_OUTPUT_IN,
-    HEADER_LEN,
     PID_EDGETPU_APP,
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
@@ -137,42 +136,73 @@ class SessionWriter:
         self.writer.packet(record, self.t, orig_len=orig)
 
     def device_descriptor(self) -> None:
-        desc = struct.pack("<BBHBBBBHHHBBBB", 18, 1, 0x0310, 0, 0, 0, 9, VID_GOOGLE,
-                           PID_EDGETPU_APP, 0x0100, 1, 2, 3, 1)
+        desc = struct.pack(
+            "<BBHBBBBHHHBBBB",
+            18,
+            1,
+            0x0310,
+            0,
+            0,
+            0,
+            9,
+            VID_GOOGLE,
+            PID_EDGETPU_APP,
+            0x0100,
+            1,
+            2,
+            3,
+            1,
+        )
         setup = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])
-        self._emit(URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=18, setup=setup,
-                   status=STATUS_IN_PROGRESS)
+        self._emit(
+            URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=18, setup=setup, status=STATUS_IN_PROGRESS
+        )
         self._emit(URB_COMPLETE, XFER_CONTROL, 0x80, desc)
 
     def csr_write32(self, address: int, value: int) -> None:
-        setup = struct.pack("<BBHHH", REQTYPE_VENDOR_OUT, CSR_REQUEST_32, address & 0xFFFF,
-                            address >> 16, 4)
-        self._emit(URB_SUBMIT, XFER_CONTROL, 0, struct.pack("<I", value), setup=setup,
-                   status=STATUS_IN_PROGRESS)
+        setup = struct.pack(
+            "<BBHHH", REQTYPE_VENDOR_OUT, CSR_REQUEST_32, address & 0xFFFF, address >> 16, 4
+        )
+        self._emit(
+            URB_SUBMIT,
+            XFER_CONTROL,
+            0,
+            struct.pack("<I", value),
+            setup=setup,
+            status=STATUS_IN_PROGRESS,
+        )
         self._emit(URB_COMPLETE, XFER_CONTROL, 0, urb_len=4)
 
     def csr_read32(self, address: int, value: int) -> None:
-        setup = struct.pack("<BBHHH", REQTYPE_VENDOR_IN, CSR_REQUEST_32, address & 0xFFFF,
-                            address >> 16, 4)
-        self._emit(URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=4, setup=setup,
-                   status=STATUS_IN_PROGRESS)
+        setup = struct.pack(
+            "<BBHHH", REQTYPE_VENDOR_IN, CSR_REQUEST_32, address & 0xFFFF, address >> 16, 4
+        )
+        self._emit(
+            URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=4, setup=setup, status=STATUS_IN_PROGRESS
+        )
         self._emit(URB_COMPLETE, XFER_CONTROL, 0x80, struct.pack("<I", value))
 
     def transfer(self, tag: int, payload: bytes, chunk: int = 1 << 20) -> None:
         header = struct.pack("<IB3x", len(payload), tag)
         self._emit(URB_SUBMIT, XFER_BULK, EP_BULK_OUT, header, status=STATUS_IN_PROGRESS)
         for i in range(0, len(payload), chunk):
-            self._emit(URB_SUBMIT, XFER_BULK, EP_BULK_OUT, payload[i : i + chunk],
-                       status=STATUS_IN_PROGRESS)
+            self._emit(
+                URB_SUBMIT,
+                XFER_BULK,
+                EP_BULK_OUT,
+                payload[i : i + chunk],
+                status=STATUS_IN_PROGRESS,
+            )
 
     def output(self, data: bytes) -> None:
         self._emit(URB_COMPLETE, XFER_BULK, EP_OUTPUT_IN, data)
 
     def event(self) -> None:
-        self._emit(URB_COMPLETE, XFER_BULK, EP_EVENT_IN, bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3))
+        event = bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3)
+        self._emit(URB_COMPLETE, XFER_BULK, EP_EVENT_IN, event)
 
     def session(self, inferences: int = 3, *, instr: int = 300, params: int = 5000) -> bytes:
-        """Open, one caching request, ``inferences`` inferences (the first overlapping it), close."""
+        """Open, a caching request, ``inferences`` inferences (the first overlaps it), close."""
         self.device_descriptor()
         self.csr_read32(0x1A30C, 0x59)
         self.csr_write32(0x1A30C, 0x5B)

@@ -6,8 +6,8 @@ import struct
 import threading
 
 import pytest
-
 from capture_fakes import SessionWriter
+
 from usbtrace.capture.backends.replay import (
     ReplayExecutor,
     ReplayRefused,
@@ -68,16 +68,20 @@ def test_bulk_lengths_add_up_to_headers(tmp_path):
 def test_invokes_beyond_the_recording_repeat_the_execution_only_ones(tmp_path):
     script = _script(tmp_path, inferences=3)
     assert script.invoke_for(0) is script.invokes[0]
-    assert [script.invoke_for(i) for i in (3, 4, 5)] == [script.invokes[1], script.invokes[2],
-                                                        script.invokes[1]]
+    assert [script.invoke_for(i) for i in (3, 4, 5)] == [
+        script.invokes[1],
+        script.invokes[2],
+        script.invokes[1],
+    ]
 
 
 def test_short_snaplen_marks_payloads_truncated(tmp_path):
     script = _script(tmp_path, snaplen=128)
     cut = script.truncated_steps
     assert cut and all(isinstance(s, BulkOutStep) and s.length > 64 for s in cut)
-    assert all(s.payload is not None for s in script.steps() if isinstance(s, BulkOutStep)
-               and s.header)
+    assert all(
+        s.payload is not None for s in script.steps() if isinstance(s, BulkOutStep) and s.header
+    )
 
 
 def test_truncated_replay_refused_on_real_device(tmp_path):
@@ -147,8 +151,9 @@ def test_executor_replays_open_invokes_close(tmp_path):
     finally:
         ex.stop()
     assert len(dev.controls) == 4
-    recorded = [(s.endpoint, s.length) for inv in script.invokes for s in inv
-                if isinstance(s, BulkOutStep)]
+    recorded = [
+        (s.endpoint, s.length) for inv in script.invokes for s in inv if isinstance(s, BulkOutStep)
+    ]
     again = [(s.endpoint, s.length) for s in script.invoke_for(2) if isinstance(s, BulkOutStep)]
     assert dev.writes == recorded + again + again
     assert ex.received(EP_OUTPUT_IN) == 4 * 8
