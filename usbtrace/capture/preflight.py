@@ -90,14 +90,24 @@ def check_usbmon(paths: HostPaths, bus: int) -> Path:
     )
 
 
-def check_dumpcap(usbmon: Path, *, executable: str | None = None, euid: int | None = None) -> str:
+def _readable(path: Path) -> bool:
+    return os.access(path, os.R_OK)
+
+
+def check_dumpcap(
+    usbmon: Path,
+    *,
+    executable: str | None = None,
+    euid: int | None = None,
+    readable: Callable[[Path], bool] = _readable,
+) -> str:
     exe = executable or dumpcap_path()
     if exe is None:
         raise PreflightError(
             "dumpcap is not installed: run: sudo apt-get install tshark (it brings dumpcap)"
         )
     euid = os.geteuid() if euid is None else euid
-    if euid != 0 and not os.access(usbmon, os.R_OK):
+    if euid != 0 and not readable(usbmon):
         raise PreflightError(
             f"{usbmon} is not readable by this user, so dumpcap cannot capture it: run as root, or"
             " run `sudo dpkg-reconfigure wireshark-common` (allow non-superusers),"
