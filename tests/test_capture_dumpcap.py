@@ -1,0 +1,93 @@
+"""The dumpcap wrapper with a real dumpcap on the loopback interface."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+
+import pytest
+
+from usbtrace.capture.dumpcap import Dumpcap, DumpcapError
+from usbtrace.capture.pcapng_check import check_file, iter_packets
+
+
+@pytest.fixture(scope="session")
+def loopback_dumpcap(tmp_path_factory):
+    """Skips unless dumpcap exists and may capture on lo (root, or capabilities)."""
+    if shutil.which("dumpcap") is None:
+        pytest.skip("dumpcap not installed (Debian package tshark)")
+    path = tmp_path_factory.mktemp("probe") / "probe.pcapng"
+    probe = Dumpcap("lo", path, snaplen=128)
+    probe.start()
+    try:
+        probe.wait_ready(timeout=10)
+    except DumpcapError as exc:
+        pytest.skip(f"dumpcap cannot capture on lo here: {exc}")
+    finally:
+        probe.stop()
+    return shutil.which("dumpcap")
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is not running
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_start_ready_stop_captures_datagrams(loopback_dumpcap, tmp_path):
+    path = tmp_path / "lo.pcapng"
+    marker = b"usbtrace-dumpcap-test-%d" % os.getpid()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        Dumpcap("lo", path, snaplen=128) as cap,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        cap.wait_ready()
+        assert cap.alive()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for _ in range(5):
+                tx.sendto(marker, rx.getsockname())
+        time.sleep(0.2)
+        pid = cap.pid
+    assert pid is not None and not _pid_running(pid)
+    assert cap.result is not None and cap.result.returncode == 0
+    check = check_file(path)
+    assert check.complete and check.statistics >= 1
+    ours = [p for p in iter_packets(path) if marker in p.data]
+    assert len(ours) == 5
+    assert cap.stop() is cap.result  # stopping twice is harmless
+
+
+def test_snaplen_cuts_packets(loopback_dumpcap, tmp_path):
+    path = tmp_path / "lo.pcapng"
+    marker = b"usbtrace-snaplen-%d" % os.getpid()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        Dumpcap("lo", path, snaplen=64) as cap,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        cap.wait_ready()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.sendto(marker + bytes(500), rx.getsockname())
+        time.sleep(0.2)
+    big = [p for p in iter_packets(path) if p.orig_len > 500]
+    assert big and all(len(p.data) == 64 for p in big)
+
+
+def test_bad_interface_is_one_line(loopback_dumpcap, tmp_path):
+    cap = Dumpcap("usbtrace-no-such-if0", tmp_path / "x.pcapng", snaplen=128)
+    cap.start()
+    with pytest.raises(DumpcapError) as exc:
+        cap.wait_ready(timeout=10)
+    cap.stop()
+    assert "\n" not in str(exc.value) and "usbtrace-no-such-if0" in str(exc.value)
+    assert not cap.alive()
