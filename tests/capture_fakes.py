@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import socket
 import struct
 from pathlib import Path
 
+import pytest
+
 from usbtrace.capture.backends.base import Backend, RuntimeInfo
+from usbtrace.capture.dumpcap import Dumpcap, DumpcapError
 from usbtrace.capture.sysfs import HostPaths
 from usbtrace.edgetpu.constants import (
     CSR_REQUEST_32,
@@ -219,3 +224,33 @@ class SessionWriter:
         self.csr_write32(0x1907C, 0xF)
         self.csr_write32(0x1907C, 0)
         return self.buf.getvalue()
+
+
+def require_loopback_dumpcap(tmp_path_factory) -> str:
+    """dumpcap's path; skips unless dumpcap exists and may capture on lo (root, or capabilities)."""
+    exe = shutil.which("dumpcap")
+    if exe is None:
+        pytest.skip("dumpcap not installed (Debian package tshark)")
+    path = tmp_path_factory.mktemp("probe") / "probe.pcapng"
+    probe = Dumpcap("lo", path, snaplen=128)
+    probe.start()
+    try:
+        probe.wait_ready(timeout=10)
+    except DumpcapError as exc:
+        pytest.skip(f"dumpcap cannot capture on lo here: {exc}")
+    finally:
+        probe.stop(drain=0)
+    return exe
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0), but it is not running
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False

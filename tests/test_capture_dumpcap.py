@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 
 import pytest
+from capture_fakes import pid_running, require_loopback_dumpcap
 
 from usbtrace.capture.dumpcap import Dumpcap, DumpcapError
 from usbtrace.capture.pcapng_check import check_file, iter_packets
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def loopback_dumpcap(tmp_path_factory):
-    """Skips unless dumpcap exists and may capture on lo (root, or capabilities)."""
-    if shutil.which("dumpcap") is None:
-        pytest.skip("dumpcap not installed (Debian package tshark)")
-    path = tmp_path_factory.mktemp("probe") / "probe.pcapng"
-    probe = Dumpcap("lo", path, snaplen=128)
-    probe.start()
-    try:
-        probe.wait_ready(timeout=10)
-    except DumpcapError as exc:
-        pytest.skip(f"dumpcap cannot capture on lo here: {exc}")
-    finally:
-        probe.stop()
-    return shutil.which("dumpcap")
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is not running
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False
+    return require_loopback_dumpcap(tmp_path_factory)
 
 
 def test_start_ready_stop_captures_datagrams(loopback_dumpcap, tmp_path):
@@ -58,7 +33,7 @@ def test_start_ready_stop_captures_datagrams(loopback_dumpcap, tmp_path):
                 tx.sendto(marker, rx.getsockname())
         time.sleep(0.2)
         pid = cap.pid
-    assert pid is not None and not _pid_running(pid)
+    assert pid is not None and not pid_running(pid)
     assert cap.result is not None and cap.result.returncode == 0
     check = check_file(path)
     assert check.complete and check.statistics >= 1
