@@ -177,3 +177,68 @@ def test_real_capture_script(shared_file):
     assert len(outs) == 26
     assert sum(s.length for s in outs) == 2_946_320
     assert script.truncated  # payloads were cut at 24 bytes: never replay on a real chip
+
+
+def _fake_device(monkeypatch, serial):
+    import usbtrace.capture.backends.replay as replay_mod
+
+    dev = FakeEdgeTpu()
+    opened = []
+
+    def fake_open(ids, bus, address=None):
+        opened.append((bus, address))
+        return dev
+
+    monkeypatch.setattr(replay_mod, "open_device", fake_open)
+    monkeypatch.setattr(replay_mod, "serial_of", lambda d: serial)
+    return dev, opened
+
+
+def test_backend_replays_against_the_emulator(tmp_path, monkeypatch):
+    from usbtrace.capture.backends.replay import ReplayBackend
+
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(SessionWriter(snaplen=128).session(2))
+    dev, opened = _fake_device(monkeypatch, EMULATOR_SERIAL)
+    backend = ReplayBackend(path, bus=5)
+    info = backend.probe()
+    assert info.details["recorded_invokes"] == 2 and info.details["cut_payloads"] > 0
+    backend.open()
+    try:
+        for _ in range(3):
+            backend.invoke()
+    finally:
+        backend.close()
+    assert opened == [(5, None)]
+    assert len(dev.controls) == 4  # open read+write, close writes
+    assert backend.executor is None
+
+
+def test_backend_refuses_cut_payloads_on_a_real_device(tmp_path, monkeypatch):
+    from usbtrace.capture.backends.base import BackendFailed
+    from usbtrace.capture.backends.replay import ReplayBackend
+
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(SessionWriter(snaplen=128).session(1))
+    dev, _ = _fake_device(monkeypatch, "1a2b3c")
+    backend = ReplayBackend(path, bus=None)
+    backend.probe()
+    with pytest.raises((ReplayRefused, BackendFailed), match="--snaplen 0"):
+        backend.open()
+    assert dev.writes == [] and dev.controls == []  # nothing reached the chip
+
+
+def test_sysfs_serial_is_used(tmp_path, monkeypatch):
+    from usbtrace.capture.backends.replay import ReplayBackend
+    from usbtrace.capture.sysfs import UsbDevice
+
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(SessionWriter(snaplen=128).session(1))
+    _fake_device(monkeypatch, None)  # pyusb could not read the string
+    backend = ReplayBackend(path, bus=None)
+    backend.use_device(UsbDevice("1-1", 0x18D1, 0x9302, 1, 2, "high", EMULATOR_SERIAL))
+    backend.probe()
+    backend.open()
+    backend.invoke()
+    backend.close()
+    assert (backend.bus, backend.address) == (1, 2)

@@ -251,3 +251,26 @@ def test_real_signal_to_the_process(loopback_dumpcap, tmp_path, receiver, sig):
     meta = _metadata(path)
     assert meta.extra["status"] == "interrupted" and len(meta.invokes) >= 1
     assert "interrupted" in stderr and str(path) in stderr
+
+
+def test_replay_backend_through_the_runner(loopback_dumpcap, tmp_path, monkeypatch):
+    from capture_fakes import SessionWriter
+    from test_capture_replay import FakeEdgeTpu
+
+    import usbtrace.capture.backends.replay as replay_mod
+    from usbtrace.capture.usbdev import EMULATOR_SERIAL
+
+    recorded = tmp_path / "recorded.pcapng"
+    recorded.write_bytes(SessionWriter(snaplen=128).session(2))
+    dev = FakeEdgeTpu()
+    monkeypatch.setattr(replay_mod, "open_device", lambda ids, bus, address=None: dev)
+    monkeypatch.setattr(replay_mod, "serial_of", lambda d: EMULATOR_SERIAL)
+    rec = Recorder(tmp_path)
+    backend = replay_mod.ReplayBackend(recorded, bus=1)
+    outcome = run_capture(_config(tmp_path, backend, count=4, name="replay-recorded"), rec.hooks)
+    assert outcome.status == "complete"
+    meta = _metadata(outcome.path)
+    assert meta.extra["backend"] == "replay"
+    assert meta.extra["runtime"]["details"]["recorded_invokes"] == 2
+    assert len(meta.invokes) == 5
+    assert len(dev.controls) == 4

@@ -204,6 +204,8 @@ def run_capture(config: CaptureConfig, hooks: RunnerHooks | None = None) -> Capt
     hooks = hooks or RunnerHooks()
     log = hooks.log
     pre = run_preflight(config, hooks)
+    if pre.device is not None:
+        config.backend.use_device(pre.device)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path = output_path(config.out_dir, config.name, config.label, datetime.now())
     _claim(path)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from usbtrace.capture.sysfs import UsbDevice
 from usbtrace.errors import UsbtraceError
 
 LIBEDGETPU = "libedgetpu.so.1"
@@ -61,6 +62,9 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - closing is optional for simple backends
         """Release the device; called once after ``open`` succeeded, even after a failure."""
+
+    def use_device(self, device: UsbDevice) -> None:  # noqa: B027 - most runtimes pick their own
+        """The device preflight found (bus, address, serial from sysfs), before ``open``."""
 
 
 def fixed_input(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:

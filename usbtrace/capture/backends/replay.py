@@ -20,6 +20,7 @@ from typing import Any
 
 from usbtrace.capture.backends.base import Backend, BackendFailed, BackendUnavailable, RuntimeInfo
 from usbtrace.capture.replay_script import BulkOutStep, ControlStep, ReplayScript, Step
+from usbtrace.capture.sysfs import UsbDevice
 from usbtrace.capture.usbdev import EMULATOR_SERIAL, DeviceNotFound, open_device, serial_of
 from usbtrace.edgetpu.constants import (
     APP_IDS,
@@ -202,6 +203,11 @@ class ReplayBackend(Backend):
         self.script: ReplayScript | None = None
         self.executor: ReplayExecutor | None = None
         self._invokes = 0
+
+    def use_device(self, device: UsbDevice) -> None:
+        self.bus = device.bus
+        self.address = device.address if device.ids == APP_IDS else None
+        self.serial = self.serial or device.serial
 
     def probe(self) -> RuntimeInfo:
         try:
