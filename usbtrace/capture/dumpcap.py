@@ -114,9 +114,14 @@ class Dumpcap:
         return self._stderr.read().decode(errors="replace")
 
     def last_error_line(self) -> str:
+        """dumpcap's complaint on one line (it spreads one message over several)."""
         lines = [ln.strip() for ln in self.stderr_text().splitlines() if ln.strip()]
-        interesting = [ln for ln in lines if not ln.startswith(("Capturing on", "File:"))]
-        return (interesting or lines or ["no message"])[-1]
+        interesting = [
+            ln.removeprefix("dumpcap: ")
+            for ln in lines
+            if not ln.startswith(("Capturing on", "File:", "Packets"))
+        ]
+        return " ".join(interesting[-3:]) or "no message"
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Return once dumpcap has opened the interface and written its interface block."""

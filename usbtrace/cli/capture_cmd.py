@@ -116,19 +116,19 @@ def _validate(args: argparse.Namespace) -> None:
 
 def resolve_model(spec: str) -> tuple[str, Path]:
     """(name for the file, compiled model path), through the model catalog when it is there."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return _name_of(path), path  # an uncompiled file is refused by preflight, saying why
+    if path.suffix == ".tflite" or "/" in spec:
+        raise UsageError(f"{path}: no such model file")
     try:
         catalog = importlib.import_module("usbtrace.models.catalog")
     except ImportError:
         catalog = None
     if catalog is not None:
         entry = catalog.resolve(spec)
-        path = Path(entry.compiled_path)
-        return getattr(entry, "name", None) or _name_of(path), path
-    path = Path(spec)
-    if path.suffix == ".tflite" or "/" in spec:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such model file")
-        return _name_of(path), path
+        compiled = entry.require_compiled()  # its error says how to build and compile
+        return entry.name, Path(compiled)
     compiled = Path("models") / f"{spec}_edgetpu.tflite"
     if not compiled.is_file():
         raise UsageError(
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         replayed = args.backend.removeprefix("replay:")
         name = "replay-" + Path(replayed).name.removesuffix(".pcapng")
     config = CaptureConfig(
-        model=args.model,
+        model=name if args.model else None,
         model_path=model_path,
         backend=backend,
         count=args.count,
