@@ -180,10 +180,13 @@ def check_model(path: Path, inspector: ModelInspector) -> ModelSummaryLike:
     except OSError as exc:
         raise PreflightError(f"{path}: cannot read the model: {exc.strerror}") from exc
     if not summary.compiled:
-        reason = getattr(summary, "reason", None) or "no edgetpu-custom-op"
+        reason = (
+            getattr(summary, "reason", None)
+            or "not compiled for the Edge TPU: no edgetpu-custom-op"
+        )
         raise PreflightError(
-            f"{path}: not compiled for the Edge TPU ({reason}): it would run on the CPU and move"
-            f" nothing over USB; compile it: edgetpu_compiler -o {path.parent} {path}"
+            f"{path}: {reason}; it would run on the CPU and move nothing over USB:"
+            f" compile it: edgetpu_compiler -o {path.parent} {path}"
         )
     return summary
 
