@@ -32,7 +32,9 @@ from usbtrace.edgetpu.constants import (
 )
 from usbtrace.errors import UsbtraceError
 
-READ_TIMEOUT_MS = 1000  # each timed-out read shows as one cancelled URB in the capture
+# Each timed-out read shows as one cancelled URB in the capture, and stopping waits for the
+# pending reads to time out: 2 s keeps both small.
+READ_TIMEOUT_MS = 2000
 TRANSFER_TIMEOUT_MS = 6000  # libedgetpu's USB_TIMEOUT_MILLIS
 WAIT_TIMEOUT_S = 10.0
 
@@ -136,6 +138,12 @@ class ReplayExecutor:
             reader.stopping.set()
         for reader in self.readers:
             reader.join(READ_TIMEOUT_MS / 1000 + 1)
+        try:
+            import usb.util  # type: ignore[import-untyped]
+
+            usb.util.dispose_resources(self.dev)
+        except (ImportError, AttributeError, TypeError):
+            pass  # a test double, or pyusb gone
 
     def run(self, steps: Iterable[Step]) -> None:
         """Issue ``steps``; their waits count from what had arrived when this call began."""
