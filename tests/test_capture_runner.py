@@ -54,6 +54,7 @@ def _config(tmp_path, backend, **kw):
         interval=0.02,
         out_dir=tmp_path / "out",
         interface="lo",
+        skip_device_check=True,
         name="udp",
         label="lo",
         command_line=["usbtrace", "capture", "--test"],
@@ -274,3 +275,26 @@ def test_replay_backend_through_the_runner(loopback_dumpcap, tmp_path, monkeypat
     assert meta.extra["runtime"]["details"]["recorded_invokes"] == 2
     assert len(meta.invokes) == 5
     assert len(dev.controls) == 4
+
+
+def test_vanished_device_is_named(loopback_dumpcap, tmp_path, receiver):
+    from capture_fakes import edgetpu_entry
+
+    from usbtrace.capture.backends.base import BackendFailed
+
+    rec = Recorder(tmp_path)
+    rec.hooks.paths = fake_host(tmp_path / "host2", [edgetpu_entry(bus=3, address=9)])
+    entry = rec.hooks.paths.usb_devices / "3-1"
+
+    def unplug(backend, index):
+        if index == 2:
+            shutil.rmtree(entry)
+            raise BackendFailed("invoke failed: LIBUSB_ERROR_NO_DEVICE")
+
+    config = _config(tmp_path, UdpBackend(receiver, action=unplug), skip_device_check=False)
+    outcome = run_capture(config, rec.hooks)
+    assert (outcome.status, outcome.exit_status) == ("failed", 1)
+    assert "vanished from bus 3" in outcome.error
+    meta = _metadata(outcome.path)
+    assert (meta.bus, meta.device, meta.link_speed) == (3, 9, "super")
+    assert len(meta.invokes) == 2

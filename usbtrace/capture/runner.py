@@ -65,7 +65,7 @@ class CaptureConfig:
     label: str | None = None
     name: str = "capture"  # file name stem before label and time
     interface: str | None = None  # dumpcap interface; default usbmonBUS (tests use "lo")
-    skip_device_check: bool = False  # tests on the loopback interface have no Edge TPU
+    skip_device_check: bool = False  # with ``interface``: capture without looking for a device
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -166,6 +166,9 @@ def run_preflight(config: CaptureConfig, hooks: RunnerHooks) -> Preflighted:
         interface = f"usbmon{bus}"
     else:
         interface = config.interface
+        if not config.skip_device_check:
+            device = pf.find_device(paths, config.bus, use_pyusb=False)
+            bus = device.bus
         dumpcap = hooks.dumpcap_executable or pf.dumpcap_path() or ""
         if not dumpcap:
             raise pf.PreflightError("dumpcap is not installed: run: sudo apt-get install tshark")
@@ -194,8 +197,8 @@ def run_preflight(config: CaptureConfig, hooks: RunnerHooks) -> Preflighted:
 
 
 def _device_gone(hooks: RunnerHooks, pre: Preflighted) -> bool:
-    if pre.device is None:
-        return False
+    if pre.device is None or not hooks.paths.usb_devices.is_dir():
+        return False  # no sysfs view (device found through pyusb): cannot tell
     # after a firmware download the device re-enumerates: any Edge TPU on the bus will do
     return not find_edgetpus(hooks.paths, pre.bus)
 
@@ -290,7 +293,7 @@ def run_capture(config: CaptureConfig, hooks: RunnerHooks | None = None) -> Capt
         with _signals_deferred():
             outcome = _finish(config, hooks, dumpcap, path, meta, opened, status, error)
     if outcome.path is None:
-        outcome.exit_status = 2
+        outcome.exit_status = EXIT_INTERRUPTED if status == "interrupted" else 2
     elif outcome.status == status:
         outcome.exit_status = exit_status
     _report(outcome, log)
