@@ -216,7 +216,8 @@ def started(d):
 hooks = RunnerHooks(paths=fake_host(out / "host"), summary=lambda p: None,
                     on_dumpcap_started=started)
 config = CaptureConfig(model="udp", model_path=None, backend=UdpBackend(port), count=1000,
-                       warmup=0, interval=0.05, out_dir=out / "caps", interface="lo", name="sig")
+                       warmup=0, interval=0.05, out_dir=out / "caps", interface="lo", name="sig",
+                       skip_device_check=True)
 sys.exit(run_capture(config, hooks).exit_status)
 """
 
