@@ -118,15 +118,20 @@ class SessionWriter:
         self.t = 1_700_000_000_000_000_000
         self.urb = 0x1000
 
-    def _emit(self, urb_type, xfer, ep, data=b"", urb_len=None, setup=None, status=0, dev=None):
-        self.t += 1000_000
+    def _new_urb(self) -> int:
         self.urb += 0x40
+        return self.urb
+
+    def _emit(self, urb, urb_type, xfer, ep, data=b"", urb_len=None, setup=None, status=None):
+        self.t += 1_000_000
+        if status is None:
+            status = STATUS_IN_PROGRESS if urb_type == URB_SUBMIT else 0
         header = pack_header(
-            urb_id=self.urb,
+            urb_id=urb,
             urb_type=urb_type,
             xfer=xfer,
             epnum=ep,
-            devnum=self.DEV if dev is None else dev,
+            devnum=self.DEV,
             busnum=self.BUS,
             ts_ns=self.t,
             status=status,
@@ -158,60 +163,54 @@ class SessionWriter:
             3,
             1,
         )
+        urb = self._new_urb()
         setup = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])
-        self._emit(
-            URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=18, setup=setup, status=STATUS_IN_PROGRESS
+        self._emit(urb, URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=18, setup=setup)
+        self._emit(urb, URB_COMPLETE, XFER_CONTROL, 0x80, desc)
+
+    def _csr_setup(self, request_type: int, address: int) -> bytes:
+        return struct.pack(
+            "<BBHHH", request_type, CSR_REQUEST_32, address & 0xFFFF, address >> 16, 4
         )
-        self._emit(URB_COMPLETE, XFER_CONTROL, 0x80, desc)
 
     def csr_write32(self, address: int, value: int) -> None:
-        setup = struct.pack(
-            "<BBHHH", REQTYPE_VENDOR_OUT, CSR_REQUEST_32, address & 0xFFFF, address >> 16, 4
-        )
-        self._emit(
-            URB_SUBMIT,
-            XFER_CONTROL,
-            0,
-            struct.pack("<I", value),
-            setup=setup,
-            status=STATUS_IN_PROGRESS,
-        )
-        self._emit(URB_COMPLETE, XFER_CONTROL, 0, urb_len=4)
+        urb = self._new_urb()
+        setup = self._csr_setup(REQTYPE_VENDOR_OUT, address)
+        self._emit(urb, URB_SUBMIT, XFER_CONTROL, 0, struct.pack("<I", value), setup=setup)
+        self._emit(urb, URB_COMPLETE, XFER_CONTROL, 0, urb_len=4)
 
     def csr_read32(self, address: int, value: int) -> None:
-        setup = struct.pack(
-            "<BBHHH", REQTYPE_VENDOR_IN, CSR_REQUEST_32, address & 0xFFFF, address >> 16, 4
-        )
-        self._emit(
-            URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=4, setup=setup, status=STATUS_IN_PROGRESS
-        )
-        self._emit(URB_COMPLETE, XFER_CONTROL, 0x80, struct.pack("<I", value))
+        urb = self._new_urb()
+        setup = self._csr_setup(REQTYPE_VENDOR_IN, address)
+        self._emit(urb, URB_SUBMIT, XFER_CONTROL, 0x80, urb_len=4, setup=setup)
+        self._emit(urb, URB_COMPLETE, XFER_CONTROL, 0x80, struct.pack("<I", value))
+
+    def _bulk_out(self, data: bytes) -> None:
+        urb = self._new_urb()
+        self._emit(urb, URB_SUBMIT, XFER_BULK, EP_BULK_OUT, data)
+        self._emit(urb, URB_COMPLETE, XFER_BULK, EP_BULK_OUT, urb_len=len(data))
 
     def transfer(self, tag: int, payload: bytes, chunk: int = 1 << 20) -> None:
-        header = struct.pack("<IB3x", len(payload), tag)
-        self._emit(URB_SUBMIT, XFER_BULK, EP_BULK_OUT, header, status=STATUS_IN_PROGRESS)
+        self._bulk_out(struct.pack("<IB3x", len(payload), tag))
         for i in range(0, len(payload), chunk):
-            self._emit(
-                URB_SUBMIT,
-                XFER_BULK,
-                EP_BULK_OUT,
-                payload[i : i + chunk],
-                status=STATUS_IN_PROGRESS,
-            )
+            self._bulk_out(payload[i : i + chunk])
+
+    def _read(self, ep: int, size: int, data: bytes) -> None:
+        urb = self._new_urb()
+        self._emit(urb, URB_SUBMIT, XFER_BULK, ep, urb_len=size)
+        self._emit(urb, URB_COMPLETE, XFER_BULK, ep, data)
 
     def output(self, data: bytes) -> None:
-        self._emit(URB_COMPLETE, XFER_BULK, EP_OUTPUT_IN, data)
+        self._read(EP_OUTPUT_IN, 1024, data)
 
     def event(self) -> None:
-        event = bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3)
-        self._emit(URB_COMPLETE, XFER_BULK, EP_EVENT_IN, event)
+        self._read(EP_EVENT_IN, 16, bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3))
 
     def session(self, inferences: int = 3, *, instr: int = 300, params: int = 5000) -> bytes:
         """Open, a caching request, ``inferences`` inferences (the first overlaps it), close."""
         self.device_descriptor()
         self.csr_read32(0x1A30C, 0x59)
         self.csr_write32(0x1A30C, 0x5B)
-        self._emit(URB_SUBMIT, XFER_BULK, EP_OUTPUT_IN, urb_len=1024, status=STATUS_IN_PROGRESS)
         self.transfer(Tag.INSTRUCTIONS, bytes([0x80, 0x0F, 0]) + bytes(instr - 3))
         self.transfer(Tag.PARAMETERS, bytes(range(256)) * (params // 256) + bytes(params % 256))
         for k in range(inferences):

@@ -110,6 +110,9 @@ def _validate(args: argparse.Namespace) -> None:
         )
     if args.label is not None and not _LABEL.match(args.label):
         raise UsageError(f"--label {args.label!r}: use letters, digits and . _ + - only")
+    backend = args.backend
+    if backend not in ("auto", "tflite", "pycoral") and not backend.startswith("replay:"):
+        raise UsageError(f"--backend {backend!r}: choose auto, tflite, pycoral or replay:CAPTURE")
     if args.bus is not None and args.bus < 1:
         raise UsageError(f"--bus {args.bus}: bus numbers start at 1")
 
