@@ -10,12 +10,17 @@ from pathlib import Path
 from usbtrace.analysis.metrics import (
     VERDICT_NA,
     RequestMetrics,
+    all_request_metrics,
     apply_verdicts,
     link_peak_out,
     percentile,
-    request_metrics,
 )
-from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, segment, unassigned_chunks
+from usbtrace.analysis.requests import (
+    KIND_CACHING,
+    KIND_INFERENCE,
+    segment_arrays,
+    unassigned_chunks,
+)
 from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.formats.metadata import CaptureMetadata
@@ -148,7 +153,9 @@ def model_name(decoded: DecodedCapture) -> str | None:
 
 
 def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
-    first_out = min((t.t_submit_ns for t in trace.transfers if t.t_submit_ns), default=None)
+    submits = trace.table["t_submit_ns"]
+    submits = submits[submits > 0]
+    first_out = int(submits.min()) if len(submits) else None
     last_event = max((e.t_ns for e in trace.events), default=None)
     opening = [c for c in trace.csr if first_out is None or c.t_ns < first_out]
     closing = [c for c in trace.csr if last_event is not None and c.t_ns > last_event]
@@ -186,8 +193,8 @@ def _integrity(
 
 
 def summarize_trace(decoded: DecodedCapture, trace: EdgeTpuTrace) -> CaptureSummary:
-    requests = segment(trace)
-    metrics = [request_metrics(trace, r) for r in requests]
+    seg = segment_arrays(trace)
+    metrics = all_request_metrics(trace, seg)
     peak = link_peak_out(trace, metrics)
     apply_verdicts(metrics, peak)
     _align_host(metrics, decoded.metadata)
@@ -199,7 +206,7 @@ def summarize_trace(decoded: DecodedCapture, trace: EdgeTpuTrace) -> CaptureSumm
         model=model_name(decoded),
         requests=metrics,
         link_peak_out_Bps=peak,
-        integrity=_integrity(decoded, trace, metrics, unassigned_chunks(trace, requests)),
+        integrity=_integrity(decoded, trace, metrics, unassigned_chunks(seg)),
         csr=_csr_counts(trace),
         metadata=decoded.metadata,
         firmware=None

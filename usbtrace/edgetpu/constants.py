@@ -43,6 +43,10 @@ OUTPUT_READS_QUEUED = 8  # 0x81 reads kept pending (TFLite delegate and the 2019
 USB_TIMEOUT_MS = 6000  # libusb timeout: pending reads complete with -2 after this and are re-posted
 # the only event seen on real captures: tag 4 (request finished), no address, no length
 EVENT_REQUEST_DONE = bytes(12) + bytes([4, 0, 0, 0])
+# every instruction chunk seen starts so (inferred from 14 distinct chunks, protocol §3.4)
+INSTRUCTION_CHUNK_SIGNATURE = b"\x80\x0f\x00"
+# an output layer arrives rounded up to a multiple of this (the 1-byte study output is 8 B)
+OUTPUT_PAD_MULTIPLE = 8
 
 
 class Tag(IntEnum):
@@ -325,3 +329,40 @@ HUB_IDS_2019 = (0x0BDA, 0x0411)  # the Realtek hub between host and accelerator 
 # usbmon has no speed field; these are the names usbtrace reports.
 LINK_SPEEDS = ("super", "high", "full", "low")
 LINK_SPEED_BY_BCD_USB_MAJOR = {3: "super", 2: "high", 1: "full"}
+
+# --- compiled model files (libedgetpu executable.fbs; read from real *_edgetpu.tflite files) ----
+
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"  # TFLite custom op code that carries the package
+PACKAGE_IDENTIFIER = b"DWN1"  # flatbuffer file identifier of the package
+# keys of the custom op's FlexBuffer options map
+CUSTOM_OPTION_VERSION = "1"
+CUSTOM_OPTION_CHIP = "2"  # 2019 compilers only ("beagle")
+CUSTOM_OPTION_PACKAGE = "4"  # the package, stored as a FlexBuffer string of raw bytes
+CUSTOM_OPTION_EXECUTION_PREFERENCE = "5"
+CHIP_NAME = "beagle"
+
+
+class ExecutableType(IntEnum):
+    """``Executable.type``: one executable in a package runs stand-alone whatever its type."""
+
+    STANDALONE = 0
+    PARAMETER_CACHING = 1
+    EXECUTION_ONLY = 2
+
+
+class DmaHintKind(IntEnum):
+    """``DmaHint.any_hint`` union type: what the runtime moves next."""
+
+    DESCRIPTOR = 1  # INPUT/PARAMETER -> a tagged bulk-OUT transfer, OUTPUT -> bulk IN 0x81
+    INSTRUCTION = 2  # a tag-0 transfer of one instruction bitstream
+    INTERRUPT = 3  # wait for the tag 4+k event
+    FENCE = 4  # nothing on the wire
+
+
+class DmaDescriptorKind(IntEnum):
+    """``Meta.desc`` of a DMA descriptor hint."""
+
+    OUTPUT = 0
+    INPUT = 1
+    PARAMETER = 2
+    SCRATCH = 3

@@ -7,6 +7,12 @@ transfer open the next URB must be a header, after that URBs are payload until t
 reached. An 8-byte payload URB is never mistaken for a header, because it is only read as one
 when no transfer is open.
 
+Speed: every URB that could be a header gets, in one vectorised step, the index where its payload
+would end (a binary search in the running sum of URB lengths). Where each such candidate's payload
+ends exactly at the next candidate, the whole run is taken at once. Elsewhere (a candidate
+inside a payload, unframed URBs, a payload that overshoots or runs past the batch) the
+sequential rule above decides, one transfer at a time, until the stream is back on a run.
+
 What can go wrong, and what is done (each is flagged on the transfer, never silently attributed):
 * a URB where a header is due is not a valid header (capture started mid-transfer, dropped
   frames): it is counted as unframed and skipped, and the next URB is tried as a header;
@@ -21,6 +27,7 @@ from the driver source, not seen on a capture.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,25 +44,21 @@ ROLE_PAYLOAD = 1
 ROLE_UNFRAMED = 2
 
 
-def parse_header(urb_len: int, cap: int, head: np.ndarray) -> tuple[int, int] | None:
-    """(length, tag) of an 8-byte bulk-OUT header, or None when these bytes cannot be one."""
-    if urb_len != HEADER_LEN or cap < HEADER_LEN:
-        return None
-    b = head[:HEADER_LEN].tolist()
-    if b[4] > 7 or b[5] or b[6] or b[7]:
-        return None
-    return b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24, b[4]
+def header_candidates(length: np.ndarray, cap: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Which URBs' bytes can be a bulk-OUT header: 8 bytes, tag 0-7, bytes 5-7 zero."""
+    h = head[:, :HEADER_LEN]
+    return (
+        (length == HEADER_LEN)
+        & (cap >= HEADER_LEN)
+        & (h[:, 4] <= 7)
+        & (h[:, 5] == 0)
+        & (h[:, 6] == 0)
+        & (h[:, 7] == 0)
+    )
 
 
-@dataclass(slots=True)
-class OpenTransfer:
-    index: int
-    tag: int
-    length: int
-    endpoint: int
-    header_frame: int  # 0 in multi-EP mode
-    submitted: int = 0
-    problem: str | None = None
+def header_lengths(head: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(head[:, :4]).view("<u4").reshape(len(head)).astype(np.int64)
 
 
 @dataclass
@@ -63,15 +66,32 @@ class OutFramer:
     """Per device; feed its bulk-OUT submits in frame order, batch after batch."""
 
     multi_ep: bool = False
-    transfers: list[OpenTransfer] = field(default_factory=list)
+    # per logical transfer
+    tags: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    endpoints: list[int] = field(default_factory=list)
+    header_frames: list[int] = field(default_factory=list)
+    problems: dict[int, str] = field(default_factory=dict)
     # per submit: frame, transfer index (-1 unframed), role
     frames: list[np.ndarray] = field(default_factory=list)
     tidx: list[np.ndarray] = field(default_factory=list)
     roles: list[np.ndarray] = field(default_factory=list)
     unframed: int = 0
     valid_headers: int = 0
-    _open: OpenTransfer | None = None
-    _open_by_ep: dict[int, OpenTransfer] = field(default_factory=dict)
+    _open: int = -1  # transfer whose payload is still due
+    _due: int = 0  # its bytes still due
+    _open_by_ep: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.tags)
+
+    def _new(self, tag: int, length: int, ep: int, frame: int) -> int:
+        self.tags.append(tag)
+        self.lengths.append(length)
+        self.endpoints.append(ep)
+        self.header_frames.append(frame)
+        return len(self.tags) - 1
 
     def feed(
         self,
@@ -82,54 +102,120 @@ class OutFramer:
         head: np.ndarray,
     ) -> None:
         n = len(frame)
-        tidx = np.full(n, -1, dtype=np.int64)
-        roles = np.full(n, ROLE_UNFRAMED, dtype=np.int8)
-        fl, el, ll, cl = frame.tolist(), ep.tolist(), length.tolist(), cap.tolist()
-        for i in range(n):
-            if self.multi_ep or (el[i] != EP_BULK_OUT and el[i] in MULTI_EP_TAG_BY_ENDPOINT):
-                t = self._multi(el[i], ll[i], fl[i])
-                tidx[i], roles[i] = t.index, ROLE_PAYLOAD
-                continue
-            cur = self._open
-            if cur is not None:
-                if cur.submitted + ll[i] <= cur.length:
-                    cur.submitted += ll[i]
-                    tidx[i], roles[i] = cur.index, ROLE_PAYLOAD
-                    if cur.submitted == cur.length:
-                        self._open = None
-                    continue
-                cur.problem = (
-                    f"payload overshoots the header: {cur.submitted} of {cur.length} bytes, "
-                    f"then a {ll[i]}-byte URB (frame {fl[i]})"
-                )
-                self._open = None
-            hdr = parse_header(ll[i], cl[i], head[i])
-            if hdr is None:
-                self.unframed += 1
-                continue
-            self.valid_headers += 1
-            t = OpenTransfer(len(self.transfers), hdr[1], hdr[0], EP_BULK_OUT, fl[i])
-            self.transfers.append(t)
-            tidx[i], roles[i] = t.index, ROLE_HEADER
-            if t.length > 0:
-                self._open = t
+        if self.multi_ep or (ep != EP_BULK_OUT).any():
+            tidx, roles = self._feed_multi(frame, ep, length)
+        else:
+            tidx, roles = self._feed_single(frame, length.astype(np.int64), cap, head)
         self.frames.append(frame.astype(np.int64))
         self.tidx.append(tidx)
         self.roles.append(roles)
+        assert len(tidx) == n
 
-    def _multi(self, ep: int, length: int, frame: int) -> OpenTransfer:
-        t = self._open_by_ep.get(ep)
-        if t is None:
-            t = OpenTransfer(
-                len(self.transfers), int(MULTI_EP_TAG_BY_ENDPOINT.get(ep, 0)), 0, ep, 0
-            )
-            self.transfers.append(t)
-            self._open_by_ep[ep] = t
-        t.submitted += length
-        t.length = t.submitted  # no header: the transfer is what was sent
-        if length < MAX_BULK_OUT_CHUNK:
-            del self._open_by_ep[ep]
-        return t
+    # -- single endpoint, with headers ---------------------------------------------------------
+
+    def _feed_single(
+        self, frame: np.ndarray, length: np.ndarray, cap: np.ndarray, head: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(frame)
+        tidx = np.full(n, -1, dtype=np.int64)
+        roles = np.full(n, ROLE_UNFRAMED, dtype=np.int8)
+        prefix = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(length, out=prefix[1:])
+        valid = header_candidates(length, cap, head)
+        hlen = header_lengths(head)
+        cand = np.flatnonzero(valid)
+        # where each candidate's payload would end (index of the URB after it), if exact
+        target = prefix[cand + 1] + hlen[cand]
+        end = np.searchsorted(prefix, target, "left")
+        exact = (end <= n) & (prefix[np.minimum(end, n)] == target)
+        nxt_ok = np.zeros(len(cand), dtype=bool)
+        nxt_ok[:-1] = exact[:-1] & (end[:-1] == cand[1:])
+        breaks = np.flatnonzero(~nxt_ok)  # candidates where a contiguous run stops
+        cand_l = cand.tolist()
+        pre = prefix.tolist()
+        tags = head[:, 4].tolist()
+        lens = hlen.tolist()
+        frames = frame.tolist()
+        urb_len = length.tolist()
+
+        i = 0
+        while i < n:
+            if self._open >= 0:  # payload still due for an open transfer
+                target_i = pre[i] + self._due
+                j = bisect_left(pre, target_i, i)
+                t = self._open
+                if j > n:  # the rest of the batch is payload, and more is due
+                    tidx[i:], roles[i:] = t, ROLE_PAYLOAD
+                    self._due -= pre[n] - pre[i]
+                    break
+                if pre[j] == target_i:
+                    tidx[i:j], roles[i:j] = t, ROLE_PAYLOAD
+                    self._open, self._due = -1, 0
+                    i = j
+                    continue
+                # URB j-1 overshoots: frames were lost, or this was never a header
+                tidx[i : j - 1], roles[i : j - 1] = t, ROLE_PAYLOAD
+                got = self.lengths[t] - self._due + pre[j - 1] - pre[i]
+                self.problems[t] = (
+                    f"payload overshoots the header: {got} of {self.lengths[t]} bytes, "
+                    f"then a {urb_len[j - 1]}-byte URB (frame {frames[j - 1]})"
+                )
+                self._open, self._due = -1, 0
+                i = j - 1
+                continue
+            k = bisect_left(cand_l, i)
+            if k == len(cand_l):
+                self.unframed += n - i
+                break
+            if cand_l[k] > i:
+                self.unframed += cand_l[k] - i
+                i = cand_l[k]
+            # a run of candidates whose payloads end exactly at the next candidate
+            b = int(np.searchsorted(breaks, k))
+            last = int(breaks[b]) if b < len(breaks) else len(cand_l) - 1
+            if last > k:
+                run = cand[k:last]
+                first_id = self.count
+                ids = np.arange(first_id, first_id + len(run))
+                stop = int(end[last - 1])
+                tidx[i:stop] = np.repeat(ids, end[k:last] - run)
+                roles[i:stop] = ROLE_PAYLOAD
+                roles[run] = ROLE_HEADER
+                self.tags.extend(head[run, 4].tolist())
+                self.lengths.extend(hlen[run].tolist())
+                self.endpoints.extend([EP_BULK_OUT] * len(run))
+                self.header_frames.extend(frame[run].tolist())
+                self.valid_headers += len(run)
+                i = stop
+                continue
+            # one header decided sequentially
+            t = self._new(tags[i], lens[i], EP_BULK_OUT, frames[i])
+            self.valid_headers += 1
+            tidx[i], roles[i] = t, ROLE_HEADER
+            if lens[i] > 0:
+                self._open, self._due = t, lens[i]
+            i += 1
+        return tidx, roles
+
+    # -- multi-endpoint, no headers ------------------------------------------------------------
+
+    def _feed_multi(
+        self, frame: np.ndarray, ep: np.ndarray, length: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(frame)
+        tidx = np.full(n, -1, dtype=np.int64)
+        roles = np.full(n, ROLE_PAYLOAD, dtype=np.int8)
+        for i, (e, ln) in enumerate(zip(ep.tolist(), length.tolist())):
+            t = self._open_by_ep.get(e)
+            if t is None:
+                tag = int(MULTI_EP_TAG_BY_ENDPOINT.get(e, 0))
+                t = self._new(tag, 0, e, 0)
+                self._open_by_ep[e] = t
+            self.lengths[t] += ln  # no header: the transfer is what was sent
+            tidx[i] = t
+            if ln < MAX_BULK_OUT_CHUNK:
+                del self._open_by_ep[e]
+        return tidx, roles
 
     def assignments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.frames:
