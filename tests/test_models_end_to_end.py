@@ -66,9 +66,9 @@ def _capture_and_requests(tmp_path: Path, expected: ExpectedTraffic, output_byte
     path = tmp_path / "from_model.pcapng"
     synthetic.write_session(profile, path)
     (trace,) = decode.decode_capture(path).devices
-    requests = requests_module.segment(trace)
-    metrics = [metrics_module.request_metrics(trace, r) for r in requests]
-    sequences = {r.index: [(int(t.tag), int(t.length)) for t in r.transfers] for r in requests}
+    seg = requests_module.segment_arrays(trace)
+    metrics = metrics_module.all_request_metrics(trace, seg)
+    sequences = dict(enumerate(requests_module.tag_sequences(trace, seg)))
     return metrics, sequences
 
 

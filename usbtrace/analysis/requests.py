@@ -136,3 +136,17 @@ def parameter_urbs(trace: EdgeTpuTrace, request: Request) -> np.ndarray:
 
 def unassigned_chunks(seg: Segmentation) -> int:
     return int(np.count_nonzero(seg.chunk_request < 0))
+
+
+def tag_sequences(trace: EdgeTpuTrace, seg: Segmentation) -> list[list[tuple[int, int]]]:
+    """Per request, its bulk-OUT (tag, length) sequence in submit order (for the DMA hints)."""
+    tab = trace.table
+    order = np.argsort(seg.transfer_request, kind="stable")  # transfer index order within each
+    out: list[list[tuple[int, int]]] = [[] for _ in range(seg.n_requests)]
+    for r, tag, length in zip(
+        seg.transfer_request[order].tolist(),
+        tab["tag"][order].tolist(),
+        tab["length"][order].tolist(),
+    ):
+        out[r].append((tag, length))
+    return out

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON document (see README)")
     p.add_argument("--csv", metavar="PATH", help="also write per-request rows as CSV")
     p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
+    p.add_argument(
+        "--model",
+        metavar="FILE|NAME",
+        help="compiled *_edgetpu.tflite (or catalog name) to reconcile every request's bytes "
+        "with; default: the model named in the capture's metadata, when it is at hand",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,7 +56,9 @@ def _progress(files: list[Path]):
     return Progress(transient=True, console=None)
 
 
-def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary], list[str]]:
+def analyse(
+    files: list[Path], device: str | None, model: str | None = None
+) -> tuple[list[CaptureSummary], list[str]]:
     summaries: list[CaptureSummary] = []
     failures: list[str] = []
     progress = _progress(files)
@@ -63,7 +71,7 @@ def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a cut file is reported in its integrity
                 try:
-                    found = summarize_file(f, device)
+                    found = summarize_file(f, device, model)
                 except InputError as exc:
                     failures.append(str(exc))
                     found = []
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     files, missing = expand_inputs(args.files)
     if not files:
         raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, args.device)
+    summaries, failures = analyse(files, args.device, args.model)
     failures = missing + failures
     summaries.sort(key=sort_key)
     for f in failures:

@@ -76,6 +76,14 @@ OUT_TAGS = (Tag.INSTRUCTIONS, Tag.INPUT, Tag.PARAMETERS)  # tags a bulk-OUT head
 HEADER_TAGS = tuple(range(8))  # any valid tag value; high nibble and bytes 5-7 must be zero
 COMPLETION_TAG = Tag.INTERRUPT0
 
+# Byte layout inside the 8-byte header and the 16-byte event (offsets from their first byte).
+HEADER_LENGTH_OFFSET = 0  # u32 LE: length of the whole logical transfer
+HEADER_TAG_OFFSET = 4  # tag in the low nibble; the high nibble and bytes 5-7 are zero
+EVENT_ADDRESS_OFFSET = 0  # u64 LE device address of the DMA (0 for interrupts)
+EVENT_LENGTH_OFFSET = 8  # u32 LE (0 for interrupts)
+EVENT_TAG_OFFSET = 12  # tag in the low nibble
+TAG_MASK = 0x0F
+
 # multi-EP mode: the endpoint replaces the header's tag
 MULTI_EP_TAG_BY_ENDPOINT = {
     EP_BULK_OUT: Tag.INSTRUCTIONS,
@@ -300,6 +308,9 @@ class DfuRequest(IntEnum):
     GETSTATE = 5
     ABORT = 6
 
+
+DFU_STATUS_STATUS_OFFSET = 0
+DFU_STATUS_STATE_OFFSET = 4
 
 FIRMWARE_SINGLE_EP_BYTES = 10_783  # apex_latest_single_ep.bin
 FIRMWARE_MULTI_EP_BYTES = 12_117  # apex_latest_multi_ep.bin
