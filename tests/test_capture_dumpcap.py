@@ -66,3 +66,41 @@ def test_bad_interface_is_one_line(loopback_dumpcap, tmp_path):
     cap.stop()
     assert "\n" not in str(exc.value) and "usbtrace-no-such-if0" in str(exc.value)
     assert not cap.alive()
+
+
+KILLED_PARENT = """
+import sys, time
+from usbtrace.capture.dumpcap import Dumpcap
+cap = Dumpcap("lo", sys.argv[1], snaplen=128)
+cap.start()
+cap.wait_ready()
+print(cap.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_dumpcap_follows_a_killed_parent(loopback_dumpcap, tmp_path):
+    """Even SIGKILL of usbtrace, which no cleanup code sees, does not leave dumpcap running."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(project))
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PARENT, str(tmp_path / "k.pcapng")],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(child.stdout.readline())
+        assert pid_running(pid)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 10
+    while pid_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_running(pid)
