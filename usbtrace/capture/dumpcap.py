@@ -57,6 +57,7 @@ def dumpcap_version(executable: str) -> str | None:
 
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel for SIGTERM when usbtrace dies.
+    # The kernel watches the forking *thread*, so the runner starts dumpcap from its main thread.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

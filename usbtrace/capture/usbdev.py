@@ -57,9 +57,6 @@ def serial_of(dev: Any) -> str | None:
         import usb.util  # type: ignore[import-untyped]
 
         return usb.util.get_string(dev, dev.iSerialNumber) if dev.iSerialNumber else None
-    except (ValueError, OSError, ImportError):
+    except (ValueError, OSError, ImportError, NotImplementedError):
+        # pyusb's USBError is an OSError; a device without language ids gives ValueError
         return None
-    except Exception as exc:  # pyusb raises USBError (an OSError in 1.2+) or NotImplementedError
-        if type(exc).__name__ in ("USBError", "NotImplementedError"):
-            return None
-        raise
