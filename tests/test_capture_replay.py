@@ -242,3 +242,34 @@ def test_sysfs_serial_is_used(tmp_path, monkeypatch):
     backend.invoke()
     backend.close()
     assert (backend.bus, backend.address) == (1, 2)
+
+
+class DeafEdgeTpu(FakeEdgeTpu):
+    """Never answers a register read, then is gone (the emulator crashed)."""
+
+    def ctrl_transfer(self, bm, req, value, index, data_or_len, timeout=None):
+        if bm == REQTYPE_VENDOR_IN:
+            self.gone = True
+            raise usb_core.USBTimeoutError("Operation timed out")
+        if getattr(self, "gone", False):
+            raise usb_core.USBError("No such device (it may have been disconnected)")
+        return super().ctrl_transfer(bm, req, value, index, data_or_len, timeout)
+
+
+def test_open_failure_names_the_recorded_step(tmp_path, monkeypatch):
+    import usbtrace.capture.backends.replay as replay_mod
+    from usbtrace.capture.backends.base import BackendFailed
+
+    path = tmp_path / "s.pcapng"
+    path.write_bytes(SessionWriter().session(1))
+    monkeypatch.setattr(replay_mod, "open_device", lambda ids, bus, address=None: DeafEdgeTpu())
+    monkeypatch.setattr(replay_mod, "serial_of", lambda d: EMULATOR_SERIAL)
+    backend = replay_mod.ReplayBackend(path, bus=1)
+    backend.probe()
+    with pytest.raises(BackendFailed) as exc:
+        backend.open()
+    message = str(exc.value)
+    first = backend.script.open[0]
+    assert f"recorded frame {first.frame} (vendor IN 0x1a30c)" in message
+    assert "timed out" in message  # not masked by the failing close sequence
+    assert backend.executor is None

@@ -13,6 +13,7 @@ without deadlocking.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +38,18 @@ from usbtrace.errors import UsbtraceError
 READ_TIMEOUT_MS = 2000
 TRANSFER_TIMEOUT_MS = 6000  # libedgetpu's USB_TIMEOUT_MILLIS
 WAIT_TIMEOUT_S = 10.0
+
+
+def describe(step: Step) -> str:
+    """A step as a user would look it up in the recording."""
+    if isinstance(step, ControlStep):
+        kind = "vendor IN" if step.is_in else "vendor OUT"
+        register = (step.index << 16) | step.value
+        return f"recorded frame {step.frame} ({kind} {register:#x})"
+    if isinstance(step, BulkOutStep):
+        what = "header" if step.header else "payload"
+        return f"recorded frame {step.frame} (bulk OUT {what}, {step.length} bytes)"
+    return f"the wait for recorded frame {step.frame} ({step.length} bytes on {step.endpoint:#04x})"
 
 
 class ReplayRefused(UsbtraceError):
@@ -150,8 +163,8 @@ class ReplayExecutor:
         import usb.core  # type: ignore[import-untyped]
 
         expected = {r.endpoint: self.received(r.endpoint) for r in self.readers}
-        try:
-            for step in steps:
+        for step in steps:
+            try:
                 if isinstance(step, ControlStep):
                     self._control(step)
                 elif isinstance(step, BulkOutStep):
@@ -163,9 +176,14 @@ class ReplayExecutor:
                     self.dev.write(step.endpoint, payload, timeout=TRANSFER_TIMEOUT_MS)
                 else:
                     expected[step.endpoint] += step.length
-                    self.counters.wait_for(step.endpoint, expected[step.endpoint], WAIT_TIMEOUT_S)
-        except usb.core.USBError as exc:
-            raise BackendFailed(f"replay failed: {exc}") from exc
+                    try:
+                        self.counters.wait_for(
+                            step.endpoint, expected[step.endpoint], WAIT_TIMEOUT_S
+                        )
+                    except BackendFailed as exc:
+                        raise BackendFailed(f"{describe(step)}: {exc}") from exc
+            except usb.core.USBError as exc:
+                raise BackendFailed(f"replay of {describe(step)} failed: {exc}") from exc
 
     def _control(self, step: ControlStep) -> None:
         if step.is_in:
@@ -261,7 +279,10 @@ class ReplayBackend(Backend):
         try:
             self.executor.run(script.open)
         except BaseException:
-            self.close()
+            # leave the device closed if it still answers; the open's error is the one to report
+            with contextlib.suppress(Exception):
+                self.close()
+            self.executor = None
             raise
 
     def invoke(self) -> None:
