@@ -273,3 +273,31 @@ def test_open_failure_names_the_recorded_step(tmp_path, monkeypatch):
     assert f"recorded frame {first.frame} (vendor IN 0x1a30c)" in message
     assert "timed out" in message  # not masked by the failing close sequence
     assert backend.executor is None
+
+
+class StallingEmulator(FakeEdgeTpu):
+    """Stalls every third control request once, like the GadgetFS emulator under load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def ctrl_transfer(self, bm, req, value, index, data_or_len, timeout=None):
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise usb_core.USBError("Pipe error", errno=32)
+        return super().ctrl_transfer(bm, req, value, index, data_or_len, timeout)
+
+
+def test_stalled_control_retried_only_for_the_emulator(tmp_path):
+    import usbtrace.capture.backends.base as base
+
+    script = _script(tmp_path, inferences=1)
+    dev = StallingEmulator()
+    ex = ReplayExecutor(dev, output_read_len=1024, zero_fill=False, retry_stall=True)
+    ex.run(script.open + script.close)
+    assert len(dev.controls) == len(script.open + script.close) == 4
+    assert ex.stall_retries == 1
+    strict = ReplayExecutor(StallingEmulator(), output_read_len=1024, zero_fill=False)
+    with pytest.raises(base.BackendFailed, match="Pipe error"):
+        strict.run(script.open + script.close)

@@ -14,6 +14,7 @@ without deadlocking.
 from __future__ import annotations
 
 import contextlib
+import errno
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -132,9 +133,16 @@ class _Counters:
 class ReplayExecutor:
     """Issues script steps to an opened pyusb device."""
 
-    def __init__(self, dev: Any, *, output_read_len: int, zero_fill: bool) -> None:
+    def __init__(
+        self, dev: Any, *, output_read_len: int, zero_fill: bool, retry_stall: bool = False
+    ) -> None:
         self.dev = dev
         self.zero_fill = zero_fill
+        # The testbed emulator (GadgetFS) stalls a control request that overtakes an OUT data
+        # stage it has not read yet, and expects the host to send it again; a real chip never
+        # does, so this is on only for the emulator.
+        self.retry_stall = retry_stall
+        self.stall_retries = 0
         self.counters = _Counters()
         self.readers = [
             _Reader(dev, EP_OUTPUT_IN, output_read_len, self.counters),
@@ -194,14 +202,16 @@ class ReplayExecutor:
             data_or_length = bytes(step.length)
         else:
             raise ReplayRefused(f"frame {step.frame}: control data cut, not replayed")
-        self.dev.ctrl_transfer(
-            step.request_type,
-            step.request,
-            step.value,
-            step.index,
-            data_or_length,
-            timeout=TRANSFER_TIMEOUT_MS,
-        )
+        import usb.core  # type: ignore[import-untyped]
+
+        args = (step.request_type, step.request, step.value, step.index, data_or_length)
+        try:
+            self.dev.ctrl_transfer(*args, timeout=TRANSFER_TIMEOUT_MS)
+        except usb.core.USBError as exc:
+            if not (self.retry_stall and exc.errno == errno.EPIPE):
+                raise
+            self.stall_retries += 1
+            self.dev.ctrl_transfer(*args, timeout=TRANSFER_TIMEOUT_MS)
 
     def received(self, endpoint: int) -> int:
         with self.counters.cond:
@@ -229,6 +239,7 @@ class ReplayBackend(Backend):
         self.script: ReplayScript | None = None
         self.executor: ReplayExecutor | None = None
         self._invokes = 0
+        self._stall_retries = 0
 
     def use_device(self, device: UsbDevice) -> None:
         self.bus = device.bus
@@ -273,7 +284,10 @@ class ReplayBackend(Backend):
         serial = self.serial or serial_of(dev)
         zero_fill_allowed(script, serial, self.allow_zero_fill)
         self.executor = ReplayExecutor(
-            dev, output_read_len=script.output_read_len, zero_fill=script.truncated
+            dev,
+            output_read_len=script.output_read_len,
+            zero_fill=script.truncated,
+            retry_stall=serial == EMULATOR_SERIAL,
         )
         self.executor.start()
         try:
@@ -291,8 +305,14 @@ class ReplayBackend(Backend):
         self._invokes += 1
         self.executor.run(steps)
 
+    @property
+    def stall_retries(self) -> int:
+        return self.executor.stall_retries if self.executor else self._stall_retries
+
     def close(self) -> None:
         executor, self.executor = self.executor, None
+        if executor is not None:
+            self._stall_retries = executor.stall_retries
         if executor is None:
             return
         try:
