@@ -299,3 +299,20 @@ def test_vanished_device_is_named(loopback_dumpcap, tmp_path, receiver):
     meta = _metadata(outcome.path)
     assert (meta.bus, meta.device, meta.link_speed) == (3, 9, "super")
     assert len(meta.invokes) == 2
+
+
+def test_close_failure_is_a_warning(loopback_dumpcap, tmp_path, receiver):
+    import io
+
+    class BadClose(UdpBackend):
+        def close(self) -> None:
+            super().close()
+            raise RuntimeError("device stalled the close sequence")
+
+    rec = Recorder(tmp_path)
+    rec.hooks.log = io.StringIO()
+    outcome = run_capture(_config(tmp_path, BadClose(receiver), count=1), rec.hooks)
+    assert (outcome.status, outcome.exit_status) == ("complete", 0)
+    log = rec.hooks.log.getvalue()
+    assert "usbtrace: warning: closing the backend failed: device stalled" in log
+    assert "stalled" in _metadata(outcome.path).extra["error"]

@@ -358,6 +358,8 @@ def _report(outcome: CaptureOutcome, log: TextIO) -> None:
     line = f"{outcome.path}: {outcome.packets} packets{dropped}{timing}"
     if outcome.status == "complete":
         print(f"usbtrace: wrote {line}", file=log)
+        if outcome.error:  # e.g. the runtime's close failed after every inference ran
+            print(f"usbtrace: warning: {outcome.error}", file=log)
     else:
         print(f"usbtrace: {outcome.status}: {outcome.error}; kept {line}", file=log)
 
