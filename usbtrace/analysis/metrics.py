@@ -3,7 +3,8 @@
 Definitions (also in the README, and used exactly):
 * t_start: submit of the request's first bulk-OUT header URB; t_end: the later of its event's
   completion and its last output chunk's completion; latency = t_end - t_start.
-* parameter intervals: [submit, completion] of each parameter payload URB of the request;
+* parameter intervals: [submit, completion] of each parameter payload URB of an inference (a
+  parameter-caching request's parameters are cached, not streamed: overlap 0, no rate);
   stream_busy = length of their union; execution window = [completion of the last input payload
   URB, t_end]; overlap = length(union ∩ window) / length(window), 0 when nothing is streamed;
   stream_rate = streamed bytes / stream_busy.
@@ -23,6 +24,7 @@ from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentatio
 from usbtrace.edgetpu.constants import TAG_NAMES, Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.formats.records import take
 from usbtrace.intervals import segmented_clipped_length, segmented_union_length
 
 TAG_NAMES_BY_VALUE = {int(k): v for k, v in TAG_NAMES.items()}
@@ -35,7 +37,7 @@ VERDICT_NONE = "no-streaming"
 VERDICT_NA = "n/a"  # not an inference
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestMetrics:
     index: int
     kind: str
@@ -121,7 +123,7 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     u = trace.out_urbs
     is_param = (u["role"] == ROLE_PAYLOAD) & (u["tidx"] >= 0) & (u["c_frame"] > 0)
     is_param[is_param] = tab["tag"][u["tidx"][is_param]] == Tag.PARAMETERS
-    pu = u[is_param]
+    pu = take(u, np.flatnonzero(is_param))
     group = treq[pu["tidx"]]
     busy = segmented_union_length(group, pu["s_ts"], pu["c_ts"], n)
     window_lo = np.where(seg.input_done_ns > 0, seg.input_done_ns, t_start)
@@ -129,9 +131,18 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     window = t_end - window_lo
     inside = segmented_clipped_length(group, pu["s_ts"], pu["c_ts"], window_lo, t_end)
     streamed = seg.bytes_by_tag[:, Tag.PARAMETERS]
+    # only an inference streams: a caching request's parameters are cached, so its overlap is 0
+    # and it has no stream rate (its big transfers still count towards link_peak_out)
+    inference = seg.has_tag[:, Tag.INPUT]
+    busy = np.where(inference, busy, 0)
+    inside = np.where(inference, inside, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        overlap = np.where((streamed > 0) & (window > 0), inside / np.maximum(window, 1), 0.0)
-        rate = np.where((streamed > 0) & (busy > 0), streamed * NS / np.maximum(busy, 1), np.nan)
+        overlap = np.where(
+            inference & (streamed > 0) & (window > 0), inside / np.maximum(window, 1), 0.0
+        )
+        rate = np.where(
+            inference & (streamed > 0) & (busy > 0), streamed * NS / np.maximum(busy, 1), np.nan
+        )
 
     problems: dict[int, list[str]] = {}
     bad = np.flatnonzero(~tab["complete"])
@@ -146,27 +157,38 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
         problems.setdefault(r, []).insert(0, "no completion event (capture ended mid-request?)")
 
     by_tag = seg.bytes_by_tag
-    out = []
-    for r in range(n):
-        out.append(
-            RequestMetrics(
-                index=r,
-                kind=seg.kind(r),
-                t_start_ns=int(t_start[r]),
-                t_end_ns=int(t_end[r]),
-                instructions=int(by_tag[r, Tag.INSTRUCTIONS]),
-                input=int(by_tag[r, Tag.INPUT]),
-                parameters=int(streamed[r]),
-                output=int(out_bytes[r]),
-                overlap=float(overlap[r]),
-                stream_busy_ns=int(busy[r]),
-                stream_rate_Bps=None if np.isnan(rate[r]) else float(rate[r]),
-                exec_window_ns=int(window[r]),
-                has_event=r < len(seg.events),
-                problems=problems.get(r, []),
-            )
+    n_events = len(seg.events)
+    rate_l = rate.tolist()
+    cols = zip(
+        t_start.tolist(),
+        t_end.tolist(),
+        by_tag[:, Tag.INSTRUCTIONS].tolist(),
+        by_tag[:, Tag.INPUT].tolist(),
+        streamed.tolist(),
+        out_bytes.tolist(),
+        overlap.tolist(),
+        busy.tolist(),
+        window.tolist(),
+    )
+    return [
+        RequestMetrics(
+            index=r,
+            kind=seg.kind(r),
+            t_start_ns=ts,
+            t_end_ns=te,
+            instructions=ins,
+            input=inp,
+            parameters=par,
+            output=outb,
+            overlap=ov,
+            stream_busy_ns=bz,
+            stream_rate_Bps=None if rate_l[r] != rate_l[r] else rate_l[r],  # NaN: none
+            exec_window_ns=win,
+            has_event=r < n_events,
+            problems=problems.get(r, []),
         )
-    return out
+        for r, (ts, te, ins, inp, par, outb, ov, bz, win) in enumerate(cols)
+    ]
 
 
 def link_peak_out(trace: EdgeTpuTrace, metrics: list[RequestMetrics]) -> float | None:

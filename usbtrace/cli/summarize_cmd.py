@@ -11,6 +11,7 @@ from pathlib import Path
 from usbtrace.analysis.summary import CaptureSummary, summarize_file
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.errors import InputError, UsageError
+from usbtrace.report.size_table import emit_by_size
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
 DESCRIPTION = """\
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON document (see README)")
     p.add_argument("--csv", metavar="PATH", help="also write per-request rows as CSV")
     p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
+    p.add_argument(
+        "--by-size",
+        action="store_true",
+        help="one row per model family, size and label: compiled and streamed MiB, median "
+        "latency, speed-up over the CPU, operations and ops/s (with --json/--csv: that table)",
+    )
     p.add_argument(
         "--model",
         metavar="FILE|NAME",
@@ -96,11 +103,15 @@ def run(args: argparse.Namespace) -> int:
     summaries.sort(key=sort_key)
     for f in failures:
         print(f"usbtrace: {f}", file=sys.stderr)
+    if args.by_size:
+        emit_by_size(summaries, as_json=args.json, csv_path=args.csv, stream=sys.stdout)
+        return 2 if not summaries else 1 if failures else 0
     if args.csv:
         with open(args.csv, "w", newline="") as stream:
             write_csv(summaries, stream)
     if args.json:
-        json.dump({"captures": [s.to_json() for s in summaries]}, sys.stdout, indent=1)
+        # compact: json.dumps with indent=None uses the C encoder (10x faster on big captures)
+        sys.stdout.write(json.dumps({"captures": [s.to_json() for s in summaries]}))
         sys.stdout.write("\n")
     elif summaries:
         print_summary_table(summaries, per_request=args.per_inference)

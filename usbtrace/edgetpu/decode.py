@@ -7,6 +7,9 @@ arrays; the per-transfer view is assembled once at the end.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +44,7 @@ from usbtrace.edgetpu.trace import (
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
-from usbtrace.formats.records import RecordBatch, take
+from usbtrace.formats.records import RecordBatch, endpoint_sums, take
 from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
@@ -163,7 +166,7 @@ class Decoder:
             self.first_ts = int(recs["ts_ns"][0])
         self.last_ts = max(self.last_ts, int(recs["ts_ns"].max()))
         h = recs["hdr"]
-        self._stats(h)
+        self._stats(recs)
         devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
         for key in np.unique(devkey).tolist():
             d = self.dev(key >> 8, key & 0xFF)
@@ -176,23 +179,12 @@ class Decoder:
         self._frame_out(recs, devkey)
         self._urbs(urbs)
 
-    def _stats(self, h: np.ndarray) -> None:
-        key = (
-            h["busnum"].astype(np.int64) << 24
-            | h["devnum"].astype(np.int64) << 16
-            | h["epnum"].astype(np.int64) << 8
-            | h["type"]
-        )
-        uniq, inv = np.unique(key, return_inverse=True)
-        counts = np.bincount(inv)
-        ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
-        dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
-        for k, c, u, dl in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist()):
-            t = (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF)
-            s = self.stats.setdefault(t, [0, 0, 0])
-            s[0] += c
-            s[1] += int(u)
-            s[2] += int(dl)
+    def _stats(self, records: np.ndarray) -> None:
+        for key, count, urb_len, data_len in endpoint_sums(records):
+            s = self.stats.setdefault(key, [0, 0, 0])
+            s[0] += count
+            s[1] += urb_len
+            s[2] += data_len
 
     def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
         for u in urbs:
@@ -437,30 +429,39 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     """Join the framer's per-submit assignment with the paired URBs, then sum per transfer."""
     f = d.framer
     frames, tidx, roles = f.assignments()
+    f.frames, f.tidx, f.roles = [], [], []
     urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
-    urbs = urbs[urbs["s_frame"] > 0]  # completions without submit cannot be framed
-    urbs = urbs[np.argsort(urbs["s_frame"], kind="stable")]
+    d.out = []  # the only other reference: let each copy below replace the last
+    if not (urbs["s_frame"] > 0).all():
+        urbs = take(urbs, np.flatnonzero(urbs["s_frame"] > 0))  # no submit: cannot be framed
+    urbs = take(urbs, np.argsort(urbs["s_frame"], kind="stable"))
     if len(urbs):
         pos = np.minimum(np.searchsorted(urbs["s_frame"], frames), len(urbs) - 1)
         hit = urbs["s_frame"][pos] == frames
-        rows = urbs[pos[hit]]
+        urbs = take(urbs, pos[hit])
+        del pos
     else:
         hit = np.zeros(len(frames), dtype=bool)
-        rows = np.zeros(0, dtype=OUT_URB)
+    rows = urbs
+    del urbs, frames
     rows["tidx"] = tidx[hit]
     rows["role"] = roles[hit]
-    rows = rows[np.lexsort((rows["s_ts"], rows["tidx"]))]
+    del tidx, roles, hit
+    # rows are in submit order, in which transfers follow each other: a stable sort by
+    # transfer (nearly sorted already) gives (transfer, submit time) order
+    rows = take(rows, np.argsort(rows["tidx"], kind="stable"))
 
     n = f.count
+    cols = f.store.arrays()
     table = np.zeros(n, dtype=TRANSFER)
-    table["tag"] = f.tags
-    table["length"] = f.lengths
-    table["endpoint"] = f.endpoints
-    table["header_frame"] = f.header_frames
+    table["tag"] = cols["tag"]
+    table["length"] = cols["length"]
+    table["endpoint"] = cols["endpoint"]
+    table["header_frame"] = cols["frame"]
     problems = dict(f.problems)
     done = (rows["c_frame"] > 0) & (rows["status"] == 0)
 
-    hdr = rows[rows["role"] == ROLE_HEADER]
+    hdr = take(rows, np.flatnonzero(rows["role"] == ROLE_HEADER))
     hdr_done = done[rows["role"] == ROLE_HEADER]
     table["t_submit_ns"][hdr["tidx"]] = hdr["s_ts"]
     header_ok = np.ones(n, dtype=bool)
@@ -469,7 +470,7 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     header_end[hdr["tidx"][hdr_done]] = hdr["c_ts"][hdr_done]
 
     pay_mask = (rows["role"] == ROLE_PAYLOAD) & (rows["tidx"] >= 0)
-    pay = rows[pay_mask]
+    pay = take(rows, np.flatnonzero(pay_mask))
     pdone = done[pay_mask]
     t = pay["tidx"]
     table["payload_bytes"] = np.bincount(t, weights=pay["length"], minlength=n)
@@ -528,6 +529,46 @@ def _group_outputs(chunks: np.ndarray, events: list[Event]) -> list[Output]:
     return outputs
 
 
+def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordBatch]:
+    """Read the next batches in a background thread while this one is decoded.
+
+    Reading (I/O, block walking, gathering records) and decoding are both mostly numpy work that
+    releases the GIL, so on a machine with two cores the two halves overlap. Errors raised by
+    the reader are re-raised here, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for b in batches:
+                if stop.is_set():
+                    return
+                q.put(b)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="usbtrace-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
+
+
 def decode_capture(
     path: str | Path, device: str | None = None, *, partial_ok: bool = False
 ) -> DecodedCapture:
@@ -541,7 +582,7 @@ def decode_capture(
     cap = Capture(path)
     error: InputError | None = None
     try:
-        for batch in cap.batches():
+        for batch in prefetch(cap.batches()):
             decoder.feed(batch)
     except InputError as exc:
         if not partial_ok or exc.offset is None or not cap.info.interfaces:

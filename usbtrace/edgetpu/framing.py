@@ -61,16 +61,59 @@ def header_lengths(head: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(head[:, :4]).view("<u4").reshape(len(head)).astype(np.int64)
 
 
+class TransferStore:
+    """Per-transfer fields, appended in transfer order, kept as numpy chunks (not Python ints:
+    a long capture has millions of transfers)."""
+
+    FIELDS = (("tag", np.int8), ("length", np.int64), ("endpoint", np.uint8), ("frame", np.int64))
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[np.ndarray, ...]] = []
+        self.singles: list[tuple[int, int, int, int]] = []
+        self.count = 0
+        self.length_override: dict[int, int] = {}  # multi-EP transfers grow after creation
+
+    def _flush(self) -> None:
+        if self.singles:
+            cols = list(zip(*self.singles))
+            self.chunks.append(tuple(np.array(c, dtype=t) for c, (_, t) in zip(cols, self.FIELDS)))
+            self.singles = []
+
+    def one(self, tag: int, length: int, ep: int, frame: int) -> int:
+        self.singles.append((tag, length, ep, frame))
+        self.count += 1
+        return self.count - 1
+
+    def run(self, tags: np.ndarray, lengths: np.ndarray, ep: int, frames: np.ndarray) -> None:
+        self._flush()
+        n = len(tags)
+        self.chunks.append(
+            (
+                tags.astype(np.int8),
+                lengths.astype(np.int64),
+                np.full(n, ep, dtype=np.uint8),
+                frames.astype(np.int64),
+            )
+        )
+        self.count += n
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        self._flush()
+        out = {}
+        for i, (name, t) in enumerate(self.FIELDS):
+            parts = [c[i] for c in self.chunks]
+            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=t)
+        for t, length in self.length_override.items():
+            out["length"][t] = length
+        return out
+
+
 @dataclass
 class OutFramer:
     """Per device; feed its bulk-OUT submits in frame order, batch after batch."""
 
     multi_ep: bool = False
-    # per logical transfer
-    tags: list[int] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    endpoints: list[int] = field(default_factory=list)
-    header_frames: list[int] = field(default_factory=list)
+    store: TransferStore = field(default_factory=TransferStore)
     problems: dict[int, str] = field(default_factory=dict)
     # per submit: frame, transfer index (-1 unframed), role
     frames: list[np.ndarray] = field(default_factory=list)
@@ -79,19 +122,13 @@ class OutFramer:
     unframed: int = 0
     valid_headers: int = 0
     _open: int = -1  # transfer whose payload is still due
+    _open_len: int = 0  # its announced length
     _due: int = 0  # its bytes still due
     _open_by_ep: dict[int, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        return len(self.tags)
-
-    def _new(self, tag: int, length: int, ep: int, frame: int) -> int:
-        self.tags.append(tag)
-        self.lengths.append(length)
-        self.endpoints.append(ep)
-        self.header_frames.append(frame)
-        return len(self.tags) - 1
+        return self.store.count
 
     def feed(
         self,
@@ -107,7 +144,7 @@ class OutFramer:
         else:
             tidx, roles = self._feed_single(frame, length.astype(np.int64), cap, head)
         self.frames.append(frame.astype(np.int64))
-        self.tidx.append(tidx)
+        self.tidx.append(tidx.astype(np.int32))
         self.roles.append(roles)
         assert len(tidx) == n
 
@@ -155,9 +192,9 @@ class OutFramer:
                     continue
                 # URB j-1 overshoots: frames were lost, or this was never a header
                 tidx[i : j - 1], roles[i : j - 1] = t, ROLE_PAYLOAD
-                got = self.lengths[t] - self._due + pre[j - 1] - pre[i]
+                got = self._open_len - self._due + pre[j - 1] - pre[i]
                 self.problems[t] = (
-                    f"payload overshoots the header: {got} of {self.lengths[t]} bytes, "
+                    f"payload overshoots the header: {got} of {self._open_len} bytes, "
                     f"then a {urb_len[j - 1]}-byte URB (frame {frames[j - 1]})"
                 )
                 self._open, self._due = -1, 0
@@ -181,19 +218,16 @@ class OutFramer:
                 tidx[i:stop] = np.repeat(ids, end[k:last] - run)
                 roles[i:stop] = ROLE_PAYLOAD
                 roles[run] = ROLE_HEADER
-                self.tags.extend(head[run, 4].tolist())
-                self.lengths.extend(hlen[run].tolist())
-                self.endpoints.extend([EP_BULK_OUT] * len(run))
-                self.header_frames.extend(frame[run].tolist())
+                self.store.run(head[run, 4], hlen[run], EP_BULK_OUT, frame[run])
                 self.valid_headers += len(run)
                 i = stop
                 continue
             # one header decided sequentially
-            t = self._new(tags[i], lens[i], EP_BULK_OUT, frames[i])
+            t = self.store.one(tags[i], lens[i], EP_BULK_OUT, frames[i])
             self.valid_headers += 1
             tidx[i], roles[i] = t, ROLE_HEADER
             if lens[i] > 0:
-                self._open, self._due = t, lens[i]
+                self._open, self._open_len, self._due = t, lens[i], lens[i]
             i += 1
         return tidx, roles
 
@@ -209,9 +243,10 @@ class OutFramer:
             t = self._open_by_ep.get(e)
             if t is None:
                 tag = int(MULTI_EP_TAG_BY_ENDPOINT.get(e, 0))
-                t = self._new(tag, 0, e, 0)
+                t = self.store.one(tag, 0, e, 0)
                 self._open_by_ep[e] = t
-            self.lengths[t] += ln  # no header: the transfer is what was sent
+            # no header: the transfer is what was sent
+            self.store.length_override[t] = self.store.length_override.get(t, 0) + ln
             tidx[i] = t
             if ln < MAX_BULK_OUT_CHUNK:
                 del self._open_by_ep[e]

@@ -51,6 +51,8 @@ class RecordBatch:
 
 
 SUB_BATCH = 1 << 16  # records gathered at once: bounds the temporary index arrays
+_HDR_OFFSET = RECORD.fields["hdr"][1]
+assert RECORD.fields["head"][1] == _HDR_OFFSET + HEADER.itemsize
 _HEAD_WORDS = (64 + HEAD_BYTES) // 4
 
 
@@ -84,15 +86,21 @@ def extract_usbmon(
         return RecordBatch(out, short_records=short)
     span = hdr_len + HEAD_BYTES
     native = byteorder == "<" and hdr_len == 64
+    out_bytes = out.view(np.uint8).reshape(n, RECORD.itemsize)
     aligned = native and not (data_pos & 3).any()
-    words = buf[: len(buf) - len(buf) % 4].view("<u4") if aligned else None
+    if aligned:
+        # every record's header + head as one row of a zero-copy sliding window over the words
+        # (a row gather, much cheaper than an index per word); the buffer is padded so the
+        # last record's window never runs off its end
+        words = buf[: len(buf) - len(buf) % 4].view("<u4")
+        if len(words) < int(data_pos.max() >> 2) + _HEAD_WORDS:
+            words = np.concatenate([words, np.zeros(_HEAD_WORDS, dtype="<u4")])
+        windows = np.lib.stride_tricks.sliding_window_view(words, _HEAD_WORDS)
     for lo in range(0, n, SUB_BATCH):
         hi = min(n, lo + SUB_BATCH)
         pos = data_pos[lo:hi]
         if aligned:
-            idx = (pos >> 2)[:, None] + np.arange(_HEAD_WORDS, dtype=np.int64)
-            np.minimum(idx, len(words) - 1, out=idx)  # the last record may end the buffer
-            raw = words[idx].view(np.uint8).reshape(hi - lo, span)
+            raw = windows[pos >> 2].view(np.uint8).reshape(hi - lo, span)
         else:
             idx = pos[:, None] + np.arange(span, dtype=np.int64)
             np.minimum(idx, len(buf) - 1, out=idx)
@@ -103,10 +111,11 @@ def extract_usbmon(
             # bytes past the captured data belong to padding or the next block: zero them
             keep = np.arange(HEAD_BYTES) < data_cap[lo:hi][short_data, None]
             head[short_data] = np.where(keep, head[short_data], 0)
-        out["head"][lo:hi] = head
         if native:
-            out["hdr"][lo:hi] = raw[:, :64].copy().view(HEADER).reshape(hi - lo)
+            # "hdr" and "head" are adjacent in RECORD: one row copy fills both
+            out_bytes[lo:hi, _HDR_OFFSET : _HDR_OFFSET + span] = raw
         else:
+            out["head"][lo:hi] = head
             src = np.ascontiguousarray(raw[:, :hdr_len]).view(header_dtype(linktype, byteorder))
             src = src.reshape(hi - lo)
             dst = out["hdr"][lo:hi]
@@ -134,3 +143,26 @@ def concat(batches: list[RecordBatch]) -> RecordBatch:
         payloads,
         sum(b.short_records for b in batches),
     )
+
+
+def endpoint_sums(records: np.ndarray) -> list[tuple[tuple[int, int, int, int], int, int, int]]:
+    """Per (bus, device, endpoint, URB type byte): record count, sum of urb_len, of data_len.
+
+    What ``verify`` compares with tshark and what the decoder keeps as per-endpoint statistics.
+    """
+    h = records["hdr"]
+    key = (
+        h["busnum"].astype(np.int64) << 24
+        | h["devnum"].astype(np.int64) << 16
+        | h["epnum"].astype(np.int64) << 8
+        | h["type"]
+    )
+    uniq, inv = np.unique(key, return_inverse=True)
+    counts = np.bincount(inv)
+    # float64 sums are exact below 2**53 bytes, far beyond any capture
+    ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
+    dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
+    return [
+        ((k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF), c, int(u), int(d))
+        for k, c, u, d in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist())
+    ]
