@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from usbtrace.edgetpu.constants import EMULATOR_SERIAL  # noqa: F401  (re-exported)
 from usbtrace.errors import UsbtraceError
-
-EMULATOR_SERIAL = "usbtrace-emulator"  # the testbed's emulated Edge TPU (agreed with the testbed)
 
 
 class DeviceNotFound(UsbtraceError):
