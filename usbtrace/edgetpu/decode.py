@@ -27,7 +27,6 @@ from usbtrace.edgetpu.constants import (
     EVENT_LEN,
     OUTFEED_CHUNK_HIGHSPEED,
     OUTFEED_CHUNK_SUPERSPEED,
-    Tag,
 )
 from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
 from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_PAYLOAD, OutFramer
@@ -39,7 +38,6 @@ from usbtrace.edgetpu.trace import (
     Event,
     FirmwareDownload,
     Interrupt,
-    Output,
 )
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
@@ -360,7 +358,6 @@ class Decoder:
             events=d.events,
             interrupts=d.interrupts,
             output_chunks=chunks,
-            outputs=_group_outputs(chunks, d.events),
             csr=sorted(d.csr, key=lambda c: c.frame),
             dfu=d.dfu,
             standard=d.standard,
@@ -496,37 +493,6 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
             f"{int(table['payload_bytes'][i])} followed",
         )
     return rows, table, problems
-
-
-def _group_outputs(chunks: np.ndarray, events: list[Event]) -> list[Output]:
-    """A short chunk ends an output; so does a completion event between two chunks."""
-    outputs: list[Output] = []
-    ev_times = np.array([e.t_ns for e in events if e.tag == Tag.INTERRUPT0], dtype=np.int64)
-    cur: Output | None = None
-    for frame, t_ns, length, asked in zip(
-        chunks["frame"].tolist(),
-        chunks["t_ns"].tolist(),
-        chunks["length"].tolist(),
-        chunks["asked"].tolist(),
-    ):
-        if cur is not None:
-            between = np.searchsorted(ev_times, t_ns, "left") - np.searchsorted(
-                ev_times, cur.t_last_ns, "left"
-            )
-            if between > 0:
-                outputs.append(cur)
-                cur = None
-        if cur is None:
-            cur = Output(len(outputs), frame, frame, t_ns, t_ns, 0, 0)
-        cur.last_frame, cur.t_last_ns = frame, t_ns
-        cur.nbytes += length
-        cur.chunks += 1
-        if length < asked:
-            outputs.append(cur)
-            cur = None
-    if cur is not None:
-        outputs.append(cur)
-    return outputs
 
 
 def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordBatch]:
