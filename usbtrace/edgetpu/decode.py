@@ -42,7 +42,7 @@ from usbtrace.edgetpu.trace import (
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
-from usbtrace.formats.records import RecordBatch, endpoint_sums, take
+from usbtrace.formats.records import RecordBatch, concat_rows, endpoint_sums, take
 from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
@@ -339,7 +339,7 @@ class Decoder:
         self, d: _Device, how: str, dfu_devices: list[_Device], meta: CaptureMetadata | None
     ) -> EdgeTpuTrace:
         out_urbs, table, transfer_problems = _assemble_transfers(d)
-        chunks = np.concatenate(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
+        chunks = concat_rows(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
         chunks = chunks[np.argsort(chunks["frame"], kind="stable")]
         d.events.sort(key=lambda e: e.frame)
         speed, source = _link_speed(d, meta)
@@ -427,7 +427,7 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     f = d.framer
     frames, tidx, roles = f.assignments()
     f.frames, f.tidx, f.roles = [], [], []
-    urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
+    urbs = concat_rows(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
     d.out = []  # the only other reference: let each copy below replace the last
     if not (urbs["s_frame"] > 0).all():
         urbs = take(urbs, np.flatnonzero(urbs["s_frame"] > 0))  # no submit: cannot be framed
