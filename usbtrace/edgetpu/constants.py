@@ -377,3 +377,10 @@ class DmaDescriptorKind(IntEnum):
     INPUT = 1
     PARAMETER = 2
     SCRATCH = 3
+
+
+# --- usbtrace's own emulated device -------------------------------------------------------------
+
+# Serial string of the VM testbed's emulated Edge TPU: the replay backend zero-fills cut payloads
+# only for a device that says it is this emulator, never for a real chip.
+EMULATOR_SERIAL = "usbtrace-emulator"

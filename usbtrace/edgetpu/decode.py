@@ -27,7 +27,6 @@ from usbtrace.edgetpu.constants import (
     EVENT_LEN,
     OUTFEED_CHUNK_HIGHSPEED,
     OUTFEED_CHUNK_SUPERSPEED,
-    Tag,
 )
 from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
 from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_PAYLOAD, OutFramer
@@ -39,12 +38,11 @@ from usbtrace.edgetpu.trace import (
     Event,
     FirmwareDownload,
     Interrupt,
-    Output,
 )
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
-from usbtrace.formats.records import RecordBatch, endpoint_sums, take
+from usbtrace.formats.records import RecordBatch, concat_rows, endpoint_sums, take
 from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
@@ -372,7 +370,7 @@ class Decoder:
         self, d: _Device, how: str, dfu_devices: list[_Device], meta: CaptureMetadata | None
     ) -> EdgeTpuTrace:
         out_urbs, table, transfer_problems = _assemble_transfers(d)
-        chunks = np.concatenate(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
+        chunks = concat_rows(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
         chunks = chunks[np.argsort(chunks["frame"], kind="stable")]
         d.events.sort(key=lambda e: e.frame)
         speed, source = _link_speed(d, meta)
@@ -391,7 +389,6 @@ class Decoder:
             events=d.events,
             interrupts=d.interrupts,
             output_chunks=chunks,
-            outputs=_group_outputs(chunks, d.events),
             csr=sorted(d.csr, key=lambda c: c.frame),
             dfu=d.dfu,
             standard=d.standard,
@@ -462,7 +459,7 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     f = d.framer
     frames, tidx, roles = f.assignments()
     f.frames, f.tidx, f.roles = [], [], []
-    urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
+    urbs = concat_rows(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
     d.out = []  # the only other reference: let each copy below replace the last
     if not (urbs["s_frame"] > 0).all():
         urbs = take(urbs, np.flatnonzero(urbs["s_frame"] > 0))  # no submit: cannot be framed
@@ -528,37 +525,6 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
             f"{int(table['payload_bytes'][i])} followed",
         )
     return rows, table, problems
-
-
-def _group_outputs(chunks: np.ndarray, events: list[Event]) -> list[Output]:
-    """A short chunk ends an output; so does a completion event between two chunks."""
-    outputs: list[Output] = []
-    ev_times = np.array([e.t_ns for e in events if e.tag == Tag.INTERRUPT0], dtype=np.int64)
-    cur: Output | None = None
-    for frame, t_ns, length, asked in zip(
-        chunks["frame"].tolist(),
-        chunks["t_ns"].tolist(),
-        chunks["length"].tolist(),
-        chunks["asked"].tolist(),
-    ):
-        if cur is not None:
-            between = np.searchsorted(ev_times, t_ns, "left") - np.searchsorted(
-                ev_times, cur.t_last_ns, "left"
-            )
-            if between > 0:
-                outputs.append(cur)
-                cur = None
-        if cur is None:
-            cur = Output(len(outputs), frame, frame, t_ns, t_ns, 0, 0)
-        cur.last_frame, cur.t_last_ns = frame, t_ns
-        cur.nbytes += length
-        cur.chunks += 1
-        if length < asked:
-            outputs.append(cur)
-            cur = None
-    if cur is not None:
-        outputs.append(cur)
-    return outputs
 
 
 def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordBatch]:

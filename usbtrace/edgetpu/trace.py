@@ -148,7 +148,6 @@ class EdgeTpuTrace:
     events: list[Event]
     interrupts: list[Interrupt]
     output_chunks: np.ndarray  # OUTPUT_CHUNK
-    outputs: list[Output]
     csr: list[CsrAccess]
     dfu: list[DfuStep]
     standard: list[StandardRequest]
@@ -161,10 +160,20 @@ class EdgeTpuTrace:
     last_frame: int = 0
 
     _transfers: list[LogicalTransfer] | None = field(default=None, repr=False)
+    _outputs: list[Output] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.bus}.{self.address}"
+
+    @property
+    def outputs(self) -> list[Output]:
+        """Output chunks grouped into outputs (built once, on first use)."""
+        if self._outputs is None:
+            done = [e.t_ns for e in self.events if e.tag == Tag.INTERRUPT0]
+            done = np.array(done, dtype=np.int64)
+            self._outputs = group_outputs(self.output_chunks, done)
+        return self._outputs
 
     @property
     def transfers(self) -> list[LogicalTransfer]:
@@ -212,3 +221,32 @@ class EdgeTpuTrace:
             out.append(f"{self.unframed_urbs} bulk-OUT URB(s) outside any header's transfer")
         out.extend(self.errors)
         return out
+
+
+def group_outputs(chunks: np.ndarray, event_times_ns: np.ndarray) -> list[Output]:
+    """A short chunk ends an output; so does a completion event between two chunks."""
+    n = len(chunks)
+    if n == 0:
+        return []
+    t = chunks["t_ns"]
+    events_before = np.searchsorted(np.sort(event_times_ns), t, "left")
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (chunks["length"][:-1] < chunks["asked"][:-1]) | (
+        events_before[1:] > events_before[:-1]
+    )
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:] - 1, n - 1)
+    nbytes = np.add.reduceat(chunks["length"], first)
+    return [
+        Output(i, ff, lf, tf, tl, nb, cnt)
+        for i, (ff, lf, tf, tl, nb, cnt) in enumerate(
+            zip(
+                chunks["frame"][first].tolist(),
+                chunks["frame"][last].tolist(),
+                t[first].tolist(),
+                t[last].tolist(),
+                nbytes.tolist(),
+                (last - first + 1).tolist(),
+            )
+        )
+    ]

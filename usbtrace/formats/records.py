@@ -40,6 +40,13 @@ def take(records: np.ndarray, index: np.ndarray) -> np.ndarray:
     return records.view(blob)[index].view(records.dtype)
 
 
+def concat_rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate`` of same-dtype structured arrays, as plain row copies (see ``take``)."""
+    dtype = arrays[0].dtype
+    blob = np.dtype((np.void, dtype.itemsize))
+    return np.concatenate([a.view(blob) for a in arrays]).view(dtype)
+
+
 @dataclass
 class RecordBatch:
     records: np.ndarray  # dtype RECORD
@@ -139,7 +146,7 @@ def concat(batches: list[RecordBatch]) -> RecordBatch:
     for b in batches:
         payloads.update(b.control_payloads)
     return RecordBatch(
-        np.concatenate([b.records for b in batches]),
+        concat_rows([b.records for b in batches]),
         payloads,
         sum(b.short_records for b in batches),
     )

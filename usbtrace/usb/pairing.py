@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from usbtrace.formats.records import HEAD_BYTES, RECORD, take
+from usbtrace.formats.records import HEAD_BYTES, RECORD, concat_rows, take
 from usbtrace.usb.usbmon import URB_SUBMIT
 
 URB = np.dtype(
@@ -102,7 +102,7 @@ class UrbPairer:
         self.superseded_submits = 0
 
     def feed(self, records: np.ndarray) -> np.ndarray:
-        recs = np.concatenate([self.carry, records]) if len(self.carry) else records
+        recs = concat_rows([self.carry, records]) if len(self.carry) else records
         if not len(recs):
             return np.zeros(0, dtype=URB)
         h = recs["hdr"]
@@ -146,7 +146,7 @@ class UrbPairer:
         lone_cs["setup"] = lc["hdr"]["setup"]
 
         lone_ss = self._submit_only(take(recs, order[lone_s_closed]))
-        return np.concatenate([pairs, lone_cs, lone_ss])
+        return concat_rows([pairs, lone_cs, lone_ss])
 
     def _submit_only(self, recs: np.ndarray) -> np.ndarray:
         out = np.zeros(len(recs), dtype=URB)
