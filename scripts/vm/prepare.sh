@@ -34,6 +34,10 @@ PKG="${USBTRACE_VM_KERNEL_PKG:-}"
 if [ -z "$PKG" ]; then
   PKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')"
 fi
+if [ -z "$PKG" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq >/dev/null 2>&1 || true  # a fresh machine has no package lists yet
+  PKG="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')"
+fi
 if [ -z "$PKG" ] && [ -f "$VM/kver" ]; then
   PKG="linux-image-$(cat "$VM/kver")"  # apt lists gone: reuse what was unpacked before
 fi
