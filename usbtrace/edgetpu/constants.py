@@ -39,6 +39,10 @@ MAX_ASYNC_BULK_OUT = 3  # bulk OUT URBs in flight, headers included
 OUTPUT_READ_LEN_USB3 = 1024
 OUTPUT_READ_LEN_USB2 = 256
 USBMON_DEFAULT_EVENT_CAP = 61_440  # 1/5 of the default 300 KiB usbmon ring
+OUTPUT_READS_QUEUED = 8  # 0x81 reads kept pending (TFLite delegate and the 2019 runtime)
+USB_TIMEOUT_MS = 6000  # libusb timeout: pending reads complete with -2 after this and are re-posted
+# the only event seen on real captures: tag 4 (request finished), no address, no length
+EVENT_REQUEST_DONE = bytes(12) + bytes([4, 0, 0, 0])
 
 
 class Tag(IntEnum):
@@ -153,6 +157,124 @@ CSR_SCU_CTRL_3 = 0x1A318
 OUTFEED_CHUNK_SUPERSPEED = 0x80
 OUTFEED_CHUNK_HIGHSPEED = 0x20
 
+SCU_CTRL_3_ASLEEP = 0xC5025C  # read twice at open
+SCU_CTRL_3_MAX_CLOCKS = 0x85025C  # written at open
+SCU_CTRL_3_AWAKE = 0x850004  # read back until seen
+SCU_CTRL_3_SLEEP = 0xC5000C  # written at close
+OMC0_00_2019 = 0x0219089A  # chip revision read at open on the real captures (e-fuse revision 2)
+DESCR_EP_INTERRUPTS_ONLY = 0xF0
+DESCR_EP_ALL = 0xFF  # driver source only: also DMA descriptor events
+RUN_CONTROL_RUN = 1
+RUN_CONTROL_HALT = 2
+
+
+@dataclass(frozen=True)
+class CsrStep:
+    """One vendor control transfer of the open or close sequence; a read's value is the reply."""
+
+    write: bool
+    register: str
+    value: int
+
+
+def _steps(*items: tuple[str, str, int]) -> tuple[CsrStep, ...]:
+    return tuple(CsrStep(op == "w", name, value) for op, name, value in items)
+
+
+_RUN_CONTROLS_CORE = (
+    "scalarCoreRunControl",
+    "avDataPopRunControl",
+    "parameterPopRunControl",
+    "infeedRunControl",
+    "outfeedRunControl",
+)
+_RUN_CONTROLS_TILE = (
+    "opRunControl",
+    "narrowToWideRunControl",
+    "wideToNarrowRunControl",
+    "meshBus0RunControl",
+    "meshBus1RunControl",
+    "meshBus2RunControl",
+    "meshBus3RunControl",
+    "ringBusConsumer0RunControl",
+    "ringBusConsumer1RunControl",
+    "ringBusProducerRunControl",
+)
+_TOP_LEVEL_INTS = tuple(f"top_level_int_{i}_control" for i in range(4))
+
+
+def csr_open_sequence(
+    *, outfeed_chunk_length: int = OUTFEED_CHUNK_SUPERSPEED, multi_bo_ep: int = 0
+) -> tuple[CsrStep, ...]:
+    """The 52 register accesses of a device open, in the order of the real captures."""
+    return _steps(
+        ("r", "scu_ctrl_0", 0x000F0059),
+        ("w", "scu_ctrl_0", 0x000F0059),
+        ("r", "scu_ctrl_2", 0x00110000),
+        ("r", "scu_ctrl_3", SCU_CTRL_3_ASLEEP),
+        ("r", "scu_ctrl_3", SCU_CTRL_3_ASLEEP),
+        ("w", "scu_ctrl_3", SCU_CTRL_3_MAX_CLOCKS),
+        ("r", "scu_ctrl_3", SCU_CTRL_3_AWAKE),
+        ("r", "scalarCoreRunControl", 0),
+        ("w", "idleRegister", 1),
+        ("w", "tileconfig0", 0x7F),
+        ("r", "tileconfig0", 0x7F),
+        ("w", "deepSleep", 0x1E02),
+        ("r", "scu_ctrl_2", 0x00110000),
+        ("w", "scu_ctrl_2", 0x00150000),
+        ("r", "omc0_00", OMC0_00_2019),
+        ("w", "descr_ep", DESCR_EP_INTERRUPTS_ONLY),
+        ("w", "multi_bo_ep", multi_bo_ep),
+        ("w", "outfeed_chunk_length", outfeed_chunk_length),
+        *(("w", name, RUN_CONTROL_RUN) for name in _RUN_CONTROLS_CORE),
+        ("w", "tileconfig0", 0x7F),
+        ("r", "tileconfig0", 0x7F),
+        *(("w", name, RUN_CONTROL_RUN) for name in _RUN_CONTROLS_TILE),
+        ("w", "fatal_err_int_control", 1),
+        *(("w", name, 1) for name in _TOP_LEVEL_INTS),
+        ("r", "omc0_d4", 0x00000001),
+        ("w", "omc0_d4", 0x80000001),
+        ("r", "rambist_ctrl_1", 0x0070007F),
+        ("w", "rambist_ctrl_1", 0x0000007F),
+        ("r", "scu_ctr_7", 0x000C003F),
+        ("w", "scu_ctr_7", 0x0000003F),
+        ("w", "slv_abm_en", 1),
+        ("w", "mst_abm_en", 1),
+        ("w", "slv_err_resp_isr_mask", 3),
+        ("w", "mst_err_resp_isr_mask", 3),
+        ("r", "omc0_d8", 0),
+        ("w", "omc0_d8", 0x80000000),
+    )
+
+
+def csr_close_sequence() -> tuple[CsrStep, ...]:
+    """The 39 register accesses of a device close (after the pending reads were cancelled)."""
+    return _steps(
+        *(("w", name, 0) for name in _TOP_LEVEL_INTS),
+        ("r", "omc0_d4", 0x80000001),
+        ("w", "omc0_d4", 0x00000001),
+        ("r", "rambist_ctrl_1", 0x0000007F),
+        ("w", "rambist_ctrl_1", 0x0070007F),
+        ("r", "scu_ctr_7", 0x0000003F),
+        ("w", "scu_ctr_7", 0x000C003F),
+        ("w", "slv_abm_en", 0),
+        ("w", "mst_abm_en", 0),
+        ("w", "slv_err_resp_isr_mask", 0),
+        ("w", "mst_err_resp_isr_mask", 0),
+        ("r", "omc0_d8", 0x80000000),
+        ("w", "omc0_d8", 0),
+        ("w", "fatal_err_int_control", 0),
+        *(("w", name, RUN_CONTROL_HALT) for name in _RUN_CONTROLS_CORE),
+        ("w", "tileconfig0", 0x7F),
+        ("r", "tileconfig0", 0x7F),
+        *(("w", name, RUN_CONTROL_HALT) for name in _RUN_CONTROLS_TILE),
+        ("r", "scu_ctrl_3", 0x0085000C),
+        ("w", "scu_ctrl_3", SCU_CTRL_3_SLEEP),
+        ("r", "scu_ctrl_3", SCU_CTRL_3_ASLEEP),
+        ("w", "gcbb_credit0", 0xF),
+        ("w", "gcbb_credit0", 0),
+    )
+
 
 def register_name(address: int) -> str:
     reg = REGISTERS_BY_ADDRESS.get(address)
@@ -177,6 +299,26 @@ class DfuRequest(IntEnum):
 
 FIRMWARE_SINGLE_EP_BYTES = 10_783  # apex_latest_single_ep.bin
 FIRMWARE_MULTI_EP_BYTES = 12_117  # apex_latest_multi_ep.bin
+DFU_TRANSFER_SIZE = 256  # wTransferSize seen in a libusb call trace (never in a usbmon capture)
+DFU_STATUS_LEN = 6  # GETSTATUS reply: status, 24-bit poll timeout, state, string index
+DFU_STATE_IDLE = 2  # after the zero-length DNLOAD that ends a download
+DFU_STATE_DNLOAD_IDLE = 5  # after each block
+DFU_DETACH_TIMEOUT_MS = 100
+
+# --- standard descriptors (real captures, SuperSpeed; high-speed values from the driver source) --
+
+BCD_USB_SUPER = 0x0310
+BCD_USB_HIGH = 0x0200
+BCD_DEVICE_APP = 0x0100
+MAX_PACKET0_SUPER = 9  # bMaxPacketSize0 as an exponent: 2**9 = 512 bytes
+MAX_PACKET0_HIGH = 64
+BULK_MAX_PACKET_SUPER = 1024
+BULK_MAX_PACKET_HIGH = 512
+INTERRUPT_MAX_PACKET = 64
+INTERRUPT_INTERVAL = 1  # bInterval of 0x83
+CONFIG_MAX_POWER = 112  # bMaxPower field as the device reports it
+VENDOR_INTERFACE_CLASS = 0xFF  # class, subclass and protocol of the one interface
+HUB_IDS_2019 = (0x0BDA, 0x0411)  # the Realtek hub between host and accelerator on the real captures
 
 # --- link speed -----------------------------------------------------------------------------------
 

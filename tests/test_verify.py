@@ -1,0 +1,61 @@
+"""usbtrace's reader against Wireshark's dissection of the same files."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from builders import CaptureBuilder, inference
+
+from usbtrace.cli.main import main
+from usbtrace.formats.crosscheck import compare, ours, pyshark_tally, tshark_tally
+
+needs_tshark = pytest.mark.skipif(
+    shutil.which("tshark") is None, reason="tshark not installed (Debian package tshark)"
+)
+
+
+@pytest.fixture
+def made(tmp_path):
+    b = CaptureBuilder(snaplen=64 + 24)
+    b.device_descriptor(0)
+    for i in range(3):
+        inference(b, 1000 + i * 5000, params=[300_000, 70_000])
+    return b.write(tmp_path / "made.pcapng")
+
+
+@needs_tshark
+def test_made_capture_agrees_with_tshark(made):
+    mine, theirs = ours(made), tshark_tally(made)
+    assert mine.frames == theirs.frames > 0
+    assert compare(mine, theirs) == []
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", ["conv_50", "dense_300", "inout_stride_256x256x3"])
+def test_real_captures_agree_with_tshark(shared_file, name):
+    path = shared_file(f"captures/real/{name}.pcapng")
+    assert compare(ours(path), tshark_tally(path)) == []
+
+
+@needs_tshark
+def test_pyshark_engine(made):
+    pytest.importorskip("pyshark")
+    assert compare(ours(made), pyshark_tally(made), ("usbtrace", "pyshark")) == []
+
+
+def test_compare_reports_differences(made):
+    a = ours(made)
+    b = ours(made)
+    b.frames += 1
+    key = next(iter(b.per_endpoint))
+    b.per_endpoint[key][1] += 5
+    diffs = compare(a, b)
+    assert diffs[0].startswith("frame count")
+    assert any("urb_len" in d for d in diffs) and len(diffs) == 2
+
+
+@needs_tshark
+def test_verify_command(made, capsys):
+    assert main(["verify", str(made)]) == 0
+    assert "agrees with tshark" in capsys.readouterr().out

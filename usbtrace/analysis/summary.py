@@ -1,0 +1,222 @@
+"""Per-capture (per Edge TPU) summary: the numbers ``usbtrace summarize`` prints and exports."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from usbtrace.analysis.metrics import (
+    VERDICT_NA,
+    RequestMetrics,
+    apply_verdicts,
+    link_peak_out,
+    percentile,
+    request_metrics,
+)
+from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, segment, unassigned_chunks
+from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.formats.metadata import CaptureMetadata
+
+
+@dataclass
+class Integrity:
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "problems": list(self.problems)}
+
+
+@dataclass
+class CsrCounts:
+    total: int
+    at_open: int  # before the first bulk-OUT transfer
+    at_close: int  # after the last completion event
+    open_start_ns: int | None
+    open_duration_ns: int | None
+
+
+@dataclass
+class CaptureSummary:
+    file: str
+    device: str
+    link_speed: str | None
+    model: str | None
+    requests: list[RequestMetrics]
+    link_peak_out_Bps: float | None
+    integrity: Integrity
+    csr: CsrCounts
+    metadata: CaptureMetadata | None = None
+    firmware: dict | None = None
+    other_devices: list[str] = field(default_factory=list)
+    reconciliation: dict | None = None
+
+    @property
+    def inferences(self) -> list[RequestMetrics]:
+        return [r for r in self.requests if r.kind == KIND_INFERENCE]
+
+    @property
+    def cache_fill_bytes(self) -> int:
+        first = next((r for r in self.requests if r.kind == KIND_CACHING), None)
+        return first.parameters if first else 0
+
+    @property
+    def cache_refills(self) -> int:
+        return sum(1 for r in self.requests if r.cache_refill)
+
+    def latencies_s(self) -> list[float]:
+        return [r.latency_ns / NS for r in self.inferences if r.has_event]
+
+    def median(self, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in self.inferences]
+        return percentile(values, 50)
+
+    @property
+    def verdict(self) -> str:
+        votes = Counter(r.verdict for r in self.inferences)
+        return votes.most_common(1)[0][0] if votes else VERDICT_NA
+
+    def summary_json(self) -> dict:
+        lat = self.latencies_s()
+        overlaps = [r.overlap for r in self.inferences]
+        rates = [r.stream_rate_Bps for r in self.inferences if r.stream_rate_Bps]
+        host = [r.host_latency_ns / NS for r in self.inferences if r.host_latency_ns is not None]
+        out = {
+            "inferences": len(self.inferences),
+            "cache_fill_bytes": self.cache_fill_bytes,
+            "latency_median_s": percentile(lat, 50),
+            "latency_p90_s": percentile(lat, 90),
+            "latency_min_s": min(lat) if lat else None,
+            "latency_max_s": max(lat) if lat else None,
+            "first_inference_latency_s": lat[0] if lat else None,
+            "steady_latency_median_s": percentile(lat[1:], 50),
+            "overlap_median": percentile(overlaps, 50),
+            "stream_rate_median_Bps": percentile(rates, 50),
+            "link_peak_out_Bps": self.link_peak_out_Bps,
+            "verdict": self.verdict,
+            "cache_refills": self.cache_refills,
+            "csr_accesses": {
+                "total": self.csr.total,
+                "open": self.csr.at_open,
+                "close": self.csr.at_close,
+                "open_duration_s": None
+                if self.csr.open_duration_ns is None
+                else self.csr.open_duration_ns / NS,
+            },
+            "firmware_download": self.firmware,
+            "other_devices": self.other_devices,
+            "integrity": self.integrity.to_json(),
+        }
+        if host:
+            out["host_latency_median_s"] = percentile(host, 50)
+            overhead = [
+                (r.host_latency_ns - r.latency_ns) / NS
+                for r in self.inferences
+                if r.host_latency_ns is not None
+            ]
+            out["host_overhead_median_s"] = percentile(overhead, 50)
+        if self.reconciliation is not None:
+            out["reconciliation"] = self.reconciliation
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file,
+            "device": self.device,
+            "link_speed": self.link_speed,
+            "model": self.model,
+            "requests": [r.to_json() for r in self.requests],
+            "summary": self.summary_json(),
+        }
+
+
+_MODEL_IN_NAME = re.compile(r"(conv|dense|mobilenet_v1|mobilenet_v2|ssd_mobilenet_v1)[_x\d]*", re.I)
+
+
+def model_name(decoded: DecodedCapture) -> str | None:
+    """The model named by the capture's metadata, else a catalog-like name in the file name."""
+    if decoded.metadata and decoded.metadata.model:
+        return decoded.metadata.model
+    m = _MODEL_IN_NAME.search(Path(decoded.path).stem)
+    return m.group(0).rstrip("_x") if m else None
+
+
+def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
+    first_out = min((t.t_submit_ns for t in trace.transfers if t.t_submit_ns), default=None)
+    last_event = max((e.t_ns for e in trace.events), default=None)
+    opening = [c for c in trace.csr if first_out is None or c.t_ns < first_out]
+    closing = [c for c in trace.csr if last_event is not None and c.t_ns > last_event]
+    return CsrCounts(
+        total=len(trace.csr),
+        at_open=len(opening),
+        at_close=len(closing),
+        open_start_ns=opening[0].t_ns if opening else None,
+        open_duration_ns=(opening[-1].t_ns - opening[0].t_ns) if opening else None,
+    )
+
+
+def _align_host(metrics: list[RequestMetrics], meta: CaptureMetadata | None) -> None:
+    """Give each inference the host invoke that contains its start on the wire."""
+    if not meta or not meta.invokes:
+        return
+    infs = [m for m in metrics if m.kind == KIND_INFERENCE]
+    for inv in meta.invokes:
+        for m in infs:
+            if m.host_start_ns is None and inv.start_ns <= m.t_start_ns <= inv.end_ns:
+                m.host_start_ns, m.host_end_ns = inv.start_ns, inv.end_ns
+                break
+
+
+def _integrity(
+    decoded: DecodedCapture, trace: EdgeTpuTrace, metrics: list[RequestMetrics], chunks_left: int
+) -> Integrity:
+    problems = list(decoded.problems_for(trace))
+    problems += trace.problems
+    for m in metrics:
+        problems += [f"request {m.index}: {p}" for p in m.problems]
+    if chunks_left:
+        problems.append(f"{chunks_left} output chunk(s) outside any request")
+    return Integrity(problems)
+
+
+def summarize_trace(decoded: DecodedCapture, trace: EdgeTpuTrace) -> CaptureSummary:
+    requests = segment(trace)
+    metrics = [request_metrics(trace, r) for r in requests]
+    peak = link_peak_out(trace, metrics)
+    apply_verdicts(metrics, peak)
+    _align_host(metrics, decoded.metadata)
+    fw = trace.firmware
+    return CaptureSummary(
+        file=decoded.path,
+        device=trace.name,
+        link_speed=trace.link_speed,
+        model=model_name(decoded),
+        requests=metrics,
+        link_peak_out_Bps=peak,
+        integrity=_integrity(decoded, trace, metrics, unassigned_chunks(trace, requests)),
+        csr=_csr_counts(trace),
+        metadata=decoded.metadata,
+        firmware=None
+        if fw is None
+        else {
+            "device": f"{fw.bus}.{fw.address}",
+            "blocks": fw.blocks,
+            "bytes": fw.nbytes,
+            "uploaded_bytes": fw.uploaded,
+            "duration_s": (fw.t_end_ns - fw.t_start_ns) / NS,
+            "ok": fw.status_ok,
+        },
+        other_devices=[f"{b}.{a}" for b, a, _ in decoded.other_devices],
+    )
+
+
+def summarize_file(path: str | Path, device: str | None = None) -> list[CaptureSummary]:
+    """One summary per Edge TPU in the file; a broken tail is reported, the prefix still used."""
+    decoded = decode_capture(path, device, partial_ok=True)
+    return [summarize_trace(decoded, t) for t in decoded.devices]

@@ -1,0 +1,104 @@
+"""``usbtrace summarize FILES...``: per capture, where the bytes and the time of each request go."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from usbtrace.analysis.summary import CaptureSummary, summarize_file
+from usbtrace.cli.inputs import expand_inputs
+from usbtrace.errors import InputError, UsageError
+from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
+
+DESCRIPTION = """\
+Analyse usbmon captures of a Coral Edge TPU. Each request on the device (closed by a completion
+event) is split into instructions, input, parameters (cached by a parameter-caching request,
+streamed by an inference) and output, with its latency, the overlap of parameter streaming with
+execution, and a verdict: usb-bound (streaming at >= 80% of the fastest bulk-OUT rate seen),
+compute-paced, or no-streaming. One row per capture (per Edge TPU), ordered by model family and
+size. Exit status: 0 all files analysed, 1 some failed (the rest are still reported), 2 usage
+error or no valid input."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summarize",
+        help="per-capture table: bytes per phase, latency, streaming overlap, verdict",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="captures or folders of captures")
+    p.add_argument("--per-inference", action="store_true", help="add one row per request")
+    p.add_argument("--json", action="store_true", help="print the JSON document (see README)")
+    p.add_argument("--csv", metavar="PATH", help="also write per-request rows as CSV")
+    p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
+    p.set_defaults(func=run)
+
+
+def _progress(files: list[Path]):
+    """A rich progress bar on stderr for long inputs; None when it would only be noise."""
+    if not sys.stderr.isatty():
+        return None
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    if len(files) < 4 and total < 200 << 20:
+        return None
+    from rich.progress import Progress
+
+    return Progress(transient=True, console=None)
+
+
+def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary], list[str]]:
+    summaries: list[CaptureSummary] = []
+    failures: list[str] = []
+    progress = _progress(files)
+    task = None
+    if progress is not None:
+        progress.start()
+        task = progress.add_task("summarizing", total=len(files))
+    try:
+        for f in files:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a cut file is reported in its integrity
+                try:
+                    found = summarize_file(f, device)
+                except InputError as exc:
+                    failures.append(str(exc))
+                    found = []
+                else:
+                    if not found:
+                        failures.append(f"{f}: no Edge TPU traffic found (try --device BUS.ADDR)")
+            summaries.extend(found)
+            if progress is not None:
+                progress.advance(task)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return summaries, failures
+
+
+def run(args: argparse.Namespace) -> int:
+    files, missing = expand_inputs(args.files)
+    if not files:
+        raise UsageError("; ".join(missing) or "no input files")
+    summaries, failures = analyse(files, args.device)
+    failures = missing + failures
+    summaries.sort(key=sort_key)
+    for f in failures:
+        print(f"usbtrace: {f}", file=sys.stderr)
+    if args.csv:
+        with open(args.csv, "w", newline="") as stream:
+            write_csv(summaries, stream)
+    if args.json:
+        json.dump({"captures": [s.to_json() for s in summaries]}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif summaries:
+        print_summary_table(summaries, per_request=args.per_inference)
+        for s in summaries:
+            for p in s.integrity.problems:
+                print(f"usbtrace: {s.file} ({s.device}): {p}", file=sys.stderr)
+    if not summaries:
+        return 2
+    return 1 if failures else 0

@@ -1,0 +1,134 @@
+"""Control transfers of an Edge TPU: register (CSR) access, firmware download, standard requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from usbtrace.edgetpu.constants import (
+    CSR_REQUEST_32,
+    CSR_REQUEST_64,
+    REQTYPE_DFU_IN,
+    REQTYPE_DFU_OUT,
+    REQTYPE_VENDOR_IN,
+    REQTYPE_VENDOR_OUT,
+    DfuRequest,
+    register_name,
+)
+from usbtrace.usb.descriptors import GET_DESCRIPTOR, SET_CONFIGURATION, Setup
+
+STANDARD_REQUESTS = {
+    0: "GET_STATUS",
+    1: "CLEAR_FEATURE",
+    3: "SET_FEATURE",
+    5: "SET_ADDRESS",
+    6: "GET_DESCRIPTOR",
+    7: "SET_DESCRIPTOR",
+    8: "GET_CONFIGURATION",
+    9: "SET_CONFIGURATION",
+    10: "GET_INTERFACE",
+    11: "SET_INTERFACE",
+}
+DESCRIPTOR_TYPES = {1: "device", 2: "configuration", 3: "string", 15: "BOS", 6: "qualifier"}
+
+
+@dataclass(slots=True)
+class CsrAccess:
+    frame: int  # submit frame
+    complete_frame: int
+    t_ns: int
+    address: int
+    name: str
+    width: int  # 32 or 64
+    write: bool
+    value: int | None  # None when the bytes were not captured or the access failed
+    status: int
+
+    @property
+    def text(self) -> str:
+        v = "?" if self.value is None else f"{self.value:#x}"
+        return f"{self.name} {':=' if self.write else '->'} {v}"
+
+
+@dataclass(slots=True)
+class DfuStep:
+    frame: int
+    t_ns: int
+    request: str
+    block: int
+    length: int  # bytes moved (DNLOAD: offered; UPLOAD/GETSTATUS: returned)
+    status: int
+
+    @property
+    def text(self) -> str:
+        return f"DFU {self.request} block {self.block} ({self.length} B)"
+
+
+@dataclass(slots=True)
+class StandardRequest:
+    frame: int
+    t_ns: int
+    name: str
+    detail: str
+    status: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.name} {self.detail}".strip()
+
+
+def _value(data: np.ndarray, cap: int, nbytes: int) -> int | None:
+    if cap < nbytes:
+        return None
+    return int.from_bytes(bytes(data[:nbytes].tolist()), "little")
+
+
+def decode_control(urb: np.void) -> CsrAccess | DfuStep | StandardRequest | None:
+    """One paired control URB (a row of ``usbtrace.usb.pairing.URB``)."""
+    setup = Setup.parse(bytes(urb["setup"].tolist()))
+    frame = int(urb["s_frame"]) or int(urb["c_frame"])
+    t_ns = int(urb["s_ts"]) or int(urb["c_ts"])
+    status = int(urb["status"])
+    rt = setup.request_type
+    if rt in (REQTYPE_VENDOR_IN, REQTYPE_VENDOR_OUT) and setup.request in (
+        CSR_REQUEST_32,
+        CSR_REQUEST_64,
+    ):
+        width = 32 if setup.request == CSR_REQUEST_32 else 64
+        address = (setup.index << 16) | setup.value
+        write = rt == REQTYPE_VENDOR_OUT
+        nbytes = width // 8
+        if write:
+            value = _value(urb["s_head"], int(urb["s_cap"]), nbytes)
+        else:
+            ok = urb["c_frame"] and status == 0
+            value = _value(urb["c_head"], int(urb["c_cap"]), nbytes) if ok else None
+        return CsrAccess(
+            frame,
+            int(urb["c_frame"]),
+            t_ns,
+            address,
+            register_name(address),
+            width,
+            write,
+            value,
+            status,
+        )
+    if rt in (REQTYPE_DFU_OUT, REQTYPE_DFU_IN):
+        try:
+            name = DfuRequest(setup.request).name
+        except ValueError:
+            name = f"request_{setup.request}"
+        length = int(urb["s_len"]) if rt == REQTYPE_DFU_OUT else int(urb["c_len"])
+        return DfuStep(frame, t_ns, name, setup.value, length, status)
+    if setup.kind == "standard":
+        name = STANDARD_REQUESTS.get(setup.request, f"request_{setup.request}")
+        detail = ""
+        if setup.request == GET_DESCRIPTOR:
+            dtype = setup.value >> 8
+            detail = f"{DESCRIPTOR_TYPES.get(dtype, dtype)} ({setup.length} B)"
+        elif setup.request == SET_CONFIGURATION:
+            detail = str(setup.value)
+        return StandardRequest(frame, t_ns, name, detail, status)
+    return None

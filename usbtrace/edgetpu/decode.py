@@ -1,0 +1,561 @@
+"""Decode a capture into Edge TPU traces: the one entry point later layers call.
+
+Streaming: record batches from the reader are paired into URBs, control transfers decoded, the
+bulk-OUT submit stream framed, and IN completions collected per device, keeping only compact
+arrays; the per-transfer view is assembled once at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from usbtrace.edgetpu.constants import (
+    APP_IDS,
+    CSR_MULTI_BO_EP,
+    CSR_OUTFEED_CHUNK_LENGTH,
+    DFU_IDS,
+    EDGETPU_IDS,
+    EP_EVENT_IN,
+    EP_INTERRUPT_IN,
+    EP_OUTPUT_IN,
+    EVENT_LEN,
+    OUTFEED_CHUNK_HIGHSPEED,
+    OUTFEED_CHUNK_SUPERSPEED,
+    Tag,
+)
+from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
+from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_PAYLOAD, OutFramer
+from usbtrace.edgetpu.trace import (
+    OUT_URB,
+    OUTPUT_CHUNK,
+    EdgeTpuTrace,
+    Event,
+    FirmwareDownload,
+    Interrupt,
+    LogicalTransfer,
+    Output,
+)
+from usbtrace.errors import InputError, UsageError
+from usbtrace.formats.capture import Capture, CaptureInfo
+from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
+from usbtrace.formats.records import RecordBatch
+from usbtrace.usb.descriptors import (
+    DT_CONFIGURATION,
+    DT_DEVICE,
+    GET_DESCRIPTOR,
+    ConfigDescriptor,
+    DeviceDescriptor,
+    Setup,
+)
+from usbtrace.usb.pairing import UrbPairer
+from usbtrace.usb.usbmon import (
+    STATUS_CANCELLED,
+    STATUS_CONNRESET,
+    URB_SUBMIT,
+    XFER_BULK,
+    XFER_CONTROL,
+    XFER_INTERRUPT,
+)
+
+GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no header is not a TPU
+EP_STAT = np.dtype(
+    [
+        ("bus", "<u2"),
+        ("dev", "u1"),
+        ("ep", "u1"),
+        ("type", "u1"),
+        ("count", "<i8"),
+        ("urb_len", "<i8"),
+        ("data_len", "<i8"),
+    ]
+)
+
+
+@dataclass
+class _Device:
+    bus: int
+    dev: int
+    descriptor: DeviceDescriptor | None = None
+    config: ConfigDescriptor | None = None
+    framer: OutFramer = field(default_factory=OutFramer)
+    out: list[np.ndarray] = field(default_factory=list)
+    chunks: list[np.ndarray] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    interrupts: list[Interrupt] = field(default_factory=list)
+    csr: list[CsrAccess] = field(default_factory=list)
+    dfu: list[DfuStep] = field(default_factory=list)
+    standard: list[StandardRequest] = field(default_factory=list)
+    cancelled: int = 0
+    orphan_completions: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    first_frame: int = 0
+    last_frame: int = 0
+    abandoned: bool = False  # bulk traffic that is clearly not the Edge TPU protocol
+
+    @property
+    def ids(self) -> tuple[int, int] | None:
+        d = self.descriptor
+        return (d.vendor, d.product) if d else None
+
+
+@dataclass
+class DecodedCapture:
+    path: str
+    info: CaptureInfo
+    devices: list[EdgeTpuTrace]
+    other_devices: list[tuple[int, int, tuple[int, int] | None]]  # bus, address, (vid, pid)
+    endpoint_stats: np.ndarray  # EP_STAT: per bus/device/endpoint/urb type
+    first_ts_ns: int
+    last_ts_ns: int
+    orphan_completions: int
+    superseded_submits: int
+    metadata: CaptureMetadata | None
+    error: InputError | None = None  # set when partial_ok and the file broke off
+
+    @property
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.error is not None:
+            out.append(f"unreadable after byte {self.error.offset}: {self.error.message}")
+        if self.info.cut_at is not None:
+            out.append(f"file is cut at byte {self.info.cut_at}")
+        if self.info.dropped:
+            out.append(f"{self.info.dropped} packet(s) dropped by the capture")
+        if self.info.short_records:
+            out.append(f"{self.info.short_records} record(s) too short for a usbmon header")
+        return out
+
+    def problems_for(self, trace: EdgeTpuTrace) -> list[str]:
+        """Capture-wide problems plus the traffic of this device that could not be paired."""
+        out = self.problems
+        if trace.orphan_completions:
+            out.append(f"{trace.orphan_completions} completion(s) without their submit")
+        return out
+
+
+class Decoder:
+    def __init__(self, path: str | Path, device: str | None = None) -> None:
+        self.path = str(path)
+        self.only = _parse_device(device) if device else None
+        self.pairer = UrbPairer()
+        self.devices: dict[tuple[int, int], _Device] = {}
+        self.stats: dict[tuple[int, int, int, int], list[int]] = {}
+        self.first_ts = 0
+        self.last_ts = 0
+
+    def dev(self, bus: int, dev: int) -> _Device:
+        d = self.devices.get((bus, dev))
+        if d is None:
+            d = self.devices[(bus, dev)] = _Device(bus, dev)
+        return d
+
+    # -- per batch ------------------------------------------------------------------------------
+
+    def feed(self, batch: RecordBatch) -> None:
+        recs = batch.records
+        if not len(recs):
+            return
+        if not self.first_ts:
+            self.first_ts = int(recs["ts_ns"][0])
+        self.last_ts = max(self.last_ts, int(recs["ts_ns"].max()))
+        h = recs["hdr"]
+        self._stats(h)
+        devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
+        for key in np.unique(devkey).tolist():
+            d = self.dev(key >> 8, key & 0xFF)
+            frames = recs["frame"][devkey == key]
+            if not d.first_frame:
+                d.first_frame = int(frames[0])
+            d.last_frame = int(frames[-1])
+        urbs = self.pairer.feed(recs)
+        self._control(urbs[urbs["xfer"] == XFER_CONTROL], batch.control_payloads)
+        self._frame_out(recs, devkey)
+        self._urbs(urbs)
+
+    def _stats(self, h: np.ndarray) -> None:
+        key = (
+            h["busnum"].astype(np.int64) << 24
+            | h["devnum"].astype(np.int64) << 16
+            | h["epnum"].astype(np.int64) << 8
+            | h["type"]
+        )
+        uniq, inv = np.unique(key, return_inverse=True)
+        counts = np.bincount(inv)
+        ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
+        dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
+        for k, c, u, dl in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist()):
+            t = (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF)
+            s = self.stats.setdefault(t, [0, 0, 0])
+            s[0] += c
+            s[1] += int(u)
+            s[2] += int(dl)
+
+    def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
+        for u in urbs:
+            d = self.dev(int(u["bus"]), int(u["dev"]))
+            item = decode_control(u)
+            if isinstance(item, CsrAccess):
+                d.csr.append(item)
+                if item.write and item.address == CSR_MULTI_BO_EP and item.value:
+                    d.framer.multi_ep = True
+            elif isinstance(item, DfuStep):
+                d.dfu.append(item)
+            elif isinstance(item, StandardRequest):
+                d.standard.append(item)
+                setup = Setup.parse(bytes(u["setup"].tolist()))
+                data = payloads.get(int(u["c_frame"]))
+                if setup.request == GET_DESCRIPTOR and data and int(u["status"]) == 0:
+                    if setup.value >> 8 == DT_DEVICE:
+                        d.descriptor = DeviceDescriptor.parse(data) or d.descriptor
+                    elif setup.value >> 8 == DT_CONFIGURATION:
+                        d.config = ConfigDescriptor.parse(data) or d.config
+
+    def _frame_out(self, recs: np.ndarray, devkey: np.ndarray) -> None:
+        h = recs["hdr"]
+        sel = (h["type"] == URB_SUBMIT) & (h["xfer"] == XFER_BULK) & (h["epnum"] < 0x80)
+        if not sel.any():
+            return
+        for key in np.unique(devkey[sel]).tolist():
+            d = self.dev(key >> 8, key & 0xFF)
+            if d.abandoned:
+                continue
+            m = sel & (devkey == key)
+            r = recs[m]
+            rh = r["hdr"]
+            d.framer.feed(r["frame"], rh["epnum"], rh["urb_len"], r["caplen"], r["head"])
+            f = d.framer
+            if f.valid_headers == 0 and f.unframed >= GIVE_UP_UNFRAMED and not f.multi_ep:
+                d.abandoned = True
+
+    def _urbs(self, urbs: np.ndarray) -> None:
+        if not len(urbs):
+            return
+        devkey = urbs["bus"].astype(np.int64) << 8 | urbs["dev"]
+        for key in np.unique(devkey).tolist():
+            d = self.dev(key >> 8, key & 0xFF)
+            u = urbs[devkey == key]
+            d.orphan_completions += int(np.count_nonzero(u["s_frame"] == 0))
+            bulk = u["xfer"] == XFER_BULK
+            ok = (u["c_frame"] > 0) & (u["status"] == 0)
+            bad = (u["c_frame"] > 0) & (u["status"] != 0) & (u["xfer"] != XFER_CONTROL)
+            if bad.any():
+                st = u["status"][bad]
+                cancel = (st == STATUS_CANCELLED) | (st == STATUS_CONNRESET)
+                d.cancelled += int(np.count_nonzero(cancel))
+                for ep, s in zip(u["ep"][bad][~cancel].tolist(), st[~cancel].tolist()):
+                    msg = f"endpoint {ep:#04x} completed with status {s}"
+                    d.errors[msg] = d.errors.get(msg, 0) + 1
+            if d.abandoned:
+                continue
+            out = u[bulk & (u["ep"] < 0x80)]
+            if len(out):
+                rows = np.zeros(len(out), dtype=OUT_URB)
+                for name in ("s_frame", "s_ts", "c_frame", "c_ts", "status"):
+                    rows[name] = out[name]
+                rows["length"] = out["s_len"]
+                d.out.append(rows)
+            m = bulk & ok & (u["ep"] == EP_OUTPUT_IN) & (u["c_len"] > 0)
+            if m.any():
+                c = u[m]
+                rows = np.zeros(len(c), dtype=OUTPUT_CHUNK)
+                rows["frame"], rows["t_ns"] = c["c_frame"], c["c_ts"]
+                rows["length"], rows["asked"], rows["s_ts"] = c["c_len"], c["s_len"], c["s_ts"]
+                d.chunks.append(rows)
+            for e in u[bulk & ok & (u["ep"] == EP_EVENT_IN)]:
+                if int(e["c_len"]) < EVENT_LEN or int(e["c_cap"]) < EVENT_LEN:
+                    d.errors["event shorter than 16 bytes or not captured"] = (
+                        d.errors.get("event shorter than 16 bytes or not captured", 0) + 1
+                    )
+                    continue
+                raw = bytes(e["c_head"][:EVENT_LEN].tolist())
+                d.events.append(
+                    Event(
+                        int(e["c_frame"]),
+                        int(e["c_ts"]),
+                        raw[12] & 0x0F,
+                        int.from_bytes(raw[0:8], "little"),
+                        int.from_bytes(raw[8:12], "little"),
+                    )
+                )
+            intr = u[(u["xfer"] == XFER_INTERRUPT) & ok & (u["ep"] == EP_INTERRUPT_IN)]
+            for i in intr:
+                if int(i["c_len"]) == 0:
+                    continue
+                n = min(4, int(i["c_cap"]))
+                value = int.from_bytes(bytes(i["c_head"][:n].tolist()), "little")
+                d.interrupts.append(Interrupt(int(i["c_frame"]), int(i["c_ts"]), value))
+
+    # -- end of capture -------------------------------------------------------------------------
+
+    def finish(self, info: CaptureInfo, error: InputError | None = None) -> DecodedCapture:
+        pending = self.pairer.finish()
+        self._urbs(pending)
+        metadata = merge_metadata(info.metadata)
+        traces: list[EdgeTpuTrace] = []
+        others: list[tuple[int, int, tuple[int, int] | None]] = []
+        dfu_devices = [d for d in self.devices.values() if d.ids == DFU_IDS]
+        for (bus, dev), d in sorted(self.devices.items()):
+            how = self._identify(d)
+            if how is None:
+                if dev != 0 and d not in dfu_devices:
+                    others.append((bus, dev, d.ids))
+                continue
+            if d.ids == DFU_IDS and any(
+                o.bus == bus and o.ids == APP_IDS and o.first_frame > d.last_frame
+                for o in self.devices.values()
+            ):
+                continue  # reported as the firmware download of the app-mode device
+            traces.append(self._trace(d, how, dfu_devices, metadata))
+        if self.only and not traces:
+            bus, dev = self.only
+            raise InputError(self.path, f"no traffic of device {bus}.{dev} in this capture")
+        stats = np.zeros(len(self.stats), dtype=EP_STAT)
+        for i, (k, v) in enumerate(sorted(self.stats.items())):
+            stats[i] = (*k, *v)
+        return DecodedCapture(
+            self.path,
+            info,
+            traces,
+            others,
+            stats,
+            self.first_ts,
+            self.last_ts,
+            self.pairer.orphan_completions,
+            self.pairer.superseded_submits,
+            metadata,
+            error,
+        )
+
+    def _identify(self, d: _Device) -> str | None:
+        if self.only is not None:
+            return "--device" if (d.bus, d.dev) == self.only else None
+        if d.ids in EDGETPU_IDS:
+            return "descriptor"
+        if d.ids is None and not d.abandoned and d.framer.valid_headers:
+            f = d.framer
+            if f.valid_headers >= f.unframed:
+                return "signature"
+        return None
+
+    def _trace(
+        self, d: _Device, how: str, dfu_devices: list[_Device], meta: CaptureMetadata | None
+    ) -> EdgeTpuTrace:
+        out_urbs, transfers = _assemble_transfers(d)
+        chunks = np.concatenate(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
+        chunks.sort(order="frame")
+        d.events.sort(key=lambda e: e.frame)
+        speed, source = _link_speed(d, meta)
+        trace = EdgeTpuTrace(
+            bus=d.bus,
+            address=d.dev,
+            vendor=d.ids[0] if d.ids else None,
+            product=d.ids[1] if d.ids else None,
+            identified_by=how,
+            link_speed=speed,
+            link_speed_source=source,
+            multi_ep=d.framer.multi_ep,
+            transfers=transfers,
+            out_urbs=out_urbs,
+            events=d.events,
+            interrupts=d.interrupts,
+            output_chunks=chunks,
+            outputs=_group_outputs(chunks, d.events),
+            csr=sorted(d.csr, key=lambda c: c.frame),
+            dfu=d.dfu,
+            standard=d.standard,
+            unframed_urbs=d.framer.unframed,
+            cancelled=d.cancelled,
+            orphan_completions=d.orphan_completions,
+            errors=[f"{msg} ({n}x)" for msg, n in d.errors.items()],
+            first_frame=d.first_frame,
+            last_frame=d.last_frame,
+        )
+        own_dfu = (
+            d
+            if d.ids == DFU_IDS
+            else next(
+                (
+                    x
+                    for x in dfu_devices
+                    if x.bus == d.bus and x.last_frame < d.first_frame and x is not d
+                ),
+                None,
+            )
+        )
+        if own_dfu is not None and own_dfu.dfu:
+            trace.firmware = _firmware(own_dfu)
+        return trace
+
+
+def _parse_device(text: str) -> tuple[int, int]:
+    try:
+        bus, dev = text.split(".")
+        return int(bus), int(dev)
+    except ValueError:
+        raise UsageError(f"--device takes BUS.ADDRESS, e.g. 2.4 (got {text!r})") from None
+
+
+def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, str | None]:
+    if meta and meta.link_speed and (meta.device in (None, d.dev)):
+        return meta.link_speed, "metadata"
+    if d.descriptor and d.descriptor.speed_hint:
+        return d.descriptor.speed_hint, "descriptor"
+    for c in d.csr:
+        if c.write and c.address == CSR_OUTFEED_CHUNK_LENGTH and c.value is not None:
+            if c.value == OUTFEED_CHUNK_SUPERSPEED:
+                return "super", "outfeed_chunk_length"
+            if c.value == OUTFEED_CHUNK_HIGHSPEED:
+                return "high", "outfeed_chunk_length"
+    return None, None
+
+
+def _firmware(d: _Device) -> FirmwareDownload:
+    down = [s for s in d.dfu if s.request == "DNLOAD"]
+    up = [s for s in d.dfu if s.request == "UPLOAD"]
+    return FirmwareDownload(
+        bus=d.bus,
+        address=d.dev,
+        blocks=sum(1 for s in down if s.length > 0),
+        nbytes=sum(s.length for s in down),
+        uploaded=sum(s.length for s in up),
+        t_start_ns=d.dfu[0].t_ns,
+        t_end_ns=d.dfu[-1].t_ns,
+        status_ok=all(s.status == 0 for s in d.dfu),
+    )
+
+
+def _assemble_transfers(d: _Device) -> tuple[np.ndarray, list[LogicalTransfer]]:
+    """Join the framer's per-submit assignment with the paired URBs, then sum per transfer."""
+    frames, tidx, roles = d.framer.assignments()
+    urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
+    urbs = urbs[urbs["s_frame"] > 0]  # completions without submit cannot be framed
+    urbs.sort(order="s_frame")
+    pos = np.searchsorted(urbs["s_frame"], frames)
+    pos = np.minimum(pos, max(len(urbs) - 1, 0))
+    hit = (urbs["s_frame"][pos] == frames) if len(urbs) else np.zeros(len(frames), dtype=bool)
+    rows = urbs[pos[hit]] if len(urbs) else np.zeros(0, dtype=OUT_URB)
+    rows["tidx"] = tidx[hit]
+    rows["role"] = roles[hit]
+
+    transfers: list[LogicalTransfer] = []
+    for t in d.framer.transfers:
+        transfers.append(
+            LogicalTransfer(
+                index=t.index,
+                tag=t.tag,
+                length=t.length,
+                endpoint=t.endpoint,
+                header_frame=t.header_frame,
+                payload_frames=[],
+                t_submit_ns=0,
+                t_payload_start_ns=0,
+                t_complete_ns=0,
+                payload_bytes=0,
+                busy_ns=0,
+                complete=True,
+                problem=t.problem,
+            )
+        )
+    order = np.lexsort((rows["s_ts"], rows["tidx"]))
+    rows = rows[order]
+    last_end: dict[int, int] = {}
+    for r_t, r_role, r_sf, r_st, r_cf, r_ct, r_len, r_status in zip(
+        rows["tidx"].tolist(),
+        rows["role"].tolist(),
+        rows["s_frame"].tolist(),
+        rows["s_ts"].tolist(),
+        rows["c_frame"].tolist(),
+        rows["c_ts"].tolist(),
+        rows["length"].tolist(),
+        rows["status"].tolist(),
+    ):
+        if r_t < 0:
+            continue
+        t = transfers[r_t]
+        done = r_cf > 0 and r_status == 0
+        if r_role == ROLE_HEADER:
+            t.t_submit_ns = r_st
+            if not done:
+                t.complete = False
+            if t.length == 0:
+                t.t_complete_ns = r_ct if done else 0
+            continue
+        if r_role != ROLE_PAYLOAD:
+            continue
+        if not t.t_submit_ns:
+            t.t_submit_ns = r_st
+        if not t.t_payload_start_ns:
+            t.t_payload_start_ns = r_st
+        t.payload_frames.append(r_sf)
+        t.payload_bytes += r_len
+        if done:
+            t.t_complete_ns = max(t.t_complete_ns, r_ct)
+            prev = last_end.get(r_t, 0)
+            t.busy_ns += max(0, r_ct - max(r_st, prev))
+            last_end[r_t] = max(prev, r_ct)
+        else:
+            t.complete = False
+    for t in transfers:
+        if t.payload_bytes != t.length:
+            t.complete = False
+            if t.problem is None:
+                t.problem = f"header announces {t.length} bytes but only {t.payload_bytes} followed"
+        if not t.complete:
+            t.t_complete_ns = 0 if t.payload_bytes != t.length else t.t_complete_ns
+    return rows, transfers
+
+
+def _group_outputs(chunks: np.ndarray, events: list[Event]) -> list[Output]:
+    """A short chunk ends an output; so does a completion event between two chunks."""
+    outputs: list[Output] = []
+    ev_times = np.array([e.t_ns for e in events if e.tag == Tag.INTERRUPT0], dtype=np.int64)
+    cur: Output | None = None
+    for frame, t_ns, length, asked in zip(
+        chunks["frame"].tolist(),
+        chunks["t_ns"].tolist(),
+        chunks["length"].tolist(),
+        chunks["asked"].tolist(),
+    ):
+        if cur is not None:
+            between = np.searchsorted(ev_times, t_ns, "left") - np.searchsorted(
+                ev_times, cur.t_last_ns, "left"
+            )
+            if between > 0:
+                outputs.append(cur)
+                cur = None
+        if cur is None:
+            cur = Output(len(outputs), frame, frame, t_ns, t_ns, 0, 0)
+        cur.last_frame, cur.t_last_ns = frame, t_ns
+        cur.nbytes += length
+        cur.chunks += 1
+        if length < asked:
+            outputs.append(cur)
+            cur = None
+    if cur is not None:
+        outputs.append(cur)
+    return outputs
+
+
+def decode_capture(
+    path: str | Path, device: str | None = None, *, partial_ok: bool = False
+) -> DecodedCapture:
+    """Read and decode a whole capture, streaming. ``device`` is "BUS.ADDRESS" to force one.
+
+    With ``partial_ok`` a file that breaks off in the middle (a lying block length, garbage)
+    still yields what its readable prefix holds, with the error recorded; otherwise the
+    ``InputError`` propagates.
+    """
+    decoder = Decoder(path, device)
+    cap = Capture(path)
+    error: InputError | None = None
+    try:
+        for batch in cap.batches():
+            decoder.feed(batch)
+    except InputError as exc:
+        if not partial_ok or exc.offset is None or not cap.info.interfaces:
+            raise
+        error = exc
+    return decoder.finish(cap.info, error)

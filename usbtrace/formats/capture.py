@@ -1,0 +1,486 @@
+"""Open a pcap or pcapng file and stream its usbmon records in numpy batches.
+
+Memory stays bounded by the chunk size (plus the largest single block): the file is read in
+chunks and each chunk becomes one ``RecordBatch``. Walking pcapng blocks is inherently sequential
+(each block's length says where the next one starts), so ``_scan_pcapng`` finds the Enhanced Packet
+Blocks of a chunk with a vectorised guess (every aligned word equal to the EPB type whose length
+field is confirmed by the trailing length copy), then follows the real chain: where a guess run
+is contiguous (each block ends where the next guessed block starts) it is taken whole; anywhere
+else (other block types, payload bytes that happen to look like an EPB) a plain block-by-block
+walk takes over until it lands on a guessed block again. A false guess inside a packet's payload is
+therefore never used: the chain jumps over it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from usbtrace.errors import CaptureWarning, InputError
+from usbtrace.formats import pcapng_writer as bt
+from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
+from usbtrace.formats.records import RecordBatch, concat, extract_usbmon
+from usbtrace.usb.usbmon import HEADER_LEN_BY_LINKTYPE
+
+CHUNK_BYTES = 32 << 20
+MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+MAX_COMMENTS = 1000
+
+
+@dataclass
+class Interface:
+    section: int
+    linktype: int
+    snaplen: int
+    name: str | None = None
+    tsresol: tuple[int, int] = (10, 6)  # (base, exponent): units are base**-exponent seconds
+    tsoffset_s: int = 0
+    received: int | None = None  # from the last Interface Statistics Block
+    dropped: int | None = None
+
+    @property
+    def is_usbmon(self) -> bool:
+        return self.linktype in HEADER_LEN_BY_LINKTYPE
+
+
+@dataclass
+class CaptureInfo:
+    path: str
+    format: str = "pcapng"  # or "pcap"
+    size: int = 0
+    sections: int = 0
+    interfaces: list[Interface] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    custom_blocks: list[tuple[int, bytes]] = field(default_factory=list)  # (PEN, payload)
+    metadata: list[dict] = field(default_factory=list)  # usbtrace metadata blocks, in file order
+    packets: int = 0  # every packet record, usbmon or not
+    non_usb_packets: int = 0
+    short_records: int = 0  # packets too short for a usbmon header
+    cut_at: int | None = None  # byte offset of an incomplete last block, if the file was cut
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return sum(i.dropped or 0 for i in self.interfaces)
+
+
+def _ts_to_ns(units: np.ndarray, iface: Interface) -> np.ndarray:
+    base, exp = iface.tsresol
+    units = units.astype(np.int64)
+    if base == 10:
+        ns = units * 10 ** (9 - exp) if exp <= 9 else units // 10 ** (exp - 9)
+    else:
+        ns = (units.astype(np.float64) * (1e9 / float(base) ** exp)).astype(np.int64)
+    return ns + iface.tsoffset_s * 1_000_000_000
+
+
+def _options(data: bytes, order: str) -> Iterator[tuple[int, bytes]]:
+    pos = 0
+    while pos + 4 <= len(data):
+        code, length = struct.unpack_from(order + "HH", data, pos)
+        pos += 4
+        if code == 0:
+            return
+        value = data[pos : pos + length]
+        pos += length + (-length % 4)
+        yield code, value
+
+
+class _Reader:
+    def __init__(self, path: Path, stream: BinaryIO, size: int, info: CaptureInfo) -> None:
+        self.path = path
+        self.stream = stream
+        self.size = size
+        self.info = info
+        self.frame = 0
+        self.order = "<"
+        self.section_ifaces: list[Interface] = []
+        self.warned_linktypes: set[int] = set()
+
+    def fail(self, offset: int, message: str) -> InputError:
+        return InputError(self.path, message, offset)
+
+    # -- shared: turn packet positions into records --------------------------------------------
+
+    def packets(
+        self,
+        buf: np.ndarray,
+        iface_ids: np.ndarray,
+        ts_units: np.ndarray | None,
+        data_pos: np.ndarray,
+        caplen: np.ndarray,
+        frames: np.ndarray,
+        base: int,
+    ) -> list[RecordBatch]:
+        out = []
+        for iid in np.unique(iface_ids).tolist():
+            if iid >= len(self.section_ifaces):
+                first = int(data_pos[np.argmax(iface_ids == iid)])
+                raise self.fail(base + first, f"packet refers to undefined interface {iid}")
+            iface = self.section_ifaces[iid]
+            sel = iface_ids == iid if len(self.section_ifaces) > 1 else slice(None)
+            if not iface.is_usbmon:
+                self.info.non_usb_packets += int(np.count_nonzero(iface_ids == iid))
+                if iface.linktype not in self.warned_linktypes:
+                    self.warned_linktypes.add(iface.linktype)
+                    self.info.warnings.append(
+                        f"interface {iid} has link type {iface.linktype}, not usbmon: skipped"
+                    )
+                continue
+            ts_ns = (
+                _ts_to_ns(ts_units[sel], iface)
+                if ts_units is not None
+                else np.zeros(len(data_pos[sel]), dtype=np.int64)
+            )
+            batch = extract_usbmon(
+                buf, data_pos[sel], caplen[sel], ts_ns, frames[sel], iface.linktype, self.order
+            )
+            if ts_units is None and len(batch):
+                # simple packet blocks carry no timestamp; usbmon's own header has one
+                h = batch.records["hdr"]
+                batch.records["ts_ns"] = h["ts_sec"] * 1_000_000_000 + h["ts_usec"] * 1000
+            self.info.short_records += batch.short_records
+            out.append(batch)
+        return out
+
+    # -- pcapng ----------------------------------------------------------------------------------
+
+    def pcapng(self) -> Iterator[RecordBatch]:
+        buf = np.zeros(0, dtype=np.uint8)
+        base = 0  # file offset of buf[0]
+        eof = False
+        need = CHUNK_BYTES
+        while True:
+            if not eof:
+                data = self.stream.read(max(need, CHUNK_BYTES))
+                if not data:
+                    eof = True
+                else:
+                    eof = len(data) < max(need, CHUNK_BYTES) and self.stream.tell() >= self.size
+                    buf = np.concatenate([buf, np.frombuffer(data, dtype=np.uint8)])
+            consumed, batches, need = self._scan_pcapng(buf, base, eof)
+            yield from batches
+            buf = buf[consumed:]
+            base += consumed
+            if eof and need:
+                if len(buf):
+                    self.info.cut_at = base
+                    msg = (
+                        f"file ends in the middle of a block at byte {base} "
+                        f"({len(buf)} bytes left over); decoded the complete prefix"
+                    )
+                    self.info.warnings.append(msg)
+                    warnings.warn(f"{self.path}: {msg}", CaptureWarning, stacklevel=2)
+                return
+            if eof and not len(buf):
+                return
+
+    def _scan_pcapng(self, buf: np.ndarray, base: int, eof: bool) -> tuple[int, list, int]:
+        """Walk the complete blocks in ``buf``: (bytes consumed, batches, bytes still needed)."""
+        batches: list[RecordBatch] = []
+        pos = 0
+        limit = len(buf)
+        words = buf[: limit - limit % 4].view(self.order + "u4")
+        cpos, clen, breaks = self._candidates(words)
+        nxt = cpos + clen
+        while True:
+            if pos + 12 > limit:
+                return pos, batches, (12 if pos < limit or not eof else 0)
+            i = int(np.searchsorted(cpos, pos))
+            if i < len(cpos) and cpos[i] == pos and self.section_ifaces:
+                k = int(np.searchsorted(breaks, i))
+                j = int(breaks[k]) if k < len(breaks) else len(cpos) - 1
+                batches.extend(self._epbs(buf, words, cpos[i : j + 1], clen[i : j + 1], base))
+                pos = int(nxt[j])
+                continue
+            btype, blen = (int(x) for x in words[pos // 4 : pos // 4 + 2])
+            if btype == bt.BT_SHB:
+                magic = bytes(buf[pos + 8 : pos + 12])
+                order = (
+                    "<"
+                    if magic == b"\x4d\x3c\x2b\x1a"
+                    else ">"
+                    if magic == b"\x1a\x2b\x3c\x4d"
+                    else None
+                )
+                if order is None:
+                    raise self.fail(base + pos, "section header has no valid byte-order magic")
+                if order != self.order:
+                    self.order = order
+                    return pos, batches, 0  # rescan from here with the section's byte order
+                blen = int(words[pos // 4 + 1])
+            if blen < 12 or blen % 4:
+                raise self.fail(base + pos, f"block length {blen} is not a valid pcapng length")
+            if blen > MAX_BLOCK_BYTES:
+                raise self.fail(base + pos, f"block length {blen} is implausibly large")
+            if pos + blen > limit:
+                if eof:
+                    return pos, batches, blen
+                return pos, batches, blen - (limit - pos)
+            trailer = int(words[(pos + blen) // 4 - 1])
+            if trailer != blen:
+                raise self.fail(
+                    base + pos, f"block length {blen} disagrees with its trailing copy {trailer}"
+                )
+            body = bytes(buf[pos + 8 : pos + blen - 4])
+            batches.extend(self._block(btype, body, buf, pos, blen, base))
+            pos += blen
+
+    def _candidates(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(words)
+        if n < 8:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        w = np.flatnonzero(words[: n - 1] == bt.BT_EPB)
+        length = words[w + 1].astype(np.int64)
+        ok = (length >= 32) & ((length & 3) == 0) & (w + length // 4 <= n)
+        w, length = w[ok], length[ok]
+        ok = words[w + length // 4 - 1] == length
+        cpos = w[ok] * 4
+        clen = length[ok]
+        breaks = np.flatnonzero(cpos[:-1] + clen[:-1] != cpos[1:])
+        return cpos, clen, breaks
+
+    def _epbs(
+        self, buf: np.ndarray, words: np.ndarray, pos: np.ndarray, blen: np.ndarray, base: int
+    ) -> list[RecordBatch]:
+        w = pos // 4
+        iface = words[w + 2].astype(np.int64)
+        ts = (words[w + 3].astype(np.uint64) << np.uint64(32)) | words[w + 4].astype(np.uint64)
+        caplen = words[w + 5].astype(np.int64)
+        bad = caplen > blen - 32
+        if bad.any():
+            at = int(pos[np.argmax(bad)])
+            raise self.fail(base + at, "packet's captured length is longer than its block")
+        n = len(pos)
+        frames = np.arange(self.frame + 1, self.frame + 1 + n, dtype=np.int64)
+        self.frame += n
+        self.info.packets += n
+        return self.packets(buf, iface, ts, pos + 28, caplen, frames, base)
+
+    def _block(
+        self, btype: int, body: bytes, buf: np.ndarray, pos: int, blen: int, base: int
+    ) -> list[RecordBatch]:
+        o = self.order
+        info = self.info
+        if btype == bt.BT_SHB:
+            info.sections += 1
+            self.section_ifaces = []
+            self._comments(body[16:])
+        elif btype == bt.BT_IDB:
+            if len(body) < 8:
+                raise self.fail(base + pos, "interface description block is too short")
+            linktype, _, snaplen = struct.unpack_from(o + "HHI", body)
+            iface = Interface(section=info.sections, linktype=linktype, snaplen=snaplen)
+            for code, value in _options(body[8:], o):
+                if code == bt.OPT_IF_NAME:
+                    iface.name = value.decode(errors="replace")
+                elif code == bt.OPT_IF_TSRESOL and value:
+                    v = value[0]
+                    iface.tsresol = (2, v & 0x7F) if v & 0x80 else (10, v)
+                elif code == 14 and len(value) == 8:  # if_tsoffset
+                    iface.tsoffset_s = struct.unpack(o + "q", value)[0]
+                elif code == bt.OPT_COMMENT:
+                    self._comment(value)
+            self.section_ifaces.append(iface)
+            info.interfaces.append(iface)
+        elif btype == bt.BT_EPB:
+            raise self.fail(base + pos, "enhanced packet block is malformed")
+        elif btype in (bt.BT_SPB, 2):
+            return self._odd_packet(btype, body, buf, pos, base)
+        elif btype == bt.BT_ISB:
+            if len(body) >= 12:
+                iid = struct.unpack_from(o + "I", body)[0]
+                if iid < len(self.section_ifaces):
+                    iface = self.section_ifaces[iid]
+                    for code, value in _options(body[12:], o):
+                        if code == bt.OPT_ISB_IFRECV and len(value) == 8:
+                            iface.received = struct.unpack(o + "Q", value)[0]
+                        elif code == bt.OPT_ISB_IFDROP and len(value) == 8:
+                            iface.dropped = struct.unpack(o + "Q", value)[0]
+        elif btype in (bt.BT_CUSTOM_COPY, bt.BT_CUSTOM_NOCOPY) and len(body) >= 4:
+            pen = struct.unpack_from(o + "I", body)[0]
+            info.custom_blocks.append((pen, body[4:]))
+            if pen == METADATA_PEN:
+                meta = decode_metadata_payload(body[4:])
+                if meta is not None:
+                    info.metadata.append(meta)
+        return []
+
+    def _odd_packet(
+        self, btype: int, body: bytes, buf: np.ndarray, pos: int, base: int
+    ) -> list[RecordBatch]:
+        o = self.order
+        if btype == bt.BT_SPB:
+            iface_id, ts = 0, None
+            orig = struct.unpack_from(o + "I", body)[0] if len(body) >= 4 else 0
+            snap = self.section_ifaces[0].snaplen if self.section_ifaces else 0
+            caplen = min(orig, len(body) - 4, snap or orig)
+            data_pos = pos + 12
+        else:  # obsolete Packet Block
+            if len(body) < 20:
+                raise self.fail(base + pos, "packet block is too short")
+            iface_id, _, hi, lo, caplen, _ = struct.unpack_from(o + "HHIIII", body)
+            ts = np.array([(hi << 32) | lo], dtype=np.uint64)
+            data_pos = pos + 28
+            if caplen > len(body) - 20:
+                raise self.fail(base + pos, "packet's captured length is longer than its block")
+        self.frame += 1
+        self.info.packets += 1
+        return self.packets(
+            buf,
+            np.array([iface_id]),
+            ts,
+            np.array([data_pos], dtype=np.int64),
+            np.array([caplen], dtype=np.int64),
+            np.array([self.frame], dtype=np.int64),
+            base,
+        )
+
+    def _comments(self, options: bytes) -> None:
+        for code, value in _options(options, self.order):
+            if code == bt.OPT_COMMENT:
+                self._comment(value)
+
+    def _comment(self, value: bytes) -> None:
+        if len(self.info.comments) < MAX_COMMENTS:
+            self.info.comments.append(value.decode(errors="replace").rstrip("\0"))
+
+    # -- classic pcap ----------------------------------------------------------------------------
+
+    def pcap(self, header: bytes) -> Iterator[RecordBatch]:
+        magic_le = struct.unpack("<I", header[:4])[0]
+        self.order = "<" if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) else ">"
+        magic, _, _, _, _, snaplen, linktype = struct.unpack(self.order + "IHHiIII", header)
+        exp = 9 if magic == PCAP_MAGIC_NS else 6
+        iface = Interface(section=1, linktype=linktype & 0x0FFFFFFF, snaplen=snaplen)
+        iface.tsresol = (10, exp)
+        self.info.sections = 1
+        self.info.interfaces.append(iface)
+        self.section_ifaces = [iface]
+        base = 24
+        buf = np.zeros(0, dtype=np.uint8)
+        rec = struct.Struct(self.order + "IIII")
+        eof = False
+        while True:
+            data = b"" if eof else self.stream.read(CHUNK_BYTES)
+            eof = eof or not data
+            if data:
+                buf = np.concatenate([buf, np.frombuffer(data, dtype=np.uint8)])
+            raw = buf.tobytes() if data or eof else b""
+            starts, caps, ts = [], [], []
+            pos, limit = 0, len(raw)
+            while pos + 16 <= limit:
+                sec, frac, incl, _orig = rec.unpack_from(raw, pos)
+                if incl > MAX_BLOCK_BYTES:
+                    raise self.fail(base + pos, f"record length {incl} is implausibly large")
+                if pos + 16 + incl > limit:
+                    break
+                starts.append(pos + 16)
+                caps.append(incl)
+                ts.append(sec * 10**exp + frac)
+                pos += 16 + incl
+            if starts:
+                n = len(starts)
+                frames = np.arange(self.frame + 1, self.frame + 1 + n, dtype=np.int64)
+                self.frame += n
+                self.info.packets += n
+                yield from self.packets(
+                    buf,
+                    np.zeros(n, dtype=np.int64),
+                    np.array(ts, dtype=np.uint64),
+                    np.array(starts, dtype=np.int64),
+                    np.array(caps, dtype=np.int64),
+                    frames,
+                    base,
+                )
+            buf = buf[pos:]
+            base += pos
+            if eof:
+                if len(buf):
+                    self.info.cut_at = base
+                    msg = (
+                        f"file ends in the middle of a record at byte {base}; "
+                        "decoded the complete prefix"
+                    )
+                    self.info.warnings.append(msg)
+                    warnings.warn(f"{self.path}: {msg}", CaptureWarning, stacklevel=2)
+                return
+
+
+class Capture:
+    """An open capture file. Iterate ``batches()`` once; ``info`` fills in as blocks are read."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(self.path, "is a directory, not a capture file")
+        try:
+            self.stream: BinaryIO = open(self.path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(self.path, exc.strerror or str(exc)) from None
+        size = os.fstat(self.stream.fileno()).st_size
+        head = self.stream.read(24)
+        self.info = CaptureInfo(path=str(self.path), size=size)
+        self._reader = _Reader(self.path, self.stream, size, self.info)
+        if not head:
+            self.close()
+            raise InputError(self.path, "is empty", 0)
+        magic = struct.unpack("<I", head[:4].ljust(4, b"\0"))[0]
+        if magic == bt.BT_SHB:
+            self.info.format = "pcapng"
+            self.stream.seek(0)
+        elif magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic in (
+            int.from_bytes(PCAP_MAGIC_US.to_bytes(4, "little"), "big"),
+            int.from_bytes(PCAP_MAGIC_NS.to_bytes(4, "little"), "big"),
+        ):
+            if len(head) < 24:
+                self.close()
+                raise InputError(self.path, "pcap file header is cut short", len(head))
+            self.info.format = "pcap"
+            self._head = head
+        else:
+            self.close()
+            raise InputError(self.path, "is not a pcap or pcapng capture (unknown magic)", 0)
+
+    def batches(self) -> Iterator[RecordBatch]:
+        try:
+            if self.info.format == "pcapng":
+                yield from self._reader.pcapng()
+            else:
+                yield from self._reader.pcap(self._head)
+        finally:
+            self.close()
+        if not self.info.interfaces:
+            raise InputError(self.path, "holds no interface description: not a usable capture")
+        if not any(i.is_usbmon for i in self.info.interfaces):
+            linktypes = sorted({i.linktype for i in self.info.interfaces})
+            raise InputError(
+                self.path,
+                f"link type {', '.join(map(str, linktypes))} is not usbmon (189 or 220)",
+            )
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_all(path: str | Path) -> tuple[RecordBatch, CaptureInfo]:
+    """Every usbmon record of a (small) capture in one batch. Tests and small files only."""
+    cap = Capture(path)
+    batch = concat(list(cap.batches()))
+    return batch, cap.info

@@ -1,0 +1,164 @@
+"""Cross-check the reader against Wireshark's own dissection of the same file.
+
+Both sides are reduced to one tally: the frame count, first and last timestamps, and per
+(bus, device, endpoint, URB type) the number of records and the sums of ``urb_len`` and usbmon
+``data_len``. tshark's field output is streamed line by line, so big files stay bounded in
+memory; pyshark (far slower) is offered as a second engine because it is what many users have.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from usbtrace.errors import UsageError
+from usbtrace.formats.capture import Capture
+
+Key = tuple[int, int, int, str]  # bus, device, endpoint address, urb type letter
+FIELDS = (
+    "frame.time_epoch",
+    "usb.bus_id",
+    "usb.device_address",
+    "usb.endpoint_address",
+    "usb.urb_type",
+    "usb.urb_len",
+    "usb.data_len",
+)
+
+
+@dataclass
+class Tally:
+    frames: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    per_endpoint: dict[Key, list[int]] = field(default_factory=dict)  # count, urb_len, data_len
+
+    def add(self, key: Key, count: int, urb_len: int, data_len: int) -> None:
+        s = self.per_endpoint.setdefault(key, [0, 0, 0])
+        s[0] += count
+        s[1] += urb_len
+        s[2] += data_len
+
+    def see_time(self, t_ns: int) -> None:
+        self.first_ns = t_ns if self.first_ns is None else min(self.first_ns, t_ns)
+        self.last_ns = t_ns if self.last_ns is None else max(self.last_ns, t_ns)
+
+
+def ours(path: str | Path) -> Tally:
+    tally = Tally()
+    cap = Capture(path)
+    for batch in cap.batches():
+        r = batch.records
+        if not len(r):
+            continue
+        h = r["hdr"]
+        tally.see_time(int(r["ts_ns"].min()))
+        tally.see_time(int(r["ts_ns"].max()))
+        key = (
+            h["busnum"].astype(np.int64) << 24
+            | h["devnum"].astype(np.int64) << 16
+            | h["epnum"].astype(np.int64) << 8
+            | h["type"]
+        )
+        uniq, inv = np.unique(key, return_inverse=True)
+        counts = np.bincount(inv)
+        ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
+        dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
+        for k, c, u, d in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist()):
+            tally.add(
+                (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, chr(k & 0xFF)), c, int(u), int(d)
+            )
+    tally.frames = cap.info.packets - cap.info.non_usb_packets
+    return tally
+
+
+def _epoch_ns(text: str) -> int:
+    sec, _, frac = text.partition(".")
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _tally_rows(rows: Iterable[tuple[str, ...]]) -> Tally:
+    tally = Tally()
+    for t, bus, dev, ep, typ, ulen, dlen in rows:
+        if not bus:
+            continue  # not a usbmon frame
+        tally.frames += 1
+        tally.see_time(_epoch_ns(t))
+        key = (int(bus), int(dev), int(ep, 0), typ.strip("'"))
+        tally.add(key, 1, int(ulen or 0), int(dlen or 0))
+    return tally
+
+
+def tshark_tally(path: str | Path) -> Tally:
+    exe = shutil.which("tshark")
+    if exe is None:
+        raise UsageError(
+            "tshark is not installed (Debian/Ubuntu: sudo apt-get install tshark); "
+            "verify needs Wireshark's dissector to compare against"
+        )
+    cmd = [exe, "-n", "-r", str(path), "-T", "fields", "-E", "separator=,"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        tally = _tally_rows(tuple(line.rstrip("\n").split(",")) for line in proc.stdout)
+        err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode not in (0, 2) and not tally.frames:
+        raise UsageError(f"tshark failed on {path}: {err.strip().splitlines()[-1:]}")
+    return tally
+
+
+def pyshark_tally(path: str | Path) -> Tally:
+    try:
+        import pyshark
+    except ImportError:
+        raise UsageError("pyshark is not installed (pip install pyshark)") from None
+
+    def rows() -> Iterable[tuple[str, ...]]:
+        cap = pyshark.FileCapture(str(path), keep_packets=False, disable_protocol="edgetpu")
+        try:
+            for pkt in cap:
+                usb = getattr(pkt, "usb", None)
+                if usb is None:
+                    continue
+                typ = str(usb.urb_type)
+                yield (
+                    str(pkt.frame_info.time_epoch),
+                    str(usb.bus_id),
+                    str(usb.device_address),
+                    str(usb.endpoint_address),
+                    typ,
+                    str(usb.urb_len),
+                    str(usb.data_len),
+                )
+        finally:
+            cap.close()
+
+    return _tally_rows(rows())
+
+
+def compare(a: Tally, b: Tally, names: tuple[str, str] = ("usbtrace", "tshark")) -> list[str]:
+    """Differences, most important first; empty when the two agree."""
+    out: list[str] = []
+    if a.frames != b.frames:
+        out.append(f"frame count: {names[0]} {a.frames}, {names[1]} {b.frames}")
+    if (a.first_ns, a.last_ns) != (b.first_ns, b.last_ns):
+        out.append(
+            f"first/last timestamp: {names[0]} {a.first_ns}/{a.last_ns} ns, "
+            f"{names[1]} {b.first_ns}/{b.last_ns} ns"
+        )
+    for key in sorted(set(a.per_endpoint) | set(b.per_endpoint)):
+        x = a.per_endpoint.get(key, [0, 0, 0])
+        y = b.per_endpoint.get(key, [0, 0, 0])
+        if x != y:
+            bus, dev, ep, typ = key
+            out.append(
+                f"{bus}.{dev} ep {ep:#04x} {typ}: {names[0]} {x[0]} URBs, urb_len {x[1]}, "
+                f"data_len {x[2]}; {names[1]} {y[0]} URBs, urb_len {y[1]}, data_len {y[2]}"
+            )
+    return out

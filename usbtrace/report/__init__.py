@@ -1,0 +1,1 @@
+"""Reports: tables, views of decoded captures and summaries, for terminals, pipes and files."""

@@ -1,0 +1,117 @@
+"""``usbtrace inspect``: one row per logical transfer, event, output and control access."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_INTERRUPT_IN, EP_OUTPUT_IN
+from usbtrace.edgetpu.decode import DecodedCapture
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+
+
+@dataclass(frozen=True, slots=True)
+class InspectRow:
+    t_ns: int
+    frame: int
+    direction: str  # "OUT" | "IN"
+    endpoint: int
+    kind: str
+    nbytes: int | None
+    duration_ns: int | None
+    note: str = ""
+
+    @property
+    def rate_bps(self) -> float | None:
+        if not self.nbytes or not self.duration_ns or self.duration_ns <= 0:
+            return None
+        return self.nbytes * NS / self.duration_ns
+
+    def to_json(self, device: str) -> dict:
+        return {
+            "device": device,
+            "t": self.t_ns / NS,
+            "frame": self.frame,
+            "direction": self.direction,
+            "endpoint": self.endpoint,
+            "kind": self.kind,
+            "bytes": self.nbytes,
+            "duration_s": None if self.duration_ns is None else self.duration_ns / NS,
+            "rate_Bps": self.rate_bps,
+            "note": self.note or None,
+        }
+
+
+def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
+    rows: list[InspectRow] = []
+    for t in trace.transfers:
+        dur = t.t_complete_ns - t.t_submit_ns if t.t_complete_ns else None
+        note = t.problem or ("" if t.complete else "incomplete")
+        rows.append(
+            InspectRow(
+                t.t_submit_ns,
+                t.header_frame or (t.payload_frames[:1] or [0])[0],
+                "OUT",
+                t.endpoint or EP_BULK_OUT,
+                t.tag_name,
+                t.length,
+                dur,
+                note,
+            )
+        )
+    for e in trace.events:
+        kind = f"event {e.tag_name}"
+        note = "request done" if e.tag == 4 else f"address {e.address:#x}"
+        rows.append(
+            InspectRow(e.t_ns, e.frame, "IN", EP_EVENT_IN, kind, e.length or 16, None, note)
+        )
+    for o in trace.outputs:
+        rows.append(
+            InspectRow(
+                o.t_first_ns,
+                o.first_frame,
+                "IN",
+                EP_OUTPUT_IN,
+                "output",
+                o.nbytes,
+                o.t_last_ns - o.t_first_ns or None,
+                f"{o.chunks} chunk(s)",
+            )
+        )
+    for i in trace.interrupts:
+        rows.append(
+            InspectRow(i.t_ns, i.frame, "IN", EP_INTERRUPT_IN, f"interrupt {i.value:#x}", 4, None)
+        )
+    for c in trace.csr:
+        note = "" if c.status == 0 else f"status {c.status}"
+        rows.append(
+            InspectRow(
+                c.t_ns,
+                c.frame,
+                "OUT" if c.write else "IN",
+                0,
+                f"CSR {c.text}",
+                c.width // 8,
+                None,
+                note,
+            )
+        )
+    for d in trace.dfu:
+        rows.append(InspectRow(d.t_ns, d.frame, "OUT", 0, d.text, d.length, None))
+    for s in trace.standard:
+        rows.append(InspectRow(s.t_ns, s.frame, "IN", 0, s.text, None, None))
+    rows.sort(key=lambda r: (r.t_ns, r.frame))
+    return rows
+
+
+def device_heading(decoded: DecodedCapture, trace: EdgeTpuTrace) -> str:
+    ids = (
+        f"{trace.vendor:04x}:{trace.product:04x}"
+        if trace.vendor is not None
+        else "ids not captured"
+    )
+    speed = trace.link_speed or "unknown"
+    return (
+        f"{decoded.path}: Edge TPU {trace.name} ({ids}, found by {trace.identified_by}), "
+        f"link {speed}{' (' + trace.link_speed_source + ')' if trace.link_speed_source else ''}"
+        f"{', multi-endpoint mode' if trace.multi_ep else ''}"
+    )

@@ -1,0 +1,170 @@
+"""The ``summarize`` table and CSV: one row per capture (and optionally per request)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from typing import TextIO
+
+from usbtrace.analysis.metrics import RequestMetrics
+from usbtrace.analysis.summary import CaptureSummary
+from usbtrace.edgetpu.trace import NS
+from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table
+
+COLUMNS = (
+    Column("model"),
+    Column("link"),
+    Column("inf", "right"),
+    Column("cached B", "right"),
+    Column("instr B", "right"),
+    Column("input B", "right"),
+    Column("streamed B", "right"),
+    Column("output B", "right"),
+    Column("lat med", "right"),
+    Column("lat p90", "right"),
+    Column("overlap", "right"),
+    Column("MB/s", "right"),
+    Column("verdict"),
+    Column("integrity"),
+)
+FAMILY_ORDER = ("conv", "dense", "mobilenet_v1", "mobilenet_v2", "ssd_mobilenet_v1")
+_NAME = re.compile(r"^([a-z_]+?)_?(\d+)$")
+
+
+def sort_key(s: CaptureSummary) -> tuple:
+    """Model family, then size (conv_10 < conv_25 < ... < conv_300), then file and device."""
+    name = (s.model or "").lower()
+    m = _NAME.match(name)
+    family, size = (m.group(1), int(m.group(2))) if m else (name, 0)
+    rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+    return (s.model is None, rank, family, size, s.file, s.device)
+
+
+def _median_int(values: list[int]) -> int | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[len(v) // 2]
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
+
+
+def capture_cells(s: CaptureSummary) -> list[str]:
+    j = s.summary_json()
+    inf = s.inferences
+    overlap = j["overlap_median"]
+    return [
+        s.model or s.file.rsplit("/", 1)[-1],
+        s.link_speed or "?",
+        str(len(inf)),
+        fmt_bytes(s.cache_fill_bytes),
+        fmt_bytes(_median_int([r.instructions for r in inf])),
+        fmt_bytes(_median_int([r.input for r in inf])),
+        fmt_bytes(_median_int([r.parameters for r in inf])),
+        fmt_bytes(_median_int([r.output for r in inf])),
+        _ms(j["latency_median_s"]),
+        _ms(j["latency_p90_s"]),
+        "-" if overlap is None else f"{overlap:.3f}",
+        fmt_rate(j["stream_rate_median_Bps"]),
+        j["verdict"],
+        "ok" if s.integrity.ok else f"{len(s.integrity.problems)} problem(s)",
+    ]
+
+
+def request_cells(r: RequestMetrics) -> list[str]:
+    return [
+        f"  #{r.index} {r.kind}",
+        "",
+        "",
+        fmt_bytes(r.parameters) if r.kind == "parameter-caching" else "",
+        fmt_bytes(r.instructions),
+        fmt_bytes(r.input),
+        fmt_bytes(r.parameters) if r.kind != "parameter-caching" else "",
+        fmt_bytes(r.output),
+        _ms(r.latency_ns / NS),
+        "",
+        f"{r.overlap:.3f}",
+        fmt_rate(r.stream_rate_Bps),
+        r.verdict,
+        "ok" if not r.problems else "; ".join(r.problems),
+    ]
+
+
+def print_summary_table(
+    summaries: Sequence[CaptureSummary], *, per_request: bool, stream: TextIO | None = None
+) -> None:
+    rows: list[list[str]] = []
+    for s in summaries:
+        rows.append(capture_cells(s))
+        if per_request:
+            rows.extend(request_cells(r) for r in s.requests)
+    render_table(COLUMNS, rows, title="usbtrace summary", stream=stream)
+
+
+CSV_FIELDS = (
+    "file",
+    "device",
+    "model",
+    "link_speed",
+    "row",
+    "index",
+    "kind",
+    "t_start",
+    "t_end",
+    "latency_s",
+    "instructions",
+    "input",
+    "parameters",
+    "output",
+    "overlap",
+    "stream_busy_s",
+    "stream_rate_Bps",
+    "verdict",
+    "integrity_ok",
+    "problems",
+)
+
+
+def write_csv(summaries: Sequence[CaptureSummary], stream: TextIO) -> None:
+    """One row per request (row=request) and one per capture (row=capture, medians)."""
+    w = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for s in summaries:
+        j = s.summary_json()
+        base = {"file": s.file, "device": s.device, "model": s.model, "link_speed": s.link_speed}
+        w.writerow(
+            {
+                **base,
+                "row": "capture",
+                "kind": "summary",
+                "latency_s": j["latency_median_s"],
+                "overlap": j["overlap_median"],
+                "stream_rate_Bps": j["stream_rate_median_Bps"],
+                "verdict": j["verdict"],
+                "integrity_ok": s.integrity.ok,
+                "problems": " | ".join(s.integrity.problems),
+            }
+        )
+        for r in s.requests:
+            rj = r.to_json()
+            w.writerow(
+                {
+                    **base,
+                    "row": "request",
+                    "index": r.index,
+                    "kind": r.kind,
+                    "t_start": rj["t_start"],
+                    "t_end": rj["t_end"],
+                    "latency_s": rj["latency_s"],
+                    **rj["bytes"],
+                    "overlap": r.overlap,
+                    "stream_busy_s": rj["stream_busy_s"],
+                    "stream_rate_Bps": r.stream_rate_Bps,
+                    "verdict": r.verdict,
+                    "integrity_ok": not r.problems,
+                    "problems": " | ".join(r.problems),
+                }
+            )

@@ -1,0 +1,168 @@
+"""The exact ground truth of a synthetic session, and the project's overlap definitions.
+
+Definitions (from the summarize issue), all on whole microseconds:
+
+* execution window = [completion of the request's last INPUT payload URB, t_end]; t_end = the later
+  of the tag-4 event's completion and the last output chunk's completion;
+* overlap = length(union of the streamed-parameter URB intervals [submit, completion] ∩ window)
+  / length(window); 0 when nothing is streamed (or the request has no input);
+* stream_busy = length of the union of those intervals; stream_rate = streamed bytes / stream_busy;
+* verdict = "usb-bound" if stream_rate ≥ 0.8 × link_peak_out, else "compute-paced";
+  "no-streaming" when the request streams no parameters.
+
+Only inference requests stream parameters: a parameter-caching request's PARAMETERS go into on-chip
+memory (``cached_bytes``), so it has streamed bytes 0, overlap 0 and verdict "no-streaming".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from usbtrace.edgetpu.constants import Tag
+
+USB_BOUND_FRACTION = Fraction(8, 10)
+
+
+@dataclass
+class UrbTruth:
+    submit_us: int
+    complete_us: int
+    length: int
+    frame_submit: int = 0  # 1-based packet numbers in the written file
+    frame_complete: int = 0
+    serial: int = 0  # the generator's own URB key
+
+
+@dataclass
+class TransferTruth:
+    tag: int
+    length: int
+    header: UrbTruth | None  # None in multi-EP mode
+    chunks: list[UrbTruth]
+    endpoint: int
+
+
+@dataclass
+class RequestTruth:
+    index: int
+    kind: str  # "parameter-caching" | "inference" | "other"
+    t_start_us: int  # submit of the first header URB (first payload URB in multi-EP mode)
+    t_end_us: int
+    event_us: int
+    transfers: list[TransferTruth]
+    output_chunks: list[tuple[int, int]]  # (completion µs, bytes)
+    exec_start_us: int | None  # completion of the last input payload URB
+    param_intervals: list[tuple[int, int]]  # streamed-parameter URBs, [submit, completion]
+    overlap: Fraction
+    stream_busy_us: int
+    streamed_bytes: int
+    cached_bytes: int
+    stream_rate: float  # bytes per second; 0.0 without streaming
+    verdict: str  # "usb-bound" | "compute-paced" | "no-streaming"
+    event_frame: int = 0
+    event_serial: int = 0
+
+    @property
+    def bytes_by_tag(self) -> dict[int, int]:
+        """OUT bytes per tag (0 instructions, 1 input, 2 parameters) and output bytes (tag 3)."""
+        out = {int(Tag.INSTRUCTIONS): 0, int(Tag.INPUT): 0, int(Tag.PARAMETERS): 0}
+        for tr in self.transfers:
+            out[tr.tag] = out.get(tr.tag, 0) + tr.length
+        out[int(Tag.OUTPUT)] = sum(n for _, n in self.output_chunks)
+        return out
+
+    @property
+    def latency_us(self) -> int:
+        return self.t_end_us - self.t_start_us
+
+    @property
+    def t_start(self) -> float:
+        return self.t_start_us / 1e6
+
+    @property
+    def t_end(self) -> float:
+        return self.t_end_us / 1e6
+
+
+@dataclass
+class DeviceTruth:
+    bus: int
+    address: int
+    link_speed: str
+    multi_ep: bool
+    link_peak_out: int  # bytes per second: the model's link rate, the verdict's reference
+    requests: list[RequestTruth] = field(default_factory=list)
+    open_csr: int = 0  # vendor control transfers at open
+    close_csr: int = 0
+    dfu_blocks: int = 0  # DNLOAD blocks with data (0 without a firmware download)
+    dfu_address: int | None = None
+
+    @property
+    def inferences(self) -> list[RequestTruth]:
+        return [r for r in self.requests if r.kind == "inference"]
+
+
+@dataclass
+class InvokeTruth:
+    index: int
+    start_us: int
+    end_us: int
+
+
+@dataclass
+class SessionTruth:
+    name: str
+    devices: list[DeviceTruth]
+    frames: int = 0
+    dropped: int = 0
+    snaplen: int = 0
+    invokes: list[InvokeTruth] = field(default_factory=list)  # of the first device
+    start_us: int = 0
+    end_us: int = 0
+
+    def device(self, address: int) -> DeviceTruth:
+        for d in self.devices:
+            if d.address == address:
+                return d
+        raise KeyError(address)
+
+
+def union_length(intervals: list[tuple[int, int]]) -> int:
+    total = 0
+    end = None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
+
+
+def clipped(intervals: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    return [(max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) > max(a, lo)]
+
+
+def streaming_figures(
+    intervals: list[tuple[int, int]],
+    streamed_bytes: int,
+    window: tuple[int, int] | None,
+    link_peak_out: int,
+) -> tuple[Fraction, int, float, str]:
+    """(overlap, stream_busy_us, stream_rate, verdict) per the definitions above."""
+    if not streamed_bytes:
+        return Fraction(0), 0, 0.0, "no-streaming"
+    busy = union_length(intervals)
+    rate = streamed_bytes * 1e6 / busy if busy else float("inf")
+    overlap = Fraction(0)
+    if window is not None and window[1] > window[0]:
+        overlap = Fraction(union_length(clipped(intervals, *window)), window[1] - window[0])
+    verdict = (
+        "usb-bound"
+        if streamed_bytes * 1_000_000 * USB_BOUND_FRACTION.denominator
+        >= USB_BOUND_FRACTION.numerator * link_peak_out * busy
+        else "compute-paced"
+    )
+    return overlap, busy, rate, verdict
