@@ -298,3 +298,30 @@ def test_host_payloads_have_the_announced_sizes() -> None:
     assert len(data) == 93_360 and data[:3] == b"\x80\x0f\x00"
     assert 4 * int.from_bytes(data[3:6], "little") + 32 == 93_360
     assert payload(Tag.INPUT, 16) == b"\x80" * 12 + bytes(4)
+
+
+def test_pace_holds_back_only_what_the_predicate_names() -> None:
+    clock = FakeClock()
+    pacer = Pacer(1_000_000, clock=clock, sleep=clock.sleep)
+    ep = FakeEndpoint(
+        stream((Tag.PARAMETERS, 1_000_000), (Tag.INPUT, 16), (Tag.PARAMETERS, 500_000))
+    )
+    seen: list[Tag] = []
+
+    def paced(tag: Tag) -> bool:
+        seen.append(tag)
+        return tag == Tag.PARAMETERS and Tag.INPUT in seen  # like the emulator
+
+    with pytest.raises(OSError):
+        list(read_transfers(ep.read, pacer, clock=clock, paced=paced))
+    assert clock.now == pytest.approx(0.5)
+
+
+def test_matcher_knows_streamed_parameters_from_cached_ones() -> None:
+    m = RequestMatcher(BUILTIN_PROFILES["dense_300"])
+    m.feed(Tag.INSTRUCTIONS, 21_168)
+    assert not m.streaming()  # the caching request: its parameters are cached
+    m.feed(Tag.PARAMETERS, 1_040_896)
+    m.feed(Tag.INSTRUCTIONS, 262_128)
+    m.feed(Tag.INPUT, 16)
+    assert m.streaming()

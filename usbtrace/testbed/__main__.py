@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="BYTES_PER_S",
-        help="consume parameters at most this fast, like a device whose compute sets the pace; "
+        help="consume streamed parameters (those of requests with input) at most this fast, "
+        "like a device whose compute sets the pace; cached parameters always go at link speed; "
         "0 = as fast as the link delivers (USB-bound) (default: %(default)s)",
     )
     emu.add_argument(

@@ -153,12 +153,17 @@ class EdgeTpuEmulator:
     def _read_out(self, n: int) -> bytes:
         return os.read(self.fds[EP_BULK_OUT], n)
 
+    def _paced(self, tag: Tag) -> bool:
+        """The pace holds back streamed parameters only: a real device writes cached ones
+        straight into on-chip memory at link speed, while streamed ones wait for compute."""
+        return tag == Tag.PARAMETERS and self.matcher.streaming()
+
     def _bulk_out_loop(self) -> None:
         pacer = Pacer(self.pace)
         while True:
             self.configured.wait()
             try:
-                for item in read_transfers(self._read_out, pacer):
+                for item in read_transfers(self._read_out, pacer, paced=self._paced):
                     if isinstance(item, BadHeader):
                         self.stats.bad_headers += 1
                         self.log(f"not a header: {item.data[:16].hex()} ({len(item.data)} B)")

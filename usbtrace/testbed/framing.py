@@ -88,11 +88,13 @@ def read_transfers(
     read: Callable[[int], bytes],
     pacer: Pacer | None = None,
     clock: Callable[[], float] = time.monotonic,
+    paced: Callable[[Tag], bool] = lambda tag: tag == Tag.PARAMETERS,
 ) -> Iterator[ReceivedTransfer | BadHeader]:
     """Logical transfers read from the bulk-OUT endpoint until ``read`` raises.
 
-    ``read(n)`` returns at most ``n`` bytes (one device-side request). Parameters are paced by
-    ``pacer``; instructions and input are taken as fast as they come.
+    ``read(n)`` returns at most ``n`` bytes (one device-side request). Transfers for which
+    ``paced(tag)`` holds (asked when their header arrives) are consumed at the ``pacer``'s rate;
+    everything else as fast as it comes.
     """
     while True:
         data = read(HEADER_LEN)
@@ -104,14 +106,14 @@ def read_transfers(
             continue
         tag, length = parsed
         t_header = clock()
-        paced = pacer is not None and pacer.rate > 0 and tag == Tag.PARAMETERS
-        piece = PACED_READ_PIECE if paced else READ_PIECE
-        if paced:
-            pacer.start()
+        pace = pacer if pacer is not None and pacer.rate > 0 and paced(tag) else None
+        piece = PACED_READ_PIECE if pace else READ_PIECE
+        if pace:
+            pace.start()
         received = 0
         while received < length:
             got = len(read(min(piece, length - received)))
             received += got
-            if paced:
-                pacer.consumed(got)
+            if pace:
+                pace.consumed(got)
         yield ReceivedTransfer(tag, length, received, t_header, clock())

@@ -34,6 +34,13 @@ class RequestMatcher:
         """Forget a half-received request (the host went away)."""
         self._pending.clear()
 
+    def streaming(self) -> bool:
+        """Whether parameters arriving now are streamed ones: the request so far has input.
+
+        Caching requests carry no input; their parameters go to on-chip memory.
+        """
+        return any(tag == Tag.INPUT for tag, _ in self._pending)
+
     def feed(self, tag: Tag, length: int) -> CompletedRequest | None:
         self._pending.append((int(tag), length))
         key = tuple(self._pending)
