@@ -163,10 +163,10 @@ def stream(*transfers: tuple[Tag, int]) -> list[bytes]:
     return urbs
 
 
-def collect(ep: FakeEndpoint, pacer: Pacer | None = None) -> list[object]:
+def collect(ep: FakeEndpoint, rate_for=lambda tag: 0.0, pacer: Pacer | None = None) -> list:
     out: list[object] = []
     with pytest.raises(OSError):
-        for item in read_transfers(ep.read, pacer):
+        for item in read_transfers(ep.read, rate_for, pacer):
             out.append(item)
     return out
 
@@ -202,14 +202,16 @@ class FakeClock:
         self.now += s
 
 
-def test_pace_limits_parameter_consumption_only() -> None:
+def test_transfers_are_consumed_at_the_rate_asked_for_their_tag() -> None:
     clock = FakeClock()
-    pacer = Pacer(1_000_000, clock=clock, sleep=clock.sleep)
+    pacer = Pacer(clock=clock, sleep=clock.sleep)
     ep = FakeEndpoint(stream((Tag.INSTRUCTIONS, 500_000), (Tag.PARAMETERS, 2_000_000)))
-    items = collect(ep, pacer)
+    rates = {Tag.INSTRUCTIONS: 0.0, Tag.PARAMETERS: 1_000_000.0}
+    items = collect(ep, rates.__getitem__, pacer)
     params = [i for i in items if isinstance(i, ReceivedTransfer) and i.tag == Tag.PARAMETERS]
     assert clock.now == pytest.approx(2.0)  # 2 MB at 1 MB/s; instructions cost no time
     assert params[0].received == 2_000_000
+    assert params[0].t_done - params[0].t_header == pytest.approx(2.0)
 
 
 def test_matcher_cuts_requests_by_profile_shapes() -> None:
@@ -300,21 +302,23 @@ def test_host_payloads_have_the_announced_sizes() -> None:
     assert payload(Tag.INPUT, 16) == b"\x80" * 12 + bytes(4)
 
 
-def test_pace_holds_back_only_what_the_predicate_names() -> None:
-    clock = FakeClock()
-    pacer = Pacer(1_000_000, clock=clock, sleep=clock.sleep)
-    ep = FakeEndpoint(
-        stream((Tag.PARAMETERS, 1_000_000), (Tag.INPUT, 16), (Tag.PARAMETERS, 500_000))
+def test_emulator_rates_pace_streamed_parameters_and_cap_everything() -> None:
+    from pathlib import Path
+
+    from usbtrace.testbed.emulator import EdgeTpuEmulator
+
+    emu = EdgeTpuEmulator(
+        Path("/nonexistent"), BUILTIN_PROFILES["dense_300"], pace=2e6, link_rate=8e6
     )
-    seen: list[Tag] = []
-
-    def paced(tag: Tag) -> bool:
-        seen.append(tag)
-        return tag == Tag.PARAMETERS and Tag.INPUT in seen  # like the emulator
-
-    with pytest.raises(OSError):
-        list(read_transfers(ep.read, pacer, clock=clock, paced=paced))
-    assert clock.now == pytest.approx(0.5)
+    assert emu._rate_for(Tag.INSTRUCTIONS) == 8e6
+    emu.matcher.feed(Tag.INSTRUCTIONS, 21_168)
+    assert emu._rate_for(Tag.PARAMETERS) == 8e6  # cached parameters: link rate only
+    emu.matcher.feed(Tag.PARAMETERS, 1_040_896)
+    emu.matcher.feed(Tag.INSTRUCTIONS, 262_128)
+    emu.matcher.feed(Tag.INPUT, 16)
+    assert emu._rate_for(Tag.PARAMETERS) == 2e6  # streamed: the device's pace
+    unpaced = EdgeTpuEmulator(Path("/nonexistent"), BUILTIN_PROFILES["dense_300"])
+    assert unpaced._rate_for(Tag.PARAMETERS) == 0.0
 
 
 def test_matcher_knows_streamed_parameters_from_cached_ones() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 # dumpcap records usbmon0; the emulator's stats record what it served.
 PLAY = """
 tb_dumpcap_start "$S/capture.pcapng" || exit 11
-tb_emulator_start {name} --profile {profile} --pace {pace} || {{ tb_dumpcap_stop; exit 12; }}
+tb_emulator_start {name} {emulator_args} || {{ tb_dumpcap_stop; exit 12; }}
 "$PYTHON" -m usbtrace.testbed play --profile {profile} --count {count} --bus "$TB_BUS" \\
   >"$S/play.jsonl"
 rc=$?
@@ -24,7 +24,7 @@ exit $rc
 # The capture runner end to end: it starts dumpcap itself and replays the source capture's host
 # side against the emulator.
 CAPTURE = """
-tb_emulator_start {name} --profile {profile} --pace {pace} || exit 12
+tb_emulator_start {name} {emulator_args} || exit 12
 "$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err"
 rc=$?
@@ -36,7 +36,7 @@ exit 0
 
 # Fault: the device is unplugged (the emulator ends) while the runner is replaying.
 UNPLUG = """
-tb_emulator_start {name} --profile {profile} --pace {pace} || exit 12
+tb_emulator_start {name} {emulator_args} || exit 12
 "$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --interval 1 --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!
@@ -50,7 +50,7 @@ exit 0
 
 # Fault: dumpcap (the runner's child) is killed while the runner is replaying.
 KILL_DUMPCAP = """
-tb_emulator_start {name} --profile {profile} --pace {pace} || exit 12
+tb_emulator_start {name} {emulator_args} || exit 12
 "$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --interval 1 --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.vm.conftest import PACED_RATE
+from tests.vm.summaries import inference_verdicts, request_bytes, summarize
 from tests.vm.usbmon_fields import Record, edgetpu_device, read_records
 from usbtrace.edgetpu.constants import (
     COMPLETION_TAG,
@@ -19,9 +20,10 @@ from usbtrace.edgetpu.constants import (
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
     VID_GOOGLE,
+    Tag,
 )
 from usbtrace.testbed.emulator import completion_event
-from usbtrace.testbed.profile import BUILTIN_PROFILES, RequestShape
+from usbtrace.testbed.profile import BUILTIN_PROFILES, KIND_CACHING, RequestShape
 
 XFER_BULK = 3
 XFER_CONTROL = 2
@@ -101,3 +103,44 @@ def test_pace_setting_slows_parameter_streaming(guest, tshark) -> None:
     # speed, so the average is a little above it); unpaced, dummy_hcd's link sets the pace.
     assert slow_rate < 1.5 * PACED_RATE
     assert fast_rate > 2 * slow_rate
+
+
+def expected_bytes(session: list[RequestShape]) -> list[tuple[str, dict[str, int]]]:
+    """What summarize should report per request for a played session."""
+    out = []
+    for shape in session:
+        per_tag = shape.bytes_by_tag()
+        kind = "parameter-caching" if shape.kind == KIND_CACHING else shape.kind
+        out.append(
+            (
+                kind,
+                {
+                    "instructions": per_tag.get(Tag.INSTRUCTIONS, 0),
+                    "input": per_tag.get(Tag.INPUT, 0),
+                    "parameters": per_tag.get(Tag.PARAMETERS, 0),
+                    "output": shape.output_bytes,
+                },
+            )
+        )
+    return out
+
+
+@pytest.mark.vm_scenario("play_conv_50")
+def test_summarize_reads_the_played_session(guest) -> None:
+    (entry,) = summarize(guest.scenario("play_conv_50") / "capture.pcapng")
+    assert entry["link_speed"] == "high"
+    assert entry["summary"]["integrity"] == {"ok": True, "problems": []}
+    assert request_bytes(entry) == expected_bytes(BUILTIN_PROFILES["conv_50"].session(5))
+    assert inference_verdicts(entry) == ["no-streaming"] * 5
+
+
+@pytest.mark.vm_scenario("play_dense_300_usb_bound", "play_dense_300_paced")
+def test_verdicts_follow_the_pace_setting(guest) -> None:
+    (fast,) = summarize(guest.scenario("play_dense_300_usb_bound") / "capture.pcapng")
+    (slow,) = summarize(guest.scenario("play_dense_300_paced") / "capture.pcapng")
+    profile = BUILTIN_PROFILES["dense_300"]
+    assert request_bytes(fast) == expected_bytes(profile.session(len(inference_verdicts(fast))))
+    assert request_bytes(slow) == expected_bytes(profile.session(len(inference_verdicts(slow))))
+    print(f"[vm] verdicts unpaced {inference_verdicts(fast)}, paced {inference_verdicts(slow)}")
+    assert set(inference_verdicts(slow)) == {"compute-paced"}
+    assert set(inference_verdicts(fast)) == {"usb-bound"}

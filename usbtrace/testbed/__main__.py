@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         "0 = as fast as the link delivers (USB-bound) (default: %(default)s)",
     )
     emu.add_argument(
+        "--link-rate",
+        type=float,
+        default=0.0,
+        metavar="BYTES_PER_S",
+        help="consume every bulk-OUT transfer at most this fast: a link with a steady rate, "
+        "below dummy_hcd's own (which varies a lot under emulation); 0 = no cap "
+        "(default: %(default)s)",
+    )
+    emu.add_argument(
         "--compute-ms",
         type=float,
         default=0.0,
@@ -105,6 +114,7 @@ def run_emulate(args: argparse.Namespace) -> int:
         args.gadget,
         load_profile(args.profile),
         pace=args.pace,
+        link_rate=args.link_rate,
         compute_s=args.compute_ms / 1000,
         ready_file=args.ready_file,
     )

@@ -9,6 +9,7 @@ reads, as on the real device. A request's event is sent after its output was tak
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -31,7 +32,7 @@ from usbtrace.edgetpu.constants import (
     REQTYPE_VENDOR_OUT,
     Tag,
 )
-from usbtrace.testbed.framing import BadHeader, Pacer, read_transfers
+from usbtrace.testbed.framing import BadHeader, read_transfers
 from usbtrace.testbed.gadgetfs import (
     Ep0Server,
     Setup,
@@ -55,6 +56,7 @@ LINK_GONE = {
     errno.EBUSY,
 }
 RETRY_S = 0.05
+EP0_RT_PRIORITY = 50
 
 
 def completion_event(tag: Tag = COMPLETION_TAG) -> bytes:
@@ -91,6 +93,7 @@ class EdgeTpuEmulator:
         mount: Path,
         profile: DeviceProfile,
         pace: float = 0.0,
+        link_rate: float = 0.0,
         compute_s: float = 0.0,
         log: TextIO = sys.stderr,
         ready_file: Path | None = None,
@@ -98,6 +101,7 @@ class EdgeTpuEmulator:
         self.mount = mount
         self.profile = profile
         self.pace = pace
+        self.link_rate = link_rate
         self.compute_s = compute_s
         self._log = log
         self.ready_file = ready_file
@@ -153,17 +157,25 @@ class EdgeTpuEmulator:
     def _read_out(self, n: int) -> bytes:
         return os.read(self.fds[EP_BULK_OUT], n)
 
-    def _paced(self, tag: Tag) -> bool:
-        """The pace holds back streamed parameters only: a real device writes cached ones
-        straight into on-chip memory at link speed, while streamed ones wait for compute."""
-        return tag == Tag.PARAMETERS and self.matcher.streaming()
+    def _rate_for(self, tag: Tag) -> float:
+        """Bytes per second for the transfer whose header just came.
+
+        ``link_rate`` caps every transfer, standing in for a link with a steady rate (dummy_hcd
+        moves data at a rate that varies a lot under emulation). ``pace`` holds back streamed
+        parameters only: a real device writes cached ones straight into on-chip memory at link
+        speed, while streamed ones wait for compute.
+        """
+        rates = [self.link_rate]
+        if tag == Tag.PARAMETERS and self.matcher.streaming():
+            rates.append(self.pace)
+        limits = [r for r in rates if r > 0]
+        return min(limits) if limits else 0.0
 
     def _bulk_out_loop(self) -> None:
-        pacer = Pacer(self.pace)
         while True:
             self.configured.wait()
             try:
-                for item in read_transfers(self._read_out, pacer, paced=self._paced):
+                for item in read_transfers(self._read_out, self._rate_for):
                     if isinstance(item, BadHeader):
                         self.stats.bad_headers += 1
                         self.log(f"not a header: {item.data[:16].hex()} ({len(item.data)} B)")
@@ -235,10 +247,17 @@ class EdgeTpuEmulator:
         path = controller_file(self.mount)
         fd = os.open(path, os.O_RDWR)
         bind_descriptors(fd)
-        self.log(f"bound to {path.name}: profile {self.profile.name}, pace {self.pace:g} B/s")
-        # A short GIL switch interval keeps EP0 answers quick while bulk threads are busy: the
-        # host does not wait for us to read an OUT request's data (see Ep0Server.out_data).
+        self.log(
+            f"bound to {path.name}: profile {self.profile.name}, pace {self.pace:g} B/s, "
+            f"link rate {self.link_rate:g} B/s"
+        )
+        # The host does not wait for us to read an OUT request's data (see Ep0Server.out_data),
+        # so EP0 must be answered at once: real-time priority for this (the EP0) thread where
+        # allowed (root in the VM), and a short GIL switch interval against the bulk threads.
         sys.setswitchinterval(0.0005)
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(EP0_RT_PRIORITY))
+            self.log(f"EP0 thread at real-time priority {EP0_RT_PRIORITY}")
         self.ep0 = Ep0Server(
             fd, self.mount, self.vendor, self.on_configured, self.on_disconnect, self.log
         )

@@ -18,7 +18,7 @@ from usbtrace.edgetpu.constants import HEADER_LEN, OUT_TAGS, Tag
 # A read of up to this much per call: small enough for GadgetFS's kernel bounce buffer, large
 # enough that syscalls do not dominate.
 READ_PIECE = 256 * 1024
-# With a pace set, parameters are taken in small pieces so the rate is smooth at URB scale.
+# A paced transfer is taken in small pieces, so that its rate is smooth at URB scale.
 PACED_READ_PIECE = 32 * 1024
 
 _HEADER = struct.Struct("<IB3s")
@@ -53,25 +53,25 @@ def make_header(tag: Tag, length: int) -> bytes:
 
 
 class Pacer:
-    """Holds parameter consumption to ``rate`` bytes per second within each transfer.
+    """Holds the consumption of one transfer to a rate in bytes per second.
 
-    The clock restarts with every transfer, so idle time between requests earns no credit.
+    The clock restarts with every transfer, so idle time between transfers earns no credit.
     A rate of 0 means as fast as the link delivers.
     """
 
     def __init__(
         self,
-        rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.rate = rate
         self._clock = clock
         self._sleep = sleep
+        self.rate = 0.0
         self._start = 0.0
         self._done = 0
 
-    def start(self) -> None:
+    def start(self, rate: float) -> None:
+        self.rate = rate
         self._start = self._clock()
         self._done = 0
 
@@ -86,16 +86,16 @@ class Pacer:
 
 def read_transfers(
     read: Callable[[int], bytes],
+    rate_for: Callable[[Tag], float] = lambda tag: 0.0,
     pacer: Pacer | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    paced: Callable[[Tag], bool] = lambda tag: tag == Tag.PARAMETERS,
 ) -> Iterator[ReceivedTransfer | BadHeader]:
     """Logical transfers read from the bulk-OUT endpoint until ``read`` raises.
 
-    ``read(n)`` returns at most ``n`` bytes (one device-side request). Transfers for which
-    ``paced(tag)`` holds (asked when their header arrives) are consumed at the ``pacer``'s rate;
-    everything else as fast as it comes.
+    ``read(n)`` returns at most ``n`` bytes (one device-side request). Each transfer is consumed
+    at ``rate_for(tag)`` bytes per second (asked when its header arrives; 0 = unlimited).
     """
+    pacer = pacer or Pacer()
+    clock = pacer._clock
     while True:
         data = read(HEADER_LEN)
         if not data:
@@ -106,14 +106,12 @@ def read_transfers(
             continue
         tag, length = parsed
         t_header = clock()
-        pace = pacer if pacer is not None and pacer.rate > 0 and paced(tag) else None
-        piece = PACED_READ_PIECE if pace else READ_PIECE
-        if pace:
-            pace.start()
+        rate = rate_for(tag)
+        pacer.start(rate)
+        piece = PACED_READ_PIECE if rate > 0 else READ_PIECE
         received = 0
         while received < length:
             got = len(read(min(piece, length - received)))
             received += got
-            if pace:
-                pace.consumed(got)
+            pacer.consumed(got)
         yield ReceivedTransfer(tag, length, received, t_header, clock())

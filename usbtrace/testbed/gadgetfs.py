@@ -45,6 +45,7 @@ REQ_SET_INTERFACE = 11
 
 MAX_CONTROL_DATA = 4096
 
+_SETUP_EVENT_TYPE = struct.pack("<I", EVENT_SETUP)
 _SETUP = struct.Struct("<BBHHH")
 
 
@@ -150,30 +151,68 @@ class Ep0Server:
         self.log = log
         self.endpoint_fds: dict[int, int] = {}
         self.orphan: bytes | None = None
+        self.debug = bool(os.environ.get("USBTRACE_EMULATOR_DEBUG"))
         self.aborted = 0
+        self.blind_answered = False
 
     def serve_forever(self) -> None:
         while True:
-            data = os.read(self.fd, EVENT_LEN * 8)
-            for event in parse_events(data):
-                self.handle(event)
+            try:
+                raw = os.read(self.fd, EVENT_LEN * 8)
+            except OSError as exc:
+                if exc.errno not in (errno.EIDRM, errno.EL2HLT, errno.EINVAL):
+                    raise
+                # GadgetFS was still in a SETUP state we lost track of after a race; the read
+                # ended it (a stall at worst) and events come with the next one.
+                self.log(f"event read: {exc.strerror}; going on")
+                continue
+            # Fast path, before any parsing: GadgetFS completes an OUT data stage in the kernel
+            # and the host may already be sending its next SETUP (see out_data). A SETUP is
+            # always the last event of a read.
+            early = None
+            if (
+                len(raw) >= EVENT_LEN
+                and raw[-4:] == _SETUP_EVENT_TYPE
+                and not raw[-EVENT_LEN] & DIR_IN
+                and (raw[-6] | raw[-5] << 8)
+            ):
+                early = self.read_out_data(raw[-6] | raw[-5] << 8)
+            for event in parse_events(raw):
+                try:
+                    self.handle(event, early)
+                except OSError as exc:
+                    # GadgetFS left the SETUP state under us (the host raced ahead or went
+                    # away): the request is over whatever we do; the next event is what counts.
+                    self.log(f"answer failed ({exc}); going on")
 
-    def handle(self, event: GadgetEvent) -> None:
+    def handle(self, event: GadgetEvent, early: bytes | None = None) -> None:
+        if self.debug:
+            self.log(f"event {EVENT_NAMES.get(event.kind, event.kind)} {event.setup or ''}")
         if event.kind == EVENT_SETUP and event.setup is not None:
-            self.setup(event.setup)
+            self.setup(event.setup, early)
         elif event.kind == EVENT_DISCONNECT:
             self.on_disconnect()
         elif event.kind == EVENT_CONNECT:
             self.log(f"connect (speed {event.speed})")
 
-    def setup(self, s: Setup) -> None:
+    def setup(self, s: Setup, early: bytes | None = None) -> None:
+        if self.blind_answered and s.device_to_host:
+            # the request answered blindly after an abort (see read_out_data): leave its SETUP
+            # state without queueing a second reply. A stall outside a transfer is harmless;
+            # the next SETUP clears it.
+            self.blind_answered = False
+            self.log(f"skipping {s}: already answered with zeros")
+            stall(self.fd, s)
+            return
+        self.blind_answered = False
         if s.request_type & TYPE_MASK == TYPE_STANDARD:
             self.standard(s)
             return
         data = b""
         if not s.device_to_host and s.length:
-            data = self.out_data(s)
+            data = early if early is not None else self.take_orphan(s.length)
             if data is None:
+                self.log(f"data of {s} lost (the host raced ahead); ignoring the request")
                 return
         try:
             reply = self.vendor(s, data)
@@ -186,36 +225,44 @@ class Ep0Server:
         elif not s.length:
             ack(self.fd)
 
-    def out_data(self, s: Setup) -> bytes | None:
-        """The data stage of an OUT request, or None when it was lost.
+    def take_orphan(self, length: int) -> bytes | None:
+        """Data read in advance for this request, leaving its SETUP state (see read_out_data)."""
+        data, self.orphan = self.orphan, None
+        if data is None or len(data) != length:
+            return None
+        with contextlib.suppress(OSError):
+            os.read(self.fd, length)  # the same bytes again; ends the data stage state
+        return data
+
+    def read_out_data(self, length: int) -> bytes | None:
+        """The data stage of the OUT request just announced, or None when it was lost.
 
         GadgetFS completes an OUT data stage in the kernel, so the host may send its next
-        SETUP before this process has read the data; the read then fails with EIDRM and the
-        kernel treats the following read as the data stage of that next request. Such bytes
-        are kept in ``orphan`` and used when their SETUP event is read. A lost write is logged
-        and counted (``aborted``); the host saw it succeed.
+        SETUP before this process has read the data. The read then fails with EIDRM, the
+        value is lost (the host saw it succeed), and GadgetFS is already in the SETUP state of
+        the next request, whose event stays queued and cannot be read until that state ends.
+        poll() tells the next request's direction: an OUT request's data is read now and kept
+        for when its event comes; an IN request is answered with zeros at once (its wLength
+        truncates them) and its event skipped later. Each case is logged and counted.
         """
-        if self.orphan is not None and len(self.orphan) == s.length:
-            data, self.orphan = self.orphan, None
-            return data
         try:
-            return os.read(self.fd, s.length)
+            return os.read(self.fd, length)
         except OSError as exc:
             if exc.errno != errno.EIDRM:
                 raise
         self.aborted += 1
-        self.log(f"host sent its next request before the data of {s} was read; value lost")
-        # The next request is pending and GadgetFS is in its data stage. poll() tells whether
-        # it is an IN request (writable): its SETUP event is still queued, but unreadable until
-        # that stage ends, so it can only be stalled. An OUT request's data can be read now.
         writable = select.poll()
         writable.register(self.fd, select.POLLOUT)
-        if writable.poll(0):
-            self.log("stalling the request that overtook it")
-            with contextlib.suppress(OSError):
-                os.read(self.fd, 0)
-        else:
-            self.orphan = os.read(self.fd, MAX_CONTROL_DATA)
+        try:
+            if writable.poll(0):
+                self.log("host raced ahead of an OUT data stage; answering its IN request with 0s")
+                os.write(self.fd, bytes(MAX_CONTROL_DATA))
+                self.blind_answered = True
+            else:
+                self.log("host raced ahead of an OUT data stage; next OUT request read early")
+                self.orphan = os.read(self.fd, MAX_CONTROL_DATA)
+        except OSError as exc:
+            self.log(f"recovery after the race failed: {exc}")
         return None
 
     def standard(self, s: Setup) -> None:

@@ -8,6 +8,7 @@ the capture path; the capture runner's replay backend is the faithful host.
 
 from __future__ import annotations
 
+import errno
 import struct
 import time
 from dataclasses import dataclass
@@ -79,18 +80,30 @@ class HostSession:
 
     # The kernel already selected configuration 1; setting it again would reset the endpoints.
 
+    def _control(self, *args: object) -> object:
+        """One control transfer, retried once after a stall: the emulator may stall a request
+        that overtook an OUT data stage it had not read yet (see gadgetfs.Ep0Server)."""
+        import usb.core
+
+        try:
+            return self.dev.ctrl_transfer(*args)
+        except usb.core.USBError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            return self.dev.ctrl_transfer(*args)
+
     def write_csr(self, name: str, value: int) -> None:
         reg = REGISTERS_BY_NAME[name]
         req = CSR_REQUEST_64 if reg.width == 64 else CSR_REQUEST_32
         data = value.to_bytes(reg.width // 8, "little")
-        self.dev.ctrl_transfer(
+        self._control(
             REQTYPE_VENDOR_OUT, req, reg.address & 0xFFFF, reg.address >> 16, data, TIMEOUT_MS
         )
 
     def read_csr(self, name: str) -> int:
         reg = REGISTERS_BY_NAME[name]
         req = CSR_REQUEST_64 if reg.width == 64 else CSR_REQUEST_32
-        data = self.dev.ctrl_transfer(
+        data = self._control(
             REQTYPE_VENDOR_IN,
             req,
             reg.address & 0xFFFF,
