@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ class ScenarioSpec:
     pace: float = 0
     link_rate: float = 0
     count: int = 5
-    source: str | None = None  # a source capture: "conv_50" or "dense_300"
+    source: str | None = None  # "synthetic:NAME" or "real:NAME" (see source_capture)
     needs_capture_command: bool = False
 
 
@@ -52,13 +51,13 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         scenarios.PLAY, "dense_300", PACED_RATE, LINK_RATE, count=3
     ),
     "capture_conv_50": ScenarioSpec(
-        scenarios.CAPTURE, "conv_50", source="conv_50", needs_capture_command=True
+        scenarios.CAPTURE, "conv_50", source="synthetic:conv_50", needs_capture_command=True
     ),
     "capture_dense_300_usb_bound": ScenarioSpec(
         scenarios.CAPTURE,
         "dense_300",
         link_rate=LINK_RATE,
-        source="dense_300",
+        source="synthetic:dense_300",
         needs_capture_command=True,
     ),
     "capture_dense_300_paced": ScenarioSpec(
@@ -66,14 +65,24 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         "dense_300",
         PACED_RATE,
         LINK_RATE,
-        source="dense_300",
+        source="synthetic:dense_300",
+        needs_capture_command=True,
+    ),
+    "capture_real_conv_50": ScenarioSpec(
+        scenarios.CAPTURE, "conv_50", source="real:conv_50", needs_capture_command=True
+    ),
+    "capture_real_dense_300": ScenarioSpec(
+        scenarios.CAPTURE,
+        "dense_300",
+        link_rate=LINK_RATE,
+        source="real:dense_300",
         needs_capture_command=True,
     ),
     "fault_unplug": ScenarioSpec(
-        scenarios.UNPLUG, "conv_50", source="conv_50", needs_capture_command=True
+        scenarios.UNPLUG, "conv_50", source="synthetic:conv_50", needs_capture_command=True
     ),
     "fault_kill_dumpcap": ScenarioSpec(
-        scenarios.KILL_DUMPCAP, "conv_50", source="conv_50", needs_capture_command=True
+        scenarios.KILL_DUMPCAP, "conv_50", source="synthetic:conv_50", needs_capture_command=True
     ),
 }
 
@@ -84,27 +93,25 @@ def capture_command_missing() -> str | None:
     return None
 
 
-def source_capture(name: str, work: Path) -> Path | str:
-    """A capture to replay: the project's synthetic one, else the real one in ../shared."""
-    if importlib.util.find_spec("usbtrace.synthetic") is not None:
-        made = _synthetic_capture(name, work)
-        if made is not None:
-            return made
-    real = SHARED / "captures" / "real" / f"{name}.pcapng"
-    if real.exists():
-        return real
-    return f"no source capture for {name}: no synthetic generator and no {real}"
+SYNTHETIC_SOURCES = {
+    "conv_50": vm.REPO / "captures" / "sample-synthetic-conv.pcapng",
+    "dense_300": vm.REPO / "captures" / "sample-synthetic-dense.pcapng",
+}
 
 
-def _synthetic_capture(name: str, work: Path) -> Path | None:
-    out = work / f"synthetic_{name}.pcapng"
-    proc = subprocess.run(
-        ["python3", "-m", "usbtrace.synthetic", name, "-o", str(out)],
-        capture_output=True,
-        cwd=vm.REPO,
-        env={**os.environ, "PYTHONPATH": str(vm.REPO)},
+def source_capture(source: str) -> Path | str:
+    """The capture a scenario replays, or why there is none.
+
+    ``synthetic:NAME`` is the project's own committed sample, ``real:NAME`` the real capture in
+    ../shared (present only next to a checkout with the reference material).
+    """
+    origin, name = source.split(":")
+    path = (
+        SYNTHETIC_SOURCES[name]
+        if origin == "synthetic"
+        else (SHARED / "captures" / "real" / f"{name}.pcapng")
     )
-    return out if proc.returncode == 0 and out.exists() else None
+    return path if path.exists() else f"source capture {path} not found"
 
 
 @dataclass
@@ -189,7 +196,7 @@ def guest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             skipped[name] = why
             continue
         if spec.source is not None:
-            src = source_capture(spec.source, out)
+            src = source_capture(spec.source)
             if isinstance(src, str):
                 skipped[name] = src
                 continue

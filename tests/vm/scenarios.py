@@ -25,7 +25,7 @@ exit $rc
 # side against the emulator.
 CAPTURE = """
 tb_emulator_start {name} {emulator_args} || exit 12
-"$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --bus "$TB_BUS" \\
+"$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --warmup 0 --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err"
 rc=$?
 tb_emulator_stop
@@ -37,7 +37,8 @@ exit 0
 # Fault: the device is unplugged (the emulator ends) while the runner is replaying.
 UNPLUG = """
 tb_emulator_start {name} {emulator_args} || exit 12
-"$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --interval 1 --bus "$TB_BUS" \\
+"$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --warmup 0 --interval 1 \\
+  --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!
 tb_wait_for 60 grep -q "request 2 " "$OUT/{name}.emulator.log"
@@ -51,7 +52,8 @@ exit 0
 # Fault: dumpcap (the runner's child) is killed while the runner is replaying.
 KILL_DUMPCAP = """
 tb_emulator_start {name} {emulator_args} || exit 12
-"$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --interval 1 --bus "$TB_BUS" \\
+"$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --warmup 0 --interval 1 \\
+  --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!
 tb_wait_for 60 grep -q "request 2 " "$OUT/{name}.emulator.log"

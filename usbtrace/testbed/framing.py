@@ -53,10 +53,11 @@ def make_header(tag: Tag, length: int) -> bytes:
 
 
 class Pacer:
-    """Holds the consumption of one transfer to a rate in bytes per second.
+    """Holds the consumption of a transfer to a rate in bytes per second.
 
-    The clock restarts with every transfer, so idle time between transfers earns no credit.
-    A rate of 0 means as fast as the link delivers.
+    Every piece read costs ``n / rate`` seconds counted from when it arrived (or from when the
+    previous one was paid off, if later), so waiting for the host earns no credit and a burst
+    after an idle moment is held to the rate like the rest. A rate of 0 means no limit.
     """
 
     def __init__(
@@ -67,19 +68,18 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self.rate = 0.0
-        self._start = 0.0
-        self._done = 0
+        self._paid_until = 0.0
 
     def start(self, rate: float) -> None:
         self.rate = rate
-        self._start = self._clock()
-        self._done = 0
+        self._paid_until = self._clock()
 
     def consumed(self, n: int) -> None:
         if self.rate <= 0:
             return
-        self._done += n
-        wait = self._start + self._done / self.rate - self._clock()
+        now = self._clock()
+        self._paid_until = max(self._paid_until, now) + n / self.rate
+        wait = self._paid_until - now
         if wait > 0:
             self._sleep(wait)
 

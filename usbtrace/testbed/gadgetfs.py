@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import select
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,9 @@ REQ_SET_CONFIGURATION = 9
 REQ_SET_INTERFACE = 11
 
 MAX_CONTROL_DATA = 4096
+DATA_STAGE_WAIT_S = 2.0
+DATA_STAGE_POLL_S = 0.0002
+DATA_STAGE_SPIN_S = 0.005
 
 _SETUP_EVENT_TYPE = struct.pack("<I", EVENT_SETUP)
 _SETUP = struct.Struct("<BBHHH")
@@ -234,6 +239,29 @@ class Ep0Server:
             os.read(self.fd, length)  # the same bytes again; ends the data stage state
         return data
 
+    def _read_data_stage(self, length: int) -> bytes:
+        """Read an OUT data stage without blocking on it.
+
+        A blocking read waits for this request's data even when the host has meanwhile sent
+        another request (IN, say) whose data never comes: both would hang. Non-blocking, the
+        read says EAGAIN until the data is there, and EIDRM once another SETUP overtook it.
+        """
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            start = time.monotonic()
+            while True:
+                try:
+                    return os.read(self.fd, length)
+                except BlockingIOError:
+                    waited = time.monotonic() - start
+                    if waited > DATA_STAGE_WAIT_S:
+                        raise OSError(errno.ETIMEDOUT, "OUT data stage never came") from None
+                    # the data is normally there within microseconds: spin, yielding, at first
+                    time.sleep(0 if waited < DATA_STAGE_SPIN_S else DATA_STAGE_POLL_S)
+        finally:
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
+
     def read_out_data(self, length: int) -> bytes | None:
         """The data stage of the OUT request just announced, or None when it was lost.
 
@@ -246,8 +274,12 @@ class Ep0Server:
         truncates them) and its event skipped later. Each case is logged and counted.
         """
         try:
-            return os.read(self.fd, length)
+            return self._read_data_stage(length)
         except OSError as exc:
+            if exc.errno == errno.ETIMEDOUT:
+                self.aborted += 1
+                self.log("an OUT data stage never came; value lost")
+                return None
             if exc.errno != errno.EIDRM:
                 raise
         self.aborted += 1
@@ -260,7 +292,7 @@ class Ep0Server:
                 self.blind_answered = True
             else:
                 self.log("host raced ahead of an OUT data stage; next OUT request read early")
-                self.orphan = os.read(self.fd, MAX_CONTROL_DATA)
+                self.orphan = self._read_data_stage(MAX_CONTROL_DATA)
         except OSError as exc:
             self.log(f"recovery after the race failed: {exc}")
         return None
