@@ -63,8 +63,14 @@ tb_emulator_start() {
   TB_BUS="$(tb_device_bus)"
 }
 
+# A control reply still queued on EP0 when GadgetFS unbinds crashes 6.1's gadgetfs (ep0_complete
+# on a freed request). dummy_hcd drops stale EP0 requests when the next SETUP arrives, so a few
+# harmless requests (lsusb reads the string descriptors) clear the queue before the unplug.
+tb_ep0_flush() { lsusb -v -d 18d1:9302 >/dev/null 2>&1; }
+
 tb_emulator_stop() {
   [ -n "${TB_EMULATOR_PID:-}" ] || return 0
+  tb_ep0_flush
   kill -TERM "$TB_EMULATOR_PID" 2>/dev/null
   wait "$TB_EMULATOR_PID" 2>/dev/null
   TB_EMULATOR_PID=""

@@ -35,20 +35,22 @@ class ScenarioSpec:
     count: int = 5
     source: str | None = None  # "synthetic:NAME" or "real:NAME" (see source_capture)
     needs_capture_command: bool = False
+    # the pyusb player's pace checks, superseded by the capture runner's once it exists
+    until_capture_command: bool = False
 
 
-# dense_300 streams 2.8 MiB of parameters per inference. dummy_hcd's own rate swings between
-# about 10 and 75 MB/s under emulation, so the emulator stands in for a steady 8 MB/s link; paced
-# at 2 MB/s, the emulated device's compute sets the pace of the streamed parameters.
-LINK_RATE = 8_000_000
-PACED_RATE = 2_000_000
+# dense_300 streams 2.8 MiB of parameters per inference. dummy_hcd with the emulator moves 5 to
+# 75 MB/s under emulation, varying from URB to URB, so the emulator stands in for a steady 4 MB/s
+# link; paced at 1.5 MB/s, the emulated device's compute sets the pace of the streamed parameters.
+LINK_RATE = 4_000_000
+PACED_RATE = 1_500_000
 SCENARIOS: dict[str, ScenarioSpec] = {
     "play_conv_50": ScenarioSpec(scenarios.PLAY, "conv_50"),
     "play_dense_300_usb_bound": ScenarioSpec(
-        scenarios.PLAY, "dense_300", link_rate=LINK_RATE, count=5
+        scenarios.PLAY, "dense_300", link_rate=LINK_RATE, count=3, until_capture_command=True
     ),
     "play_dense_300_paced": ScenarioSpec(
-        scenarios.PLAY, "dense_300", PACED_RATE, LINK_RATE, count=3
+        scenarios.PLAY, "dense_300", PACED_RATE, LINK_RATE, count=2, until_capture_command=True
     ),
     "capture_conv_50": ScenarioSpec(
         scenarios.CAPTURE, "conv_50", source="synthetic:conv_50", needs_capture_command=True
@@ -194,6 +196,9 @@ def guest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         spec = SCENARIOS[name]
         if spec.needs_capture_command and (why := capture_command_missing()):
             skipped[name] = why
+            continue
+        if spec.until_capture_command and not capture_command_missing():
+            skipped[name] = "covered by the capture_dense_300_* end-to-end scenarios"
             continue
         if spec.source is not None:
             src = source_capture(spec.source)

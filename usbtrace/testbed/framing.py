@@ -19,7 +19,7 @@ from usbtrace.edgetpu.constants import HEADER_LEN, OUT_TAGS, Tag
 # enough that syscalls do not dominate.
 READ_PIECE = 256 * 1024
 # A paced transfer is taken in small pieces, so that its rate is smooth at URB scale.
-PACED_READ_PIECE = 32 * 1024
+PACED_READ_PIECE = 64 * 1024
 
 _HEADER = struct.Struct("<IB3s")
 
