@@ -270,3 +270,32 @@ def test_csv_and_per_inference(tmp_path, capsys):
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("file,device,model") and len(lines) == 1 + 1 + 2
     assert ",inference," in lines[3] and "compute-paced" in lines[3]
+
+
+# -- reconciliation with the compiled model (summarize --model) ---------------------------------
+
+
+def test_real_conv_50_reconciles_with_its_model(shared_file, capsys):
+    cap = str(shared_file("captures/real/conv_50.pcapng"))
+    model = str(shared_file("models/model_conv_128x128x3x32x7x50_edgetpu.tflite"))
+    rc, out, _ = run_cli(capsys, "summarize", "--model", model, cap)
+    assert rc == 0
+    assert out.splitlines()[1].rstrip().endswith("vs model")
+    assert out.splitlines()[2].rstrip().endswith("ok")
+    (s,) = summarize_file(cap, model=model)
+    assert s.reconciliation["ok"] and s.integrity.ok
+
+
+def test_wrong_model_is_an_integrity_problem(shared_file, capsys):
+    cap = str(shared_file("captures/real/dense_300.pcapng"))
+    model = str(shared_file("models/model_dense_2x2x3x100x100_edgetpu.tflite"))
+    (s,) = summarize_file(cap, model=model)
+    assert not s.integrity.ok
+    first = s.reconciliation["requests"][1]
+    # 300 vs 100 dense layers: the 200 extra layers' streamed parameters and instructions
+    assert first["parameters"]["difference"] == 2_662_400
+    assert first["instructions"]["difference"] == 390_624
+    assert s.reconciliation["requests"][0]["ok"]  # the caching request is the same
+    rc, out, _ = run_cli(capsys, "summarize", "--model", model, cap)
+    assert rc == 0  # analysed: the mismatch is reported, not a failure to read
+    assert "#1 instr +390,624, param +2,662,400" in out

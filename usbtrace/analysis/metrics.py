@@ -3,7 +3,8 @@
 Definitions (also in the README, and used exactly):
 * t_start: submit of the request's first bulk-OUT header URB; t_end: the later of its event's
   completion and its last output chunk's completion; latency = t_end - t_start.
-* parameter intervals: [submit, completion] of each parameter payload URB of the request;
+* parameter intervals: [submit, completion] of each parameter payload URB of an inference (a
+  parameter-caching request's parameters are cached, not streamed: overlap 0, no rate);
   stream_busy = length of their union; execution window = [completion of the last input payload
   URB, t_end]; overlap = length(union ∩ window) / length(window), 0 when nothing is streamed;
   stream_rate = streamed bytes / stream_busy.
@@ -19,10 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usbtrace.analysis.intervals import clipped_length, union_length
-from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Request, parameter_urbs
-from usbtrace.edgetpu.constants import Tag
+from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentation
+from usbtrace.edgetpu.constants import TAG_NAMES, Tag
+from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.formats.records import take
+from usbtrace.intervals import segmented_clipped_length, segmented_union_length
+
+TAG_NAMES_BY_VALUE = {int(k): v for k, v in TAG_NAMES.items()}
 
 PEAK_TRANSFER_MIN_BYTES = 256 * 1024
 USB_BOUND_FRACTION = 0.8
@@ -32,7 +37,7 @@ VERDICT_NONE = "no-streaming"
 VERDICT_NA = "n/a"  # not an inference
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestMetrics:
     index: int
     kind: str
@@ -91,58 +96,105 @@ class RequestMetrics:
         return out
 
 
-def request_metrics(trace: EdgeTpuTrace, r: Request) -> RequestMetrics:
-    problems: list[str] = []
-    headers = [t.t_submit_ns for t in r.transfers if t.t_submit_ns]
-    chunks = trace.output_chunks[r.chunk_rows] if r.chunk_rows else trace.output_chunks[:0]
-    ends = [int(chunks["t_ns"].max())] if len(chunks) else []
-    if r.event is not None:
-        ends.append(r.event.t_ns)
-    else:
-        problems.append("no completion event (capture ended mid-request?)")
-    t_start = min(headers) if headers else (min(ends) if ends else 0)
-    t_end = max(ends) if ends else max((t.t_complete_ns for t in r.transfers), default=t_start)
-    for t in r.transfers:
-        if t.problem:
-            problems.append(f"{t.tag_name} transfer (frame {t.header_frame}): {t.problem}")
-        elif not t.complete:
-            problems.append(f"{t.tag_name} transfer (frame {t.header_frame}) did not complete")
+def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestMetrics]:
+    """Metrics of every request of a trace, computed on arrays (see the module docstring)."""
+    n = seg.n_requests
+    tab = trace.table
+    treq = seg.transfer_request
+    big = np.iinfo(np.int64).max
+    t_start = np.full(n, big, dtype=np.int64)
+    sub = tab["t_submit_ns"] > 0
+    np.minimum.at(t_start, treq[sub], tab["t_submit_ns"][sub])
+    chunks = trace.output_chunks
+    has_c = seg.chunk_request >= 0
+    creq = seg.chunk_request[has_c]
+    out_bytes = np.bincount(creq, weights=chunks["length"][has_c], minlength=n).astype(np.int64)
+    t_end = np.zeros(n, dtype=np.int64)
+    np.maximum.at(t_end, creq, chunks["t_ns"][has_c])
+    ev_t = np.array([e.t_ns for e in seg.events], dtype=np.int64)
+    t_end[: len(ev_t)] = np.maximum(t_end[: len(ev_t)], ev_t)
+    last_done = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last_done, treq, tab["t_complete_ns"])
+    t_end = np.where(t_end == 0, last_done, t_end)
+    t_start = np.where(t_start == big, t_end, t_start)
+    t_end = np.maximum(t_end, t_start)
 
-    params = parameter_urbs(trace, r)
-    done = params[params["c_frame"] > 0]
-    streamed = r.bytes_by_tag(Tag.PARAMETERS)
-    busy = union_length(done["s_ts"], done["c_ts"]) if len(done) else 0
-    inputs = [t.t_complete_ns for t in r.transfers if t.tag == Tag.INPUT and t.t_complete_ns]
-    window_lo = max(inputs) if inputs else t_start
-    window = max(t_end - window_lo, 0)
-    overlap = 0.0
-    if streamed and window and len(done):
-        overlap = clipped_length(done["s_ts"], done["c_ts"], window_lo, t_end) / window
-    rate = streamed * NS / busy if streamed and busy else None
-    return RequestMetrics(
-        index=r.index,
-        kind=r.kind,
-        t_start_ns=t_start,
-        t_end_ns=t_end,
-        instructions=r.bytes_by_tag(Tag.INSTRUCTIONS),
-        input=r.bytes_by_tag(Tag.INPUT),
-        parameters=streamed,
-        output=int(chunks["length"].sum()) if len(chunks) else 0,
-        overlap=overlap,
-        stream_busy_ns=busy,
-        stream_rate_Bps=rate,
-        exec_window_ns=window,
-        has_event=r.event is not None,
-        problems=problems,
+    # parameter payload URBs that completed, grouped by request
+    u = trace.out_urbs
+    is_param = (u["role"] == ROLE_PAYLOAD) & (u["tidx"] >= 0) & (u["c_frame"] > 0)
+    is_param[is_param] = tab["tag"][u["tidx"][is_param]] == Tag.PARAMETERS
+    pu = take(u, np.flatnonzero(is_param))
+    group = treq[pu["tidx"]]
+    busy = segmented_union_length(group, pu["s_ts"], pu["c_ts"], n)
+    window_lo = np.where(seg.input_done_ns > 0, seg.input_done_ns, t_start)
+    window_lo = np.minimum(window_lo, t_end)
+    window = t_end - window_lo
+    inside = segmented_clipped_length(group, pu["s_ts"], pu["c_ts"], window_lo, t_end)
+    streamed = seg.bytes_by_tag[:, Tag.PARAMETERS]
+    # only an inference streams: a caching request's parameters are cached, so its overlap is 0
+    # and it has no stream rate (its big transfers still count towards link_peak_out)
+    inference = seg.has_tag[:, Tag.INPUT]
+    busy = np.where(inference, busy, 0)
+    inside = np.where(inference, inside, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        overlap = np.where(
+            inference & (streamed > 0) & (window > 0), inside / np.maximum(window, 1), 0.0
+        )
+        rate = np.where(
+            inference & (streamed > 0) & (busy > 0), streamed * NS / np.maximum(busy, 1), np.nan
+        )
+
+    problems: dict[int, list[str]] = {}
+    bad = np.flatnonzero(~tab["complete"])
+    for i in bad.tolist():
+        r = int(treq[i])
+        why = trace.transfer_problems.get(i, "did not complete")
+        name = TAG_NAMES_BY_VALUE.get(int(tab["tag"][i]), f"tag{int(tab['tag'][i])}")
+        problems.setdefault(r, []).append(
+            f"{name} transfer (frame {int(tab['header_frame'][i])}): {why}"
+        )
+    for r in range(len(seg.events), n):
+        problems.setdefault(r, []).insert(0, "no completion event (capture ended mid-request?)")
+
+    by_tag = seg.bytes_by_tag
+    n_events = len(seg.events)
+    rate_l = rate.tolist()
+    cols = zip(
+        t_start.tolist(),
+        t_end.tolist(),
+        by_tag[:, Tag.INSTRUCTIONS].tolist(),
+        by_tag[:, Tag.INPUT].tolist(),
+        streamed.tolist(),
+        out_bytes.tolist(),
+        overlap.tolist(),
+        busy.tolist(),
+        window.tolist(),
     )
+    return [
+        RequestMetrics(
+            index=r,
+            kind=seg.kind(r),
+            t_start_ns=ts,
+            t_end_ns=te,
+            instructions=ins,
+            input=inp,
+            parameters=par,
+            output=outb,
+            overlap=ov,
+            stream_busy_ns=bz,
+            stream_rate_Bps=None if rate_l[r] != rate_l[r] else rate_l[r],  # NaN: none
+            exec_window_ns=win,
+            has_event=r < n_events,
+            problems=problems.get(r, []),
+        )
+        for r, (ts, te, ins, inp, par, outb, ov, bz, win) in enumerate(cols)
+    ]
 
 
 def link_peak_out(trace: EdgeTpuTrace, metrics: list[RequestMetrics]) -> float | None:
-    rates = [
-        t.length * NS / t.busy_ns
-        for t in trace.transfers
-        if t.length >= PEAK_TRANSFER_MIN_BYTES and t.busy_ns > 0 and t.complete
-    ]
+    tab = trace.table
+    ok = (tab["length"] >= PEAK_TRANSFER_MIN_BYTES) & (tab["busy_ns"] > 0) & tab["complete"]
+    rates = (tab["length"][ok] * NS / tab["busy_ns"][ok]).tolist()
     rates += [m.stream_rate_Bps for m in metrics if m.kind == KIND_INFERENCE and m.stream_rate_Bps]
     return max(rates) if rates else None
 

@@ -10,13 +10,16 @@ The rules (README, "Definitions"), and why:
   request before it has all of its data.
 * An output chunk belongs to the latest request whose last input payload URB completed before the
   chunk completed.
-Transfers completing after the last event form a trailing request without an event (a capture
-stopped mid-request); it is reported, and flagged.
+Transfers that never completed, or completed after the last event, form a trailing request
+without an event (a capture stopped mid-request); it is reported, and flagged.
+
+Everything is computed on the trace's arrays; ``Request`` objects are thin views for callers
+that want to walk one request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,79 +30,123 @@ from usbtrace.edgetpu.trace import EdgeTpuTrace, Event, LogicalTransfer
 KIND_INFERENCE = "inference"
 KIND_CACHING = "parameter-caching"
 KIND_OTHER = "other"
+NTAGS = 8
+
+
+@dataclass
+class Segmentation:
+    events: list[Event]  # the closing events, in request order
+    n_requests: int  # len(events), plus one trailing request when needed
+    transfer_request: np.ndarray  # per transfer: its request index
+    chunk_request: np.ndarray  # per output chunk: its request index, -1 for none
+    bytes_by_tag: np.ndarray  # (requests, 8): sum of header lengths per tag
+    has_tag: np.ndarray  # (requests, 8): a transfer of that tag is present
+    input_done_ns: np.ndarray  # per request: last input payload completion, 0 if none
+
+    def kind(self, r: int) -> str:
+        if self.has_tag[r, Tag.INPUT]:
+            return KIND_INFERENCE
+        if self.has_tag[r, Tag.PARAMETERS]:
+            return KIND_CACHING
+        return KIND_OTHER
 
 
 @dataclass
 class Request:
+    """One request, as a view over the trace (objects are built on demand)."""
+
     index: int
     event: Event | None
-    transfers: list[LogicalTransfer] = field(default_factory=list)
-    chunk_rows: list[int] = field(default_factory=list)  # indices into trace.output_chunks
+    transfer_ids: np.ndarray
+    chunk_rows: np.ndarray
+    kind: str
+    _trace: EdgeTpuTrace
+
+    @property
+    def transfers(self) -> list[LogicalTransfer]:
+        all_t = self._trace.transfers
+        return [all_t[i] for i in self.transfer_ids.tolist()]
 
     @property
     def tags(self) -> set[int]:
-        return {t.tag for t in self.transfers}
-
-    @property
-    def kind(self) -> str:
-        tags = self.tags
-        if Tag.INPUT in tags:
-            return KIND_INFERENCE
-        if Tag.PARAMETERS in tags:
-            return KIND_CACHING
-        return KIND_OTHER
+        return set(self._trace.table["tag"][self.transfer_ids].tolist())
 
     def bytes_by_tag(self, tag: int) -> int:
-        return sum(t.length for t in self.transfers if t.tag == tag)
+        t = self._trace.table[self.transfer_ids]
+        return int(t["length"][t["tag"] == tag].sum())
 
 
-def _done_ns(t: LogicalTransfer) -> int:
-    """When the device had all of the transfer (or, incomplete, its submit as a lower bound)."""
-    return t.t_complete_ns or t.t_submit_ns
-
-
-def segment(trace: EdgeTpuTrace) -> list[Request]:
+def segment_arrays(trace: EdgeTpuTrace) -> Segmentation:
     events = sorted(
         (e for e in trace.events if e.tag == Tag.INTERRUPT0), key=lambda e: (e.t_ns, e.frame)
     )
-    requests = [Request(i, e) for i, e in enumerate(events)]
     ev_t = np.array([e.t_ns for e in events], dtype=np.int64)
-    trailing: Request | None = None
-    for t in trace.transfers:
-        k = int(np.searchsorted(ev_t, _done_ns(t), "left")) if t.t_complete_ns else len(events)
-        if k < len(requests):
-            requests[k].transfers.append(t)
-        else:
-            if trailing is None:
-                trailing = Request(len(requests), None)
-            trailing.transfers.append(t)
-    if trailing is not None:
-        requests.append(trailing)
-    # outputs: the latest request whose input had fully arrived before the chunk completed
-    input_done = []
-    for r in requests:
-        ins = [t.t_complete_ns for t in r.transfers if t.tag == Tag.INPUT and t.t_complete_ns]
-        if ins:
-            input_done.append((max(ins), r.index))
-    input_done.sort()
-    done_t = np.array([d for d, _ in input_done], dtype=np.int64)
+    tab = trace.table
+    done = tab["t_complete_ns"]
+    treq = np.searchsorted(ev_t, done, "left")
+    treq[done == 0] = len(events)
+    n = len(events) + (1 if (treq == len(events)).any() else 0)
+    tag = np.clip(tab["tag"], 0, NTAGS - 1)
+    flat = treq * NTAGS + tag
+    by_tag = np.bincount(flat, weights=tab["length"], minlength=n * NTAGS)
+    by_tag = by_tag.reshape(n, NTAGS).astype(np.int64)
+    present = np.bincount(flat, minlength=n * NTAGS).reshape(n, NTAGS) > 0
+    inputs = (tab["tag"] == Tag.INPUT) & (done > 0)
+    input_done = np.zeros(n, dtype=np.int64)
+    np.maximum.at(input_done, treq[inputs], done[inputs])
+    # output chunks: the latest request whose input had fully arrived before the chunk completed
+    have = np.flatnonzero(input_done > 0)
+    order = have[np.argsort(input_done[have], kind="stable")]
     chunks = trace.output_chunks
-    if len(chunks) and len(done_t):
-        k = np.searchsorted(done_t, chunks["t_ns"], "left") - 1
-        for row, kk in enumerate(k.tolist()):
-            if kk >= 0:
-                requests[input_done[kk][1]].chunk_rows.append(row)
-    return requests
+    creq = np.full(len(chunks), -1, dtype=np.int64)
+    if len(chunks) and len(order):
+        k = np.searchsorted(input_done[order], chunks["t_ns"], "left") - 1
+        creq = np.where(k >= 0, order[np.maximum(k, 0)], -1)
+    return Segmentation(events, n, treq, creq, by_tag, present, input_done)
+
+
+def segment(trace: EdgeTpuTrace) -> list[Request]:
+    """The requests of a trace as objects (see ``segment_arrays`` for the vectorised form)."""
+    seg = segment_arrays(trace)
+    t_order = np.argsort(seg.transfer_request, kind="stable")
+    t_bounds = np.searchsorted(seg.transfer_request[t_order], np.arange(seg.n_requests + 1))
+    c_sel = np.flatnonzero(seg.chunk_request >= 0)
+    c_order = c_sel[np.argsort(seg.chunk_request[c_sel], kind="stable")]
+    c_bounds = np.searchsorted(seg.chunk_request[c_order], np.arange(seg.n_requests + 1))
+    return [
+        Request(
+            index=r,
+            event=seg.events[r] if r < len(seg.events) else None,
+            transfer_ids=t_order[t_bounds[r] : t_bounds[r + 1]],
+            chunk_rows=c_order[c_bounds[r] : c_bounds[r + 1]],
+            kind=seg.kind(r),
+            _trace=trace,
+        )
+        for r in range(seg.n_requests)
+    ]
 
 
 def parameter_urbs(trace: EdgeTpuTrace, request: Request) -> np.ndarray:
     """Rows of ``trace.out_urbs`` that carry this request's parameter payload."""
-    ids = [t.index for t in request.transfers if t.tag == Tag.PARAMETERS]
-    if not ids:
-        return trace.out_urbs[:0]
+    tab = trace.table
+    ids = request.transfer_ids[tab["tag"][request.transfer_ids] == Tag.PARAMETERS]
     u = trace.out_urbs
     return u[np.isin(u["tidx"], ids) & (u["role"] == ROLE_PAYLOAD)]
 
 
-def unassigned_chunks(trace: EdgeTpuTrace, requests: list[Request]) -> int:
-    return len(trace.output_chunks) - sum(len(r.chunk_rows) for r in requests)
+def unassigned_chunks(seg: Segmentation) -> int:
+    return int(np.count_nonzero(seg.chunk_request < 0))
+
+
+def tag_sequences(trace: EdgeTpuTrace, seg: Segmentation) -> list[list[tuple[int, int]]]:
+    """Per request, its bulk-OUT (tag, length) sequence in submit order (for the DMA hints)."""
+    tab = trace.table
+    order = np.argsort(seg.transfer_request, kind="stable")  # transfer index order within each
+    out: list[list[tuple[int, int]]] = [[] for _ in range(seg.n_requests)]
+    for r, tag, length in zip(
+        seg.transfer_request[order].tolist(),
+        tab["tag"][order].tolist(),
+        tab["length"][order].tolist(),
+    ):
+        out[r].append((tag, length))
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +9,24 @@ from pathlib import Path
 from usbtrace.analysis.metrics import (
     VERDICT_NA,
     RequestMetrics,
+    all_request_metrics,
     apply_verdicts,
     link_peak_out,
     percentile,
-    request_metrics,
 )
-from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, segment, unassigned_chunks
+from usbtrace.analysis.requests import (
+    KIND_CACHING,
+    KIND_INFERENCE,
+    segment_arrays,
+    tag_sequences,
+    unassigned_chunks,
+)
 from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.formats.metadata import CaptureMetadata
+from usbtrace.models.catalog import model_for_capture, parse_model_name
+from usbtrace.models.expectations import reconcile_requests
+from usbtrace.models.inspect import ModelSummary, inspect_model
 
 
 @dataclass
@@ -136,19 +144,18 @@ class CaptureSummary:
         }
 
 
-_MODEL_IN_NAME = re.compile(r"(conv|dense|mobilenet_v1|mobilenet_v2|ssd_mobilenet_v1)[_x\d]*", re.I)
-
-
 def model_name(decoded: DecodedCapture) -> str | None:
-    """The model named by the capture's metadata, else a catalog-like name in the file name."""
+    """The model named by the capture's metadata, else a catalog name read from the file name."""
     if decoded.metadata and decoded.metadata.model:
         return decoded.metadata.model
-    m = _MODEL_IN_NAME.search(Path(decoded.path).stem)
-    return m.group(0).rstrip("_x") if m else None
+    parsed = parse_model_name(Path(decoded.path).stem)
+    return f"{parsed[0]}_{parsed[1]}" if parsed else None
 
 
 def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
-    first_out = min((t.t_submit_ns for t in trace.transfers if t.t_submit_ns), default=None)
+    submits = trace.table["t_submit_ns"]
+    submits = submits[submits > 0]
+    first_out = int(submits.min()) if len(submits) else None
     last_event = max((e.t_ns for e in trace.events), default=None)
     opening = [c for c in trace.csr if first_out is None or c.t_ns < first_out]
     closing = [c for c in trace.csr if last_event is not None and c.t_ns > last_event]
@@ -185,12 +192,32 @@ def _integrity(
     return Integrity(problems)
 
 
-def summarize_trace(decoded: DecodedCapture, trace: EdgeTpuTrace) -> CaptureSummary:
-    requests = segment(trace)
-    metrics = [request_metrics(trace, r) for r in requests]
+def _reconcile(
+    trace: EdgeTpuTrace,
+    seg: object,
+    metrics: list[RequestMetrics],
+    model: ModelSummary,
+    integrity: Integrity,
+) -> dict:
+    """Compare every request's bytes (and bulk-OUT order) with the compiled model's."""
+    sequences = dict(enumerate(tag_sequences(trace, seg)))
+    result = reconcile_requests(model, metrics, sequences)
+    integrity.problems.extend(f"model: {p}" for p in result.problems())
+    return result.to_json()
+
+
+def summarize_trace(
+    decoded: DecodedCapture, trace: EdgeTpuTrace, model: ModelSummary | None = None
+) -> CaptureSummary:
+    seg = segment_arrays(trace)
+    metrics = all_request_metrics(trace, seg)
     peak = link_peak_out(trace, metrics)
     apply_verdicts(metrics, peak)
     _align_host(metrics, decoded.metadata)
+    integrity = _integrity(decoded, trace, metrics, unassigned_chunks(seg))
+    reconciliation = None
+    if model is not None and model.compiled:
+        reconciliation = _reconcile(trace, seg, metrics, model, integrity)
     fw = trace.firmware
     return CaptureSummary(
         file=decoded.path,
@@ -199,7 +226,8 @@ def summarize_trace(decoded: DecodedCapture, trace: EdgeTpuTrace) -> CaptureSumm
         model=model_name(decoded),
         requests=metrics,
         link_peak_out_Bps=peak,
-        integrity=_integrity(decoded, trace, metrics, unassigned_chunks(trace, requests)),
+        integrity=integrity,
+        reconciliation=reconciliation,
         csr=_csr_counts(trace),
         metadata=decoded.metadata,
         firmware=None
@@ -216,7 +244,18 @@ def summarize_trace(decoded: DecodedCapture, trace: EdgeTpuTrace) -> CaptureSumm
     )
 
 
-def summarize_file(path: str | Path, device: str | None = None) -> list[CaptureSummary]:
-    """One summary per Edge TPU in the file; a broken tail is reported, the prefix still used."""
+def summarize_file(
+    path: str | Path, device: str | None = None, model: str | Path | None = None
+) -> list[CaptureSummary]:
+    """One summary per Edge TPU in the file; a broken tail is reported, the prefix still used.
+
+    ``model`` (a compiled file or catalog name) is reconciled with every request; without it,
+    the model named by the capture's metadata is used when it is at hand.
+    """
     decoded = decode_capture(path, device, partial_ok=True)
-    return [summarize_trace(decoded, t) for t in decoded.devices]
+    meta = decoded.metadata
+    model_path = model_for_capture(
+        model, meta.model_path if meta else None, meta.model if meta else None
+    )
+    summary = inspect_model(model_path) if model_path else None
+    return [summarize_trace(decoded, t, summary) for t in decoded.devices]

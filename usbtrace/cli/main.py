@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from usbtrace import __version__
+from usbtrace.cli.allocator import tune_allocator
 from usbtrace.errors import UsbtraceError
 
 # Order is the order in --help.
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_allocator()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

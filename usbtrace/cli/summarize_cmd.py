@@ -11,6 +11,7 @@ from pathlib import Path
 from usbtrace.analysis.summary import CaptureSummary, summarize_file
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.errors import InputError, UsageError
+from usbtrace.report.size_table import emit_by_size
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
 DESCRIPTION = """\
@@ -35,6 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON document (see README)")
     p.add_argument("--csv", metavar="PATH", help="also write per-request rows as CSV")
     p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
+    p.add_argument(
+        "--by-size",
+        action="store_true",
+        help="one row per model family, size and label: compiled and streamed MiB, median "
+        "latency, speed-up over the CPU, operations and ops/s (with --json/--csv: that table)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE|NAME",
+        help="compiled *_edgetpu.tflite (or catalog name) to reconcile every request's bytes "
+        "with; default: the model named in the capture's metadata, when it is at hand",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,7 +63,9 @@ def _progress(files: list[Path]):
     return Progress(transient=True, console=None)
 
 
-def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary], list[str]]:
+def analyse(
+    files: list[Path], device: str | None, model: str | None = None
+) -> tuple[list[CaptureSummary], list[str]]:
     summaries: list[CaptureSummary] = []
     failures: list[str] = []
     progress = _progress(files)
@@ -63,7 +78,7 @@ def analyse(files: list[Path], device: str | None) -> tuple[list[CaptureSummary]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a cut file is reported in its integrity
                 try:
-                    found = summarize_file(f, device)
+                    found = summarize_file(f, device, model)
                 except InputError as exc:
                     failures.append(str(exc))
                     found = []
@@ -83,16 +98,20 @@ def run(args: argparse.Namespace) -> int:
     files, missing = expand_inputs(args.files)
     if not files:
         raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, args.device)
+    summaries, failures = analyse(files, args.device, args.model)
     failures = missing + failures
     summaries.sort(key=sort_key)
     for f in failures:
         print(f"usbtrace: {f}", file=sys.stderr)
+    if args.by_size:
+        emit_by_size(summaries, as_json=args.json, csv_path=args.csv, stream=sys.stdout)
+        return 2 if not summaries else 1 if failures else 0
     if args.csv:
         with open(args.csv, "w", newline="") as stream:
             write_csv(summaries, stream)
     if args.json:
-        json.dump({"captures": [s.to_json() for s in summaries]}, sys.stdout, indent=1)
+        # compact: json.dumps with indent=None uses the C encoder (10x faster on big captures)
+        sys.stdout.write(json.dumps({"captures": [s.to_json() for s in summaries]}))
         sys.stdout.write("\n")
     elif summaries:
         print_summary_table(summaries, per_request=args.per_inference)

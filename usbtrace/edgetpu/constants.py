@@ -43,6 +43,10 @@ OUTPUT_READS_QUEUED = 8  # 0x81 reads kept pending (TFLite delegate and the 2019
 USB_TIMEOUT_MS = 6000  # libusb timeout: pending reads complete with -2 after this and are re-posted
 # the only event seen on real captures: tag 4 (request finished), no address, no length
 EVENT_REQUEST_DONE = bytes(12) + bytes([4, 0, 0, 0])
+# every instruction chunk seen starts so (inferred from 14 distinct chunks, protocol §3.4)
+INSTRUCTION_CHUNK_SIGNATURE = b"\x80\x0f\x00"
+# an output layer arrives rounded up to a multiple of this (the 1-byte study output is 8 B)
+OUTPUT_PAD_MULTIPLE = 8
 
 
 class Tag(IntEnum):
@@ -71,6 +75,14 @@ TAG_NAMES = {
 OUT_TAGS = (Tag.INSTRUCTIONS, Tag.INPUT, Tag.PARAMETERS)  # tags a bulk-OUT header may carry
 HEADER_TAGS = tuple(range(8))  # any valid tag value; high nibble and bytes 5-7 must be zero
 COMPLETION_TAG = Tag.INTERRUPT0
+
+# Byte layout inside the 8-byte header and the 16-byte event (offsets from their first byte).
+HEADER_LENGTH_OFFSET = 0  # u32 LE: length of the whole logical transfer
+HEADER_TAG_OFFSET = 4  # tag in the low nibble; the high nibble and bytes 5-7 are zero
+EVENT_ADDRESS_OFFSET = 0  # u64 LE device address of the DMA (0 for interrupts)
+EVENT_LENGTH_OFFSET = 8  # u32 LE (0 for interrupts)
+EVENT_TAG_OFFSET = 12  # tag in the low nibble
+TAG_MASK = 0x0F
 
 # multi-EP mode: the endpoint replaces the header's tag
 MULTI_EP_TAG_BY_ENDPOINT = {
@@ -297,6 +309,9 @@ class DfuRequest(IntEnum):
     ABORT = 6
 
 
+DFU_STATUS_STATUS_OFFSET = 0
+DFU_STATUS_STATE_OFFSET = 4
+
 FIRMWARE_SINGLE_EP_BYTES = 10_783  # apex_latest_single_ep.bin
 FIRMWARE_MULTI_EP_BYTES = 12_117  # apex_latest_multi_ep.bin
 DFU_TRANSFER_SIZE = 256  # wTransferSize seen in a libusb call trace (never in a usbmon capture)
@@ -325,3 +340,47 @@ HUB_IDS_2019 = (0x0BDA, 0x0411)  # the Realtek hub between host and accelerator 
 # usbmon has no speed field; these are the names usbtrace reports.
 LINK_SPEEDS = ("super", "high", "full", "low")
 LINK_SPEED_BY_BCD_USB_MAJOR = {3: "super", 2: "high", 1: "full"}
+
+# --- compiled model files (libedgetpu executable.fbs; read from real *_edgetpu.tflite files) ----
+
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"  # TFLite custom op code that carries the package
+PACKAGE_IDENTIFIER = b"DWN1"  # flatbuffer file identifier of the package
+# keys of the custom op's FlexBuffer options map
+CUSTOM_OPTION_VERSION = "1"
+CUSTOM_OPTION_CHIP = "2"  # 2019 compilers only ("beagle")
+CUSTOM_OPTION_PACKAGE = "4"  # the package, stored as a FlexBuffer string of raw bytes
+CUSTOM_OPTION_EXECUTION_PREFERENCE = "5"
+CHIP_NAME = "beagle"
+
+
+class ExecutableType(IntEnum):
+    """``Executable.type``: one executable in a package runs stand-alone whatever its type."""
+
+    STANDALONE = 0
+    PARAMETER_CACHING = 1
+    EXECUTION_ONLY = 2
+
+
+class DmaHintKind(IntEnum):
+    """``DmaHint.any_hint`` union type: what the runtime moves next."""
+
+    DESCRIPTOR = 1  # INPUT/PARAMETER -> a tagged bulk-OUT transfer, OUTPUT -> bulk IN 0x81
+    INSTRUCTION = 2  # a tag-0 transfer of one instruction bitstream
+    INTERRUPT = 3  # wait for the tag 4+k event
+    FENCE = 4  # nothing on the wire
+
+
+class DmaDescriptorKind(IntEnum):
+    """``Meta.desc`` of a DMA descriptor hint."""
+
+    OUTPUT = 0
+    INPUT = 1
+    PARAMETER = 2
+    SCRATCH = 3
+
+
+# --- usbtrace's own emulated device -------------------------------------------------------------
+
+# Serial string of the VM testbed's emulated Edge TPU: the replay backend zero-fills cut payloads
+# only for a device that says it is this emulator, never for a real chip.
+EMULATOR_SERIAL = "usbtrace-emulator"

@@ -7,6 +7,9 @@ arrays; the per-transfer view is assembled once at the end.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,24 +27,23 @@ from usbtrace.edgetpu.constants import (
     EVENT_LEN,
     OUTFEED_CHUNK_HIGHSPEED,
     OUTFEED_CHUNK_SUPERSPEED,
-    Tag,
 )
 from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
 from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_PAYLOAD, OutFramer
 from usbtrace.edgetpu.trace import (
     OUT_URB,
     OUTPUT_CHUNK,
+    TRANSFER,
     EdgeTpuTrace,
     Event,
     FirmwareDownload,
     Interrupt,
-    LogicalTransfer,
-    Output,
 )
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
-from usbtrace.formats.records import RecordBatch
+from usbtrace.formats.records import RecordBatch, concat_rows, endpoint_sums, take
+from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
     DT_DEVICE,
@@ -162,7 +164,7 @@ class Decoder:
             self.first_ts = int(recs["ts_ns"][0])
         self.last_ts = max(self.last_ts, int(recs["ts_ns"].max()))
         h = recs["hdr"]
-        self._stats(h)
+        self._stats(recs)
         devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
         for key in np.unique(devkey).tolist():
             d = self.dev(key >> 8, key & 0xFF)
@@ -175,23 +177,12 @@ class Decoder:
         self._frame_out(recs, devkey)
         self._urbs(urbs)
 
-    def _stats(self, h: np.ndarray) -> None:
-        key = (
-            h["busnum"].astype(np.int64) << 24
-            | h["devnum"].astype(np.int64) << 16
-            | h["epnum"].astype(np.int64) << 8
-            | h["type"]
-        )
-        uniq, inv = np.unique(key, return_inverse=True)
-        counts = np.bincount(inv)
-        ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
-        dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
-        for k, c, u, dl in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist()):
-            t = (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF)
-            s = self.stats.setdefault(t, [0, 0, 0])
-            s[0] += c
-            s[1] += int(u)
-            s[2] += int(dl)
+    def _stats(self, records: np.ndarray) -> None:
+        for key, count, urb_len, data_len in endpoint_sums(records):
+            s = self.stats.setdefault(key, [0, 0, 0])
+            s[0] += count
+            s[1] += urb_len
+            s[2] += data_len
 
     def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
         for u in urbs:
@@ -223,7 +214,7 @@ class Decoder:
             if d.abandoned:
                 continue
             m = sel & (devkey == key)
-            r = recs[m]
+            r = take(recs, np.flatnonzero(m))
             rh = r["hdr"]
             d.framer.feed(r["frame"], rh["epnum"], rh["urb_len"], r["caplen"], r["head"])
             f = d.framer
@@ -236,7 +227,7 @@ class Decoder:
         devkey = urbs["bus"].astype(np.int64) << 8 | urbs["dev"]
         for key in np.unique(devkey).tolist():
             d = self.dev(key >> 8, key & 0xFF)
-            u = urbs[devkey == key]
+            u = take(urbs, np.flatnonzero(devkey == key)) if len(self.devices) > 1 else urbs
             d.orphan_completions += int(np.count_nonzero(u["s_frame"] == 0))
             bulk = u["xfer"] == XFER_BULK
             ok = (u["c_frame"] > 0) & (u["status"] == 0)
@@ -250,7 +241,7 @@ class Decoder:
                     d.errors[msg] = d.errors.get(msg, 0) + 1
             if d.abandoned:
                 continue
-            out = u[bulk & (u["ep"] < 0x80)]
+            out = take(u, np.flatnonzero(bulk & (u["ep"] < 0x80)))
             if len(out):
                 rows = np.zeros(len(out), dtype=OUT_URB)
                 for name in ("s_frame", "s_ts", "c_frame", "c_ts", "status"):
@@ -259,25 +250,29 @@ class Decoder:
                 d.out.append(rows)
             m = bulk & ok & (u["ep"] == EP_OUTPUT_IN) & (u["c_len"] > 0)
             if m.any():
-                c = u[m]
+                c = take(u, np.flatnonzero(m))
                 rows = np.zeros(len(c), dtype=OUTPUT_CHUNK)
                 rows["frame"], rows["t_ns"] = c["c_frame"], c["c_ts"]
                 rows["length"], rows["asked"], rows["s_ts"] = c["c_len"], c["s_len"], c["s_ts"]
                 d.chunks.append(rows)
-            for e in u[bulk & ok & (u["ep"] == EP_EVENT_IN)]:
-                if int(e["c_len"]) < EVENT_LEN or int(e["c_cap"]) < EVENT_LEN:
-                    d.errors["event shorter than 16 bytes or not captured"] = (
-                        d.errors.get("event shorter than 16 bytes or not captured", 0) + 1
-                    )
-                    continue
-                raw = bytes(e["c_head"][:EVENT_LEN].tolist())
-                d.events.append(
-                    Event(
-                        int(e["c_frame"]),
-                        int(e["c_ts"]),
-                        raw[12] & 0x0F,
-                        int.from_bytes(raw[0:8], "little"),
-                        int.from_bytes(raw[8:12], "little"),
+            ev = take(u, np.flatnonzero(bulk & ok & (u["ep"] == EP_EVENT_IN)))
+            if len(ev):
+                good = (ev["c_len"] >= EVENT_LEN) & (ev["c_cap"] >= EVENT_LEN)
+                if not good.all():
+                    msg = "event shorter than 16 bytes or not captured"
+                    d.errors[msg] = d.errors.get(msg, 0) + int(np.count_nonzero(~good))
+                ev = ev[good]
+                raw = np.ascontiguousarray(ev["c_head"][:, :EVENT_LEN])
+                address = raw[:, :8].copy().view("<u8").reshape(len(ev))
+                length = raw[:, 8:12].copy().view("<u4").reshape(len(ev))
+                d.events.extend(
+                    map(
+                        Event,
+                        ev["c_frame"].tolist(),
+                        ev["c_ts"].tolist(),
+                        (raw[:, 12] & 0x0F).tolist(),
+                        address.tolist(),
+                        length.tolist(),
                     )
                 )
             intr = u[(u["xfer"] == XFER_INTERRUPT) & ok & (u["ep"] == EP_INTERRUPT_IN)]
@@ -343,9 +338,9 @@ class Decoder:
     def _trace(
         self, d: _Device, how: str, dfu_devices: list[_Device], meta: CaptureMetadata | None
     ) -> EdgeTpuTrace:
-        out_urbs, transfers = _assemble_transfers(d)
-        chunks = np.concatenate(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
-        chunks.sort(order="frame")
+        out_urbs, table, transfer_problems = _assemble_transfers(d)
+        chunks = concat_rows(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
+        chunks = chunks[np.argsort(chunks["frame"], kind="stable")]
         d.events.sort(key=lambda e: e.frame)
         speed, source = _link_speed(d, meta)
         trace = EdgeTpuTrace(
@@ -357,12 +352,12 @@ class Decoder:
             link_speed=speed,
             link_speed_source=source,
             multi_ep=d.framer.multi_ep,
-            transfers=transfers,
+            table=table,
+            transfer_problems=transfer_problems,
             out_urbs=out_urbs,
             events=d.events,
             interrupts=d.interrupts,
             output_chunks=chunks,
-            outputs=_group_outputs(chunks, d.events),
             csr=sorted(d.csr, key=lambda c: c.frame),
             dfu=d.dfu,
             standard=d.standard,
@@ -427,116 +422,117 @@ def _firmware(d: _Device) -> FirmwareDownload:
     )
 
 
-def _assemble_transfers(d: _Device) -> tuple[np.ndarray, list[LogicalTransfer]]:
+def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """Join the framer's per-submit assignment with the paired URBs, then sum per transfer."""
-    frames, tidx, roles = d.framer.assignments()
-    urbs = np.concatenate(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
-    urbs = urbs[urbs["s_frame"] > 0]  # completions without submit cannot be framed
-    urbs.sort(order="s_frame")
-    pos = np.searchsorted(urbs["s_frame"], frames)
-    pos = np.minimum(pos, max(len(urbs) - 1, 0))
-    hit = (urbs["s_frame"][pos] == frames) if len(urbs) else np.zeros(len(frames), dtype=bool)
-    rows = urbs[pos[hit]] if len(urbs) else np.zeros(0, dtype=OUT_URB)
+    f = d.framer
+    frames, tidx, roles = f.assignments()
+    f.frames, f.tidx, f.roles = [], [], []
+    urbs = concat_rows(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
+    d.out = []  # the only other reference: let each copy below replace the last
+    if not (urbs["s_frame"] > 0).all():
+        urbs = take(urbs, np.flatnonzero(urbs["s_frame"] > 0))  # no submit: cannot be framed
+    urbs = take(urbs, np.argsort(urbs["s_frame"], kind="stable"))
+    if len(urbs):
+        pos = np.minimum(np.searchsorted(urbs["s_frame"], frames), len(urbs) - 1)
+        hit = urbs["s_frame"][pos] == frames
+        urbs = take(urbs, pos[hit])
+        del pos
+    else:
+        hit = np.zeros(len(frames), dtype=bool)
+    rows = urbs
+    del urbs, frames
     rows["tidx"] = tidx[hit]
     rows["role"] = roles[hit]
+    del tidx, roles, hit
+    # rows are in submit order, in which transfers follow each other: a stable sort by
+    # transfer (nearly sorted already) gives (transfer, submit time) order
+    rows = take(rows, np.argsort(rows["tidx"], kind="stable"))
 
-    transfers: list[LogicalTransfer] = []
-    for t in d.framer.transfers:
-        transfers.append(
-            LogicalTransfer(
-                index=t.index,
-                tag=t.tag,
-                length=t.length,
-                endpoint=t.endpoint,
-                header_frame=t.header_frame,
-                payload_frames=[],
-                t_submit_ns=0,
-                t_payload_start_ns=0,
-                t_complete_ns=0,
-                payload_bytes=0,
-                busy_ns=0,
-                complete=True,
-                problem=t.problem,
-            )
+    n = f.count
+    cols = f.store.arrays()
+    table = np.zeros(n, dtype=TRANSFER)
+    table["tag"] = cols["tag"]
+    table["length"] = cols["length"]
+    table["endpoint"] = cols["endpoint"]
+    table["header_frame"] = cols["frame"]
+    problems = dict(f.problems)
+    done = (rows["c_frame"] > 0) & (rows["status"] == 0)
+
+    hdr = take(rows, np.flatnonzero(rows["role"] == ROLE_HEADER))
+    hdr_done = done[rows["role"] == ROLE_HEADER]
+    table["t_submit_ns"][hdr["tidx"]] = hdr["s_ts"]
+    header_ok = np.ones(n, dtype=bool)
+    header_ok[hdr["tidx"][~hdr_done]] = False
+    header_end = np.zeros(n, dtype=np.int64)
+    header_end[hdr["tidx"][hdr_done]] = hdr["c_ts"][hdr_done]
+
+    pay_mask = (rows["role"] == ROLE_PAYLOAD) & (rows["tidx"] >= 0)
+    pay = take(rows, np.flatnonzero(pay_mask))
+    pdone = done[pay_mask]
+    t = pay["tidx"]
+    table["payload_bytes"] = np.bincount(t, weights=pay["length"], minlength=n)
+    table["payload_urbs"] = np.bincount(t, minlength=n)
+    firsts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if len(t) else np.zeros(0, np.int64)
+    table["t_payload_start_ns"][t[firsts]] = pay["s_ts"][firsts]
+    missing = table["t_submit_ns"] == 0  # multi-EP: no header
+    table["t_submit_ns"][missing] = table["t_payload_start_ns"][missing]
+    last_done = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last_done, t[pdone], pay["c_ts"][pdone])
+    not_done = np.bincount(t[~pdone], minlength=n)
+    table["busy_ns"] = segmented_union_length(t[pdone], pay["s_ts"][pdone], pay["c_ts"][pdone], n)
+
+    full = table["payload_bytes"] == table["length"]
+    table["complete"] = full & header_ok & (not_done == 0)
+    table["t_complete_ns"] = np.where(full, last_done, 0)
+    empty = table["length"] == 0
+    table["t_complete_ns"][empty] = header_end[empty]
+    for i in np.flatnonzero(~full).tolist():
+        problems.setdefault(
+            i,
+            f"header announces {int(table['length'][i])} bytes but only "
+            f"{int(table['payload_bytes'][i])} followed",
         )
-    order = np.lexsort((rows["s_ts"], rows["tidx"]))
-    rows = rows[order]
-    last_end: dict[int, int] = {}
-    for r_t, r_role, r_sf, r_st, r_cf, r_ct, r_len, r_status in zip(
-        rows["tidx"].tolist(),
-        rows["role"].tolist(),
-        rows["s_frame"].tolist(),
-        rows["s_ts"].tolist(),
-        rows["c_frame"].tolist(),
-        rows["c_ts"].tolist(),
-        rows["length"].tolist(),
-        rows["status"].tolist(),
-    ):
-        if r_t < 0:
-            continue
-        t = transfers[r_t]
-        done = r_cf > 0 and r_status == 0
-        if r_role == ROLE_HEADER:
-            t.t_submit_ns = r_st
-            if not done:
-                t.complete = False
-            if t.length == 0:
-                t.t_complete_ns = r_ct if done else 0
-            continue
-        if r_role != ROLE_PAYLOAD:
-            continue
-        if not t.t_submit_ns:
-            t.t_submit_ns = r_st
-        if not t.t_payload_start_ns:
-            t.t_payload_start_ns = r_st
-        t.payload_frames.append(r_sf)
-        t.payload_bytes += r_len
-        if done:
-            t.t_complete_ns = max(t.t_complete_ns, r_ct)
-            prev = last_end.get(r_t, 0)
-            t.busy_ns += max(0, r_ct - max(r_st, prev))
-            last_end[r_t] = max(prev, r_ct)
-        else:
-            t.complete = False
-    for t in transfers:
-        if t.payload_bytes != t.length:
-            t.complete = False
-            if t.problem is None:
-                t.problem = f"header announces {t.length} bytes but only {t.payload_bytes} followed"
-        if not t.complete:
-            t.t_complete_ns = 0 if t.payload_bytes != t.length else t.t_complete_ns
-    return rows, transfers
+    return rows, table, problems
 
 
-def _group_outputs(chunks: np.ndarray, events: list[Event]) -> list[Output]:
-    """A short chunk ends an output; so does a completion event between two chunks."""
-    outputs: list[Output] = []
-    ev_times = np.array([e.t_ns for e in events if e.tag == Tag.INTERRUPT0], dtype=np.int64)
-    cur: Output | None = None
-    for frame, t_ns, length, asked in zip(
-        chunks["frame"].tolist(),
-        chunks["t_ns"].tolist(),
-        chunks["length"].tolist(),
-        chunks["asked"].tolist(),
-    ):
-        if cur is not None:
-            between = np.searchsorted(ev_times, t_ns, "left") - np.searchsorted(
-                ev_times, cur.t_last_ns, "left"
-            )
-            if between > 0:
-                outputs.append(cur)
-                cur = None
-        if cur is None:
-            cur = Output(len(outputs), frame, frame, t_ns, t_ns, 0, 0)
-        cur.last_frame, cur.t_last_ns = frame, t_ns
-        cur.nbytes += length
-        cur.chunks += 1
-        if length < asked:
-            outputs.append(cur)
-            cur = None
-    if cur is not None:
-        outputs.append(cur)
-    return outputs
+def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordBatch]:
+    """Read the next batches in a background thread while this one is decoded.
+
+    Reading (I/O, block walking, gathering records) and decoding are both mostly numpy work that
+    releases the GIL, so on a machine with two cores the two halves overlap. Errors raised by
+    the reader are re-raised here, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for b in batches:
+                if stop.is_set():
+                    return
+                q.put(b)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="usbtrace-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
 
 
 def decode_capture(
@@ -552,7 +548,7 @@ def decode_capture(
     cap = Capture(path)
     error: InputError | None = None
     try:
-        for batch in cap.batches():
+        for batch in prefetch(cap.batches()):
             decoder.feed(batch)
     except InputError as exc:
         if not partial_ok or exc.offset is None or not cap.info.interfaces:

@@ -7,6 +7,12 @@ transfer open the next URB must be a header, after that URBs are payload until t
 reached. An 8-byte payload URB is never mistaken for a header, because it is only read as one
 when no transfer is open.
 
+Speed: every URB that could be a header gets, in one vectorised step, the index where its payload
+would end (a binary search in the running sum of URB lengths). Where each such candidate's payload
+ends exactly at the next candidate, the whole run is taken at once. Elsewhere (a candidate
+inside a payload, unframed URBs, a payload that overshoots or runs past the batch) the
+sequential rule above decides, one transfer at a time, until the stream is back on a run.
+
 What can go wrong, and what is done (each is flagged on the transfer, never silently attributed):
 * a URB where a header is due is not a valid header (capture started mid-transfer, dropped
   frames): it is counted as unframed and skipped, and the next URB is tried as a header;
@@ -21,6 +27,7 @@ from the driver source, not seen on a capture.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,25 +44,68 @@ ROLE_PAYLOAD = 1
 ROLE_UNFRAMED = 2
 
 
-def parse_header(urb_len: int, cap: int, head: np.ndarray) -> tuple[int, int] | None:
-    """(length, tag) of an 8-byte bulk-OUT header, or None when these bytes cannot be one."""
-    if urb_len != HEADER_LEN or cap < HEADER_LEN:
-        return None
-    b = head[:HEADER_LEN].tolist()
-    if b[4] > 7 or b[5] or b[6] or b[7]:
-        return None
-    return b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24, b[4]
+def header_candidates(length: np.ndarray, cap: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Which URBs' bytes can be a bulk-OUT header: 8 bytes, tag 0-7, bytes 5-7 zero."""
+    h = head[:, :HEADER_LEN]
+    return (
+        (length == HEADER_LEN)
+        & (cap >= HEADER_LEN)
+        & (h[:, 4] <= 7)
+        & (h[:, 5] == 0)
+        & (h[:, 6] == 0)
+        & (h[:, 7] == 0)
+    )
 
 
-@dataclass(slots=True)
-class OpenTransfer:
-    index: int
-    tag: int
-    length: int
-    endpoint: int
-    header_frame: int  # 0 in multi-EP mode
-    submitted: int = 0
-    problem: str | None = None
+def header_lengths(head: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(head[:, :4]).view("<u4").reshape(len(head)).astype(np.int64)
+
+
+class TransferStore:
+    """Per-transfer fields, appended in transfer order, kept as numpy chunks (not Python ints:
+    a long capture has millions of transfers)."""
+
+    FIELDS = (("tag", np.int8), ("length", np.int64), ("endpoint", np.uint8), ("frame", np.int64))
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[np.ndarray, ...]] = []
+        self.singles: list[tuple[int, int, int, int]] = []
+        self.count = 0
+        self.length_override: dict[int, int] = {}  # multi-EP transfers grow after creation
+
+    def _flush(self) -> None:
+        if self.singles:
+            cols = list(zip(*self.singles))
+            self.chunks.append(tuple(np.array(c, dtype=t) for c, (_, t) in zip(cols, self.FIELDS)))
+            self.singles = []
+
+    def one(self, tag: int, length: int, ep: int, frame: int) -> int:
+        self.singles.append((tag, length, ep, frame))
+        self.count += 1
+        return self.count - 1
+
+    def run(self, tags: np.ndarray, lengths: np.ndarray, ep: int, frames: np.ndarray) -> None:
+        self._flush()
+        n = len(tags)
+        self.chunks.append(
+            (
+                tags.astype(np.int8),
+                lengths.astype(np.int64),
+                np.full(n, ep, dtype=np.uint8),
+                frames.astype(np.int64),
+            )
+        )
+        self.count += n
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        self._flush()
+        out = {}
+        for i, (name, t) in enumerate(self.FIELDS):
+            parts = [c[i] for c in self.chunks]
+            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=t)
+        for t, length in self.length_override.items():
+            out["length"][t] = length
+        return out
 
 
 @dataclass
@@ -63,15 +113,22 @@ class OutFramer:
     """Per device; feed its bulk-OUT submits in frame order, batch after batch."""
 
     multi_ep: bool = False
-    transfers: list[OpenTransfer] = field(default_factory=list)
+    store: TransferStore = field(default_factory=TransferStore)
+    problems: dict[int, str] = field(default_factory=dict)
     # per submit: frame, transfer index (-1 unframed), role
     frames: list[np.ndarray] = field(default_factory=list)
     tidx: list[np.ndarray] = field(default_factory=list)
     roles: list[np.ndarray] = field(default_factory=list)
     unframed: int = 0
     valid_headers: int = 0
-    _open: OpenTransfer | None = None
-    _open_by_ep: dict[int, OpenTransfer] = field(default_factory=dict)
+    _open: int = -1  # transfer whose payload is still due
+    _open_len: int = 0  # its announced length
+    _due: int = 0  # its bytes still due
+    _open_by_ep: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return self.store.count
 
     def feed(
         self,
@@ -82,54 +139,118 @@ class OutFramer:
         head: np.ndarray,
     ) -> None:
         n = len(frame)
+        if self.multi_ep or (ep != EP_BULK_OUT).any():
+            tidx, roles = self._feed_multi(frame, ep, length)
+        else:
+            tidx, roles = self._feed_single(frame, length.astype(np.int64), cap, head)
+        self.frames.append(frame.astype(np.int64))
+        self.tidx.append(tidx.astype(np.int32))
+        self.roles.append(roles)
+        assert len(tidx) == n
+
+    # -- single endpoint, with headers ---------------------------------------------------------
+
+    def _feed_single(
+        self, frame: np.ndarray, length: np.ndarray, cap: np.ndarray, head: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(frame)
         tidx = np.full(n, -1, dtype=np.int64)
         roles = np.full(n, ROLE_UNFRAMED, dtype=np.int8)
-        fl, el, ll, cl = frame.tolist(), ep.tolist(), length.tolist(), cap.tolist()
-        for i in range(n):
-            if self.multi_ep or (el[i] != EP_BULK_OUT and el[i] in MULTI_EP_TAG_BY_ENDPOINT):
-                t = self._multi(el[i], ll[i], fl[i])
-                tidx[i], roles[i] = t.index, ROLE_PAYLOAD
-                continue
-            cur = self._open
-            if cur is not None:
-                if cur.submitted + ll[i] <= cur.length:
-                    cur.submitted += ll[i]
-                    tidx[i], roles[i] = cur.index, ROLE_PAYLOAD
-                    if cur.submitted == cur.length:
-                        self._open = None
-                    continue
-                cur.problem = (
-                    f"payload overshoots the header: {cur.submitted} of {cur.length} bytes, "
-                    f"then a {ll[i]}-byte URB (frame {fl[i]})"
-                )
-                self._open = None
-            hdr = parse_header(ll[i], cl[i], head[i])
-            if hdr is None:
-                self.unframed += 1
-                continue
-            self.valid_headers += 1
-            t = OpenTransfer(len(self.transfers), hdr[1], hdr[0], EP_BULK_OUT, fl[i])
-            self.transfers.append(t)
-            tidx[i], roles[i] = t.index, ROLE_HEADER
-            if t.length > 0:
-                self._open = t
-        self.frames.append(frame.astype(np.int64))
-        self.tidx.append(tidx)
-        self.roles.append(roles)
+        prefix = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(length, out=prefix[1:])
+        valid = header_candidates(length, cap, head)
+        hlen = header_lengths(head)
+        cand = np.flatnonzero(valid)
+        # where each candidate's payload would end (index of the URB after it), if exact
+        target = prefix[cand + 1] + hlen[cand]
+        end = np.searchsorted(prefix, target, "left")
+        exact = (end <= n) & (prefix[np.minimum(end, n)] == target)
+        nxt_ok = np.zeros(len(cand), dtype=bool)
+        nxt_ok[:-1] = exact[:-1] & (end[:-1] == cand[1:])
+        breaks = np.flatnonzero(~nxt_ok)  # candidates where a contiguous run stops
+        cand_l = cand.tolist()
+        pre = prefix.tolist()
+        tags = head[:, 4].tolist()
+        lens = hlen.tolist()
+        frames = frame.tolist()
+        urb_len = length.tolist()
 
-    def _multi(self, ep: int, length: int, frame: int) -> OpenTransfer:
-        t = self._open_by_ep.get(ep)
-        if t is None:
-            t = OpenTransfer(
-                len(self.transfers), int(MULTI_EP_TAG_BY_ENDPOINT.get(ep, 0)), 0, ep, 0
-            )
-            self.transfers.append(t)
-            self._open_by_ep[ep] = t
-        t.submitted += length
-        t.length = t.submitted  # no header: the transfer is what was sent
-        if length < MAX_BULK_OUT_CHUNK:
-            del self._open_by_ep[ep]
-        return t
+        i = 0
+        while i < n:
+            if self._open >= 0:  # payload still due for an open transfer
+                target_i = pre[i] + self._due
+                j = bisect_left(pre, target_i, i)
+                t = self._open
+                if j > n:  # the rest of the batch is payload, and more is due
+                    tidx[i:], roles[i:] = t, ROLE_PAYLOAD
+                    self._due -= pre[n] - pre[i]
+                    break
+                if pre[j] == target_i:
+                    tidx[i:j], roles[i:j] = t, ROLE_PAYLOAD
+                    self._open, self._due = -1, 0
+                    i = j
+                    continue
+                # URB j-1 overshoots: frames were lost, or this was never a header
+                tidx[i : j - 1], roles[i : j - 1] = t, ROLE_PAYLOAD
+                got = self._open_len - self._due + pre[j - 1] - pre[i]
+                self.problems[t] = (
+                    f"payload overshoots the header: {got} of {self._open_len} bytes, "
+                    f"then a {urb_len[j - 1]}-byte URB (frame {frames[j - 1]})"
+                )
+                self._open, self._due = -1, 0
+                i = j - 1
+                continue
+            k = bisect_left(cand_l, i)
+            if k == len(cand_l):
+                self.unframed += n - i
+                break
+            if cand_l[k] > i:
+                self.unframed += cand_l[k] - i
+                i = cand_l[k]
+            # a run of candidates whose payloads end exactly at the next candidate
+            b = int(np.searchsorted(breaks, k))
+            last = int(breaks[b]) if b < len(breaks) else len(cand_l) - 1
+            if last > k:
+                run = cand[k:last]
+                first_id = self.count
+                ids = np.arange(first_id, first_id + len(run))
+                stop = int(end[last - 1])
+                tidx[i:stop] = np.repeat(ids, end[k:last] - run)
+                roles[i:stop] = ROLE_PAYLOAD
+                roles[run] = ROLE_HEADER
+                self.store.run(head[run, 4], hlen[run], EP_BULK_OUT, frame[run])
+                self.valid_headers += len(run)
+                i = stop
+                continue
+            # one header decided sequentially
+            t = self.store.one(tags[i], lens[i], EP_BULK_OUT, frames[i])
+            self.valid_headers += 1
+            tidx[i], roles[i] = t, ROLE_HEADER
+            if lens[i] > 0:
+                self._open, self._open_len, self._due = t, lens[i], lens[i]
+            i += 1
+        return tidx, roles
+
+    # -- multi-endpoint, no headers ------------------------------------------------------------
+
+    def _feed_multi(
+        self, frame: np.ndarray, ep: np.ndarray, length: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(frame)
+        tidx = np.full(n, -1, dtype=np.int64)
+        roles = np.full(n, ROLE_PAYLOAD, dtype=np.int8)
+        for i, (e, ln) in enumerate(zip(ep.tolist(), length.tolist())):
+            t = self._open_by_ep.get(e)
+            if t is None:
+                tag = int(MULTI_EP_TAG_BY_ENDPOINT.get(e, 0))
+                t = self.store.one(tag, 0, e, 0)
+                self._open_by_ep[e] = t
+            # no header: the transfer is what was sent
+            self.store.length_override[t] = self.store.length_override.get(t, 0) + ln
+            tidx[i] = t
+            if ln < MAX_BULK_OUT_CHUNK:
+                del self._open_by_ep[e]
+        return tidx, roles
 
     def assignments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.frames:

@@ -25,6 +25,24 @@ OUT_URB = np.dtype(
     ]
 )
 
+# One row per logical transfer: the vectorised form every analysis reads. ``LogicalTransfer``
+# objects (``EdgeTpuTrace.transfers``) are built from it only when someone asks for them.
+TRANSFER = np.dtype(
+    [
+        ("tag", "<i8"),
+        ("length", "<i8"),  # announced by the header (multi-EP: bytes sent)
+        ("endpoint", "<i8"),
+        ("header_frame", "<i8"),  # 0 in multi-EP mode
+        ("t_submit_ns", "<i8"),  # header submit (multi-EP: first payload submit)
+        ("t_payload_start_ns", "<i8"),
+        ("t_complete_ns", "<i8"),  # last payload completion; 0 when it never completed
+        ("payload_bytes", "<i8"),
+        ("payload_urbs", "<i8"),
+        ("busy_ns", "<i8"),  # union of the payload URBs' [submit, completion]
+        ("complete", "?"),
+    ]
+)
+
 # One row per successful output read on 0x81 carrying data.
 OUTPUT_CHUNK = np.dtype(
     [("frame", "<i8"), ("t_ns", "<i8"), ("length", "<i8"), ("asked", "<i8"), ("s_ts", "<i8")]
@@ -124,12 +142,12 @@ class EdgeTpuTrace:
     link_speed: str | None
     link_speed_source: str | None
     multi_ep: bool
-    transfers: list[LogicalTransfer]
-    out_urbs: np.ndarray  # OUT_URB
+    table: np.ndarray  # TRANSFER, one row per logical transfer, index = transfer index
+    transfer_problems: dict[int, str]
+    out_urbs: np.ndarray  # OUT_URB, sorted by (transfer, submit time)
     events: list[Event]
     interrupts: list[Interrupt]
     output_chunks: np.ndarray  # OUTPUT_CHUNK
-    outputs: list[Output]
     csr: list[CsrAccess]
     dfu: list[DfuStep]
     standard: list[StandardRequest]
@@ -141,18 +159,94 @@ class EdgeTpuTrace:
     first_frame: int = 0
     last_frame: int = 0
 
+    _transfers: list[LogicalTransfer] | None = field(default=None, repr=False)
+    _outputs: list[Output] | None = field(default=None, repr=False)
+
     @property
     def name(self) -> str:
         return f"{self.bus}.{self.address}"
 
     @property
+    def outputs(self) -> list[Output]:
+        """Output chunks grouped into outputs (built once, on first use)."""
+        if self._outputs is None:
+            done = [e.t_ns for e in self.events if e.tag == Tag.INTERRUPT0]
+            done = np.array(done, dtype=np.int64)
+            self._outputs = group_outputs(self.output_chunks, done)
+        return self._outputs
+
+    @property
+    def transfers(self) -> list[LogicalTransfer]:
+        """The transfer table as objects (built once, on first use)."""
+        if self._transfers is None:
+            self._transfers = self._build_transfers()
+        return self._transfers
+
+    def _build_transfers(self) -> list[LogicalTransfer]:
+        from usbtrace.edgetpu.framing import ROLE_PAYLOAD
+
+        u = self.out_urbs[(self.out_urbs["role"] == ROLE_PAYLOAD) & (self.out_urbs["tidx"] >= 0)]
+        bounds = np.searchsorted(u["tidx"], np.arange(len(self.table) + 1))
+        frames = u["s_frame"].tolist()
+        out = []
+        for i, row in enumerate(self.table.tolist()):
+            tag, length, ep, hf, ts, tps, tc, pb, _pu, busy, complete = row
+            out.append(
+                LogicalTransfer(
+                    index=i,
+                    tag=tag,
+                    length=length,
+                    endpoint=ep,
+                    header_frame=hf,
+                    payload_frames=frames[bounds[i] : bounds[i + 1]],
+                    t_submit_ns=ts,
+                    t_payload_start_ns=tps,
+                    t_complete_ns=tc,
+                    payload_bytes=pb,
+                    busy_ns=busy,
+                    complete=complete,
+                    problem=self.transfer_problems.get(i),
+                )
+            )
+        return out
+
+    @property
     def problems(self) -> list[str]:
         out = [
-            f"transfer {t.index} ({t.tag_name}, header frame {t.header_frame}): {t.problem}"
-            for t in self.transfers
-            if t.problem
+            f"transfer {i} ({tag_name(int(self.table['tag'][i]))}, header frame "
+            f"{int(self.table['header_frame'][i])}): {p}"
+            for i, p in sorted(self.transfer_problems.items())
         ]
         if self.unframed_urbs:
             out.append(f"{self.unframed_urbs} bulk-OUT URB(s) outside any header's transfer")
         out.extend(self.errors)
         return out
+
+
+def group_outputs(chunks: np.ndarray, event_times_ns: np.ndarray) -> list[Output]:
+    """A short chunk ends an output; so does a completion event between two chunks."""
+    n = len(chunks)
+    if n == 0:
+        return []
+    t = chunks["t_ns"]
+    events_before = np.searchsorted(np.sort(event_times_ns), t, "left")
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (chunks["length"][:-1] < chunks["asked"][:-1]) | (
+        events_before[1:] > events_before[:-1]
+    )
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:] - 1, n - 1)
+    nbytes = np.add.reduceat(chunks["length"], first)
+    return [
+        Output(i, ff, lf, tf, tl, nb, cnt)
+        for i, (ff, lf, tf, tl, nb, cnt) in enumerate(
+            zip(
+                chunks["frame"][first].tolist(),
+                chunks["frame"][last].tolist(),
+                t[first].tolist(),
+                t[last].tolist(),
+                nbytes.tolist(),
+                (last - first + 1).tolist(),
+            )
+        )
+    ]

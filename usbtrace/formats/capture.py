@@ -29,7 +29,7 @@ from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
 from usbtrace.formats.records import RecordBatch, concat, extract_usbmon
 from usbtrace.usb.usbmon import HEADER_LEN_BY_LINKTYPE
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20  # per batch: bounds the temporaries of each vectorised step
 MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -155,33 +155,40 @@ class _Reader:
     # -- pcapng ----------------------------------------------------------------------------------
 
     def pcapng(self) -> Iterator[RecordBatch]:
-        buf = np.zeros(0, dtype=np.uint8)
-        base = 0  # file offset of buf[0]
+        # one reusable buffer: unread bytes move to its front, the next chunk is read behind them
+        store = np.empty(CHUNK_BYTES * 2, dtype=np.uint8)
+        held = 0  # bytes in store
+        base = 0  # file offset of store[0]
         eof = False
-        need = CHUNK_BYTES
+        need = 0
         while True:
             if not eof:
-                data = self.stream.read(max(need, CHUNK_BYTES))
-                if not data:
-                    eof = True
-                else:
-                    eof = len(data) < max(need, CHUNK_BYTES) and self.stream.tell() >= self.size
-                    buf = np.concatenate([buf, np.frombuffer(data, dtype=np.uint8)])
+                want = max(need, CHUNK_BYTES)
+                if held + want > len(store):
+                    grown = np.empty(held + want, dtype=np.uint8)
+                    grown[:held] = store[:held]
+                    store = grown
+                got = self.stream.readinto(memoryview(store)[held : held + want])
+                eof = got < want
+                held += got
+            buf = store[:held]
             consumed, batches, need = self._scan_pcapng(buf, base, eof)
             yield from batches
-            buf = buf[consumed:]
+            # batches hold copies, never views of store, so it can be overwritten now
+            store[: held - consumed] = store[consumed:held]
+            held -= consumed
             base += consumed
             if eof and need:
-                if len(buf):
+                if held:
                     self.info.cut_at = base
                     msg = (
                         f"file ends in the middle of a block at byte {base} "
-                        f"({len(buf)} bytes left over); decoded the complete prefix"
+                        f"({held} bytes left over); decoded the complete prefix"
                     )
                     self.info.warnings.append(msg)
                     warnings.warn(f"{self.path}: {msg}", CaptureWarning, stacklevel=2)
                 return
-            if eof and not len(buf):
+            if eof and not held:
                 return
 
     def _scan_pcapng(self, buf: np.ndarray, base: int, eof: bool) -> tuple[int, list, int]:

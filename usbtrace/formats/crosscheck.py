@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from usbtrace.errors import UsageError
 from usbtrace.formats.capture import Capture
+from usbtrace.formats.records import endpoint_sums
 
 Key = tuple[int, int, int, str]  # bus, device, endpoint address, urb type letter
 FIELDS = (
@@ -56,23 +55,10 @@ def ours(path: str | Path) -> Tally:
         r = batch.records
         if not len(r):
             continue
-        h = r["hdr"]
         tally.see_time(int(r["ts_ns"].min()))
         tally.see_time(int(r["ts_ns"].max()))
-        key = (
-            h["busnum"].astype(np.int64) << 24
-            | h["devnum"].astype(np.int64) << 16
-            | h["epnum"].astype(np.int64) << 8
-            | h["type"]
-        )
-        uniq, inv = np.unique(key, return_inverse=True)
-        counts = np.bincount(inv)
-        ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
-        dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
-        for k, c, u, d in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist()):
-            tally.add(
-                (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, chr(k & 0xFF)), c, int(u), int(d)
-            )
+        for (bus, dev, ep, typ), count, urb_len, data_len in endpoint_sums(r):
+            tally.add((bus, dev, ep, chr(typ)), count, urb_len, data_len)
     tally.frames = cap.info.packets - cap.info.non_usb_packets
     return tally
 

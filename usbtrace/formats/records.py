@@ -30,6 +30,23 @@ RECORD = np.dtype(
 )
 
 
+def take(records: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``records[index]`` for a structured array, as a plain row copy.
+
+    numpy copies nested structured records field by field on fancy indexing; viewing the rows as
+    opaque fixed-size blobs makes the same gather several times faster.
+    """
+    blob = np.dtype((np.void, records.dtype.itemsize))
+    return records.view(blob)[index].view(records.dtype)
+
+
+def concat_rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate`` of same-dtype structured arrays, as plain row copies (see ``take``)."""
+    dtype = arrays[0].dtype
+    blob = np.dtype((np.void, dtype.itemsize))
+    return np.concatenate([a.view(blob) for a in arrays]).view(dtype)
+
+
 @dataclass
 class RecordBatch:
     records: np.ndarray  # dtype RECORD
@@ -38,6 +55,12 @@ class RecordBatch:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+SUB_BATCH = 1 << 16  # records gathered at once: bounds the temporary index arrays
+_HDR_OFFSET = RECORD.fields["hdr"][1]
+assert RECORD.fields["head"][1] == _HDR_OFFSET + HEADER.itemsize
+_HEAD_WORDS = (64 + HEAD_BYTES) // 4
 
 
 def extract_usbmon(
@@ -49,32 +72,67 @@ def extract_usbmon(
     linktype: int,
     byteorder: str,
 ) -> RecordBatch:
-    """Gather usbmon records from packet data at ``data_pos`` (offsets into ``buf``), vectorised."""
+    """Gather usbmon records from packet data at ``data_pos`` (offsets into ``buf``), vectorised.
+
+    When every record starts on a 4-byte boundary (always in pcapng) the 64-byte header and the
+    first data bytes are gathered as 20 aligned words per record, a quarter of the index work of
+    a byte gather; pcap's unaligned records take the byte path.
+    """
     hdr_len = 64 if linktype == 220 else 48
     ok = caplen >= hdr_len
     short = int(np.count_nonzero(~ok))
     if short:
         data_pos, caplen, ts_ns, frames = data_pos[ok], caplen[ok], ts_ns[ok], frames[ok]
     n = len(data_pos)
-    out = np.zeros(n, dtype=RECORD)
+    out = np.empty(n, dtype=RECORD)
     out["frame"] = frames
     out["ts_ns"] = ts_ns
+    data_cap = (caplen - hdr_len).astype(np.uint32)
+    out["caplen"] = data_cap
     if n == 0:
         return RecordBatch(out, short_records=short)
-    idx = data_pos[:, None] + np.arange(hdr_len, dtype=np.int64)
-    raw = buf[idx].reshape(n * hdr_len).view(header_dtype(linktype, byteorder))
-    hdr = out["hdr"]
-    for name in raw.dtype.names:
-        hdr[name] = raw[name]
-    data_cap = caplen - hdr_len
-    out["caplen"] = data_cap
-    take = np.minimum(data_cap, HEAD_BYTES)
-    cols = np.arange(HEAD_BYTES, dtype=np.int64)
-    mask = cols[None, :] < take[:, None]
-    hidx = np.where(mask, data_pos[:, None] + hdr_len + cols, 0)
-    out["head"] = np.where(mask, buf[hidx], 0)
+    span = hdr_len + HEAD_BYTES
+    native = byteorder == "<" and hdr_len == 64
+    out_bytes = out.view(np.uint8).reshape(n, RECORD.itemsize)
+    aligned = native and not (data_pos & 3).any()
+    if aligned:
+        # every record's header + head as one row of a zero-copy sliding window over the words
+        # (a row gather, much cheaper than an index per word); the buffer is padded so the
+        # last record's window never runs off its end
+        words = buf[: len(buf) - len(buf) % 4].view("<u4")
+        if len(words) < int(data_pos.max() >> 2) + _HEAD_WORDS:
+            words = np.concatenate([words, np.zeros(_HEAD_WORDS, dtype="<u4")])
+        windows = np.lib.stride_tricks.sliding_window_view(words, _HEAD_WORDS)
+    for lo in range(0, n, SUB_BATCH):
+        hi = min(n, lo + SUB_BATCH)
+        pos = data_pos[lo:hi]
+        if aligned:
+            raw = windows[pos >> 2].view(np.uint8).reshape(hi - lo, span)
+        else:
+            idx = pos[:, None] + np.arange(span, dtype=np.int64)
+            np.minimum(idx, len(buf) - 1, out=idx)
+            raw = buf[idx]
+        head = raw[:, hdr_len:]
+        short_data = data_cap[lo:hi] < HEAD_BYTES
+        if short_data.any():
+            # bytes past the captured data belong to padding or the next block: zero them
+            keep = np.arange(HEAD_BYTES) < data_cap[lo:hi][short_data, None]
+            head[short_data] = np.where(keep, head[short_data], 0)
+        if native:
+            # "hdr" and "head" are adjacent in RECORD: one row copy fills both
+            out_bytes[lo:hi, _HDR_OFFSET : _HDR_OFFSET + span] = raw
+        else:
+            out["head"][lo:hi] = head
+            src = np.ascontiguousarray(raw[:, :hdr_len]).view(header_dtype(linktype, byteorder))
+            src = src.reshape(hi - lo)
+            dst = out["hdr"][lo:hi]
+            for name in HEADER.names:
+                if name in src.dtype.names:
+                    dst[name] = src[name]
+                else:
+                    dst[name] = 0
     payloads: dict[int, bytes] = {}
-    ctrl = np.flatnonzero((hdr["xfer"] == XFER_CONTROL) & (data_cap > 0))
+    ctrl = np.flatnonzero((out["hdr"]["xfer"] == XFER_CONTROL) & (data_cap > 0))
     for i in ctrl.tolist():
         start = int(data_pos[i]) + hdr_len
         payloads[int(frames[i])] = buf[start : start + int(data_cap[i])].tobytes()
@@ -88,7 +146,30 @@ def concat(batches: list[RecordBatch]) -> RecordBatch:
     for b in batches:
         payloads.update(b.control_payloads)
     return RecordBatch(
-        np.concatenate([b.records for b in batches]),
+        concat_rows([b.records for b in batches]),
         payloads,
         sum(b.short_records for b in batches),
     )
+
+
+def endpoint_sums(records: np.ndarray) -> list[tuple[tuple[int, int, int, int], int, int, int]]:
+    """Per (bus, device, endpoint, URB type byte): record count, sum of urb_len, of data_len.
+
+    What ``verify`` compares with tshark and what the decoder keeps as per-endpoint statistics.
+    """
+    h = records["hdr"]
+    key = (
+        h["busnum"].astype(np.int64) << 24
+        | h["devnum"].astype(np.int64) << 16
+        | h["epnum"].astype(np.int64) << 8
+        | h["type"]
+    )
+    uniq, inv = np.unique(key, return_inverse=True)
+    counts = np.bincount(inv)
+    # float64 sums are exact below 2**53 bytes, far beyond any capture
+    ulen = np.bincount(inv, weights=h["urb_len"].astype(np.float64))
+    dlen = np.bincount(inv, weights=h["data_len"].astype(np.float64))
+    return [
+        ((k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF), c, int(u), int(d))
+        for k, c, u, d in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist())
+    ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Sequence
 from typing import TextIO
 
 from usbtrace.analysis.metrics import RequestMetrics
 from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.edgetpu.trace import NS
+from usbtrace.models.catalog import model_sort_key
 from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table
 
 COLUMNS = (
@@ -28,17 +28,34 @@ COLUMNS = (
     Column("verdict"),
     Column("integrity"),
 )
-FAMILY_ORDER = ("conv", "dense", "mobilenet_v1", "mobilenet_v2", "ssd_mobilenet_v1")
-_NAME = re.compile(r"^([a-z_]+?)_?(\d+)$")
 
 
 def sort_key(s: CaptureSummary) -> tuple:
     """Model family, then size (conv_10 < conv_25 < ... < conv_300), then file and device."""
-    name = (s.model or "").lower()
-    m = _NAME.match(name)
-    family, size = (m.group(1), int(m.group(2))) if m else (name, 0)
-    rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
-    return (s.model is None, rank, family, size, s.file, s.device)
+    return (s.model is None, model_sort_key(s.model or ""), s.file, s.device)
+
+
+SHORT_FIELD = {"instructions": "instr", "input": "in", "parameters": "param", "output": "out"}
+
+
+def reconciliation_cell(rec: dict | None) -> str:
+    """``ok``, or the byte differences of the first request that does not match the model."""
+    if rec is None:
+        return "-"
+    if rec.get("ok"):
+        return "ok"
+    for r in rec.get("requests", []):
+        if r.get("ok"):
+            continue
+        diffs = [
+            f"{short} {r[name]['difference']:+,}"
+            for name, short in SHORT_FIELD.items()
+            if isinstance(r.get(name), dict) and not r[name]["ok"]
+        ]
+        if not diffs and r.get("sequence", {}).get("ok") is False:
+            diffs = ["order"]
+        return f"#{r['index']} " + ", ".join(diffs)
+    return "mismatch"
 
 
 def _median_int(values: list[int]) -> int | None:
@@ -96,12 +113,16 @@ def request_cells(r: RequestMetrics) -> list[str]:
 def print_summary_table(
     summaries: Sequence[CaptureSummary], *, per_request: bool, stream: TextIO | None = None
 ) -> None:
+    with_model = any(s.reconciliation is not None for s in summaries)
+    columns = (*COLUMNS, Column("vs model")) if with_model else COLUMNS
     rows: list[list[str]] = []
     for s in summaries:
-        rows.append(capture_cells(s))
+        cells = capture_cells(s)
+        rows.append([*cells, reconciliation_cell(s.reconciliation)] if with_model else cells)
         if per_request:
-            rows.extend(request_cells(r) for r in s.requests)
-    render_table(COLUMNS, rows, title="usbtrace summary", stream=stream)
+            extra = [""] if with_model else []
+            rows.extend([*request_cells(r), *extra] for r in s.requests)
+    render_table(columns, rows, title="usbtrace summary", stream=stream)
 
 
 CSV_FIELDS = (

@@ -72,11 +72,35 @@ def payload(tag: int, length: int, offset: int, label: str, keep: int) -> bytes:
 # --- descriptors --------------------------------------------------------------------------------
 
 
-def device_descriptor(vid: int, pid: int, speed: str, bcd_device: int = BCD_DEVICE_APP) -> bytes:
-    bcd_usb = BCD_USB_SUPER if speed == "super" else BCD_USB_HIGH
+def device_descriptor(
+    vid: int,
+    pid: int,
+    speed: str,
+    bcd_device: int = BCD_DEVICE_APP,
+    *,
+    bcd_usb: int | None = None,
+    device_class: int = 0,
+    protocol: int = 0,
+) -> bytes:
+    if bcd_usb is None:
+        bcd_usb = BCD_USB_SUPER if speed == "super" else BCD_USB_HIGH
     max0 = MAX_PACKET0_SUPER if speed == "super" else MAX_PACKET0_HIGH
     return struct.pack(
-        "<BBHBBBBHHHBBBB", 18, DT_DEVICE, bcd_usb, 0, 0, 0, max0, vid, pid, bcd_device, 0, 0, 0, 1
+        "<BBHBBBBHHHBBBB",
+        18,
+        DT_DEVICE,
+        bcd_usb,
+        device_class,
+        0,
+        protocol,
+        max0,
+        vid,
+        pid,
+        bcd_device,
+        0,
+        0,
+        0,
+        1,
     )
 
 

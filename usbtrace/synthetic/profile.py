@@ -48,6 +48,9 @@ class Timing:
     invoke_setup_us: int = 60  # host invoke() called -> first bulk-OUT submit
     invoke_return_us: int = 80  # event -> host invoke() returns
     read_timeout_us: int | None = USB_TIMEOUT_MS * 1000  # None: pending reads never time out
+    # each inference's compute_us grows by a pseudo-random 0..compute_jitter_us (seeded by the
+    # request index: the same profile still gives the same bytes); 0 = every inference alike
+    compute_jitter_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,11 @@ class SessionProfile:
             raise ValueError(f"snaplen {self.snaplen} is shorter than the 64-byte usbmon header")
         keys = [(d.bus, d.address) for d in self.devices]
         keys += [(d.bus, d.dfu_address) for d in self.devices if d.firmware_download]
-        if len(set(keys)) != len(keys) or any(a == self.hub_address for _, a in keys):
-            raise ValueError("devices, boot loaders and the hub need distinct bus addresses")
+        reserved = (self.hub_address, 1)  # the hub and the root hub
+        if len(set(keys)) != len(keys) or any(a in reserved for _, a in keys):
+            raise ValueError(
+                "devices, boot loaders, the hub and the root hub (1) need distinct bus addresses"
+            )
         for dev in self.devices:
             if dev.link_speed not in ("super", "high"):
                 raise ValueError(f"link speed {dev.link_speed!r}: use 'super' or 'high'")

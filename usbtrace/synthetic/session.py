@@ -32,6 +32,7 @@ from usbtrace.edgetpu.constants import (
     EVENT_REQUEST_DONE,
     FIRMWARE_MULTI_EP_BYTES,
     FIRMWARE_SINGLE_EP_BYTES,
+    HUB_IDS_2019,
     INTERRUPT_INTERVAL,
     INTERRUPT_LEN,
     MULTI_EP_TAG_BY_ENDPOINT,
@@ -41,6 +42,7 @@ from usbtrace.edgetpu.constants import (
     REQTYPE_DFU_OUT,
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
+    CsrStep,
     DfuRequest,
     csr_close_sequence,
     csr_open_sequence,
@@ -96,6 +98,14 @@ REQTYPE_STD_IN, REQTYPE_STD_OUT = 0x80, 0x00
 REQTYPE_HUB_PORT_IN, REQTYPE_HUB_PORT_OUT = 0xA3, 0x23
 CLOSE_CANCEL_STEP_US = 350  # real closes cancel the pending reads about this far apart
 FIRST_INVOKE_AFTER_OPEN_US = 4_000
+# Before the driver starts, something (lsusb-like) reads every device descriptor on the bus, as at
+# the start of the real captures: the accelerator's, the hub's and the root hub's.
+PROBE_LENGTH = 40
+PROBE_STEP_US = 150
+DEVICES_START_US = 200_000  # capture start -> the first device's session
+ROOT_HUB_ADDRESS = 1
+ROOT_HUB_IDS = (0x1D6B, 0x0003)  # Linux xHCI SuperSpeed root hub
+USB_CLASS_HUB = 9
 
 
 @dataclass
@@ -128,57 +138,41 @@ class _Emitter:
     def data_len(self, urb_len: int) -> int:
         return min(urb_len, self.cap)
 
-    def urb(
+    def bulk_out(
         self,
         *,
         bus: int,
         device: int,
         endpoint: int,
-        xfer: int,
         submit_us: int,
         complete_us: int,
         length: int,
-        data: bytes = b"",
-        interval: int = 0,
-        status: int = 0,
-        serial: int | None = None,
-        submit: bool = True,
+        data: bytes,
     ) -> int:
-        """A non-control URB: submit and completion. OUT data rides on the submit, IN on the
-        completion. Returns the serial."""
-        serial = self.new_serial() if serial is None else serial
-        is_in = bool(endpoint & 0x80)
-        flags = URB_DIR_IN if is_in else 0
-        common = dict(bus=bus, device=device, endpoint=endpoint, xfer=xfer, interval=interval)
-        if submit:
-            n = 0 if is_in else self.data_len(length)
-            self.emit(
-                ts_us=submit_us,
-                serial=serial,
-                kind=URB_SUBMIT,
-                status=STATUS_IN_PROGRESS,
-                urb_len=length,
-                data_len=n,
-                data=b"" if is_in else data[: min(n, self.keep)],
-                xfer_flags=flags,
-                **common,
-            )
-        if complete_us is not None:
-            done = length if status == 0 else 0
-            n = self.data_len(done) if is_in else 0
-            if not is_in and length > URB_OUT_MAPPED_ABOVE:
-                flags |= URB_OUT_MAPPED
-            self.emit(
-                ts_us=complete_us,
-                serial=serial,
-                kind=URB_COMPLETE,
-                status=status,
-                urb_len=done,
-                data_len=n,
-                data=data[: min(n, self.keep)] if is_in else b"",
-                xfer_flags=flags,
-                **common,
-            )
+        """A bulk-OUT URB: the data rides on the submit. Returns its serial."""
+        serial = self.new_serial()
+        common = dict(bus=bus, device=device, endpoint=endpoint, xfer=XFER_BULK)
+        n = self.data_len(length)
+        self.emit(
+            ts_us=submit_us,
+            serial=serial,
+            kind=URB_SUBMIT,
+            status=STATUS_IN_PROGRESS,
+            urb_len=length,
+            data_len=n,
+            data=data[: min(n, self.keep)],
+            **common,
+        )
+        self.emit(
+            ts_us=complete_us,
+            serial=serial,
+            kind=URB_COMPLETE,
+            status=0,
+            urb_len=length,
+            data_len=0,
+            xfer_flags=URB_OUT_MAPPED if length > URB_OUT_MAPPED_ABOVE else 0,
+            **common,
+        )
         return serial
 
     def control(
@@ -309,10 +303,19 @@ class _ReadQueue:
     def cancel_all(self, t_us: int, step_us: int) -> int:
         self.expire(t_us)
         while self.pending:
-            serial, _ = self.pending.popleft()
+            serial, posted = self.pending.popleft()
+            # a read re-posted after a timeout may be younger than the close itself
+            t_us = max(t_us, posted + 1)
             self._complete(serial, t_us, STATUS_CANCELLED, b"")
             t_us += step_us
         return t_us
+
+
+def _jitter(index: int, limit: int) -> int:
+    """A reproducible 0..limit µs for request ``index``."""
+    if limit <= 0:
+        return 0
+    return int.from_bytes(pl.pseudo_random(f"jitter {index}", 8), "little") % (limit + 1)
 
 
 class _DeviceSim:
@@ -457,7 +460,7 @@ class _DeviceSim:
         self.truth.dfu_address = addr
         return t_us
 
-    def _csr(self, t_us: int, steps: tuple) -> int:
+    def _csr(self, t_us: int, steps: tuple[CsrStep, ...]) -> int:
         for step in steps:
             reg = REGISTERS_BY_NAME[step.register]
             request = CSR_REQUEST_32 if reg.width == 32 else CSR_REQUEST_64
@@ -507,8 +510,9 @@ class _DeviceSim:
         previous_done = 0
         last_end = t_us
         invoke_index = 0
-        for index, (kind, transfers) in enumerate(dev.requests()):
-            queued_behind_caching = index == 1 and dev.requests()[0][0] == "parameter-caching"
+        requests = dev.requests()
+        for index, (kind, transfers) in enumerate(requests):
+            queued_behind_caching = index == 1 and requests[0][0] == "parameter-caching"
             if not queued_behind_caching:
                 host_start = invoke_at + self.t.invoke_setup_us
                 invoke_start = invoke_at
@@ -545,11 +549,10 @@ class _DeviceSim:
                 offsets[urb.transfer] = off + urb.length
                 data = pl.payload(tag, urb.length, off, f"{label} @{off}", self.em.keep)
             endpoint = ENDPOINT_BY_TAG[tag] if self.dev.multi_ep else EP_BULK_OUT
-            urb.serial = self.em.urb(
+            urb.serial = self.em.bulk_out(
                 bus=self.dev.bus,
                 device=self.dev.address,
                 endpoint=endpoint,
-                xfer=XFER_BULK,
                 submit_us=urb.submit_us,
                 complete_us=urb.complete_us,
                 length=urb.length,
@@ -567,7 +570,9 @@ class _DeviceSim:
         else:
             out_start = last_out + t.tail_us
             if req.exec_start_us is not None:
-                out_start = max(out_start, req.exec_start_us + t.compute_us)
+                # output needs at least a microsecond of execution after the input arrived
+                compute = t.compute_us + _jitter(req.index, t.compute_jitter_us)
+                out_start = max(out_start, req.exec_start_us + max(compute, 1))
             # out_start is when the first chunk arrives; the rest follow at the IN link rate
             at = out_start
             remaining = dev.output_bytes
@@ -638,15 +643,45 @@ class _DeviceSim:
         )
 
 
+def _probe_buses(em: _Emitter, profile: SessionProfile) -> None:
+    """GET_DESCRIPTOR(device) to every accelerator (already enumerated), hub and root hub."""
+    t_us = profile.start_us
+    setup = pl.setup_packet(REQTYPE_STD_IN, REQ_GET_DESCRIPTOR, 0x0100, 0, PROBE_LENGTH)
+    for bus in sorted({d.bus for d in profile.devices}):
+        replies = [
+            (d.address, pl.device_descriptor(*APP_IDS, d.link_speed))
+            for d in profile.devices
+            if d.bus == bus and not d.firmware_download
+        ]
+        hub = pl.device_descriptor(
+            *HUB_IDS_2019, "super", 0x0120, bcd_usb=0x0320, device_class=USB_CLASS_HUB, protocol=3
+        )
+        root = pl.device_descriptor(
+            *ROOT_HUB_IDS, "super", 0x0409, bcd_usb=0x0300, device_class=USB_CLASS_HUB, protocol=3
+        )
+        replies += [(profile.hub_address, hub), (ROOT_HUB_ADDRESS, root)]
+        for address, reply in replies:
+            t_us = em.control(
+                bus=bus,
+                device=address,
+                t_us=t_us,
+                duration_us=PROBE_STEP_US // 3,
+                setup=setup,
+                data=reply,
+            )
+            t_us += PROBE_STEP_US
+
+
 def generate(profile: SessionProfile) -> Session:
     """Simulate ``profile``: records in capture order (URB ids assigned) and the ground truth."""
     em = _Emitter(profile)
     devices: list[DeviceTruth] = []
     invokes: list[InvokeTruth] = []
+    _probe_buses(em, profile)
     end = profile.start_us
     for n, dev in enumerate(profile.devices):
         sim = _DeviceSim(em, profile, dev)
-        end = max(end, sim.run(profile.start_us + dev.start_offset_us))
+        end = max(end, sim.run(profile.start_us + DEVICES_START_US + dev.start_offset_us))
         devices.append(sim.truth)
         if n == 0:
             invokes = sim.invokes
@@ -714,12 +749,26 @@ def session_bytes(profile: SessionProfile) -> tuple[bytes, Session]:
     return buffer.getvalue(), session
 
 
+def section_comment(profile: SessionProfile) -> str:
+    """Says the file is synthetic, and which parts follow only the driver source."""
+    inferred = []
+    if any(d.firmware_download for d in profile.devices):
+        inferred.append("the DFU firmware download")
+    if any(d.multi_ep for d in profile.devices):
+        inferred.append("multi-endpoint mode")
+    if any(d.link_speed != "super" for d in profile.devices):
+        inferred.append("USB 2 behaviour")
+    text = f"Synthetic Edge TPU session generated by usbtrace ({profile.name}); not a real capture"
+    if inferred:
+        text += f". Inferred from the driver source, never captured: {', '.join(inferred)}"
+    return text
+
+
 def write_pcapng(session: Session, profile: SessionProfile, stream: BinaryIO) -> None:
     buses = sorted({d.bus for d in profile.devices})
     writer = PcapngWriter(
         stream,
-        comment=f"Synthetic Edge TPU session generated by usbtrace ({profile.name}); "
-        "not a real capture",
+        comment=section_comment(profile),
         application="usbtrace synthetic",
     )
     name = f"usbmon{buses[0]}" if len(buses) == 1 else "usbmon0"

@@ -9,8 +9,9 @@ Link and device: the bulk-OUT endpoint is a FIFO. A URB starts when it was submi
 before it completed, and takes ``urb_overhead_us + ceil(len / rate)``; the rate is the link's, or
 ``min(link, param_bytes_per_s)`` for the streamed parameters of an inference request (the device
 consuming them sets the pace). Execution starts when the input was accepted (and the previous
-request finished); the first streamed parameter after the input is accepted no earlier than
-``cached_compute_us`` later (cached layers run first). The first output chunk completes at the
+request finished); a request's payload URBs are accepted only after the previous request's event
+(its headers may go before). The first streamed parameter after the input is accepted no earlier
+than ``cached_compute_us`` later (cached layers run first). The first output chunk completes at the
 later of ``execution start + compute_us`` and ``last OUT accepted + tail_us``; further chunks
 follow at the IN link rate (each needs a pending read); the tag-4 event comes
 ``event_after_output_us`` after the last chunk. A caching request's event comes
@@ -111,6 +112,10 @@ class OutScheduler:
             start = urb.submit_us
             if self._completions:
                 start = max(start, self._completions[-1])
+            if not urb.header:
+                # the device takes the next request's data only once the previous one finished
+                # (real captures: the header is accepted just before the event, the payload after)
+                start = max(start, previous_done_us)
             rate = t.link_out_bytes_per_s
             streamed = kind != "parameter-caching" and urb.tag == Tag.PARAMETERS and not urb.header
             if streamed and t.param_bytes_per_s is not None:

@@ -16,8 +16,9 @@ memory (``cached_bytes``), so it has streamed bytes 0, overlap 0 and verdict "no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from usbtrace.edgetpu.constants import Tag
 
@@ -166,3 +167,24 @@ def streaming_figures(
         else "compute-paced"
     )
     return overlap, busy, rate, verdict
+
+
+def truth_to_json(truth: SessionTruth) -> dict[str, Any]:
+    """The truth as plain JSON data: times in µs, overlaps as floats plus exact "p/q" strings."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Fraction):
+            return float(value)
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        return value
+
+    data = convert(asdict(truth))
+    for dev_json, dev in zip(data["devices"], truth.devices, strict=True):
+        for req_json, req in zip(dev_json["requests"], dev.requests, strict=True):
+            req_json["overlap_exact"] = str(req.overlap)
+            req_json["bytes_by_tag"] = convert(req.bytes_by_tag)
+            req_json["latency_us"] = req.latency_us
+    return data

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from usbtrace.formats.records import HEAD_BYTES, RECORD
+from usbtrace.formats.records import HEAD_BYTES, RECORD, concat_rows, take
 from usbtrace.usb.usbmon import URB_SUBMIT
 
 URB = np.dtype(
@@ -68,6 +68,31 @@ def _identity(out: np.ndarray, recs: np.ndarray) -> None:
     out["status"] = h["status"]
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _group_order(urb_id: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """A stable order that puts records of equal (urb_id, where) next to each other.
+
+    Sorting by the exact 128-bit key is the slow part of pairing, so records are ordered by a
+    32-bit hash of it with two 16-bit stable radix passes (numpy sorts 16-bit keys by radix). If
+    two different keys share a hash inside the batch, their records could interleave, so that is
+    checked and the exact (slower) lexsort is used instead.
+    """
+    with np.errstate(over="ignore"):
+        mixed = (urb_id ^ (urb_id >> np.uint64(31))) * _GOLDEN + where.astype(np.uint64) * _GOLDEN
+        h = (mixed >> np.uint64(32)).astype(np.uint32)
+    lo = (h & 0xFFFF).astype(np.uint16)
+    hi = (h >> 16).astype(np.uint16)
+    order = np.argsort(lo, kind="stable")
+    order = order[np.argsort(hi[order], kind="stable")]
+    hs, ids, ws = h[order], urb_id[order], where[order]
+    same_hash = hs[1:] == hs[:-1]
+    if (same_hash & ((ids[1:] != ids[:-1]) | (ws[1:] != ws[:-1]))).any():
+        return np.lexsort((where, urb_id))
+    return order
+
+
 class UrbPairer:
     """Feed record batches in file order; get URBs back. Call ``finish()`` at the end."""
 
@@ -77,51 +102,51 @@ class UrbPairer:
         self.superseded_submits = 0
 
     def feed(self, records: np.ndarray) -> np.ndarray:
-        recs = np.concatenate([self.carry, records]) if len(self.carry) else records
+        recs = concat_rows([self.carry, records]) if len(self.carry) else records
         if not len(recs):
             return np.zeros(0, dtype=URB)
         h = recs["hdr"]
-        order = np.lexsort((recs["frame"], h["epnum"], h["devnum"], h["busnum"], h["urb_id"]))
-        s = recs[order]
-        sh = s["hdr"]
-        is_submit = sh["type"] == URB_SUBMIT
-        same = np.zeros(len(s), dtype=bool)
-        same[1:] = (
-            (sh["urb_id"][1:] == sh["urb_id"][:-1])
-            & (sh["busnum"][1:] == sh["busnum"][:-1])
-            & (sh["devnum"][1:] == sh["devnum"][:-1])
-            & (sh["epnum"][1:] == sh["epnum"][:-1])
-        )
-        paired_c = np.zeros(len(s), dtype=bool)
+        # records arrive in frame order and lexsort is stable, so sorting by the key alone keeps
+        # frame order within each key
+        where = h["busnum"].astype(np.int64) << 16 | h["devnum"].astype(np.int64) << 8 | h["epnum"]
+        order = _group_order(h["urb_id"], where)
+        typ = h["type"][order]
+        is_submit = typ == URB_SUBMIT
+        sw = where[order]
+        sid = h["urb_id"][order]
+        same = np.zeros(len(order), dtype=bool)
+        same[1:] = (sid[1:] == sid[:-1]) & (sw[1:] == sw[:-1])
+        paired_c = np.zeros(len(order), dtype=bool)
         paired_c[1:] = ~is_submit[1:] & same[1:] & is_submit[:-1]
-        paired_s = np.zeros(len(s), dtype=bool)
+        paired_s = np.zeros(len(order), dtype=bool)
         paired_s[:-1] = paired_c[1:]
         lone_c = ~is_submit & ~paired_c
         # a submit whose next record of the same key is another submit was never completed
-        followed = np.zeros(len(s), dtype=bool)
+        followed = np.zeros(len(order), dtype=bool)
         followed[:-1] = same[1:]
         lone_s_closed = is_submit & ~paired_s & followed
         still_open = is_submit & ~paired_s & ~followed
         self.orphan_completions += int(np.count_nonzero(lone_c))
         self.superseded_submits += int(np.count_nonzero(lone_s_closed))
-        self.carry = s[still_open]
+        self.carry = take(recs, np.sort(order[still_open]))
 
         ci = np.flatnonzero(paired_c)
+        c_rows = take(recs, order[ci])
+        s_rows = take(recs, order[ci - 1])
         pairs = np.zeros(len(ci), dtype=URB)
-        _identity(pairs, s[ci])
-        _fill(pairs, s[ci - 1], "s")
-        _fill(pairs, s[ci], "c")
-        pairs["setup"] = s["hdr"]["setup"][ci - 1]
+        _identity(pairs, c_rows)
+        _fill(pairs, s_rows, "s")
+        _fill(pairs, c_rows, "c")
+        pairs["setup"] = s_rows["hdr"]["setup"]
 
-        lc = s[lone_c]
+        lc = take(recs, order[lone_c])
         lone_cs = np.zeros(len(lc), dtype=URB)
         _identity(lone_cs, lc)
         _fill(lone_cs, lc, "c")
         lone_cs["setup"] = lc["hdr"]["setup"]
 
-        ls = s[lone_s_closed]
-        lone_ss = self._submit_only(ls)
-        return np.concatenate([pairs, lone_cs, lone_ss])
+        lone_ss = self._submit_only(take(recs, order[lone_s_closed]))
+        return concat_rows([pairs, lone_cs, lone_ss])
 
     def _submit_only(self, recs: np.ndarray) -> np.ndarray:
         out = np.zeros(len(recs), dtype=URB)

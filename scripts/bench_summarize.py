@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""summarize benchmark (issue "summarize"): `usbtrace summarize --json` end to end vs tshark.
+
+    python3 scripts/bench_summarize.py [--frames 1000000] [--dir bench]
+
+On the same synthetic 1,000,000-frame capture as the reader benchmark, times (best of 3) the
+whole `python -m usbtrace summarize --json FILE` process from start to exit, and (best of 2)
+tshark's field extraction with usb.capdata; prints both and the ratio (target: 10x or more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import bench_capture, best_of, default_dir, timed_run, tshark_command
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--frames", type=int, default=1_000_000)
+    ap.add_argument("--dir", type=Path, default=default_dir())
+    args = ap.parse_args()
+    path = bench_capture(args.dir, f"reader-{args.frames}.pcapng", frames=args.frames, snaplen=128)
+    cmd = [sys.executable, "-m", "usbtrace", "summarize", "--json", str(path)]
+    ours_s = best_of(3, lambda: timed_run(cmd)[0])
+    tshark_s = best_of(2, lambda: timed_run(tshark_command(path))[0])
+    ratio = tshark_s / ours_s
+    print(f"capture: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(f"usbtrace summarize --json (process start to exit): {ours_s:.3f} s")
+    print(f"tshark -T fields (7 fields incl. usb.capdata): {tshark_s:.3f} s")
+    print(f"ratio: {ratio:.1f}x tshark; target >= 10x: {'met' if ratio >= 10 else 'NOT met'}")
+    return 0 if ratio >= 10 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

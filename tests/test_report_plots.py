@@ -1,0 +1,102 @@
+"""``usbtrace plot``: the data behind each graph against the sweep's truth; the files are images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sweep_fixtures import CACHE_BYTES, write_sweep
+
+from usbtrace.analysis.summary import summarize_file
+from usbtrace.cli.main import main
+from usbtrace.report.plots import plot_specs, render
+from usbtrace.report.size_table import MIB, size_rows
+
+pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    points = write_sweep(root)
+    rows = size_rows([s for f in sorted(root.rglob("*.pcapng")) for s in summarize_file(f)])
+    return root, points, rows
+
+
+def _spec(rows, name):
+    return next(s for s in plot_specs(rows) if s.name == name)
+
+
+def test_latency_one_series_per_label(sweep):
+    _, points, rows = sweep
+    spec = _spec(rows, "conv-latency")
+    assert sorted(s.label for s in spec.series) == ["usb2", "usb3"]
+    for s in spec.series:
+        truth = sorted((p.size, p.latency_ns / 1e6) for p in points if p.label == s.label)
+        assert s.x == [x for x, _ in truth]
+        assert s.y == pytest.approx([y for _, y in truth], abs=0.002)
+
+
+def test_streamed_marks_cache_and_onset(sweep):
+    _, points, rows = sweep
+    spec = _spec(rows, "conv-streamed")
+    usb3 = next(s for s in spec.series if s.label == "usb3")
+    truth = {p.size: p.streamed / MIB for p in points if p.label == "usb3"}
+    assert dict(zip(usb3.x, usb3.y)) == pytest.approx(truth)
+    assert spec.hlines[0][0] == pytest.approx(CACHE_BYTES / MIB)
+    assert spec.vlines[0][0] == min(p.size for p in points if p.streamed)
+
+
+def test_ops_and_speedup_series(sweep):
+    _, _, rows = sweep
+    ops = _spec(rows, "conv-ops")
+    for s in ops.series:
+        for x, y in zip(s.x, s.y):
+            r = next(r for r in rows if r.size == x and r.label == s.label)
+            assert y == pytest.approx(r.ops / r.latency_s / 1e12)
+    assert _spec(rows, "conv-speedup").series
+    overlap = _spec(rows, "conv-overlap")
+    assert all(x >= 150 for s in overlap.series for x in s.x)  # only streaming sizes
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_render_writes_an_image(sweep, tmp_path, fmt):
+    _, _, rows = sweep
+    path = render(_spec(rows, "conv-latency"), tmp_path / f"lat.{fmt}")
+    data = path.read_bytes()
+    if fmt == "png":
+        assert data.startswith(PNG_MAGIC)
+        from matplotlib import image
+
+        h, w, _ = image.imread(path).shape
+        assert w > 300 and h > 200
+    else:
+        assert b"<svg" in data[:2000]
+
+
+def test_cli(sweep, tmp_path, capsys):
+    root, _, _ = sweep
+    out = tmp_path / "plots"
+    assert main(["plot", str(root), "-o", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = {p["name"] for p in doc["plots"]}
+    assert {
+        "conv-latency",
+        "conv-streamed",
+        "conv-overlap",
+        "conv-stream-rate",
+        "conv-ops",
+    } <= names
+    for name in names:
+        assert (out / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_cli_refuses_a_file_as_folder(sweep, tmp_path, capsys):
+    root, _, _ = sweep
+    f = tmp_path / "x"
+    f.write_text("keep me")
+    assert main(["plot", str(root), "-o", str(f)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert f.read_text() == "keep me"

@@ -1,0 +1,91 @@
+"""``usbtrace timeline``: the lanes behind the picture, against synthetic truth and real data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sweep_fixtures import INSTR_BYTES_PER_LAYER, plan, write_capture
+
+from usbtrace.cli.main import main
+from usbtrace.edgetpu.constants import MAX_BULK_OUT_CHUNK
+from usbtrace.intervals import clipped_length
+from usbtrace.report.timeline import render_timeline, timeline_for_file
+
+pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")
+
+
+@pytest.fixture(scope="module")
+def streaming(tmp_path_factory):
+    p = plan(200, "usb2")
+    return write_capture(tmp_path_factory.mktemp("tl"), p), p
+
+
+def test_default_is_first_streaming_inference(streaming):
+    path, p = streaming
+    tl = timeline_for_file(path, None, None)
+    assert tl.request == 1 and tl.kind == "inference"  # request 0 caches the parameters
+    assert tl.t_end_ns - tl.t0_ns == p.latency_ns
+    params = tl.lane("parameters")
+    assert params.nbytes == p.streamed
+    assert len(params.starts_ns) == 1 + math.ceil(p.streamed / MAX_BULK_OUT_CHUNK)  # + header
+    assert tl.lane("instructions").nbytes == 200 * INSTR_BYTES_PER_LAYER
+    assert tl.lane("input").nbytes == 16
+    assert tl.lane("output").nbytes == 8
+    assert len(tl.lane("event").starts_ns) == 1 and tl.lane("event").starts_ns[0] == tl.t_end_ns
+    host = tl.lane("host invoke")
+    assert len(host.starts_ns) == 1 and host.starts_ns[0] < tl.t0_ns < tl.t_end_ns < host.ends_ns[0]
+    assert params.rate_Bps == pytest.approx(35e6, rel=0.01)
+
+
+def test_overlap_is_what_the_lanes_show(streaming):
+    path, _ = streaming
+    tl = timeline_for_file(path, None, None)
+    params = tl.lane("parameters")
+    inside = clipped_length(
+        np.array(params.starts_ns), np.array(params.ends_ns), tl.exec_start_ns, tl.t_end_ns
+    )
+    # the lane also draws the 8-byte header URB (10 µs here), which the overlap metric leaves out
+    window = tl.t_end_ns - tl.exec_start_ns
+    assert inside / window == pytest.approx(tl.overlap, abs=10_000 / window)
+    assert 0 < tl.overlap < 1
+
+
+def test_explicit_request_and_images(streaming, tmp_path):
+    path, p = streaming
+    tl = timeline_for_file(path, 0, None)
+    assert tl.kind == "parameter-caching" and tl.lane("parameters").nbytes == p.cached
+    png = render_timeline(tl, tmp_path / "t.png")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    svg = render_timeline(tl, tmp_path / "t.svg")
+    assert b"<svg" in svg.read_bytes()[:2000]
+
+
+def test_cli_errors(streaming, tmp_path, capsys):
+    path, _ = streaming
+    out = tmp_path / "t.png"
+    assert main(["timeline", str(path), "-o", str(out), "--request", "99"]) == 2
+    assert "requests 0 to 3" in capsys.readouterr().err
+    assert main(["timeline", str(path), "-o", str(tmp_path / "t.gif")]) == 2
+    out.write_bytes(b"precious")
+    assert main(["timeline", str(path), "-o", str(out)]) == 2
+    assert out.read_bytes() == b"precious"
+    assert main(["timeline", str(path), "-o", str(out), "--force", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [lane["name"] for lane in doc["lanes"]][:4] == [
+        "host invoke",
+        "instructions",
+        "input",
+        "parameters",
+    ]
+
+
+def test_real_dense_300(shared_file, tmp_path):
+    tl = timeline_for_file(shared_file("captures/real/dense_300.pcapng"), None, None)
+    assert tl.request == 1
+    assert tl.lane("parameters").nbytes == 2_943_616
+    assert tl.lane("instructions").nbytes == 543_840
+    assert tl.lane("output").nbytes == 8
+    assert render_timeline(tl, tmp_path / "d.png").stat().st_size > 10_000

@@ -1,0 +1,195 @@
+"""``usbtrace capture``: record the USB traffic of an Edge TPU model run, then summarize it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from pathlib import Path
+
+from usbtrace.capture.backends.base import Backend
+from usbtrace.errors import UsageError
+
+DESCRIPTION = """\
+Capture the USB traffic of a model running on a Coral USB Accelerator into one pcapng file,
+then print its summary.
+
+Checks the host first (Linux, usbmon loaded, dumpcap allowed to read it, an Edge TPU present,
+the model compiled for the Edge TPU, the runtime loadable, free disk) and says how to fix the
+first problem. Then starts dumpcap on the accelerator's whole bus (the device re-enumerates
+after its firmware is loaded), opens the model (firmware download, parameter caching on the
+first invoke), runs W warm-up and N measured inferences with a constant input, stops dumpcap
+and appends usbtrace's metadata (model, its sha256 and byte counts, runtime versions, host,
+link speed, per-invoke host timestamps) to the same file, which Wireshark still opens.
+
+Writes DIR/NAME[-LABEL]-YYYYmmddTHHMMSS.pcapng and never overwrites a file. Ctrl-C stops
+cleanly and keeps the file with what ran (exit 130); a failure during the run keeps the file
+too (exit 1); a failed check exits 2.
+
+Backends: tflite (tflite-runtime or ai-edge-litert with libedgetpu's delegate), pycoral
+(Google's, from the Coral apt repository; PyPI's pycoral is unrelated), replay:CAPTURE
+(re-issues a recorded session's transfers with pyusb; refuses a real Edge TPU when the
+recording's payloads were cut by its snaplen). auto picks tflite, else pycoral.
+
+Needs root, or membership of the wireshark group with read access to /dev/usbmonN."""
+
+EPILOG = """\
+examples:
+  usbtrace capture --model conv_300
+  usbtrace capture --model models/mine_edgetpu.tflite --count 20 --warmup 2 --label usb2
+  usbtrace capture --backend replay:captures/conv_50.pcapng --count 5 --bus 1 --out /run/out"""
+
+_LABEL = re.compile(r"^[A-Za-z0-9._+-]+$")
+USBMON_HEADER_BYTES = 64
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from usbtrace.capture.runner import DEFAULT_SNAPLEN
+
+    p = subparsers.add_parser(
+        "capture",
+        help="capture a model run on a Coral USB Accelerator and summarize it",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="catalog name (models/NAME_edgetpu.tflite) or path of an Edge TPU-compiled model;"
+        " optional with --backend replay:CAPTURE",
+    )
+    p.add_argument("--count", type=int, default=5, metavar="N", help="measured inferences (5)")
+    p.add_argument("--warmup", type=int, default=1, metavar="W", help="warm-up inferences (1)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="idle time between inferences, so each stands apart in the capture (0.5)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("captures"),
+        metavar="DIR",
+        help="where the capture goes (captures/)",
+    )
+    p.add_argument(
+        "--bus", type=int, metavar="N", help="USB bus to capture (default: the Edge TPU's bus)"
+    )
+    p.add_argument(
+        "--snaplen",
+        type=int,
+        default=DEFAULT_SNAPLEN,
+        metavar="BYTES",
+        help=f"bytes kept per packet ({DEFAULT_SNAPLEN}: usbmon header + first 64 data bytes,"
+        " enough for every protocol header; 0 keeps everything)",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        metavar="auto|tflite|pycoral|replay:CAPTURE",
+        help="what drives the Edge TPU (auto)",
+    )
+    p.add_argument("--label", metavar="TEXT", help="added to the file name and the metadata")
+    p.set_defaults(func=run)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if args.count < 1:
+        raise UsageError(f"--count must be at least 1, not {args.count}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup cannot be negative ({args.warmup})")
+    if args.interval < 0:
+        raise UsageError(f"--interval cannot be negative ({args.interval})")
+    if args.snaplen != 0 and args.snaplen < USBMON_HEADER_BYTES:
+        raise UsageError(
+            f"--snaplen {args.snaplen} would cut the {USBMON_HEADER_BYTES}-byte usbmon header:"
+            " use 0 (everything) or at least 64"
+        )
+    if args.label is not None and not _LABEL.match(args.label):
+        raise UsageError(f"--label {args.label!r}: use letters, digits and . _ + - only")
+    backend = args.backend
+    if backend not in ("auto", "tflite", "pycoral") and not backend.startswith("replay:"):
+        raise UsageError(f"--backend {backend!r}: choose auto, tflite, pycoral or replay:CAPTURE")
+    if args.bus is not None and args.bus < 1:
+        raise UsageError(f"--bus {args.bus}: bus numbers start at 1")
+
+
+def resolve_model(spec: str) -> tuple[str, Path]:
+    """(name for the file, compiled model path), through the model catalog when it is there."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return _name_of(path), path  # an uncompiled file is refused by preflight, saying why
+    if path.suffix == ".tflite" or "/" in spec:
+        raise UsageError(f"{path}: no such model file")
+    try:
+        catalog = importlib.import_module("usbtrace.models.catalog")
+    except ImportError:
+        catalog = None
+    if catalog is not None:
+        entry = catalog.resolve(spec)
+        compiled = entry.require_compiled()  # its error says how to build and compile
+        return entry.name, Path(compiled)
+    compiled = Path("models") / f"{spec}_edgetpu.tflite"
+    if not compiled.is_file():
+        raise UsageError(
+            f"model {spec!r} not found ({compiled} is missing): build models/{spec}.tflite and"
+            f" compile it: edgetpu_compiler -o models models/{spec}.tflite"
+        )
+    return spec, compiled
+
+
+def _name_of(path: Path) -> str:
+    return path.name.removesuffix(".tflite").removesuffix("_edgetpu")
+
+
+def make_backend(spec: str, model_path: Path | None, bus: int | None) -> Backend:
+    from usbtrace.capture.backends.pycoral import PycoralBackend
+    from usbtrace.capture.backends.replay import ReplayBackend
+    from usbtrace.capture.backends.tflite import TfliteBackend, find_interpreter_module
+
+    if spec.startswith("replay:"):
+        capture = spec.removeprefix("replay:")
+        if not capture:
+            raise UsageError("--backend replay:CAPTURE needs the capture to replay")
+        return ReplayBackend(Path(capture), bus=bus)
+    if spec not in ("auto", "tflite", "pycoral"):
+        raise UsageError(f"--backend {spec!r}: choose auto, tflite, pycoral or replay:CAPTURE")
+    if model_path is None:
+        raise UsageError(f"--backend {spec} needs --model NAME|PATH")
+    if spec == "pycoral":
+        return PycoralBackend(model_path)
+    if spec == "auto" and find_interpreter_module() is None:
+        try:
+            importlib.import_module("pycoral.utils.edgetpu")
+            return PycoralBackend(model_path)
+        except ImportError:
+            pass
+    return TfliteBackend(model_path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from usbtrace.capture.runner import CaptureConfig, run_capture
+
+    _validate(args)
+    name, model_path = resolve_model(args.model) if args.model else (None, None)
+    backend = make_backend(args.backend, model_path, args.bus)
+    if name is None:
+        replayed = args.backend.removeprefix("replay:")
+        name = "replay-" + Path(replayed).name.removesuffix(".pcapng")
+    config = CaptureConfig(
+        model=name if args.model else None,
+        model_path=model_path,
+        backend=backend,
+        count=args.count,
+        warmup=args.warmup,
+        interval=args.interval,
+        out_dir=args.out,
+        bus=args.bus,
+        snaplen=args.snaplen,
+        label=args.label,
+        name=name,
+    )
+    return run_capture(config).exit_status

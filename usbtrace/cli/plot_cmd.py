@@ -1,0 +1,71 @@
+"""``usbtrace plot INPUTS -o DIR``: graphs across model sizes (latency, streamed bytes, TOPS…)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from usbtrace.analysis.summary import CaptureSummary
+from usbtrace.cli.inputs import expand_inputs
+from usbtrace.cli.summarize_cmd import analyse
+from usbtrace.errors import UsageError
+
+DESCRIPTION = """\
+Draw the model-size graphs of a sweep (matplotlib; no display needed). Captures are grouped as in
+`usbtrace summarize --by-size` (family, size, label), and for each family these files are written
+into DIR: FAMILY-latency (median latency vs size, one line per label such as usb2/usb3),
+FAMILY-streamed (parameters streamed per inference and cached once, with the on-chip cache size
+and the size where streaming begins marked), FAMILY-overlap, FAMILY-stream-rate, FAMILY-ops
+(TOPS reached) and, when a CPU baseline was captured, FAMILY-speedup. --json prints the data
+behind every graph instead of only the file names."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="graphs across model sizes: latency, streamed bytes, overlap, rate, TOPS",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="INPUT", help="captures or folders of captures")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the images")
+    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format")
+    p.add_argument("--json", action="store_true", help="print the plotted data as JSON")
+    p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
+    p.set_defaults(func=run)
+
+
+def load_summaries(inputs: list[str], device: str | None) -> tuple[list[CaptureSummary], int]:
+    """Summaries of every capture named; failures reported on stderr. (summaries, failures)."""
+    files, missing = expand_inputs(inputs)
+    if not files:
+        raise UsageError("; ".join(missing) or "no input files")
+    summaries, failures = analyse(files, device)
+    for f in missing + failures:
+        print(f"usbtrace: {f}", file=sys.stderr)
+    if not summaries:
+        raise UsageError("no Edge TPU capture could be analysed")
+    return summaries, len(missing) + len(failures)
+
+
+def run(args: argparse.Namespace) -> int:
+    from usbtrace.report.plots import plot_specs, write_plots
+    from usbtrace.report.size_table import size_rows
+
+    summaries, failed = load_summaries(args.files, args.device)
+    rows = size_rows(summaries)
+    if not plot_specs(rows):
+        raise UsageError("no capture names a model with a size (e.g. conv_50): nothing to plot")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    written = write_plots(rows, out, args.format)
+    if args.json:
+        json.dump({"plots": [s.to_json() for s in plot_specs(rows)]}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        for path in written:
+            print(path)
+    return 1 if failed else 0

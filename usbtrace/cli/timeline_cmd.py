@@ -1,0 +1,55 @@
+"""``usbtrace timeline FILE [--request K] -o OUT.png|.svg``: one request's URBs as lanes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from usbtrace.errors import UsageError
+
+DESCRIPTION = """\
+Draw one request of a capture as lanes of in-flight intervals: host invoke, instructions, input,
+parameters (each bulk-OUT URB from submit to completion), output reads and the completion event,
+with bytes and rates annotated and the execution window shaded, so streaming that overlaps
+execution is visible at a glance. Requests are numbered as in `usbtrace summarize
+--per-inference`; the default is the first inference that streams parameters, else the second
+inference. The image format follows OUT's suffix (.png or .svg). An existing OUT is not
+overwritten unless --force is given."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "timeline",
+        help="one request's URBs as lanes over time (PNG or SVG)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="a capture")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="image to write (.png/.svg)")
+    p.add_argument("--request", type=int, metavar="K", help="request number (see summarize)")
+    p.add_argument("--device", metavar="BUS.ADDR", help="the Edge TPU, when there are several")
+    p.add_argument("--json", action="store_true", help="also print the lanes as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from usbtrace.report.timeline import render_timeline, timeline_for_file
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"{out}: the image must end in .png or .svg")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out}: exists (use --force to overwrite)")
+    if not Path(args.file).is_file():
+        raise UsageError(f"{args.file}: no such file")
+    tl = timeline_for_file(args.file, args.request, args.device)
+    render_timeline(tl, out)
+    if args.json:
+        json.dump(tl.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(out)
+    return 0

@@ -1,0 +1,92 @@
+"""Interval arithmetic on [start, end] pairs of integer nanoseconds (decoder and analysis)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def merge(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of intervals as sorted, disjoint intervals."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    s = np.asarray(starts, dtype=np.int64)[order]
+    e = np.asarray(ends, dtype=np.int64)[order]
+    reach = np.maximum.accumulate(e)
+    # a new merged interval starts where a start lies beyond everything before it
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    idx = np.flatnonzero(new)
+    out_s = s[idx]
+    out_e = np.maximum.reduceat(e, idx)
+    return out_s, out_e
+
+
+def union_length(starts: np.ndarray, ends: np.ndarray) -> int:
+    s, e = merge(starts, ends)
+    return int((e - s).sum())
+
+
+def clipped_length(starts: np.ndarray, ends: np.ndarray, lo: int, hi: int) -> int:
+    """Length of (union of intervals) ∩ [lo, hi]."""
+    if hi <= lo:
+        return 0
+    s, e = merge(starts, ends)
+    s = np.clip(s, lo, hi)
+    e = np.clip(e, lo, hi)
+    return int(np.maximum(e - s, 0).sum())
+
+
+def segmented_merge(
+    group: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Union of intervals within each group: (group, start, end) of disjoint merged intervals.
+
+    One vectorised pass: rows are sorted by (group, start); a running maximum of the ends,
+    offset per group so that one group's ends never leak into the next, marks where a new merged
+    interval begins.
+    """
+    if len(group) == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z
+    order = np.lexsort((starts, group))
+    g = np.asarray(group, dtype=np.int64)[order]
+    s = np.asarray(starts, dtype=np.int64)[order]
+    e = np.maximum(np.asarray(ends, dtype=np.int64)[order], s)
+    first = np.ones(len(g), dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    heads = np.flatnonzero(first)
+    base = np.repeat(s[heads], np.diff(np.append(heads, len(g))))  # each group's first start
+    rel_e = e - base
+    span = int(rel_e.max()) + 1
+    ngroups = int(g.max()) + 1 if len(g) else 0
+    if span * (ngroups + 1) < (1 << 62):
+        keyed = g * span + rel_e
+        reach = np.maximum.accumulate(keyed) - g * span  # may be negative: previous group
+    else:  # astronomically long captures: fall back to a loop rather than overflow
+        reach = np.empty(len(g), dtype=np.int64)
+        cur = 0
+        for i in range(len(g)):
+            cur = rel_e[i] if first[i] else max(cur, rel_e[i])
+            reach[i] = cur
+    new = first.copy()
+    new[1:] |= (s[1:] - base[1:]) > reach[:-1]
+    idx = np.flatnonzero(new)
+    return g[idx], s[idx], np.maximum.reduceat(e, idx)
+
+
+def segmented_union_length(
+    group: np.ndarray, starts: np.ndarray, ends: np.ndarray, ngroups: int
+) -> np.ndarray:
+    g, s, e = segmented_merge(group, starts, ends)
+    return np.bincount(g, weights=(e - s), minlength=ngroups).astype(np.int64)
+
+
+def segmented_clipped_length(
+    group: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Per group: length of (union of its intervals) ∩ [lo[group], hi[group]]."""
+    g, s, e = segmented_merge(group, starts, ends)
+    s = np.clip(s, lo[g], hi[g])
+    e = np.clip(e, lo[g], hi[g])
+    return np.bincount(g, weights=np.maximum(e - s, 0), minlength=len(lo)).astype(np.int64)
