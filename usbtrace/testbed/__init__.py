@@ -7,8 +7,11 @@ made on a machine without USB. ``python3 -m usbtrace.testbed --help`` lists the 
 
 from __future__ import annotations
 
-# The serial number string the emulator reports. The capture runner's replay backend looks for it:
-# only an emulated device may be sent zero-filled stand-ins for payloads a capture truncated.
-EMULATOR_SERIAL = "usbtrace-emulator"
+# The serial number string the emulator reports (defined with the protocol constants, since the
+# capture runner's replay backend looks for it: only an emulated device may be sent zero-filled
+# stand-ins for payloads a capture truncated).
+from usbtrace.edgetpu.constants import EMULATOR_SERIAL
+
+__all__ = ["EMULATOR_MANUFACTURER", "EMULATOR_PRODUCT", "EMULATOR_SERIAL"]
 EMULATOR_MANUFACTURER = "usbtrace"
 EMULATOR_PRODUCT = "Edge TPU emulator"
