@@ -329,3 +329,22 @@ def test_matcher_knows_streamed_parameters_from_cached_ones() -> None:
     m.feed(Tag.INSTRUCTIONS, 262_128)
     m.feed(Tag.INPUT, 16)
     assert m.streaming()
+
+
+@pytest.mark.parametrize(
+    ("sample", "builtin"),
+    [("sample-synthetic-conv.pcapng", "conv_50"), ("sample-synthetic-dense.pcapng", "dense_300")],
+)
+def test_profile_from_a_recorded_capture(sample: str, builtin: str) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "captures" / sample
+    if not path.exists():
+        pytest.skip(f"{path} missing")
+    assert load_profile(str(path)).requests == BUILTIN_PROFILES[builtin].requests
+
+
+@pytest.mark.parametrize("name", ["conv_50", "dense_300"])
+def test_profile_from_the_real_captures_matches_the_builtin(shared_file, name: str) -> None:
+    path = shared_file(f"captures/real/{name}.pcapng")
+    assert load_profile(str(path)).requests == BUILTIN_PROFILES[name].requests

@@ -43,6 +43,7 @@ class ScenarioSpec:
 # 75 MB/s under emulation, varying from URB to URB, so the emulator stands in for a steady 4 MB/s
 # link; paced at 1.5 MB/s, the emulated device's compute sets the pace of the streamed parameters.
 LINK_RATE = 4_000_000
+FROM_SOURCE = "@source"
 PACED_RATE = 1_500_000
 SCENARIOS: dict[str, ScenarioSpec] = {
     "play_conv_50": ScenarioSpec(scenarios.PLAY, "conv_50"),
@@ -75,7 +76,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
     ),
     "capture_real_dense_300": ScenarioSpec(
         scenarios.CAPTURE,
-        "dense_300",
+        FROM_SOURCE,  # the emulator takes its request shapes from the capture it is sent
         link_rate=LINK_RATE,
         source="real:dense_300",
         needs_capture_command=True,
@@ -161,11 +162,12 @@ def _guest_script(names: list[str], sources: dict[str, Path]) -> str:
     ]
     for name in names:
         spec = SCENARIOS[name]
+        profile = str(sources[name]) if spec.profile == FROM_SOURCE else spec.profile
         body = spec.template.format(
             name=name,
-            profile=spec.profile,
+            profile=profile,
             emulator_args=(
-                f"--profile {spec.profile} --pace {spec.pace:.0f} --link-rate {spec.link_rate:.0f}"
+                f"--profile {profile} --pace {spec.pace:.0f} --link-rate {spec.link_rate:.0f}"
             ),
             count=spec.count,
             src=sources.get(name, ""),
