@@ -10,6 +10,7 @@ with the reason.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import time
@@ -153,7 +154,17 @@ def _wanted(session: pytest.Session) -> list[str]:
     return names
 
 
-def _guest_script(names: list[str], sources: dict[str, Path]) -> str:
+def _profile_file(source: Path, out: Path) -> Path:
+    """The source capture's request shapes as a profile file, made on the host: decoding a
+    capture under emulation in the guest would cost half a minute."""
+    from usbtrace.testbed.profile import load_profile
+
+    path = out / f"profile-{source.stem}.json"
+    path.write_text(json.dumps(load_profile(str(source)).to_json()))
+    return path
+
+
+def _guest_script(names: list[str], sources: dict[str, Path], out: Path) -> str:
     lines = [
         "set -u",
         '. "$REPO/scripts/vm/guest-lib.sh"',
@@ -162,7 +173,9 @@ def _guest_script(names: list[str], sources: dict[str, Path]) -> str:
     ]
     for name in names:
         spec = SCENARIOS[name]
-        profile = str(sources[name]) if spec.profile == FROM_SOURCE else spec.profile
+        profile = spec.profile
+        if spec.profile == FROM_SOURCE:
+            profile = str(_profile_file(sources[name], out))
         body = spec.template.format(
             name=name,
             profile=profile,
@@ -212,7 +225,7 @@ def guest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if not runnable:
         return GuestRun(out, 0, "", 0.0, skipped)
     script = out / "scenarios.sh"
-    script.write_text(_guest_script(runnable, sources))
+    script.write_text(_guest_script(runnable, sources, out))
     start = time.monotonic()
     result = vm.run_guest(out, script, timeout=GUEST_TIMEOUT_S)
     seconds = time.monotonic() - start
