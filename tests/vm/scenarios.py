@@ -34,29 +34,39 @@ echo "$rc" >"$S/capture.rc"
 exit 0
 """
 
+# Fault scenarios act once the emulator served two requests, or give up when the runner is gone.
+WAIT = """
+tb_served_or_gone() {{ grep -q "request 2 " "$1" || ! kill -0 "$2" 2>/dev/null; }}
+"""
+
 # Fault: the device is unplugged (the emulator ends) while the runner is replaying.
-UNPLUG = """
+UNPLUG = (
+    WAIT
+    + """
 tb_emulator_start {name} {emulator_args} || exit 12
 "$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --warmup 0 --interval 1 \\
   --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!
-tb_wait_for 60 grep -q "request 2 " "$OUT/{name}.emulator.log"
+tb_wait_for 60 tb_served_or_gone "$OUT/{name}.emulator.log" "$runner"
 tb_emulator_stop
 wait "$runner"
 echo "$?" >"$S/capture.rc"
 mv "$OUT/{name}".* "$S/" 2>/dev/null
 exit 0
 """
+)
 
 # Fault: dumpcap (the runner's child) is killed while the runner is replaying.
-KILL_DUMPCAP = """
+KILL_DUMPCAP = (
+    WAIT
+    + """
 tb_emulator_start {name} {emulator_args} || exit 12
 "$PYTHON" -m usbtrace capture --backend "replay:{src}" --count 5 --warmup 0 --interval 1 \\
   --bus "$TB_BUS" \\
   --out "$S/runs" --label {name} >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!
-tb_wait_for 60 grep -q "request 2 " "$OUT/{name}.emulator.log"
+tb_wait_for 60 tb_served_or_gone "$OUT/{name}.emulator.log" "$runner"
 child="$(pgrep -P "$runner" -x dumpcap | head -n1)"
 [ -n "$child" ] && kill -KILL "$child"
 echo "${{child:-none}}" >"$S/killed_pid"
@@ -66,3 +76,4 @@ tb_emulator_stop
 mv "$OUT/{name}".* "$S/" 2>/dev/null
 exit 0
 """
+)

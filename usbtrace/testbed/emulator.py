@@ -79,6 +79,7 @@ class EmulatorStats:
     configured: int = 0
     disconnects: int = 0
     aborted_control_writes: int = 0
+    blind_control_replies: int = 0
 
 
 @dataclass
@@ -267,6 +268,7 @@ class EdgeTpuEmulator:
         self.stats.unknown_registers = sorted(self.registers.unknown)
         if self.ep0 is not None:
             self.stats.aborted_control_writes = self.ep0.aborted
+            self.stats.blind_control_replies = self.ep0.blind_replies
         return json.dumps(asdict(self.stats), indent=1)
 
 
