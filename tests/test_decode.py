@@ -183,3 +183,13 @@ def test_firmware_download_then_app_device(tmp_path):
     (tpu,) = d.devices
     assert tpu.address == 4 and tpu.firmware is not None
     assert (tpu.firmware.blocks, tpu.firmware.nbytes, tpu.firmware.address) == (3, 612, 3)
+
+
+def test_address_zero_during_enumeration_is_not_a_device(tmp_path):
+    b = CaptureBuilder()
+    b.device_descriptor(0, dev=0)  # GET_DESCRIPTOR before SET_ADDRESS
+    b.device_descriptor(200, dev=4)
+    inference(b, 1000)
+    d = decode_capture(b.write(tmp_path / "enum.pcapng"))
+    assert [t.address for t in d.devices] == [4]
+    assert all(a != 0 for _, a, _ in d.other_devices)

@@ -12,15 +12,15 @@ from usbtrace.report.inspect_view import device_heading, inspect_rows
 from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table
 
 COLUMNS = (
-    Column("time s", "right"),
-    Column("frame", "right"),
-    Column("dir"),
-    Column("ep"),
-    Column("kind"),
-    Column("bytes", "right"),
-    Column("duration", "right"),
-    Column("MB/s", "right"),
-    Column("note"),
+    Column("time s", "right", priority=90),
+    Column("frame", "right", priority=40),
+    Column("dir", priority=60),
+    Column("ep", priority=70),
+    Column("kind", priority=100),
+    Column("bytes", "right", priority=95),
+    Column("duration", "right", priority=80),
+    Column("MB/s", "right", priority=75),
+    Column("note", priority=50),
 )
 
 

@@ -356,6 +356,8 @@ class Decoder:
         )
 
     def _identify(self, d: _Device) -> str | None:
+        if d.dev == 0:
+            return None  # the default address: a device being enumerated, not yet addressed
         if self.only is not None:
             return "--device" if (d.bus, d.dev) == self.only else None
         if d.ids in EDGETPU_IDS:

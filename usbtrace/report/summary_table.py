@@ -10,24 +10,25 @@ from usbtrace.analysis.metrics import RequestMetrics
 from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.edgetpu.trace import NS
 from usbtrace.models.catalog import model_sort_key
-from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table
+from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table, wants_rich
 
 COLUMNS = (
-    Column("model"),
-    Column("link"),
-    Column("inf", "right"),
-    Column("cached B", "right"),
-    Column("instr B", "right"),
-    Column("input B", "right"),
-    Column("streamed B", "right"),
-    Column("output B", "right"),
-    Column("lat med", "right"),
-    Column("lat p90", "right"),
-    Column("overlap", "right"),
-    Column("MB/s", "right"),
-    Column("verdict"),
-    Column("integrity"),
+    Column("model", priority=100),
+    Column("link", priority=50),
+    Column("inf", "right", priority=60),
+    Column("cached B", "right", priority=80),
+    Column("instr B", "right", priority=75),
+    Column("input B", "right", priority=40),
+    Column("streamed B", "right", priority=90),
+    Column("output B", "right", priority=40),
+    Column("lat med", "right", priority=95),
+    Column("lat p90", "right", priority=70),
+    Column("overlap", "right", priority=90),
+    Column("MB/s", "right", priority=85),
+    Column("verdict", priority=95),
+    Column("integrity", priority=88),
 )
+# fewer characters per cell on a terminal: ms values say their unit in the column title
 
 
 def sort_key(s: CaptureSummary) -> tuple:
@@ -69,7 +70,10 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
 
 
-def capture_cells(s: CaptureSummary) -> list[str]:
+def capture_cells(s: CaptureSummary, compact: bool = False) -> list[str]:
+    def nbytes(n: int | None) -> str:
+        return fmt_bytes(n, compact)
+
     j = s.summary_json()
     inf = s.inferences
     overlap = j["overlap_median"]
@@ -77,11 +81,11 @@ def capture_cells(s: CaptureSummary) -> list[str]:
         s.model or s.file.rsplit("/", 1)[-1],
         s.link_speed or "?",
         str(len(inf)),
-        fmt_bytes(s.cache_fill_bytes),
-        fmt_bytes(_median_int([r.instructions for r in inf])),
-        fmt_bytes(_median_int([r.input for r in inf])),
-        fmt_bytes(_median_int([r.parameters for r in inf])),
-        fmt_bytes(_median_int([r.output for r in inf])),
+        nbytes(s.cache_fill_bytes),
+        nbytes(_median_int([r.instructions for r in inf])),
+        nbytes(_median_int([r.input for r in inf])),
+        nbytes(_median_int([r.parameters for r in inf])),
+        nbytes(_median_int([r.output for r in inf])),
         _ms(j["latency_median_s"]),
         _ms(j["latency_p90_s"]),
         "-" if overlap is None else f"{overlap:.3f}",
@@ -91,16 +95,19 @@ def capture_cells(s: CaptureSummary) -> list[str]:
     ]
 
 
-def request_cells(r: RequestMetrics) -> list[str]:
+def request_cells(r: RequestMetrics, compact: bool = False) -> list[str]:
+    def nbytes(n: int | None) -> str:
+        return fmt_bytes(n, compact)
+
     return [
         f"  #{r.index} {r.kind}",
         "",
         "",
-        fmt_bytes(r.parameters) if r.kind == "parameter-caching" else "",
-        fmt_bytes(r.instructions),
-        fmt_bytes(r.input),
-        fmt_bytes(r.parameters) if r.kind != "parameter-caching" else "",
-        fmt_bytes(r.output),
+        nbytes(r.parameters) if r.kind == "parameter-caching" else "",
+        nbytes(r.instructions),
+        nbytes(r.input),
+        nbytes(r.parameters) if r.kind != "parameter-caching" else "",
+        nbytes(r.output),
         _ms(r.latency_ns / NS),
         "",
         f"{r.overlap:.3f}",
@@ -113,15 +120,16 @@ def request_cells(r: RequestMetrics) -> list[str]:
 def print_summary_table(
     summaries: Sequence[CaptureSummary], *, per_request: bool, stream: TextIO | None = None
 ) -> None:
+    compact = wants_rich(stream)  # exact bytes in pipes, JSON and CSV; short on a terminal
     with_model = any(s.reconciliation is not None for s in summaries)
-    columns = (*COLUMNS, Column("vs model")) if with_model else COLUMNS
+    columns = (*COLUMNS, Column("vs model", priority=92)) if with_model else COLUMNS
     rows: list[list[str]] = []
     for s in summaries:
-        cells = capture_cells(s)
+        cells = capture_cells(s, compact)
         rows.append([*cells, reconciliation_cell(s.reconciliation)] if with_model else cells)
         if per_request:
             extra = [""] if with_model else []
-            rows.extend([*request_cells(r), *extra] for r in s.requests)
+            rows.extend([*request_cells(r, compact), *extra] for r in s.requests)
     render_table(columns, rows, title="usbtrace summary", stream=stream)
 
 

@@ -12,6 +12,28 @@ from typing import TextIO
 class Column:
     title: str
     align: str = "left"  # "left" | "right"
+    priority: int = 100  # on a narrow terminal, columns of lowest priority are left out first
+
+
+def _title_lines(title: str) -> list[str]:
+    return title.split(" ", 1) if " " in title else [title]
+
+
+def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Indices of the columns to show so that the table fits ``width`` characters."""
+    need = [
+        max([len(x) for x in _title_lines(c.title)] + [len(r[i]) for r in rows])
+        for i, c in enumerate(columns)
+    ]
+    keep = list(range(len(columns)))
+    while len(keep) > 1 and sum(need[i] for i in keep) + len(keep) - 1 > width:
+        keep.remove(min(keep, key=lambda i: (columns[i].priority, -i)))
+    return keep
+
+
+def wants_rich(stream: TextIO | None = None) -> bool:
+    """Rich output on a terminal; plain aligned text in a pipe or a file."""
+    return (stream or sys.stdout).isatty()
 
 
 def render_table(
@@ -25,17 +47,31 @@ def render_table(
     """Print ``rows`` (already formatted strings). ``rich_output`` None = rich only on a tty."""
     stream = stream or sys.stdout
     if rich_output is None:
-        rich_output = stream.isatty()
+        rich_output = wants_rich(stream)
     if rich_output:
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title, header_style="bold", show_lines=False)
-        for c in columns:
-            table.add_column(c.title, justify="right" if c.align == "right" else "left")
+        console = Console(file=stream)
+        keep = _fit(columns, rows, console.width)
+        # no rules between columns and no padding: wide tables must still fit a terminal
+        table = Table(
+            title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0)
+        )
+        for i in keep:
+            c = columns[i]
+            table.add_column(
+                "\n".join(_title_lines(c.title)),
+                justify="right" if c.align == "right" else "left",
+                no_wrap=True,
+            )
         for r in rows:
-            table.add_row(*r)
-        Console(file=stream).print(table)
+            table.add_row(*(r[i] for i in keep))
+        console.print(table)
+        if len(keep) < len(columns):
+            left_out = ", ".join(columns[i].title for i in range(len(columns)) if i not in keep)
+            console.print(f"[dim](too narrow for: {left_out}; widen the terminal or pipe it)[/]")
         return
     widths = [len(c.title) for c in columns]
     for r in rows:
@@ -57,8 +93,17 @@ def render_table(
         stream.write(line(r) + "\n")
 
 
-def fmt_bytes(n: int | None) -> str:
-    return "-" if n is None else f"{n:,}"
+def fmt_bytes(n: int | None, compact: bool = False) -> str:
+    """Exact bytes with separators, or (``compact``, for narrow terminals) 3 significant digits."""
+    if n is None:
+        return "-"
+    if not compact or abs(n) < 10_000:
+        return f"{n:,}"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            value = n / scale
+            return f"{value:.3g}{unit}" if value < 1000 else f"{value:.0f}{unit}"
+    return f"{n:,}"
 
 
 def fmt_seconds(s: float | None, digits: int = 3) -> str:
