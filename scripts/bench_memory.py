@@ -35,7 +35,7 @@ from usbtrace.edgetpu.constants import (  # noqa: E402
     Tag,
 )
 from usbtrace.formats.pcapng_writer import PcapngWriter  # noqa: E402
-from usbtrace.usb.usbmon import (  # noqa: E402
+from usbtrace.formats.usbmon import (  # noqa: E402
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,

@@ -29,16 +29,16 @@ from usbtrace.edgetpu.constants import (  # noqa: E402
 )
 from usbtrace.formats import pcapng_writer as bt  # noqa: E402
 from usbtrace.formats.metadata import METADATA_MAGIC, METADATA_PEN  # noqa: E402
-from usbtrace.fuzzing.encode import Layout, block, encode, idb  # noqa: E402
-from usbtrace.fuzzing.mutate import make_case  # noqa: E402
-from usbtrace.fuzzing.session import UsbRecord, edgetpu_session  # noqa: E402
-from usbtrace.usb.usbmon import (  # noqa: E402
+from usbtrace.formats.usbmon import (  # noqa: E402
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,
     XFER_BULK,
     XFER_CONTROL,
 )
+from usbtrace.fuzzing.encode import Layout, block, encode, idb  # noqa: E402
+from usbtrace.fuzzing.mutate import make_case  # noqa: E402
+from usbtrace.fuzzing.session import UsbRecord, edgetpu_session  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
 

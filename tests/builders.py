@@ -14,7 +14,7 @@ from pathlib import Path
 
 from usbtrace.edgetpu import constants as C
 from usbtrace.formats.pcapng_writer import PcapngWriter
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,

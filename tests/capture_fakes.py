@@ -26,7 +26,7 @@ from usbtrace.edgetpu.constants import (
     Tag,
 )
 from usbtrace.formats.pcapng_writer import PcapngWriter
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     LINKTYPE_USB_LINUX_MMAPPED,
     STATUS_IN_PROGRESS,
     URB_COMPLETE,

@@ -22,7 +22,7 @@ from usbtrace.edgetpu.constants import (
 )
 from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming, append_metadata
 from usbtrace.formats.pcapng_writer import PcapngWriter
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     LINKTYPE_USB_LINUX_MMAPPED,
     STATUS_IN_PROGRESS,
     URB_COMPLETE,

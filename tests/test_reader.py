@@ -13,7 +13,7 @@ from usbtrace.formats import capture as capture_mod
 from usbtrace.formats.capture import Capture, read_all
 from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming, append_metadata
 from usbtrace.formats.pcapng_writer import PcapngWriter
-from usbtrace.usb.usbmon import URB_SUBMIT
+from usbtrace.formats.usbmon import URB_SUBMIT
 
 
 def small_capture(tmp_path, name="cap.pcapng", **kw):

@@ -25,12 +25,12 @@ from usbtrace.edgetpu.constants import (
     REGISTERS_BY_ADDRESS,
     DfuRequest,
 )
+from usbtrace.formats.usbmon import pack_header
 from usbtrace.synthetic import PRESETS, generate, preset, write_session
 from usbtrace.synthetic.profile import DeviceProfile, SessionProfile
 from usbtrace.synthetic.records import header_array
 from usbtrace.synthetic.session import Session
 from usbtrace.synthetic.truth import DeviceTruth, union_length
-from usbtrace.usb.usbmon import pack_header
 
 ALL = sorted(PRESETS)
 

@@ -18,7 +18,7 @@ import pytest
 
 from usbtrace.edgetpu import constants as c
 from usbtrace.formats.pcapng_writer import PcapngWriter
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     STATUS_CANCELLED,
     STATUS_IN_PROGRESS,
     URB_COMPLETE,

@@ -33,7 +33,7 @@ from usbtrace.edgetpu.constants import (
     Tag,
 )
 from usbtrace.errors import InputError
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     HEADER_LEN_BY_LINKTYPE,
     URB_COMPLETE,
     URB_SUBMIT,

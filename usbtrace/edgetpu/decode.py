@@ -43,6 +43,14 @@ from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
 from usbtrace.formats.records import RecordBatch, concat_rows, endpoint_sums, take
+from usbtrace.formats.usbmon import (
+    STATUS_CANCELLED,
+    STATUS_CONNRESET,
+    URB_SUBMIT,
+    XFER_BULK,
+    XFER_CONTROL,
+    XFER_INTERRUPT,
+)
 from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
@@ -53,14 +61,6 @@ from usbtrace.usb.descriptors import (
     Setup,
 )
 from usbtrace.usb.pairing import UrbPairer
-from usbtrace.usb.usbmon import (
-    STATUS_CANCELLED,
-    STATUS_CONNRESET,
-    URB_SUBMIT,
-    XFER_BULK,
-    XFER_CONTROL,
-    XFER_INTERRUPT,
-)
 
 GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no header is not a TPU
 EP_STAT = np.dtype(

@@ -1,1 +1,2 @@
-"""File formats: pcap and pcapng, read in streamed numpy batches, and a small pcapng writer."""
+"""File formats: pcap and pcapng read in streamed numpy batches, the usbmon record header, and a
+small pcapng writer."""

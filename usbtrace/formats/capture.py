@@ -27,7 +27,7 @@ from usbtrace.errors import CaptureWarning, InputError
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
 from usbtrace.formats.records import RecordBatch, concat, extract_usbmon
-from usbtrace.usb.usbmon import HEADER_LEN_BY_LINKTYPE
+from usbtrace.formats.usbmon import HEADER_LEN_BY_LINKTYPE
 
 CHUNK_BYTES = 8 << 20  # per batch: bounds the temporaries of each vectorised step
 MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet

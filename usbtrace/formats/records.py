@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usbtrace.usb.usbmon import XFER_CONTROL, header_dtype
+from usbtrace.formats.usbmon import XFER_CONTROL, header_dtype
 
 HEAD_BYTES = 16
 

@@ -15,13 +15,13 @@ import numpy as np
 
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.capture import PCAP_MAGIC_NS, PCAP_MAGIC_US
-from usbtrace.fuzzing.session import UsbRecord
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     HEADER_LEN_BY_LINKTYPE,
     LINKTYPE_USB_LINUX_MMAPPED,
     header_dtype,
     pack_header,
 )
+from usbtrace.fuzzing.session import UsbRecord
 
 
 @dataclass

@@ -33,19 +33,19 @@ from usbtrace.edgetpu.constants import (
 )
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.metadata import METADATA_MAGIC, METADATA_PEN
+from usbtrace.formats.usbmon import (
+    STATUS_IN_PROGRESS,
+    URB_COMPLETE,
+    URB_SUBMIT,
+    XFER_BULK,
+    XFER_CONTROL,
+)
 from usbtrace.fuzzing.encode import Encoded, Layout, block, encode, idb
 from usbtrace.fuzzing.session import (
     UsbRecord,
     edgetpu_session,
     hub_traffic,
     merge,
-)
-from usbtrace.usb.usbmon import (
-    STATUS_IN_PROGRESS,
-    URB_COMPLETE,
-    URB_SUBMIT,
-    XFER_BULK,
-    XFER_CONTROL,
 )
 
 U32_LIES = (0, 4, 8, 12, 16, 0x7FFFFFFC, 0xFFFFFFFC, 0xFFFFFFFF, 0x10000000, 1 << 28)

@@ -29,8 +29,7 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
-from usbtrace.usb.descriptors import DT_DEVICE, GET_DESCRIPTOR
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,
@@ -38,6 +37,7 @@ from usbtrace.usb.usbmon import (
     XFER_CONTROL,
     XFER_INTERRUPT,
 )
+from usbtrace.usb.descriptors import DT_DEVICE, GET_DESCRIPTOR
 
 SNAP_DATA = 24  # captured payload bytes kept per record, like the real captures' text exports
 US = 1_000

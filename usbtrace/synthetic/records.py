@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from usbtrace.formats.pcapng_writer import PcapngWriter
-from usbtrace.usb.usbmon import (
+from usbtrace.formats.usbmon import (
     LINKTYPE_USB_LINUX_MMAPPED,
     URB_COMPLETE,
     URB_SUBMIT,

@@ -54,6 +54,15 @@ from usbtrace.formats.metadata import (
     encode_metadata,
 )
 from usbtrace.formats.pcapng_writer import PcapngWriter
+from usbtrace.formats.usbmon import (
+    STATUS_CANCELLED,
+    STATUS_IN_PROGRESS,
+    URB_COMPLETE,
+    URB_SUBMIT,
+    XFER_BULK,
+    XFER_CONTROL,
+    XFER_INTERRUPT,
+)
 from usbtrace.synthetic import payloads as pl
 from usbtrace.synthetic.profile import DeviceProfile, SessionProfile
 from usbtrace.synthetic.records import (
@@ -75,15 +84,6 @@ from usbtrace.synthetic.truth import (
     TransferTruth,
     UrbTruth,
     streaming_figures,
-)
-from usbtrace.usb.usbmon import (
-    STATUS_CANCELLED,
-    STATUS_IN_PROGRESS,
-    URB_COMPLETE,
-    URB_SUBMIT,
-    XFER_BULK,
-    XFER_CONTROL,
-    XFER_INTERRUPT,
 )
 
 ENDPOINT_BY_TAG = {int(tag): ep for ep, tag in MULTI_EP_TAG_BY_ENDPOINT.items()}

@@ -1,1 +1,1 @@
-"""USB model: usbmon records, submit/complete pairing into URBs, control setup and descriptors."""
+"""USB model: submit/complete pairing into URBs, control setup packets and descriptors."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from usbtrace.formats.records import HEAD_BYTES, RECORD, concat_rows, take
-from usbtrace.usb.usbmon import URB_SUBMIT
+from usbtrace.formats.usbmon import URB_SUBMIT
 
 URB = np.dtype(
     [

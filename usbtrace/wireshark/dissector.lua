@@ -39,7 +39,7 @@ local E = {
 edgetpu.experts = {E.unexpected, E.overrun, E.not_captured, E.failed, E.fatal}
 
 -- Offsets in the usbmon header (the first 48 bytes are the same in both layouts) and the URB and
--- transfer types come from usbtrace.usb.usbmon, with the constants above.
+-- transfer types come from usbtrace.formats.usbmon, with the constants above.
 
 local devices, records, pending, analysed
 

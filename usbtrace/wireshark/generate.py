@@ -12,7 +12,7 @@ from importlib import resources
 
 from usbtrace import __version__
 from usbtrace.edgetpu import constants as c
-from usbtrace.usb import usbmon
+from usbtrace.formats import usbmon
 from usbtrace.wireshark.fields import FIELDS, PROTO_NAME, DissectorField
 
 TEMPLATE = "dissector.lua"
@@ -29,7 +29,7 @@ DEVICE_DESCRIPTOR_TYPE = 1
 DEVICE_DESCRIPTOR_VID_OFFSET = 8
 DEVICE_DESCRIPTOR_PID_OFFSET = 10
 
-# usbmon header fields the dissector reads; offsets come from usbtrace.usb.usbmon's dtype
+# usbmon header fields the dissector reads; offsets come from usbtrace.formats.usbmon's dtype
 USBMON_FIELDS = (
     "urb_id",
     "type",
@@ -108,7 +108,7 @@ def constants_lua() -> str:
         "DEVICE_DESCRIPTOR_VID_OFFSET": DEVICE_DESCRIPTOR_VID_OFFSET,
         "DEVICE_DESCRIPTOR_PID_OFFSET": DEVICE_DESCRIPTOR_PID_OFFSET,
     }
-    out = ["-- Constants, generated from usbtrace.edgetpu.constants and usbtrace.usb.usbmon"]
+    out = ["-- Constants, generated from usbtrace.edgetpu.constants and usbtrace.formats.usbmon"]
     out += [f"local {name} = 0x{value:x}" for name, value in scalars.items()]
     ids = ", ".join(f"{{0x{vid:04x}, 0x{pid:04x}}}" for vid, pid in c.EDGETPU_IDS)
     out.append(f"local EDGETPU_IDS = {{{ids}}}")
