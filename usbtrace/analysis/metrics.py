@@ -17,6 +17,7 @@ Definitions (also in the README, and used exactly):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -158,8 +159,10 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
 
     by_tag = seg.bytes_by_tag
     n_events = len(seg.events)
-    rate_l = rate.tolist()
+    rates = [None if x != x else x for x in rate.tolist()]  # NaN: no stream rate
     cols = zip(
+        range(n),
+        seg.kinds(),
         t_start.tolist(),
         t_end.tolist(),
         by_tag[:, Tag.INSTRUCTIONS].tolist(),
@@ -168,27 +171,15 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
         out_bytes.tolist(),
         overlap.tolist(),
         busy.tolist(),
+        rates,
         window.tolist(),
+        (r < n_events for r in range(n)),
+        repeat(VERDICT_NA),  # verdicts come later, from the whole capture's link peak
+        repeat(False),  # cache_refill, likewise
+        (problems.get(r, []) for r in range(n)),
     )
-    return [
-        RequestMetrics(
-            index=r,
-            kind=seg.kind(r),
-            t_start_ns=ts,
-            t_end_ns=te,
-            instructions=ins,
-            input=inp,
-            parameters=par,
-            output=outb,
-            overlap=ov,
-            stream_busy_ns=bz,
-            stream_rate_Bps=None if rate_l[r] != rate_l[r] else rate_l[r],  # NaN: none
-            exec_window_ns=win,
-            has_event=r < n_events,
-            problems=problems.get(r, []),
-        )
-        for r, (ts, te, ins, inp, par, outb, ov, bz, win) in enumerate(cols)
-    ]
+    # positional: the fields in RequestMetrics' declaration order (kwargs cost 2x here)
+    return [RequestMetrics(*c) for c in cols]
 
 
 def link_peak_out(trace: EdgeTpuTrace, metrics: list[RequestMetrics]) -> float | None:

@@ -42,13 +42,20 @@ class Segmentation:
     bytes_by_tag: np.ndarray  # (requests, 8): sum of header lengths per tag
     has_tag: np.ndarray  # (requests, 8): a transfer of that tag is present
     input_done_ns: np.ndarray  # per request: last input payload completion, 0 if none
+    _kinds: list[str] | None = None
 
     def kind(self, r: int) -> str:
-        if self.has_tag[r, Tag.INPUT]:
-            return KIND_INFERENCE
-        if self.has_tag[r, Tag.PARAMETERS]:
-            return KIND_CACHING
-        return KIND_OTHER
+        return self.kinds()[r]
+
+    def kinds(self) -> list[str]:
+        """Every request's kind, computed once for all."""
+        if self._kinds is None:
+            code = np.where(
+                self.has_tag[:, Tag.INPUT], 0, np.where(self.has_tag[:, Tag.PARAMETERS], 1, 2)
+            )
+            names = (KIND_INFERENCE, KIND_CACHING, KIND_OTHER)
+            self._kinds = [names[c] for c in code.tolist()]
+        return self._kinds
 
 
 @dataclass
@@ -77,10 +84,11 @@ class Request:
 
 
 def segment_arrays(trace: EdgeTpuTrace) -> Segmentation:
-    events = sorted(
-        (e for e in trace.events if e.tag == Tag.INTERRUPT0), key=lambda e: (e.t_ns, e.frame)
-    )
-    ev_t = np.array([e.t_ns for e in events], dtype=np.int64)
+    done = [e for e in trace.events if e.tag == Tag.INTERRUPT0]  # in frame order
+    ev_t = np.fromiter((e.t_ns for e in done), dtype=np.int64, count=len(done))
+    order = np.argsort(ev_t, kind="stable")  # completion time order; ties keep frame order
+    events = [done[i] for i in order.tolist()]
+    ev_t = ev_t[order]
     tab = trace.table
     done = tab["t_complete_ns"]
     treq = np.searchsorted(ev_t, done, "left")

@@ -39,7 +39,10 @@ Splits every inference into instructions, input, cached and streamed parameters,
 completion, and tells whether the USB link or the device sets the pace."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command (the others' modules are never imported,
+    which keeps a plain `usbtrace summarize` from paying for plotting, capture or Wireshark code).
+    """
     parser = argparse.ArgumentParser(
         prog="usbtrace",
         description=DESCRIPTION,
@@ -48,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"usbtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        if only is not None and name != only:
+            continue
         module_name = f"usbtrace.cli.{name}_cmd"
         if importlib.util.find_spec(module_name) is None:
             continue  # a command still being built
@@ -57,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(first if first in COMMANDS else None)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
