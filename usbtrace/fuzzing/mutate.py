@@ -31,6 +31,7 @@ from usbtrace.edgetpu.constants import (
     HEADER_LEN,
     REQTYPE_VENDOR_OUT,
 )
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.metadata import METADATA_MAGIC, METADATA_PEN
 from usbtrace.formats.usbmon import (
@@ -164,7 +165,7 @@ def m_header_lies(rng: random.Random, recs: list[UsbRecord]) -> str:
         return "no header to change"
     length = rng.choice((0, 1, 7, 0xFFFFFFFF, rng.getrandbits(32), 16))
     tag = rng.choice((0, 1, 2, 3, 7, 8, 0xFF))
-    recs[i] = replace(recs[i], data=struct.pack("<IB3x", length, tag & 0xFF))
+    recs[i] = replace(recs[i], data=encode_header(tag, length))
     return f"header record {i} says length {length} tag {tag}"
 
 

@@ -21,6 +21,7 @@ from usbtrace.edgetpu.constants import (
     EP_EVENT_IN,
     EP_OUTPUT_IN,
     EVENT_LEN,
+    INSTRUCTION_CHUNK_SIGNATURE,
     MAX_BULK_OUT_CHUNK,
     OUTFEED_CHUNK_SUPERSPEED,
     OUTPUT_READ_LEN_USB3,
@@ -29,6 +30,7 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_event, encode_header
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -140,11 +142,11 @@ class _Builder:
 
     def transfer(self, tag: int, length: int) -> int:
         """Header + payload URBs on 0x01, one after another; returns the last completion time."""
-        hdr = struct.pack("<IB3x", length, tag)
+        hdr = encode_header(tag, length)
         _, c = self.urb(XFER_BULK, EP_BULK_OUT, len(hdr), out_data=hdr)
         self.t = c.ts_ns
         left = length
-        first = b"\x80\x0f\x00" if tag == Tag.INSTRUCTIONS else bytes([0x80])
+        first = INSTRUCTION_CHUNK_SIGNATURE if tag == Tag.INSTRUCTIONS else bytes([0x80])
         while left:
             n = min(left, MAX_BULK_OUT_CHUNK)
             _, c = self.urb(XFER_BULK, EP_BULK_OUT, n, out_data=(first * SNAP_DATA)[:SNAP_DATA])
@@ -159,8 +161,7 @@ class _Builder:
         return c
 
     def event(self, t_complete: int) -> UsbRecord:
-        raw = bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3)
-        assert len(raw) == EVENT_LEN
+        raw = encode_event()
         return self.posted_read(EP_EVENT_IN, EVENT_LEN, raw, t_complete)
 
     def output(self, t_complete: int, nbytes: int = 8) -> UsbRecord:

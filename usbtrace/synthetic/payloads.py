@@ -24,6 +24,7 @@ from usbtrace.edgetpu.constants import (
     EP_INTERRUPT_IN,
     EP_OUTPUT_IN,
     EP_PARAM_OUT,
+    INSTRUCTION_CHUNK_SIGNATURE,
     INTERRUPT_INTERVAL,
     INTERRUPT_MAX_PACKET,
     MAX_PACKET0_HIGH,
@@ -31,17 +32,23 @@ from usbtrace.edgetpu.constants import (
     VENDOR_INTERFACE_CLASS,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_header
+from usbtrace.usb.descriptors import (
+    DT_BOS,
+    DT_CONFIGURATION,
+    DT_DEVICE,
+    DT_DEVICE_CAPABILITY,
+    DT_DFU_FUNCTIONAL,
+    DT_ENDPOINT,
+    DT_INTERFACE,
+    DT_SS_ENDPOINT_COMPANION,
+    EP_TYPE_BULK,
+    EP_TYPE_INTERRUPT,
+)
 
-INSTRUCTION_MAGIC = b"\x80\x0f\x00"  # every real instruction chunk starts so (protocol §3.4)
 INPUT_PIXEL = 0x80  # the real captures' input: a 2x2x3 image of value 128, padded to 16 bytes
 
-DT_DEVICE, DT_CONFIG, DT_INTERFACE, DT_ENDPOINT, DT_BOS = 1, 2, 4, 5, 15
-DT_SS_COMPANION, DT_DEVICE_CAPABILITY, DT_DFU_FUNCTIONAL = 0x30, 0x10, 0x21
-EP_BULK, EP_INTERRUPT = 2, 3
-
-
-def out_header(tag: int, length: int) -> bytes:
-    return struct.pack("<IB3x", length, tag)
+out_header = encode_header  # kept under the name the session code uses
 
 
 def pseudo_random(label: str, n: int) -> bytes:
@@ -51,7 +58,8 @@ def pseudo_random(label: str, n: int) -> bytes:
 
 def instruction_chunk(length: int, label: str, keep: int) -> bytes:
     # bytes 3-5 as u24 n with 4n + 32 = chunk length, as on every real chunk (an inference)
-    head = INSTRUCTION_MAGIC + ((max(length - 32, 0) // 4) & 0xFFFFFF).to_bytes(3, "little")
+    n = (max(length - 32, 0) // 4) & 0xFFFFFF
+    head = INSTRUCTION_CHUNK_SIGNATURE + n.to_bytes(3, "little")
     return (head + pseudo_random(label, max(keep - len(head), 0)))[: min(keep, length)]
 
 
@@ -116,28 +124,28 @@ def _endpoint(address: int, kind: int, max_packet: int, interval: int, speed: st
     if speed != "super":
         return ep
     # companion contents are not in the real export; burst 0, as a plain device would say [inf]
-    per_interval = max_packet if kind == EP_INTERRUPT else 0
-    return ep + struct.pack("<BBBBH", 6, DT_SS_COMPANION, 0, 0, per_interval)
+    per_interval = max_packet if kind == EP_TYPE_INTERRUPT else 0
+    return ep + struct.pack("<BBBBH", 6, DT_SS_ENDPOINT_COMPANION, 0, 0, per_interval)
 
 
 def config_descriptor(speed: str) -> bytes:
     bulk = BULK_MAX_PACKET_SUPER if speed == "super" else BULK_MAX_PACKET_HIGH
     endpoints = b"".join(
         [
-            _endpoint(EP_BULK_OUT, EP_BULK, bulk, 0, speed),
-            _endpoint(EP_INPUT_OUT, EP_BULK, bulk, 0, speed),
-            _endpoint(EP_PARAM_OUT, EP_BULK, bulk, 0, speed),
-            _endpoint(EP_OUTPUT_IN, EP_BULK, bulk, 0, speed),
-            _endpoint(EP_EVENT_IN, EP_BULK, bulk, 0, speed),
+            _endpoint(EP_BULK_OUT, EP_TYPE_BULK, bulk, 0, speed),
+            _endpoint(EP_INPUT_OUT, EP_TYPE_BULK, bulk, 0, speed),
+            _endpoint(EP_PARAM_OUT, EP_TYPE_BULK, bulk, 0, speed),
+            _endpoint(EP_OUTPUT_IN, EP_TYPE_BULK, bulk, 0, speed),
+            _endpoint(EP_EVENT_IN, EP_TYPE_BULK, bulk, 0, speed),
             _endpoint(
-                EP_INTERRUPT_IN, EP_INTERRUPT, INTERRUPT_MAX_PACKET, INTERRUPT_INTERVAL, speed
+                EP_INTERRUPT_IN, EP_TYPE_INTERRUPT, INTERRUPT_MAX_PACKET, INTERRUPT_INTERVAL, speed
             ),
         ]
     )
     cls = VENDOR_INTERFACE_CLASS
     interface = struct.pack("<BBBBBBBBB", 9, DT_INTERFACE, 0, 0, 6, cls, cls, cls, 0)
     total = 9 + len(interface) + len(endpoints)
-    config = struct.pack("<BBHBBBBB", 9, DT_CONFIG, total, 1, 1, 0, 0x80, CONFIG_MAX_POWER)
+    config = struct.pack("<BBHBBBBB", 9, DT_CONFIGURATION, total, 1, 1, 0, 0x80, CONFIG_MAX_POWER)
     return config + interface + endpoints
 
 
@@ -149,7 +157,7 @@ def dfu_config_descriptor() -> bytes:
         "<BBBHHH", 9, DT_DFU_FUNCTIONAL, 0x0F, DFU_DETACH_TIMEOUT_MS, DFU_TRANSFER_SIZE, 0x0110
     )
     total = 9 + len(interface) + len(functional)
-    config = struct.pack("<BBHBBBBB", 9, DT_CONFIG, total, 1, 1, 0, 0x80, 50)
+    config = struct.pack("<BBHBBBBB", 9, DT_CONFIGURATION, total, 1, 1, 0, 0x80, 50)
     return config + interface + functional
 
 

@@ -19,15 +19,15 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
 )
 from usbtrace.testbed import EMULATOR_MANUFACTURER, EMULATOR_PRODUCT, EMULATOR_SERIAL
-
-DT_DEVICE = 1
-DT_CONFIG = 2
-DT_STRING = 3
-DT_INTERFACE = 4
-DT_ENDPOINT = 5
-
-XFER_BULK = 2
-XFER_INTERRUPT = 3
+from usbtrace.usb.descriptors import (
+    DT_CONFIGURATION,
+    DT_DEVICE,
+    DT_ENDPOINT,
+    DT_INTERFACE,
+    DT_STRING,
+    EP_TYPE_BULK,
+    EP_TYPE_INTERRUPT,
+)
 
 BCD_USB_2 = 0x0200
 BCD_DEVICE = 0x0100
@@ -49,7 +49,7 @@ STRINGS = {
 @dataclass(frozen=True)
 class Endpoint:
     address: int
-    xfer: int  # XFER_BULK or XFER_INTERRUPT
+    xfer: int  # EP_TYPE_BULK or EP_TYPE_INTERRUPT (bmAttributes)
     max_packet_fs: int
     max_packet_hs: int
     interval_fs: int = 0
@@ -65,11 +65,11 @@ class Endpoint:
 # dummy_udc routes URBs by the address in the enabled descriptor, so the interrupt endpoint can
 # live in the "ep5in-int" file and still be 0x83 (RECIPE §5.2).
 ENDPOINTS = (
-    Endpoint(EP_BULK_OUT, XFER_BULK, 64, 512, gadgetfs_name="ep1out-bulk"),
-    Endpoint(EP_OUTPUT_IN, XFER_BULK, 64, 512, gadgetfs_name="ep1in-bulk"),
-    Endpoint(EP_EVENT_IN, XFER_BULK, 64, 512, gadgetfs_name="ep2in-bulk"),
+    Endpoint(EP_BULK_OUT, EP_TYPE_BULK, 64, 512, gadgetfs_name="ep1out-bulk"),
+    Endpoint(EP_OUTPUT_IN, EP_TYPE_BULK, 64, 512, gadgetfs_name="ep1in-bulk"),
+    Endpoint(EP_EVENT_IN, EP_TYPE_BULK, 64, 512, gadgetfs_name="ep2in-bulk"),
     # bInterval 1 ms at full speed; 2**(4-1) microframes = 1 ms at high speed
-    Endpoint(EP_INTERRUPT_IN, XFER_INTERRUPT, 64, 64, 1, 4, gadgetfs_name="ep5in-int"),
+    Endpoint(EP_INTERRUPT_IN, EP_TYPE_INTERRUPT, 64, 64, 1, 4, gadgetfs_name="ep5in-int"),
 )
 
 
@@ -110,7 +110,7 @@ def config_descriptor(high_speed: bool) -> bytes:
     endpoints = b"".join(ep.descriptor(high_speed) for ep in ENDPOINTS)
     total = 9 + len(interface) + len(endpoints)
     # self-powered, 500 mA (bMaxPower counts 2 mA units below SuperSpeed)
-    header = struct.pack("<BBHBBBBB", 9, DT_CONFIG, total, 1, CONFIG_VALUE, 0, 0xC0, 250)
+    header = struct.pack("<BBHBBBBB", 9, DT_CONFIGURATION, total, 1, CONFIG_VALUE, 0, 0xC0, 250)
     return header + interface + endpoints
 
 

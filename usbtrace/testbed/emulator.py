@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import queue
-import struct
 import sys
 import threading
 import time
@@ -27,11 +26,11 @@ from usbtrace.edgetpu.constants import (
     EP_BULK_OUT,
     EP_EVENT_IN,
     EP_OUTPUT_IN,
-    EVENT_LEN,
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_event
 from usbtrace.testbed.framing import BadHeader, read_transfers
 from usbtrace.testbed.gadgetfs import (
     Ep0Server,
@@ -61,9 +60,7 @@ EP0_RT_PRIORITY = 50
 
 def completion_event(tag: Tag = COMPLETION_TAG) -> bytes:
     """The 16-byte event: u64 address 0, u32 length 0, tag in byte 12 (interrupt events)."""
-    data = struct.pack("<QIB3x", 0, 0, int(tag))
-    assert len(data) == EVENT_LEN
-    return data
+    return encode_event(tag)
 
 
 @dataclass

@@ -8,20 +8,18 @@ keeps one transfer's bytes out of the next one's header.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from usbtrace.edgetpu.constants import HEADER_LEN, OUT_TAGS, Tag
+from usbtrace.edgetpu.wire import decode_header, encode_header
 
 # A read of up to this much per call: small enough for GadgetFS's kernel bounce buffer, large
 # enough that syscalls do not dominate.
 READ_PIECE = 256 * 1024
 # A paced transfer is taken in small pieces, so that its rate is smooth at URB scale.
 PACED_READ_PIECE = 64 * 1024
-
-_HEADER = struct.Struct("<IB3s")
 
 
 @dataclass(frozen=True)
@@ -39,17 +37,14 @@ class BadHeader:
 
 
 def parse_header(data: bytes) -> tuple[Tag, int] | None:
-    """(tag, length) of an 8-byte bulk-OUT header, or None if ``data`` is not one."""
-    if len(data) != HEADER_LEN:
+    """(tag, length) of a bulk-OUT header the device accepts (a host sends only tags 0-2)."""
+    parsed = decode_header(data)
+    if parsed is None or parsed[0] not in OUT_TAGS:
         return None
-    length, tag_byte, rest = _HEADER.unpack(data)
-    if tag_byte >> 4 or rest != bytes(3) or tag_byte not in OUT_TAGS:
-        return None
-    return Tag(tag_byte), length
+    return Tag(parsed[0]), parsed[1]
 
 
-def make_header(tag: Tag, length: int) -> bytes:
-    return _HEADER.pack(length, int(tag), bytes(3))
+make_header = encode_header
 
 
 class Pacer:

@@ -21,15 +21,15 @@ from pathlib import Path
 
 from usbtrace.testbed.descriptors import (
     CONFIG_VALUE,
-    DT_STRING,
     ENDPOINTS,
     Endpoint,
     config_descriptor,
     device_descriptor,
     string_descriptor,
 )
+from usbtrace.usb.descriptors import DT_STRING
 
-EVENT_LEN = 12
+GADGETFS_EVENT_LEN = 12
 EVENT_NOP = 0
 EVENT_CONNECT = 1
 EVENT_DISCONNECT = 2
@@ -75,8 +75,8 @@ class GadgetEvent:
 
 def parse_events(data: bytes) -> list[GadgetEvent]:
     events = []
-    for off in range(0, len(data) - EVENT_LEN + 1, EVENT_LEN):
-        raw = data[off : off + EVENT_LEN]
+    for off in range(0, len(data) - GADGETFS_EVENT_LEN + 1, GADGETFS_EVENT_LEN):
+        raw = data[off : off + GADGETFS_EVENT_LEN]
         (kind,) = struct.unpack_from("<I", raw, 8)
         if kind == EVENT_SETUP:
             events.append(GadgetEvent(kind, setup=Setup(*_SETUP.unpack_from(raw))))
@@ -169,7 +169,7 @@ class Ep0Server:
                 self.blind_reply()
                 continue
             try:
-                raw = os.read(self.fd, EVENT_LEN * 8)
+                raw = os.read(self.fd, GADGETFS_EVENT_LEN * 8)
             except OSError as exc:
                 if exc.errno not in (errno.EIDRM, errno.EL2HLT, errno.EINVAL, errno.EAGAIN):
                     raise
@@ -182,9 +182,9 @@ class Ep0Server:
             # always the last event of a read.
             early = None
             if (
-                len(raw) >= EVENT_LEN
+                len(raw) >= GADGETFS_EVENT_LEN
                 and raw[-4:] == _SETUP_EVENT_TYPE
-                and not raw[-EVENT_LEN] & DIR_IN
+                and not raw[-GADGETFS_EVENT_LEN] & DIR_IN
                 and (raw[-6] | raw[-5] << 8)
             ):
                 early = self.read_out_data(raw[-6] | raw[-5] << 8)

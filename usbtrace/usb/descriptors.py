@@ -9,9 +9,17 @@ GET_DESCRIPTOR = 6
 SET_CONFIGURATION = 9
 DT_DEVICE = 1
 DT_CONFIGURATION = 2
+DT_STRING = 3
 DT_INTERFACE = 4
 DT_ENDPOINT = 5
+DT_BOS = 15
+DT_DEVICE_CAPABILITY = 0x10
+DT_DFU_FUNCTIONAL = 0x21
+DT_SS_ENDPOINT_COMPANION = 0x30
+# bmAttributes of an endpoint descriptor (not usbmon's transfer-type numbers, which differ)
 EP_TYPES = ("control", "iso", "bulk", "interrupt")
+EP_TYPE_BULK = 2
+EP_TYPE_INTERRUPT = 3
 
 
 @dataclass(frozen=True, slots=True)

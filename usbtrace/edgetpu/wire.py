@@ -1,0 +1,40 @@
+"""The Edge TPU's two small wire structures, one record at a time: the 8-byte bulk-OUT header
+and the 16-byte event. Writers (the synthetic sessions, the emulator, the fuzzer) and
+per-record readers use these; the decoder applies the same rules to whole arrays at once
+(``framing.header_candidates`` and the event columns in ``decode``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from usbtrace.edgetpu.constants import EVENT_LEN, HEADER_LEN, Tag
+
+_HEADER = struct.Struct("<IB3x")  # u32 length of the whole logical transfer, tag, 3 zero bytes
+_EVENT = struct.Struct("<QIB3x")  # u64 DMA address, u32 length, tag, 3 zero bytes
+assert _HEADER.size == HEADER_LEN and _EVENT.size == EVENT_LEN
+
+
+def encode_header(tag: int, length: int) -> bytes:
+    """No checks: the fuzzer writes out-of-range tags on purpose."""
+    return _HEADER.pack(length, tag & 0xFF)
+
+
+def decode_header(data: bytes) -> tuple[int, int] | None:
+    """(tag, length) of a bulk-OUT header, or None when these bytes cannot be one (tag 0-7,
+    high nibble and bytes 5-7 zero)."""
+    if len(data) != HEADER_LEN or data[4] > 7 or data[5:8] != bytes(3):
+        return None
+    length = int.from_bytes(data[:4], "little")
+    return data[4], length
+
+
+def encode_event(tag: int = Tag.INTERRUPT0, address: int = 0, length: int = 0) -> bytes:
+    """Interrupt events (tag 4-7) carry address and length 0."""
+    return _EVENT.pack(address, length, int(tag))
+
+
+def decode_event(data: bytes) -> tuple[int, int, int]:
+    """(tag, address, length) of a 16-byte event; the tag is the low nibble of byte 12."""
+    address, length, tag = _EVENT.unpack(data[:EVENT_LEN])
+    return tag & 0x0F, address, length
