@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from usbtrace.edgetpu.constants import Tag
-from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import EdgeTpuTrace, Event, LogicalTransfer
 
 KIND_INFERENCE = "inference"
@@ -132,14 +131,6 @@ def segment(trace: EdgeTpuTrace) -> list[Request]:
         )
         for r in range(seg.n_requests)
     ]
-
-
-def parameter_urbs(trace: EdgeTpuTrace, request: Request) -> np.ndarray:
-    """Rows of ``trace.out_urbs`` that carry this request's parameter payload."""
-    tab = trace.table
-    ids = request.transfer_ids[tab["tag"][request.transfer_ids] == Tag.PARAMETERS]
-    u = trace.out_urbs
-    return u[np.isin(u["tidx"], ids) & (u["role"] == ROLE_PAYLOAD)]
 
 
 def unassigned_chunks(seg: Segmentation) -> int:

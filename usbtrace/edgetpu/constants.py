@@ -73,7 +73,6 @@ TAG_NAMES = {
     Tag.INTERRUPT3: "interrupt3",
 }
 OUT_TAGS = (Tag.INSTRUCTIONS, Tag.INPUT, Tag.PARAMETERS)  # tags a bulk-OUT header may carry
-HEADER_TAGS = tuple(range(8))  # any valid tag value; high nibble and bytes 5-7 must be zero
 COMPLETION_TAG = Tag.INTERRUPT0
 
 # Byte layout inside the 8-byte header and the 16-byte event (offsets from their first byte).
@@ -337,9 +336,8 @@ HUB_IDS_2019 = (0x0BDA, 0x0411)  # the Realtek hub between host and accelerator 
 
 # --- link speed -----------------------------------------------------------------------------------
 
-# usbmon has no speed field; these are the names usbtrace reports.
+# usbmon records no speed: usbtrace reports one of these names (descriptor, CSR hint or sysfs)
 LINK_SPEEDS = ("super", "high", "full", "low")
-LINK_SPEED_BY_BCD_USB_MAJOR = {3: "super", 2: "high", 1: "full"}
 
 # --- compiled model files (libedgetpu executable.fbs; read from real *_edgetpu.tflite files) ----
 

@@ -106,12 +106,5 @@ def fmt_bytes(n: int | None, compact: bool = False) -> str:
     return f"{n:,}"
 
 
-def fmt_seconds(s: float | None, digits: int = 3) -> str:
-    """Milliseconds with units, the scale Edge TPU latencies live at."""
-    if s is None:
-        return "-"
-    return f"{s * 1e3:.{digits}f} ms"
-
-
 def fmt_rate(bps: float | None) -> str:
     return "-" if bps is None else f"{bps / 1e6:.1f}"
