@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from usbtrace.cli.batch import add_input_arguments, analyse
 from usbtrace.cli.inputs import expand_inputs
-from usbtrace.cli.summarize_cmd import _jobs, analyse
 from usbtrace.errors import UsageError
 from usbtrace.report.export import write_csv_tables, write_parquet_tables
 from usbtrace.report.summary_table import sort_key
@@ -33,17 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="captures or folders of captures")
+    add_input_arguments(p)
     p.add_argument("--parquet", metavar="DIR", help="write requests.parquet and captures.parquet")
     p.add_argument("--csv", metavar="DIR", help="write requests.csv and captures.csv")
-    p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
-    p.add_argument(
-        "--jobs",
-        type=_jobs,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="analyse files in N parallel processes (default: the number of cores)",
-    )
     p.set_defaults(func=run)
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from usbtrace.analysis.summary import CaptureSummary
+from usbtrace.cli.batch import analyse
 from usbtrace.cli.inputs import expand_inputs
-from usbtrace.cli.summarize_cmd import analyse
 from usbtrace.errors import UsageError
 
 DESCRIPTION = """\
