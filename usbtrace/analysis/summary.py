@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,15 +170,23 @@ def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
 
 
 def _align_host(metrics: list[RequestMetrics], meta: CaptureMetadata | None) -> None:
-    """Give each inference the host invoke that contains its start on the wire."""
+    """Give each inference the host invoke that contains its start on the wire.
+
+    One binary search per invoke (the runner records one invoke per inference, so a long
+    capture has as many invokes as inferences); an inference takes at most one invoke.
+    """
     if not meta or not meta.invokes:
         return
-    infs = [m for m in metrics if m.kind == KIND_INFERENCE]
+    infs = sorted((m for m in metrics if m.kind == KIND_INFERENCE), key=lambda m: m.t_start_ns)
+    starts = [m.t_start_ns for m in infs]
+    taken = [False] * len(infs)
     for inv in meta.invokes:
-        for m in infs:
-            if m.host_start_ns is None and inv.start_ns <= m.t_start_ns <= inv.end_ns:
-                m.host_start_ns, m.host_end_ns = inv.start_ns, inv.end_ns
-                break
+        k = bisect_left(starts, inv.start_ns)
+        while k < len(infs) and taken[k] and starts[k] <= inv.end_ns:
+            k += 1
+        if k < len(infs) and not taken[k] and starts[k] <= inv.end_ns:
+            taken[k] = True
+            infs[k].host_start_ns, infs[k].host_end_ns = inv.start_ns, inv.end_ns
 
 
 def _integrity(
