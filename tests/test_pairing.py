@@ -14,7 +14,7 @@ def pair_all(path, split: int | None = None):
     recs = batch.records
     p = UrbPairer()
     parts = [recs] if split is None else [recs[:split], recs[split:]]
-    urbs = np.concatenate([p.feed(x) for x in parts] + [p.finish()])
+    urbs = np.concatenate([p.feed(x).rows() for x in parts] + [p.finish().rows()])
     return urbs, p
 
 
@@ -55,3 +55,31 @@ def test_pending_submits_carry_across_batches(tmp_path):
     assert sorted(map(tuple, whole[key].tolist())) == sorted(map(tuple, split[key].tolist()))
     pending = split[split["c_frame"] == 0]
     assert len(pending) == 1 and pending[0]["ep"] == 0x82
+
+
+def test_urbs_come_back_in_the_order_of_their_closing_record(tmp_path):
+    b = CaptureBuilder()
+    b.urb(0x81, 3, 0, 300, length=1024, in_data=bytes(8))  # submitted first, completes last
+    b.urb(0x01, 3, 10, 20, length=100)
+    b.urb(0x01, 3, 30, 40, length=200)
+    urbs, _ = pair_all(b.write(tmp_path / "c.pcapng"))
+    assert list(urbs["c_ts"]) == sorted(urbs["c_ts"])
+    assert list(urbs["ep"]) == [0x01, 0x01, 0x81]
+
+
+def test_a_missing_half_reads_as_zeros(tmp_path):
+    b = CaptureBuilder()
+    b.urb(0x82, 3, 0, 10, length=16, in_data=bytes(range(16)))
+    b.urb(0x01, 3, 20, None, length=64)  # never completed
+    del b.records[0]  # the 0x82 submit
+    batch, _ = read_all(b.write(tmp_path / "h.pcapng"))
+    p = UrbPairer()
+    done, pending = p.feed(batch.records), p.finish()
+    assert list(done.has_submit) == [False] and list(done.has_completion) == [True]
+    assert done.submit("frame").tolist() == [0] and done.submit("urb_len").tolist() == [0]
+    assert done.completion("head")[0].tolist() == list(range(16))
+    assert int(done.ep[0]) == 0x82
+    assert list(pending.has_completion) == [False] and int(pending.ep[0]) == 0x01
+    assert pending.completion("ts_ns").tolist() == [0]
+    assert pending.submit("urb_len").tolist() == [64]
+    assert int(pending.status[0]) == -115  # the submit's own status when nothing completed

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,11 +32,11 @@ from usbtrace.edgetpu.constants import (
 from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
 from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_PAYLOAD, OutFramer
 from usbtrace.edgetpu.trace import (
+    EVENT,
     OUT_URB,
     OUTPUT_CHUNK,
     TRANSFER,
     EdgeTpuTrace,
-    Event,
     FirmwareDownload,
     Interrupt,
 )
@@ -60,8 +61,9 @@ from usbtrace.usb.descriptors import (
     DeviceDescriptor,
     Setup,
 )
-from usbtrace.usb.pairing import UrbPairer
+from usbtrace.usb.pairing import UrbPairer, Urbs
 
+T = TypeVar("T")
 GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no header is not a TPU
 EP_STAT = np.dtype(
     [
@@ -83,9 +85,10 @@ class _Device:
     descriptor: DeviceDescriptor | None = None
     config: ConfigDescriptor | None = None
     framer: OutFramer = field(default_factory=OutFramer)
-    out: list[np.ndarray] = field(default_factory=list)
+    # bulk-OUT URB columns per batch: s_frame, s_ts, c_frame, c_ts, status, length
+    out: list[tuple[np.ndarray, ...]] = field(default_factory=list)
     chunks: list[np.ndarray] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    events: list[np.ndarray] = field(default_factory=list)  # EVENT
     interrupts: list[Interrupt] = field(default_factory=list)
     csr: list[CsrAccess] = field(default_factory=list)
     dfu: list[DfuStep] = field(default_factory=list)
@@ -139,6 +142,13 @@ class DecodedCapture:
         return out
 
 
+@dataclass
+class _Paired:
+    batch: RecordBatch
+    present: list[tuple[int, int]]  # (bus, device)s with records in the batch
+    urbs: Urbs
+
+
 class Decoder:
     def __init__(self, path: str | Path, device: str | None = None) -> None:
         self.path = str(path)
@@ -157,33 +167,52 @@ class Decoder:
 
     # -- per batch ------------------------------------------------------------------------------
 
+    def pair(self, batch: RecordBatch) -> _Paired:
+        """The USB-level half of a batch: endpoint statistics and submit/completion pairing.
+
+        It touches only the pairer and the statistics, never the devices, so ``decode_capture``
+        runs it in the reader thread while the main thread frames the previous batch.
+        """
+        return _Paired(batch, self._stats(batch.records), self.pairer.feed(batch.records))
+
     def feed(self, batch: RecordBatch) -> None:
-        recs = batch.records
+        self.feed_paired(self.pair(batch))
+
+    def feed_paired(self, paired: _Paired) -> None:
+        """The Edge TPU half of a batch, in batch order."""
+        recs, present, urbs = paired.batch.records, paired.present, paired.urbs
         if not len(recs):
             return
+        ts = recs["ts_ns"]
         if not self.first_ts:
-            self.first_ts = int(recs["ts_ns"][0])
-        self.last_ts = max(self.last_ts, int(recs["ts_ns"].max()))
-        h = recs["hdr"]
-        self._stats(recs)
-        devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
-        for key in np.unique(devkey).tolist():
-            d = self.dev(key >> 8, key & 0xFF)
-            frames = recs["frame"][devkey == key]
+            self.first_ts = int(ts[0])
+        self.last_ts = max(self.last_ts, int(ts.max()))
+        devkey = None
+        if len(present) > 1:
+            h = recs["hdr"]
+            devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
+        for bus, dev in present:
+            d = self.dev(bus, dev)
+            frames = recs["frame"] if devkey is None else recs["frame"][devkey == bus << 8 | dev]
             if not d.first_frame:
                 d.first_frame = int(frames[0])
             d.last_frame = int(frames[-1])
-        urbs = self.pairer.feed(recs)
-        self._control(urbs[urbs["xfer"] == XFER_CONTROL], batch.control_payloads)
-        self._frame_out(recs, devkey)
+        ctrl = np.flatnonzero(urbs.xfer == XFER_CONTROL)
+        if len(ctrl):
+            self._control(urbs.select(ctrl).rows(), paired.batch.control_payloads)
+        self._frame_out(recs, present, devkey)
         self._urbs(urbs)
 
-    def _stats(self, records: np.ndarray) -> None:
+    def _stats(self, records: np.ndarray) -> list[tuple[int, int]]:
+        """Add the batch to the per-endpoint statistics; return its (bus, device)s, sorted."""
+        present: set[tuple[int, int]] = set()
         for key, count, urb_len, data_len in endpoint_sums(records):
             s = self.stats.setdefault(key, [0, 0, 0])
             s[0] += count
             s[1] += urb_len
             s[2] += data_len
+            present.add(key[:2])
+        return sorted(present)
 
     def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
         for u in urbs:
@@ -214,17 +243,19 @@ class Decoder:
                     elif setup.value >> 8 == DT_CONFIGURATION:
                         d.config = ConfigDescriptor.parse(data) or d.config
 
-    def _frame_out(self, recs: np.ndarray, devkey: np.ndarray) -> None:
+    def _frame_out(
+        self, recs: np.ndarray, present: list[tuple[int, int]], devkey: np.ndarray | None
+    ) -> None:
         h = recs["hdr"]
         sel = (h["type"] == URB_SUBMIT) & (h["xfer"] == XFER_BULK) & (h["epnum"] < 0x80)
-        if not sel.any():
-            return
-        for key in np.unique(devkey[sel]).tolist():
-            d = self.dev(key >> 8, key & 0xFF)
+        for bus, dev in present:
+            d = self.dev(bus, dev)
             if d.abandoned:
                 continue
-            m = sel & (devkey == key)
+            m = sel if devkey is None else sel & (devkey == bus << 8 | dev)
             r = take(recs, np.flatnonzero(m))
+            if not len(r):
+                continue
             f = d.framer
             if d.multi_ep_from and not f.multi_ep:
                 before = r["frame"] < d.multi_ep_from
@@ -252,62 +283,66 @@ class Decoder:
             if probing and f.valid_headers == 0 and f.unframed >= GIVE_UP_UNFRAMED:
                 d.abandoned = True
 
-    def _urbs(self, urbs: np.ndarray) -> None:
+    def _urbs(self, urbs: Urbs) -> None:
         if not len(urbs):
             return
-        devkey = urbs["bus"].astype(np.int64) << 8 | urbs["dev"]
-        for key in np.unique(devkey).tolist():
+        devkey = urbs.bus.astype(np.int64) << 8 | urbs.dev
+        keys = [int(devkey[0])] if (devkey == devkey[0]).all() else np.unique(devkey).tolist()
+        for key in keys:
             d = self.dev(key >> 8, key & 0xFF)
-            u = take(urbs, np.flatnonzero(devkey == key)) if len(self.devices) > 1 else urbs
-            d.orphan_completions += int(np.count_nonzero(u["s_frame"] == 0))
-            bulk = u["xfer"] == XFER_BULK
-            ok = (u["c_frame"] > 0) & (u["status"] == 0)
-            bad = (u["c_frame"] > 0) & (u["status"] != 0) & (u["xfer"] != XFER_CONTROL)
+            u = urbs if len(keys) == 1 else urbs.select(devkey == key)
+            d.orphan_completions += int(np.count_nonzero(~u.has_submit))
+            bulk = u.xfer == XFER_BULK
+            completed = u.has_completion
+            ok = completed & (u.status == 0)
+            bad = completed & (u.status != 0) & (u.xfer != XFER_CONTROL)
             if bad.any():
-                st = u["status"][bad]
+                st = u.status[bad]
                 cancel = (st == STATUS_CANCELLED) | (st == STATUS_CONNRESET)
                 d.cancelled += int(np.count_nonzero(cancel))
-                for ep, s in zip(u["ep"][bad][~cancel].tolist(), st[~cancel].tolist()):
+                for ep, s in zip(u.ep[bad][~cancel].tolist(), st[~cancel].tolist()):
                     msg = f"endpoint {ep:#04x} completed with status {s}"
                     d.errors[msg] = d.errors.get(msg, 0) + 1
             if d.abandoned:
                 continue
-            out = take(u, np.flatnonzero(bulk & (u["ep"] < 0x80)))
+            out = u.select(bulk & (u.ep < 0x80))
             if len(out):
-                rows = np.zeros(len(out), dtype=OUT_URB)
-                for name in ("s_frame", "s_ts", "c_frame", "c_ts", "status"):
-                    rows[name] = out[name]
-                rows["length"] = out["s_len"]
-                d.out.append(rows)
-            m = bulk & ok & (u["ep"] == EP_OUTPUT_IN) & (u["c_len"] > 0)
-            if m.any():
-                c = take(u, np.flatnonzero(m))
+                d.out.append(
+                    (
+                        out.submit("frame"),
+                        out.submit("ts_ns"),
+                        out.completion("frame"),
+                        out.completion("ts_ns"),
+                        out.status,
+                        out.submit("urb_len"),
+                    )
+                )
+            c = u.select(bulk & ok & (u.ep == EP_OUTPUT_IN))
+            c = c.select(c.completion("urb_len") > 0)
+            if len(c):
                 rows = np.zeros(len(c), dtype=OUTPUT_CHUNK)
-                rows["frame"], rows["t_ns"] = c["c_frame"], c["c_ts"]
-                rows["length"], rows["asked"], rows["s_ts"] = c["c_len"], c["s_len"], c["s_ts"]
+                rows["frame"], rows["t_ns"] = c.completion("frame"), c.completion("ts_ns")
+                rows["length"], rows["asked"] = c.completion("urb_len"), c.submit("urb_len")
+                rows["s_ts"] = c.submit("ts_ns")
                 d.chunks.append(rows)
-            ev = take(u, np.flatnonzero(bulk & ok & (u["ep"] == EP_EVENT_IN)))
+            ev = u.select(bulk & ok & (u.ep == EP_EVENT_IN))
             if len(ev):
-                good = (ev["c_len"] >= EVENT_LEN) & (ev["c_cap"] >= EVENT_LEN)
+                good = (ev.completion("urb_len") >= EVENT_LEN) & (
+                    ev.completion("caplen") >= EVENT_LEN
+                )
                 if not good.all():
                     msg = "event shorter than 16 bytes or not captured"
                     d.errors[msg] = d.errors.get(msg, 0) + int(np.count_nonzero(~good))
-                ev = ev[good]
-                raw = np.ascontiguousarray(ev["c_head"][:, :EVENT_LEN])
-                address = raw[:, :8].copy().view("<u8").reshape(len(ev))
-                length = raw[:, 8:12].copy().view("<u4").reshape(len(ev))
-                d.events.extend(
-                    map(
-                        Event,
-                        ev["c_frame"].tolist(),
-                        ev["c_ts"].tolist(),
-                        (raw[:, 12] & 0x0F).tolist(),
-                        address.tolist(),
-                        length.tolist(),
-                    )
-                )
-            intr = u[(u["xfer"] == XFER_INTERRUPT) & ok & (u["ep"] == EP_INTERRUPT_IN)]
-            for i in intr:
+                    ev = ev.select(good)
+                raw = np.ascontiguousarray(ev.completion("head")[:, :EVENT_LEN])
+                rows = np.zeros(len(ev), dtype=EVENT)
+                rows["frame"], rows["t_ns"] = ev.completion("frame"), ev.completion("ts_ns")
+                rows["tag"] = raw[:, 12] & 0x0F
+                rows["address"] = raw[:, :8].copy().view("<u8").reshape(len(ev))
+                rows["length"] = raw[:, 8:12].copy().view("<u4").reshape(len(ev))
+                d.events.append(rows)
+            intr = u.select((u.xfer == XFER_INTERRUPT) & ok & (u.ep == EP_INTERRUPT_IN))
+            for i in intr.rows() if len(intr) else ():
                 if int(i["c_len"]) == 0:
                     continue
                 n = min(4, int(i["c_cap"]))
@@ -373,8 +408,8 @@ class Decoder:
     ) -> EdgeTpuTrace:
         out_urbs, table, transfer_problems = _assemble_transfers(d)
         chunks = concat_rows(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
-        chunks = chunks[np.argsort(chunks["frame"], kind="stable")]
-        d.events.sort(key=lambda e: e.frame)
+        chunks = _by_frame(chunks)
+        events = _by_frame(concat_rows(d.events) if d.events else np.zeros(0, dtype=EVENT))
         speed, source = _link_speed(d, meta)
         trace = EdgeTpuTrace(
             bus=d.bus,
@@ -388,7 +423,7 @@ class Decoder:
             table=table,
             transfer_problems=transfer_problems,
             out_urbs=out_urbs,
-            events=d.events,
+            event_table=events,
             interrupts=d.interrupts,
             output_chunks=chunks,
             csr=sorted(d.csr, key=lambda c: c.frame),
@@ -456,31 +491,60 @@ def _firmware(d: _Device) -> FirmwareDownload:
     )
 
 
+def _by_frame(rows: np.ndarray) -> np.ndarray:
+    f = rows["frame"]
+    if (f[1:] >= f[:-1]).all():
+        return rows  # the usual case: URBs come back in capture order
+    return take(rows, np.argsort(f, kind="stable"))
+
+
+def _is_sorted(a: np.ndarray) -> bool:
+    return bool((a[1:] >= a[:-1]).all())
+
+
 def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """Join the framer's per-submit assignment with the paired URBs, then sum per transfer."""
+    """Join the framer's per-submit assignment with the paired URBs, then sum per transfer.
+
+    The join works on index arrays and gathers each URB column once. In the usual capture every
+    bulk-OUT submit was paired, in capture order, and transfers follow each other: then the
+    sorts and the search below are skipped.
+    """
     f = d.framer
     frames, tidx, roles = f.assignments()
     f.frames, f.tidx, f.roles = [], [], []
-    urbs = concat_rows(d.out) if d.out else np.zeros(0, dtype=OUT_URB)
-    d.out = []  # the only other reference: let each copy below replace the last
-    if not (urbs["s_frame"] > 0).all():
-        urbs = take(urbs, np.flatnonzero(urbs["s_frame"] > 0))  # no submit: cannot be framed
-    urbs = take(urbs, np.argsort(urbs["s_frame"], kind="stable"))
-    if len(urbs):
-        pos = np.minimum(np.searchsorted(urbs["s_frame"], frames), len(urbs) - 1)
-        hit = urbs["s_frame"][pos] == frames
-        urbs = take(urbs, pos[hit])
-        del pos
+    names = ("s_frame", "s_ts", "c_frame", "c_ts", "status", "length")
+    if d.out:
+        cols = dict(zip(names, (np.concatenate(c) for c in zip(*d.out))))
+    else:
+        cols = {n: np.zeros(0, dtype=OUT_URB[n]) for n in names}
+    d.out = []
+    s_frame = cols["s_frame"]
+    idx = np.flatnonzero(s_frame > 0)  # no submit: cannot be framed
+    sf = s_frame[idx]
+    if not _is_sorted(sf):
+        o = np.argsort(sf, kind="stable")
+        idx, sf = idx[o], sf[o]
+    if len(sf) == len(frames) and np.array_equal(sf, frames):
+        hit = slice(None)
+    elif len(sf):
+        pos = np.minimum(np.searchsorted(sf, frames), len(sf) - 1)
+        hit = sf[pos] == frames
+        idx = idx[pos[hit]]
     else:
         hit = np.zeros(len(frames), dtype=bool)
-    rows = urbs
-    del urbs, frames
-    rows["tidx"] = tidx[hit]
-    rows["role"] = roles[hit]
-    del tidx, roles, hit
-    # rows are in submit order, in which transfers follow each other: a stable sort by
-    # transfer (nearly sorted already) gives (transfer, submit time) order
-    rows = take(rows, np.argsort(rows["tidx"], kind="stable"))
+    tidx, roles = tidx[hit], roles[hit]
+    del frames, sf
+    # in submit order transfers follow each other: a stable sort by transfer gives (transfer,
+    # submit time) order, and is needed only for interleaved (multi-EP) or unframed URBs
+    if not _is_sorted(tidx):
+        o = np.argsort(tidx, kind="stable")
+        idx, tidx, roles = idx[o], tidx[o], roles[o]
+    rows = np.empty(len(idx), dtype=OUT_URB)
+    rows["tidx"] = tidx
+    rows["role"] = roles
+    for name in names:
+        rows[name] = cols[name][idx]
+    del cols, idx, tidx, roles
 
     n = f.count
     cols = f.store.arrays()
@@ -529,12 +593,12 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     return rows, table, problems
 
 
-def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordBatch]:
-    """Read the next batches in a background thread while this one is decoded.
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Produce the next items in a background thread while this one is used.
 
-    Reading (I/O, block walking, gathering records) and decoding are both mostly numpy work that
-    releases the GIL, so on a machine with two cores the two halves overlap. Errors raised by
-    the reader are re-raised here, in order.
+    Reading (I/O, block walking, gathering records), pairing and framing are all mostly numpy
+    work that releases the GIL, so on a machine with two cores the halves overlap. Errors raised
+    by the producer are re-raised here, in order.
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
@@ -542,7 +606,7 @@ def prefetch(batches: Iterator[RecordBatch], depth: int = 2) -> Iterator[RecordB
 
     def work() -> None:
         try:
-            for b in batches:
+            for b in items:
                 if stop.is_set():
                     return
                 q.put(b)
@@ -582,8 +646,8 @@ def decode_capture(
     cap = Capture(path)
     error: InputError | None = None
     try:
-        for batch in prefetch(cap.batches()):
-            decoder.feed(batch)
+        for paired in prefetch(map(decoder.pair, cap.batches())):
+            decoder.feed_paired(paired)
     except InputError as exc:
         if not partial_ok or exc.offset is None or not cap.info.interfaces:
             raise

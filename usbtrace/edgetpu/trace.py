@@ -43,6 +43,11 @@ TRANSFER = np.dtype(
     ]
 )
 
+# One row per completion event on 0x82 (``Event`` objects are built from it on demand).
+EVENT = np.dtype(
+    [("frame", "<i8"), ("t_ns", "<i8"), ("tag", "<i8"), ("address", "<u8"), ("length", "<i8")]
+)
+
 # One row per successful output read on 0x81 carrying data.
 OUTPUT_CHUNK = np.dtype(
     [("frame", "<i8"), ("t_ns", "<i8"), ("length", "<i8"), ("asked", "<i8"), ("s_ts", "<i8")]
@@ -145,7 +150,7 @@ class EdgeTpuTrace:
     table: np.ndarray  # TRANSFER, one row per logical transfer, index = transfer index
     transfer_problems: dict[int, str]
     out_urbs: np.ndarray  # OUT_URB, sorted by (transfer, submit time)
-    events: list[Event]
+    event_table: np.ndarray  # EVENT, in frame order
     interrupts: list[Interrupt]
     output_chunks: np.ndarray  # OUTPUT_CHUNK
     csr: list[CsrAccess]
@@ -161,17 +166,25 @@ class EdgeTpuTrace:
 
     _transfers: list[LogicalTransfer] | None = field(default=None, repr=False)
     _outputs: list[Output] | None = field(default=None, repr=False)
+    _events: list[Event] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.bus}.{self.address}"
 
     @property
+    def events(self) -> list[Event]:
+        """The event table as objects (built once, on first use)."""
+        if self._events is None:
+            self._events = list(map(Event, *(self.event_table[n].tolist() for n in EVENT.names)))
+        return self._events
+
+    @property
     def outputs(self) -> list[Output]:
         """Output chunks grouped into outputs (built once, on first use)."""
         if self._outputs is None:
-            done = [e.t_ns for e in self.events if e.tag == Tag.INTERRUPT0]
-            done = np.array(done, dtype=np.int64)
+            ev = self.event_table
+            done = ev["t_ns"][ev["tag"] == Tag.INTERRUPT0]
             self._outputs = group_outputs(self.output_chunks, done)
         return self._outputs
 

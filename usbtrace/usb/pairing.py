@@ -14,15 +14,23 @@ Failure modes, counted rather than guessed at:
 * submits still open at the end of the capture (pending reads, cut captures): submit only.
 
 Streaming: submits still open at the end of a batch are carried into the next batch.
+
+An URB is not copied out of its records: ``Urbs`` holds, per URB, the index of its submit and of
+its completion record in the batch. Copying both halves of every URB into one wide row was most of
+the pairing's time, and the decoder reads only a few fields of most URBs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from usbtrace.formats.records import HEAD_BYTES, RECORD, concat_rows, take
 from usbtrace.formats.usbmon import URB_SUBMIT
 
+# The full form of an URB, both halves in one row: for the few URBs read field by field
+# (control transfers, interrupts) and for tests.
 URB = np.dtype(
     [
         ("bus", "<u2"),
@@ -47,25 +55,77 @@ URB = np.dtype(
     ]
 )
 
-
-def _fill(out: np.ndarray, recs: np.ndarray, side: str) -> None:
-    h = recs["hdr"]
-    out[f"{side}_frame"] = recs["frame"]
-    out[f"{side}_ts"] = recs["ts_ns"]
-    out[f"{side}_len"] = h["urb_len"]
-    out[f"{side}_data_len"] = h["data_len"]
-    out[f"{side}_cap"] = recs["caplen"]
-    out[f"{side}_head"] = recs["head"]
+_ZERO = np.zeros(1, dtype=RECORD)
 
 
-def _identity(out: np.ndarray, recs: np.ndarray) -> None:
-    h = recs["hdr"]
-    out["bus"] = h["busnum"]
-    out["dev"] = h["devnum"]
-    out["ep"] = h["epnum"]
-    out["xfer"] = h["xfer"]
-    out["urb_id"] = h["urb_id"]
-    out["status"] = h["status"]
+@dataclass
+class Urbs:
+    """URBs as indices into ``records``, whose last row is all zeros: the stand-in for a half
+    that was not captured (frame 0, timestamp 0, no data), so a missing half reads as zeros.
+
+    ``ident`` is the record that names the URB (its completion, else its submit): bus, device,
+    endpoint, transfer type and status come from it.
+    """
+
+    records: np.ndarray  # RECORD
+    s: np.ndarray  # submit record index
+    c: np.ndarray  # completion record index
+
+    def __post_init__(self) -> None:
+        none = len(self.records) - 1
+        self.ident = np.where(self.c == none, self.s, self.c)
+        h = self.records["hdr"]
+        self.bus = h["busnum"][self.ident]
+        self.dev = h["devnum"][self.ident]
+        self.ep = h["epnum"][self.ident]
+        self.xfer = h["xfer"][self.ident]
+        self.status = h["status"][self.ident]
+
+    def __len__(self) -> int:
+        return len(self.s)
+
+    @property
+    def has_submit(self) -> np.ndarray:
+        return self.s != len(self.records) - 1
+
+    @property
+    def has_completion(self) -> np.ndarray:
+        return self.c != len(self.records) - 1
+
+    def select(self, which: np.ndarray) -> Urbs:
+        """The URBs at a boolean mask or index array, sharing the records."""
+        return Urbs(self.records, self.s[which], self.c[which])
+
+    def submit(self, name: str) -> np.ndarray:
+        """A field of each URB's submit record: frame, ts_ns, caplen, head or a header field."""
+        return _field(self.records, name)[self.s]
+
+    def completion(self, name: str) -> np.ndarray:
+        return _field(self.records, name)[self.c]
+
+    def rows(self) -> np.ndarray:
+        """The URBs in their full ``URB`` form."""
+        s = take(self.records, self.s)
+        c = take(self.records, self.c)
+        idn = take(self.records, self.ident)["hdr"]
+        out = np.zeros(len(self), dtype=URB)
+        out["bus"], out["dev"], out["ep"] = idn["busnum"], idn["devnum"], idn["epnum"]
+        out["xfer"], out["urb_id"], out["status"] = idn["xfer"], idn["urb_id"], idn["status"]
+        # the setup packet rides on the submit; a completion-only URB keeps the completion's
+        # setup field, which is what usbmon wrote there
+        out["setup"] = np.where(self.has_submit[:, None], s["hdr"]["setup"], idn["setup"])
+        for side, r in (("s", s), ("c", c)):
+            out[f"{side}_frame"] = r["frame"]
+            out[f"{side}_ts"] = r["ts_ns"]
+            out[f"{side}_len"] = r["hdr"]["urb_len"]
+            out[f"{side}_data_len"] = r["hdr"]["data_len"]
+            out[f"{side}_cap"] = r["caplen"]
+            out[f"{side}_head"] = r["head"]
+        return out
+
+
+def _field(records: np.ndarray, name: str) -> np.ndarray:
+    return records[name] if name in RECORD.names else records["hdr"][name]
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -94,69 +154,63 @@ def _group_order(urb_id: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 
 class UrbPairer:
-    """Feed record batches in file order; get URBs back. Call ``finish()`` at the end."""
+    """Feed record batches in file order; get URBs back. Call ``finish()`` at the end.
+
+    URBs come back in the order of the record that closes them (the completion, or the submit a
+    later submit of the same key superseded), which is capture order within a batch.
+    """
 
     def __init__(self) -> None:
         self.carry = np.zeros(0, dtype=RECORD)  # submits still open
         self.orphan_completions = 0
         self.superseded_submits = 0
 
-    def feed(self, records: np.ndarray) -> np.ndarray:
-        recs = concat_rows([self.carry, records]) if len(self.carry) else records
-        if not len(recs):
-            return np.zeros(0, dtype=URB)
-        h = recs["hdr"]
-        # records arrive in frame order and lexsort is stable, so sorting by the key alone keeps
-        # frame order within each key
+    def feed(self, records: np.ndarray) -> Urbs:
+        # the carried submits first (they are older), and the zero row last
+        recs = concat_rows([self.carry, records, _ZERO])
+        n = len(recs) - 1
+        none = n
+        h = recs["hdr"][:n]
         where = h["busnum"].astype(np.int64) << 16 | h["devnum"].astype(np.int64) << 8 | h["epnum"]
+        # records arrive in frame order and the grouping is stable, so within each key they
+        # stay in frame order
         order = _group_order(h["urb_id"], where)
-        typ = h["type"][order]
-        is_submit = typ == URB_SUBMIT
+        is_submit = h["type"][order] == URB_SUBMIT
         sw = where[order]
         sid = h["urb_id"][order]
-        same = np.zeros(len(order), dtype=bool)
+        same = np.zeros(n, dtype=bool)
         same[1:] = (sid[1:] == sid[:-1]) & (sw[1:] == sw[:-1])
-        paired_c = np.zeros(len(order), dtype=bool)
+        paired_c = np.zeros(n, dtype=bool)
         paired_c[1:] = ~is_submit[1:] & same[1:] & is_submit[:-1]
-        paired_s = np.zeros(len(order), dtype=bool)
+        paired_s = np.zeros(n, dtype=bool)
         paired_s[:-1] = paired_c[1:]
         lone_c = ~is_submit & ~paired_c
         # a submit whose next record of the same key is another submit was never completed
-        followed = np.zeros(len(order), dtype=bool)
+        followed = np.zeros(n, dtype=bool)
         followed[:-1] = same[1:]
         lone_s_closed = is_submit & ~paired_s & followed
         still_open = is_submit & ~paired_s & ~followed
         self.orphan_completions += int(np.count_nonzero(lone_c))
         self.superseded_submits += int(np.count_nonzero(lone_s_closed))
-        self.carry = take(recs, np.sort(order[still_open]))
 
+        # per record (capture order): the submit a completion closes, and which records close
+        # an URB; scattered back from the grouped order
+        partner = np.full(n, none, dtype=np.int64)
         ci = np.flatnonzero(paired_c)
-        c_rows = take(recs, order[ci])
-        s_rows = take(recs, order[ci - 1])
-        pairs = np.zeros(len(ci), dtype=URB)
-        _identity(pairs, c_rows)
-        _fill(pairs, s_rows, "s")
-        _fill(pairs, c_rows, "c")
-        pairs["setup"] = s_rows["hdr"]["setup"]
+        partner[order[ci]] = order[ci - 1]
+        closes = np.zeros(n, dtype=bool)
+        closes[order[~is_submit]] = True
+        closes[order[lone_s_closed]] = True
+        k = np.flatnonzero(closes)
+        is_c = h["type"][k] != URB_SUBMIT
+        s = np.where(is_c, partner[k], k)
+        c = np.where(is_c, k, none)
+        self.carry = take(recs, np.sort(order[still_open]))
+        return Urbs(recs, s, c)
 
-        lc = take(recs, order[lone_c])
-        lone_cs = np.zeros(len(lc), dtype=URB)
-        _identity(lone_cs, lc)
-        _fill(lone_cs, lc, "c")
-        lone_cs["setup"] = lc["hdr"]["setup"]
-
-        lone_ss = self._submit_only(take(recs, order[lone_s_closed]))
-        return concat_rows([pairs, lone_cs, lone_ss])
-
-    def _submit_only(self, recs: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(recs), dtype=URB)
-        _identity(out, recs)
-        _fill(out, recs, "s")
-        out["setup"] = recs["hdr"]["setup"]
-        return out
-
-    def finish(self) -> np.ndarray:
+    def finish(self) -> Urbs:
         """URBs whose submit was never completed (pending reads, cut captures)."""
-        out = self._submit_only(self.carry)
+        recs = concat_rows([self.carry, _ZERO])
+        n = len(self.carry)
         self.carry = np.zeros(0, dtype=RECORD)
-        return out
+        return Urbs(recs, np.arange(n), np.full(n, n, dtype=np.int64))
