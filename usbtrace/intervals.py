@@ -49,10 +49,15 @@ def segmented_merge(
     if len(group) == 0:
         z = np.zeros(0, dtype=np.int64)
         return z, z, z
-    order = np.lexsort((starts, group))
-    g = np.asarray(group, dtype=np.int64)[order]
-    s = np.asarray(starts, dtype=np.int64)[order]
-    e = np.maximum(np.asarray(ends, dtype=np.int64)[order], s)
+    g = np.asarray(group, dtype=np.int64)
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    step_g, step_s = g[1:] - g[:-1], s[1:] >= s[:-1]
+    if not ((step_g > 0) | ((step_g == 0) & step_s)).all():
+        # not yet in (group, start) order (the decoder's URBs usually are: skip the sort)
+        order = np.lexsort((s, g))
+        g, s, e = g[order], s[order], e[order]
+    e = np.maximum(e, s)
     first = np.ones(len(g), dtype=bool)
     first[1:] = g[1:] != g[:-1]
     heads = np.flatnonzero(first)

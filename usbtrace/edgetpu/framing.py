@@ -186,33 +186,37 @@ class OutFramer:
         nxt_ok[:-1] = exact[:-1] & (end[:-1] == cand[1:])
         breaks = np.flatnonzero(~nxt_ok)  # candidates where a contiguous run stops
         cand_l = cand.tolist()
-        pre = prefix.tolist()
-        tags = head[:, 4].tolist()
-        lens = hlen.tolist()
-        frames = frame.tolist()
-        urb_len = length.tolist()
+        # Python lists for the sequential rule, made only when a batch needs it (most batches
+        # are one run of transfers plus an open payload)
+        lists: dict[str, list[int]] = {}
+
+        def py(name: str) -> list[int]:
+            if name not in lists:
+                src = {"tags": head[:, 4], "lens": hlen, "frames": frame}[name]
+                lists[name] = src.tolist()
+            return lists[name]
 
         i = 0
         while i < n:
             if self._open >= 0:  # payload still due for an open transfer
-                target_i = pre[i] + self._due
-                j = bisect_left(pre, target_i, i)
+                target_i = int(prefix[i]) + self._due
+                j = int(np.searchsorted(prefix, target_i, "left"))
                 t = self._open
                 if j > n:  # the rest of the batch is payload, and more is due
                     tidx[i:], roles[i:] = t, ROLE_PAYLOAD
-                    self._due -= pre[n] - pre[i]
+                    self._due -= int(prefix[n] - prefix[i])
                     break
-                if pre[j] == target_i:
+                if j <= n and prefix[j] == target_i:
                     tidx[i:j], roles[i:j] = t, ROLE_PAYLOAD
                     self._open, self._due = -1, 0
                     i = j
                     continue
                 # URB j-1 overshoots: frames were lost, or this was never a header
                 tidx[i : j - 1], roles[i : j - 1] = t, ROLE_PAYLOAD
-                got = self._open_len - self._due + pre[j - 1] - pre[i]
+                got = self._open_len - self._due + int(prefix[j - 1] - prefix[i])
                 self.problems[t] = (
                     f"payload overshoots the header: {got} of {self._open_len} bytes, "
-                    f"then a {urb_len[j - 1]}-byte URB (frame {frames[j - 1]})"
+                    f"then a {int(length[j - 1])}-byte URB (frame {int(frame[j - 1])})"
                 )
                 self._open, self._due = -1, 0
                 i = j - 1
@@ -240,7 +244,8 @@ class OutFramer:
                 i = stop
                 continue
             # one header decided sequentially
-            t = self.store.one(tags[i], lens[i], EP_BULK_OUT, frames[i])
+            tags, lens = py("tags"), py("lens")
+            t = self.store.one(tags[i], lens[i], EP_BULK_OUT, py("frames")[i])
             self.valid_headers += 1
             tidx[i], roles[i] = t, ROLE_HEADER
             if lens[i] > 0:

@@ -129,12 +129,13 @@ class _Reader:
         base: int,
     ) -> list[RecordBatch]:
         out = []
-        for iid in np.unique(iface_ids).tolist():
+        one = len(iface_ids) and (iface_ids == iface_ids[0]).all()  # the usual case
+        for iid in [int(iface_ids[0])] if one else np.unique(iface_ids).tolist():
             if iid >= len(self.section_ifaces):
                 first = int(data_pos[np.argmax(iface_ids == iid)])
                 raise self.fail(base + first, f"packet refers to undefined interface {iid}")
             iface = self.section_ifaces[iid]
-            sel = iface_ids == iid if len(self.section_ifaces) > 1 else slice(None)
+            sel = slice(None) if one else iface_ids == iid
             if not iface.is_usbmon:
                 self.info.non_usb_packets += int(np.count_nonzero(iface_ids == iid))
                 if iface.linktype not in self.warned_linktypes:
