@@ -112,7 +112,7 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     out_bytes = np.bincount(creq, weights=chunks["length"][has_c], minlength=n).astype(np.int64)
     t_end = np.zeros(n, dtype=np.int64)
     np.maximum.at(t_end, creq, chunks["t_ns"][has_c])
-    ev_t = np.array([e.t_ns for e in seg.events], dtype=np.int64)
+    ev_t = seg.events["t_ns"]
     t_end[: len(ev_t)] = np.maximum(t_end[: len(ev_t)], ev_t)
     last_done = np.zeros(n, dtype=np.int64)
     np.maximum.at(last_done, treq, tab["t_complete_ns"])
@@ -173,10 +173,10 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
         busy.tolist(),
         rates,
         window.tolist(),
-        (r < n_events for r in range(n)),
+        (np.arange(n) < n_events).tolist(),
         repeat(VERDICT_NA),  # verdicts come later, from the whole capture's link peak
         repeat(False),  # cache_refill, likewise
-        (problems.get(r, []) for r in range(n)),
+        [problems.get(r, []) for r in range(n)],
     )
     # positional: the fields in RequestMetrics' declaration order (kwargs cost 2x here)
     return [RequestMetrics(*c) for c in cols]

@@ -34,7 +34,7 @@ NTAGS = 8
 
 @dataclass
 class Segmentation:
-    events: list[Event]  # the closing events, in request order
+    events: np.ndarray  # EVENT: the closing events, in request order
     n_requests: int  # len(events), plus one trailing request when needed
     transfer_request: np.ndarray  # per transfer: its request index
     chunk_request: np.ndarray  # per output chunk: its request index, -1 for none
@@ -83,11 +83,11 @@ class Request:
 
 
 def segment_arrays(trace: EdgeTpuTrace) -> Segmentation:
-    done = [e for e in trace.events if e.tag == Tag.INTERRUPT0]  # in frame order
-    ev_t = np.fromiter((e.t_ns for e in done), dtype=np.int64, count=len(done))
-    order = np.argsort(ev_t, kind="stable")  # completion time order; ties keep frame order
-    events = [done[i] for i in order.tolist()]
-    ev_t = ev_t[order]
+    ev = trace.event_table
+    done = ev[ev["tag"] == Tag.INTERRUPT0]  # in frame order
+    # completion time order; ties keep frame order
+    events = done[np.argsort(done["t_ns"], kind="stable")]
+    ev_t = events["t_ns"]
     tab = trace.table
     done = tab["t_complete_ns"]
     treq = np.searchsorted(ev_t, done, "left")
@@ -123,7 +123,7 @@ def segment(trace: EdgeTpuTrace) -> list[Request]:
     return [
         Request(
             index=r,
-            event=seg.events[r] if r < len(seg.events) else None,
+            event=Event(*seg.events[r].tolist()) if r < len(seg.events) else None,
             transfer_ids=t_order[t_bounds[r] : t_bounds[r + 1]],
             chunk_rows=c_order[c_bounds[r] : c_bounds[r + 1]],
             kind=seg.kind(r),

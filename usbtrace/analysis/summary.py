@@ -157,7 +157,8 @@ def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
     submits = trace.table["t_submit_ns"]
     submits = submits[submits > 0]
     first_out = int(submits.min()) if len(submits) else None
-    last_event = max((e.t_ns for e in trace.events), default=None)
+    ev_t = trace.event_table["t_ns"]
+    last_event = int(ev_t.max()) if len(ev_t) else None
     opening = [c for c in trace.csr if first_out is None or c.t_ns < first_out]
     closing = [c for c in trace.csr if last_event is not None and c.t_ns > last_event]
     return CsrCounts(
