@@ -57,3 +57,24 @@ def test_far_apart_groups_do_not_leak():
     starts = np.array([1_000_000, 1_000_100, 10, 20])
     ends = np.array([1_000_050, 2_000_000, 15, 30])
     assert list(segmented_union_length(groups, starts, ends, 2)) == [999_950, 15]
+
+
+def test_long_grouped_input_is_merged_in_chunks_with_the_same_result(monkeypatch):
+    """Rows sorted by group are merged a chunk at a time; chunks never split a group."""
+    import usbtrace.intervals as iv
+
+    rng = np.random.default_rng(7)
+    groups = np.sort(rng.integers(0, 300, 5000))
+    starts = rng.integers(0, 10_000, 5000)
+    ends = starts + rng.integers(0, 500, 5000)
+    lo = rng.integers(0, 5_000, 300)
+    hi = lo + rng.integers(0, 5_000, 300)
+    whole = iv.segmented_union_length(groups, starts, ends, 300)
+    whole_clipped = iv.segmented_clipped_length(groups, starts, ends, lo, hi)
+    monkeypatch.setattr(iv, "CHUNK_ROWS", 64)
+    assert len(iv._group_chunks(groups)) > 10
+    assert list(iv.segmented_union_length(groups, starts, ends, 300)) == list(whole)
+    assert list(iv.segmented_clipped_length(groups, starts, ends, lo, hi)) == list(whole_clipped)
+    for g in (0, 150, 299):
+        sel = groups == g
+        assert whole[g] == iv.union_length(starts[sel], ends[sel])

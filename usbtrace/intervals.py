@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 
@@ -80,18 +82,45 @@ def segmented_merge(
     return g[idx], s[idx], np.maximum.reduceat(e, idx)
 
 
+CHUNK_ROWS = 1 << 20  # rows merged at once when rows come grouped: bounds the temporaries
+
+
+def _group_chunks(group: np.ndarray) -> list[tuple[int, int]]:
+    """Row ranges that never split a group, of about ``CHUNK_ROWS`` rows, when the rows are
+    sorted by group (as the decoder's are); one range otherwise."""
+    n = len(group)
+    if n <= CHUNK_ROWS or not (group[1:] >= group[:-1]).all():
+        return [(0, n)]
+    cuts = np.searchsorted(group, group[np.arange(CHUNK_ROWS, n, CHUNK_ROWS)], "left")
+    bounds = np.unique(np.concatenate([[0], cuts, [n]])).tolist()
+    return list(pairwise(bounds))
+
+
+def _add_per_group(out: np.ndarray, g: np.ndarray, values: np.ndarray) -> None:
+    if len(g):
+        lo = int(g.min())
+        sums = np.bincount(g - lo, weights=values)  # float64: exact below 2**53 ns
+        out[lo : lo + len(sums)] += sums.astype(np.int64)
+
+
 def segmented_union_length(
     group: np.ndarray, starts: np.ndarray, ends: np.ndarray, ngroups: int
 ) -> np.ndarray:
-    g, s, e = segmented_merge(group, starts, ends)
-    return np.bincount(g, weights=(e - s), minlength=ngroups).astype(np.int64)
+    out = np.zeros(ngroups, dtype=np.int64)
+    for lo, hi in _group_chunks(group):
+        g, s, e = segmented_merge(group[lo:hi], starts[lo:hi], ends[lo:hi])
+        _add_per_group(out, g, e - s)
+    return out
 
 
 def segmented_clipped_length(
     group: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: np.ndarray, hi: np.ndarray
 ) -> np.ndarray:
     """Per group: length of (union of its intervals) ∩ [lo[group], hi[group]]."""
-    g, s, e = segmented_merge(group, starts, ends)
-    s = np.clip(s, lo[g], hi[g])
-    e = np.clip(e, lo[g], hi[g])
-    return np.bincount(g, weights=np.maximum(e - s, 0), minlength=len(lo)).astype(np.int64)
+    out = np.zeros(len(lo), dtype=np.int64)
+    for a, b in _group_chunks(group):
+        g, s, e = segmented_merge(group[a:b], starts[a:b], ends[a:b])
+        s = np.clip(s, lo[g], hi[g])
+        e = np.clip(e, lo[g], hi[g])
+        _add_per_group(out, g, np.maximum(e - s, 0))
+    return out

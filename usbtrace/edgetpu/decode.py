@@ -85,8 +85,8 @@ class _Device:
     descriptor: DeviceDescriptor | None = None
     config: ConfigDescriptor | None = None
     framer: OutFramer = field(default_factory=OutFramer)
-    # bulk-OUT URB columns per batch: s_frame, s_ts, c_frame, c_ts, status, length
-    out: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    # bulk-OUT URB columns (OUT_COLUMNS), one piece per batch
+    out: dict[str, list[np.ndarray]] = field(default_factory=dict)
     chunks: list[np.ndarray] = field(default_factory=list)
     events: list[np.ndarray] = field(default_factory=list)  # EVENT
     interrupts: list[Interrupt] = field(default_factory=list)
@@ -307,7 +307,8 @@ class Decoder:
                 continue
             out = u.select(bulk & (u.ep < 0x80))
             if len(out):
-                d.out.append(
+                for name, col in zip(
+                    OUT_COLUMNS,
                     (
                         out.submit("frame"),
                         out.submit("ts_ns"),
@@ -315,8 +316,9 @@ class Decoder:
                         out.completion("ts_ns"),
                         out.status,
                         out.submit("urb_len"),
-                    )
-                )
+                    ),
+                ):
+                    d.out.setdefault(name, []).append(col)
             c = u.select(bulk & ok & (u.ep == EP_OUTPUT_IN))
             c = c.select(c.completion("urb_len") > 0)
             if len(c):
@@ -502,23 +504,24 @@ def _is_sorted(a: np.ndarray) -> bool:
     return bool((a[1:] >= a[:-1]).all())
 
 
+OUT_COLUMNS = ("s_frame", "s_ts", "c_frame", "c_ts", "status", "length")
+
+
 def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """Join the framer's per-submit assignment with the paired URBs, then sum per transfer.
 
-    The join works on index arrays and gathers each URB column once. In the usual capture every
-    bulk-OUT submit was paired, in capture order, and transfers follow each other: then the
-    sorts and the search below are skipped.
+    The join works on index arrays and gathers each URB column once; each column is freed once
+    gathered and the sums read columns through masks, not row copies, so a long capture's peak
+    memory stays near the size of the result. In the usual capture every bulk-OUT submit was
+    paired, in capture order, and transfers follow each other: then the sorts and the search
+    below are skipped.
     """
     f = d.framer
     frames, tidx, roles = f.assignments()
     f.frames, f.tidx, f.roles = [], [], []
-    names = ("s_frame", "s_ts", "c_frame", "c_ts", "status", "length")
-    if d.out:
-        cols = dict(zip(names, (np.concatenate(c) for c in zip(*d.out))))
-    else:
-        cols = {n: np.zeros(0, dtype=OUT_URB[n]) for n in names}
-    d.out = []
-    s_frame = cols["s_frame"]
+    cols = d.out
+    d.out = {}
+    s_frame = _column(cols, "s_frame")
     idx = np.flatnonzero(s_frame > 0)  # no submit: cannot be framed
     sf = s_frame[idx]
     if not _is_sorted(sf):
@@ -530,54 +533,65 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
         pos = np.minimum(np.searchsorted(sf, frames), len(sf) - 1)
         hit = sf[pos] == frames
         idx = idx[pos[hit]]
+        del pos
     else:
         hit = np.zeros(len(frames), dtype=bool)
     tidx, roles = tidx[hit], roles[hit]
-    del frames, sf
+    del frames, sf, hit
     # in submit order transfers follow each other: a stable sort by transfer gives (transfer,
     # submit time) order, and is needed only for interleaved (multi-EP) or unframed URBs
     if not _is_sorted(tidx):
         o = np.argsort(tidx, kind="stable")
         idx, tidx, roles = idx[o], tidx[o], roles[o]
+        del o
     rows = np.empty(len(idx), dtype=OUT_URB)
     rows["tidx"] = tidx
     rows["role"] = roles
-    for name in names:
-        rows[name] = cols[name][idx]
-    del cols, idx, tidx, roles
+    del tidx, roles
+    rows["s_frame"] = s_frame[idx]
+    del s_frame
+    for name in OUT_COLUMNS[1:]:
+        rows[name] = _column(cols, name)[idx]  # the concatenated column is freed right after
+    del idx
 
     n = f.count
-    cols = f.store.arrays()
+    store = f.store.arrays()
     table = np.zeros(n, dtype=TRANSFER)
-    table["tag"] = cols["tag"]
-    table["length"] = cols["length"]
-    table["endpoint"] = cols["endpoint"]
-    table["header_frame"] = cols["frame"]
+    table["tag"] = store["tag"]
+    table["length"] = store["length"]
+    table["endpoint"] = store["endpoint"]
+    table["header_frame"] = store["frame"]
+    del store
     problems = dict(f.problems)
+    tid, role = rows["tidx"], rows["role"]
     done = (rows["c_frame"] > 0) & (rows["status"] == 0)
 
-    hdr = take(rows, np.flatnonzero(rows["role"] == ROLE_HEADER))
-    hdr_done = done[rows["role"] == ROLE_HEADER]
-    table["t_submit_ns"][hdr["tidx"]] = hdr["s_ts"]
+    m = role == ROLE_HEADER
+    t, ok = tid[m], done[m]
+    table["t_submit_ns"][t] = rows["s_ts"][m]
     header_ok = np.ones(n, dtype=bool)
-    header_ok[hdr["tidx"][~hdr_done]] = False
+    header_ok[t[~ok]] = False
     header_end = np.zeros(n, dtype=np.int64)
-    header_end[hdr["tidx"][hdr_done]] = hdr["c_ts"][hdr_done]
+    header_end[t[ok]] = rows["c_ts"][m][ok]
 
-    pay_mask = (rows["role"] == ROLE_PAYLOAD) & (rows["tidx"] >= 0)
-    pay = take(rows, np.flatnonzero(pay_mask))
-    pdone = done[pay_mask]
-    t = pay["tidx"]
-    table["payload_bytes"] = np.bincount(t, weights=pay["length"], minlength=n)
+    m = (role == ROLE_PAYLOAD) & (tid >= 0)
+    t, ok = tid[m], done[m]
+    del done
+    table["payload_bytes"] = np.bincount(t, weights=rows["length"][m], minlength=n)
     table["payload_urbs"] = np.bincount(t, minlength=n)
+    s_ts = rows["s_ts"][m]
     firsts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if len(t) else np.zeros(0, np.int64)
-    table["t_payload_start_ns"][t[firsts]] = pay["s_ts"][firsts]
+    table["t_payload_start_ns"][t[firsts]] = s_ts[firsts]
+    del firsts
     missing = table["t_submit_ns"] == 0  # multi-EP: no header
     table["t_submit_ns"][missing] = table["t_payload_start_ns"][missing]
+    c_ts = rows["c_ts"][m]
+    del m
     last_done = np.zeros(n, dtype=np.int64)
-    np.maximum.at(last_done, t[pdone], pay["c_ts"][pdone])
-    not_done = np.bincount(t[~pdone], minlength=n)
-    table["busy_ns"] = segmented_union_length(t[pdone], pay["s_ts"][pdone], pay["c_ts"][pdone], n)
+    np.maximum.at(last_done, t[ok], c_ts[ok])
+    not_done = np.bincount(t[~ok], minlength=n)
+    table["busy_ns"] = segmented_union_length(t[ok], s_ts[ok], c_ts[ok], n)
+    del t, ok, s_ts, c_ts
 
     full = table["payload_bytes"] == table["length"]
     table["complete"] = full & header_ok & (not_done == 0)
@@ -591,6 +605,12 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
             f"{int(table['payload_bytes'][i])} followed",
         )
     return rows, table, problems
+
+
+def _column(cols: dict[str, list[np.ndarray]], name: str) -> np.ndarray:
+    """One bulk-OUT URB column for the whole capture; its per-batch pieces are let go."""
+    pieces = cols.pop(name, [])
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=OUT_URB[name])
 
 
 def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
