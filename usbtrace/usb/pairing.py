@@ -22,8 +22,6 @@ the pairing's time, and the decoder reads only a few fields of most URBs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from usbtrace.formats.records import HEAD_BYTES, RECORD, concat_rows, take
@@ -58,7 +56,6 @@ URB = np.dtype(
 _ZERO = np.zeros(1, dtype=RECORD)
 
 
-@dataclass
 class Urbs:
     """URBs as indices into ``records``, whose last row is all zeros: the stand-in for a half
     that was not captured (frame 0, timestamp 0, no data), so a missing half reads as zeros.
@@ -67,14 +64,15 @@ class Urbs:
     endpoint, transfer type and status come from it.
     """
 
-    records: np.ndarray  # RECORD
-    s: np.ndarray  # submit record index
-    c: np.ndarray  # completion record index
+    _COLUMNS = ("s", "c", "ident", "bus", "dev", "ep", "xfer", "status")
+    __slots__ = ("records", *_COLUMNS)
 
-    def __post_init__(self) -> None:
-        none = len(self.records) - 1
-        self.ident = np.where(self.c == none, self.s, self.c)
-        h = self.records["hdr"]
+    def __init__(self, records: np.ndarray, s: np.ndarray, c: np.ndarray) -> None:
+        self.records = records  # RECORD
+        self.s = s  # submit record index
+        self.c = c  # completion record index
+        self.ident = np.where(c == len(records) - 1, s, c)
+        h = records["hdr"]
         self.bus = h["busnum"][self.ident]
         self.dev = h["devnum"][self.ident]
         self.ep = h["epnum"][self.ident]
@@ -94,7 +92,11 @@ class Urbs:
 
     def select(self, which: np.ndarray) -> Urbs:
         """The URBs at a boolean mask or index array, sharing the records."""
-        return Urbs(self.records, self.s[which], self.c[which])
+        out = object.__new__(Urbs)
+        out.records = self.records
+        for name in self._COLUMNS:
+            setattr(out, name, getattr(self, name)[which])
+        return out
 
     def submit(self, name: str) -> np.ndarray:
         """A field of each URB's submit record: frame, ts_ns, caplen, head or a header field."""
