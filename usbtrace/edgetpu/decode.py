@@ -287,7 +287,8 @@ class Decoder:
         if not len(urbs):
             return
         devkey = urbs.bus.astype(np.int64) << 8 | urbs.dev
-        keys = [int(devkey[0])] if (devkey == devkey[0]).all() else np.unique(devkey).tolist()
+        lo, hi = int(devkey.min()), int(devkey.max())
+        keys = [lo] if lo == hi else np.unique(devkey).tolist()
         for key in keys:
             d = self.dev(key >> 8, key & 0xFF)
             u = urbs if len(keys) == 1 else urbs.select(devkey == key)
