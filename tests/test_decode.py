@@ -10,6 +10,7 @@ from builders import CaptureBuilder, inference
 from usbtrace.edgetpu import constants as C
 from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError
+from usbtrace.report.inspect_view import inspect_rows
 
 # -- real captures -----------------------------------------------------------------------------
 
@@ -141,6 +142,14 @@ def test_multi_endpoint_mode(tmp_path):
         (0, 5000),
         (1, 16),
         (2, C.MAX_BULK_OUT_CHUNK + 1000),
+    ]
+    # no header: inspect shows each transfer at its first payload URB, on its own endpoint
+    rows = [r for r in inspect_rows(tpu) if r.direction == "OUT" and r.endpoint]
+    first = {t.index: t.payload_frames[0] for t in tpu.transfers}
+    assert [(r.frame, r.endpoint, r.kind) for r in rows] == [
+        (first[0], 0x01, "instructions"),
+        (first[1], 0x02, "input"),
+        (first[2], 0x03, "parameters"),
     ]
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 
 from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.report.inspect_view import device_heading, inspect_rows
+from usbtrace.report.jsonout import write_json_lines
 from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table
 
 COLUMNS = (
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     for trace in decoded.devices:
         rows = inspect_rows(trace)
         if args.json:
-            for r in rows:
-                sys.stdout.write(json.dumps(r.to_json(trace.name)) + "\n")
+            write_json_lines(r.to_json(trace.name) for r in rows)
             continue
         cells = [
             [

@@ -54,11 +54,11 @@ OUTPUT_CHUNK = np.dtype(
 )
 
 
+_TAG_NAMES = {int(t): name for t, name in TAG_NAMES.items()}
+
+
 def tag_name(tag: int) -> str:
-    try:
-        return TAG_NAMES[Tag(tag)]
-    except ValueError:
-        return f"tag{tag}"
+    return _TAG_NAMES.get(tag) or f"tag{tag}"
 
 
 @dataclass(slots=True)

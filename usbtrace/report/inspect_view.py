@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_INTERRUPT_IN, EP_OUTPUT_IN
 from usbtrace.edgetpu.decode import DecodedCapture
-from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.edgetpu.framing import ROLE_PAYLOAD
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +46,34 @@ class InspectRow:
 
 def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
     rows: list[InspectRow] = []
-    for t in trace.transfers:
-        dur = t.t_complete_ns - t.t_submit_ns if t.t_complete_ns else None
-        note = t.problem or ("" if t.complete else "incomplete")
-        rows.append(
-            InspectRow(
-                t.t_submit_ns,
-                t.header_frame or (t.payload_frames[:1] or [0])[0],
-                "OUT",
-                t.endpoint or EP_BULK_OUT,
-                t.tag_name,
-                t.length,
-                dur,
-                note,
-            )
+    tab = trace.table
+    # the frame shown is the header's; multi-EP transfers have none: their first payload URB's
+    u = trace.out_urbs
+    pay = u[(u["role"] == ROLE_PAYLOAD) & (u["tidx"] >= 0)]
+    first_frame = np.zeros(len(tab), dtype=np.int64)
+    if len(pay):
+        first = np.searchsorted(pay["tidx"], np.arange(len(tab)))
+        have = first < len(pay)
+        have[have] = pay["tidx"][first[have]] == np.flatnonzero(have)
+        first_frame[have] = pay["s_frame"][first[have]]
+    frame = np.where(tab["header_frame"] > 0, tab["header_frame"], first_frame)
+    endpoint = np.where(tab["endpoint"] > 0, tab["endpoint"], EP_BULK_OUT)
+    done = tab["t_complete_ns"] > 0
+    dur = np.where(done, tab["t_complete_ns"] - tab["t_submit_ns"], 0)
+    for i, (ts, fr, ep, tag, length, ok, d, complete) in enumerate(
+        zip(
+            tab["t_submit_ns"].tolist(),
+            frame.tolist(),
+            endpoint.tolist(),
+            tab["tag"].tolist(),
+            tab["length"].tolist(),
+            done.tolist(),
+            dur.tolist(),
+            tab["complete"].tolist(),
         )
+    ):
+        note = trace.transfer_problems.get(i) or ("" if complete else "incomplete")
+        rows.append(InspectRow(ts, fr, "OUT", ep, tag_name(tag), length, d if ok else None, note))
     for e in trace.events:
         kind = f"event {e.tag_name}"
         note = "request done" if e.tag == 4 else f"address {e.address:#x}"

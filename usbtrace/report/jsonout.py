@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 try:
@@ -30,3 +31,23 @@ def write_json(doc: Any, stream: TextIO | None = None) -> None:
         stream.write(data.decode() + "\n")
         return
     stream.write(json.dumps(doc) + "\n")
+
+
+def write_json_lines(docs: Iterable[Any], stream: TextIO | None = None) -> None:
+    """One JSON document per line (JSON Lines), encoded in blocks of lines."""
+    stream = stream or sys.stdout
+    buffer = getattr(stream, "buffer", None) if orjson is not None else None
+    if buffer is None:
+        for doc in docs:
+            stream.write(json.dumps(doc) + "\n")
+        return
+    stream.flush()
+    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    block: list[bytes] = []
+    for doc in docs:
+        block.append(dumps(doc, option=opt))
+        if len(block) >= 4096:
+            buffer.write(b"".join(block))
+            block = []
+    buffer.write(b"".join(block))
+    buffer.flush()
