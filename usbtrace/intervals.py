@@ -82,7 +82,7 @@ def segmented_merge(
     return g[idx], s[idx], np.maximum.reduceat(e, idx)
 
 
-CHUNK_ROWS = 1 << 20  # rows merged at once when rows come grouped: bounds the temporaries
+CHUNK_ROWS = 1 << 18  # rows merged at once when rows come grouped: bounds the temporaries
 
 
 def _group_chunks(group: np.ndarray) -> list[tuple[int, int]]:

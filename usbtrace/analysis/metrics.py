@@ -25,7 +25,6 @@ from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentatio
 from usbtrace.edgetpu.constants import TAG_NAMES, Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
-from usbtrace.formats.records import take
 from usbtrace.intervals import segmented_clipped_length, segmented_union_length
 
 TAG_NAMES_BY_VALUE = {int(k): v for k, v in TAG_NAMES.items()}
@@ -124,13 +123,16 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     u = trace.out_urbs
     is_param = (u["role"] == ROLE_PAYLOAD) & (u["tidx"] >= 0) & (u["c_frame"] > 0)
     is_param[is_param] = tab["tag"][u["tidx"][is_param]] == Tag.PARAMETERS
-    pu = take(u, np.flatnonzero(is_param))
-    group = treq[pu["tidx"]]
-    busy = segmented_union_length(group, pu["s_ts"], pu["c_ts"], n)
+    # three columns through the mask, not a copy of whole rows: a long capture has millions
+    group = treq[u["tidx"][is_param]]
+    ps, pc = u["s_ts"][is_param], u["c_ts"][is_param]
+    del is_param
+    busy = segmented_union_length(group, ps, pc, n)
     window_lo = np.where(seg.input_done_ns > 0, seg.input_done_ns, t_start)
     window_lo = np.minimum(window_lo, t_end)
     window = t_end - window_lo
-    inside = segmented_clipped_length(group, pu["s_ts"], pu["c_ts"], window_lo, t_end)
+    inside = segmented_clipped_length(group, ps, pc, window_lo, t_end)
+    del group, ps, pc
     streamed = seg.bytes_by_tag[:, Tag.PARAMETERS]
     # only an inference streams: a caching request's parameters are cached, so its overlap is 0
     # and it has no stream rate (its big transfers still count towards link_peak_out)

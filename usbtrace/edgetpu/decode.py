@@ -588,11 +588,14 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     table["t_submit_ns"][missing] = table["t_payload_start_ns"][missing]
     c_ts = rows["c_ts"][m]
     del m
-    last_done = np.zeros(n, dtype=np.int64)
-    np.maximum.at(last_done, t[ok], c_ts[ok])
     not_done = np.bincount(t[~ok], minlength=n)
-    table["busy_ns"] = segmented_union_length(t[ok], s_ts[ok], c_ts[ok], n)
-    del t, ok, s_ts, c_ts
+    if not ok.all():  # the usual capture has every payload URB completed: no copies then
+        t, s_ts, c_ts = t[ok], s_ts[ok], c_ts[ok]
+    del ok
+    last_done = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last_done, t, c_ts)
+    table["busy_ns"] = segmented_union_length(t, s_ts, c_ts, n)
+    del t, s_ts, c_ts
 
     full = table["payload_bytes"] == table["length"]
     table["complete"] = full & header_ok & (not_done == 0)
