@@ -549,10 +549,14 @@ def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, s
     rows["tidx"] = tidx
     rows["role"] = roles
     del tidx, roles
-    rows["s_frame"] = s_frame[idx]
+    # the usual capture: every URB, in the order it was paired; no gather needed then
+    same = len(idx) == len(s_frame) and bool((idx[1:] > idx[:-1]).all())
+    rows["s_frame"] = s_frame if same else s_frame[idx]
     del s_frame
     for name in OUT_COLUMNS[1:]:
-        rows[name] = _column(cols, name)[idx]  # the concatenated column is freed right after
+        col = _column(cols, name)
+        rows[name] = col if same else col[idx]
+        del col  # the concatenated column is freed before the next one is made
     del idx
 
     n = f.count
