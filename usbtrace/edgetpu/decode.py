@@ -156,8 +156,9 @@ class Decoder:
         self.pairer = UrbPairer()
         self.devices: dict[tuple[int, int], _Device] = {}
         self.stats: dict[tuple[int, int, int, int], list[int]] = {}
-        self.first_ts = 0
-        self.last_ts = 0
+        # None until a record is seen: 0 (or less) is a timestamp a capture can hold
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
 
     def dev(self, bus: int, dev: int) -> _Device:
         d = self.devices.get((bus, dev))
@@ -184,9 +185,10 @@ class Decoder:
         if not len(recs):
             return
         ts = recs["ts_ns"]
-        if not self.first_ts:
+        if self.first_ts is None:
             self.first_ts = int(ts[0])
-        self.last_ts = max(self.last_ts, int(ts.max()))
+        last = int(ts.max())
+        self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
         devkey = None
         if len(present) > 1:
             h = recs["hdr"]
@@ -360,6 +362,10 @@ class Decoder:
         metadata = merge_metadata(info.metadata)
         traces: list[EdgeTpuTrace] = []
         others: list[tuple[int, int, tuple[int, int] | None]] = []
+        for d in self.devices.values():
+            # frame order: the order a batch's URBs closed in is not capture order
+            for steps in (d.csr, d.dfu, d.standard):
+                steps.sort(key=lambda x: x.frame)
         dfu_devices = [d for d in self.devices.values() if d.ids == DFU_IDS]
         for (bus, dev), d in sorted(self.devices.items()):
             how = self._identify(d)
@@ -385,8 +391,8 @@ class Decoder:
             traces,
             others,
             stats,
-            self.first_ts,
-            self.last_ts,
+            self.first_ts or 0,
+            self.last_ts or 0,
             self.pairer.orphan_completions,
             self.pairer.superseded_submits,
             metadata,
@@ -429,7 +435,7 @@ class Decoder:
             event_table=events,
             interrupts=d.interrupts,
             output_chunks=chunks,
-            csr=sorted(d.csr, key=lambda c: c.frame),
+            csr=d.csr,
             dfu=d.dfu,
             standard=d.standard,
             unframed_urbs=d.framer.unframed,

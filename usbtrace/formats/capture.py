@@ -84,7 +84,11 @@ def _ts_to_ns(units: np.ndarray, iface: Interface) -> np.ndarray:
     elif base == 10:
         ns = units * 10 ** (9 - exp) if exp <= 9 else units // 10 ** (exp - 9)
     else:
-        ns = (units.astype(np.float64) * (1e9 / float(base) ** exp)).astype(np.int64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            f = units.astype(np.float64) * (1e9 / float(base) ** exp)
+        # a garbage resolution can take the product out of int64's range: clip, quietly (a
+        # RuntimeWarning on stderr would break the one-line-error contract)
+        ns = np.clip(np.nan_to_num(f), -9.2e18, 9.2e18).astype(np.int64)
     return ns + iface.tsoffset_s * 1_000_000_000
 
 

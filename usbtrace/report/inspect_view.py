@@ -58,22 +58,21 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
         first_frame[have] = pay["s_frame"][first[have]]
     frame = np.where(tab["header_frame"] > 0, tab["header_frame"], first_frame)
     endpoint = np.where(tab["endpoint"] > 0, tab["endpoint"], EP_BULK_OUT)
-    done = tab["t_complete_ns"] > 0
-    dur = np.where(done, tab["t_complete_ns"] - tab["t_submit_ns"], 0)
-    for i, (ts, fr, ep, tag, length, ok, d, complete) in enumerate(
+    for i, (ts, tc, fr, ep, tag, length, complete) in enumerate(
         zip(
             tab["t_submit_ns"].tolist(),
+            tab["t_complete_ns"].tolist(),
             frame.tolist(),
             endpoint.tolist(),
             tab["tag"].tolist(),
             tab["length"].tolist(),
-            done.tolist(),
-            dur.tolist(),
             tab["complete"].tolist(),
         )
     ):
+        # Python ints: a garbage timestamp must not wrap the difference around in int64
+        dur = tc - ts if tc else None
         note = trace.transfer_problems.get(i) or ("" if complete else "incomplete")
-        rows.append(InspectRow(ts, fr, "OUT", ep, tag_name(tag), length, d if ok else None, note))
+        rows.append(InspectRow(ts, fr, "OUT", ep, tag_name(tag), length, dur, note))
     for e in trace.events:
         kind = f"event {e.tag_name}"
         note = "request done" if e.tag == 4 else f"address {e.address:#x}"

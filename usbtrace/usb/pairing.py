@@ -200,12 +200,18 @@ class UrbPairer:
         partner = np.full(n, none, dtype=np.int64)
         ci = np.flatnonzero(paired_c)
         partner[order[ci]] = order[ci - 1]
+        # a submit another submit of its key superseded is closed by that later submit, which
+        # is always in this batch's own records (the carry holds one submit per key at most):
+        # closed at the superseded submit itself, a carried one came out ahead of the URBs
+        # closed before it, and the order depended on where the batches were cut
+        sup = np.flatnonzero(lone_s_closed)
+        partner[order[sup + 1]] = order[sup]
         closes = np.zeros(n, dtype=bool)
         closes[order[~is_submit]] = True
-        closes[order[lone_s_closed]] = True
+        closes[order[sup + 1]] = True
         k = np.flatnonzero(closes)
         is_c = h["type"][k] != URB_SUBMIT
-        s = np.where(is_c, partner[k], k)
+        s = partner[k]
         c = np.where(is_c, k, none)
         self.carry = take(recs, np.sort(order[still_open]))
         return Urbs(recs, s, c)
