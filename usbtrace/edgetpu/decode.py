@@ -1,21 +1,20 @@
 """Decode a capture into Edge TPU traces: the one entry point later layers call.
 
-Streaming: record batches from the reader are paired into URBs, control transfers decoded, the
-bulk-OUT submit stream framed, and IN completions collected per device, keeping only compact
-arrays; the per-transfer view is assembled once at the end.
+Streaming: record batches from the reader are paired into URBs (in the reader's thread, see
+``Decoder.pair``), then control transfers decoded, the bulk-OUT submit stream framed, and IN
+completions collected per device, keeping only compact arrays; the per-transfer view is
+assembled once at the end (``assemble.py``).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
+from usbtrace.background import prefetch
+from usbtrace.edgetpu.assemble import OUT_COLUMNS, assemble_transfers
 from usbtrace.edgetpu.constants import (
     APP_IDS,
     CSR_MULTI_BO_EP,
@@ -30,12 +29,10 @@ from usbtrace.edgetpu.constants import (
     OUTFEED_CHUNK_SUPERSPEED,
 )
 from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
-from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_PAYLOAD, OutFramer
+from usbtrace.edgetpu.framing import OutFramer
 from usbtrace.edgetpu.trace import (
     EVENT,
-    OUT_URB,
     OUTPUT_CHUNK,
-    TRANSFER,
     EdgeTpuTrace,
     FirmwareDownload,
     Interrupt,
@@ -52,7 +49,6 @@ from usbtrace.formats.usbmon import (
     XFER_CONTROL,
     XFER_INTERRUPT,
 )
-from usbtrace.intervals import segmented_union_length
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
     DT_DEVICE,
@@ -63,7 +59,6 @@ from usbtrace.usb.descriptors import (
 )
 from usbtrace.usb.pairing import UrbPairer, Urbs
 
-T = TypeVar("T")
 GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no header is not a TPU
 EP_STAT = np.dtype(
     [
@@ -415,7 +410,8 @@ class Decoder:
     def _trace(
         self, d: _Device, how: str, dfu_devices: list[_Device], meta: CaptureMetadata | None
     ) -> EdgeTpuTrace:
-        out_urbs, table, transfer_problems = _assemble_transfers(d)
+        out_urbs, table, transfer_problems = assemble_transfers(d.framer, d.out)
+        d.out = {}
         chunks = concat_rows(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
         chunks = _by_frame(chunks)
         events = _by_frame(concat_rows(d.events) if d.events else np.zeros(0, dtype=EVENT))
@@ -505,166 +501,6 @@ def _by_frame(rows: np.ndarray) -> np.ndarray:
     if (f[1:] >= f[:-1]).all():
         return rows  # the usual case: URBs come back in capture order
     return take(rows, np.argsort(f, kind="stable"))
-
-
-def _is_sorted(a: np.ndarray) -> bool:
-    return bool((a[1:] >= a[:-1]).all())
-
-
-OUT_COLUMNS = ("s_frame", "s_ts", "c_frame", "c_ts", "status", "length")
-
-
-def _assemble_transfers(d: _Device) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """Join the framer's per-submit assignment with the paired URBs, then sum per transfer.
-
-    The join works on index arrays and gathers each URB column once; each column is freed once
-    gathered and the sums read columns through masks, not row copies, so a long capture's peak
-    memory stays near the size of the result. In the usual capture every bulk-OUT submit was
-    paired, in capture order, and transfers follow each other: then the sorts and the search
-    below are skipped.
-    """
-    f = d.framer
-    frames, tidx, roles = f.assignments()
-    f.frames, f.tidx, f.roles = [], [], []
-    cols = d.out
-    d.out = {}
-    s_frame = _column(cols, "s_frame")
-    idx = np.flatnonzero(s_frame > 0)  # no submit: cannot be framed
-    sf = s_frame[idx]
-    if not _is_sorted(sf):
-        o = np.argsort(sf, kind="stable")
-        idx, sf = idx[o], sf[o]
-    if len(sf) == len(frames) and np.array_equal(sf, frames):
-        hit = slice(None)
-    elif len(sf):
-        pos = np.minimum(np.searchsorted(sf, frames), len(sf) - 1)
-        hit = sf[pos] == frames
-        idx = idx[pos[hit]]
-        del pos
-    else:
-        hit = np.zeros(len(frames), dtype=bool)
-    tidx, roles = tidx[hit], roles[hit]
-    del frames, sf, hit
-    # in submit order transfers follow each other: a stable sort by transfer gives (transfer,
-    # submit time) order, and is needed only for interleaved (multi-EP) or unframed URBs
-    if not _is_sorted(tidx):
-        o = np.argsort(tidx, kind="stable")
-        idx, tidx, roles = idx[o], tidx[o], roles[o]
-        del o
-    rows = np.empty(len(idx), dtype=OUT_URB)
-    rows["tidx"] = tidx
-    rows["role"] = roles
-    del tidx, roles
-    # the usual capture: every URB, in the order it was paired; no gather needed then
-    same = len(idx) == len(s_frame) and bool((idx[1:] > idx[:-1]).all())
-    rows["s_frame"] = s_frame if same else s_frame[idx]
-    del s_frame
-    for name in OUT_COLUMNS[1:]:
-        col = _column(cols, name)
-        rows[name] = col if same else col[idx]
-        del col  # the concatenated column is freed before the next one is made
-    del idx
-
-    n = f.count
-    store = f.store.arrays()
-    table = np.zeros(n, dtype=TRANSFER)
-    table["tag"] = store["tag"]
-    table["length"] = store["length"]
-    table["endpoint"] = store["endpoint"]
-    table["header_frame"] = store["frame"]
-    del store
-    problems = dict(f.problems)
-    tid, role = rows["tidx"], rows["role"]
-    done = (rows["c_frame"] > 0) & (rows["status"] == 0)
-
-    m = role == ROLE_HEADER
-    t, ok = tid[m], done[m]
-    table["t_submit_ns"][t] = rows["s_ts"][m]
-    header_ok = np.ones(n, dtype=bool)
-    header_ok[t[~ok]] = False
-    header_end = np.zeros(n, dtype=np.int64)
-    header_end[t[ok]] = rows["c_ts"][m][ok]
-
-    m = (role == ROLE_PAYLOAD) & (tid >= 0)
-    t, ok = tid[m], done[m]
-    del done
-    table["payload_bytes"] = np.bincount(t, weights=rows["length"][m], minlength=n)
-    table["payload_urbs"] = np.bincount(t, minlength=n)
-    s_ts = rows["s_ts"][m]
-    firsts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if len(t) else np.zeros(0, np.int64)
-    table["t_payload_start_ns"][t[firsts]] = s_ts[firsts]
-    del firsts
-    missing = table["t_submit_ns"] == 0  # multi-EP: no header
-    table["t_submit_ns"][missing] = table["t_payload_start_ns"][missing]
-    c_ts = rows["c_ts"][m]
-    del m
-    not_done = np.bincount(t[~ok], minlength=n)
-    if not ok.all():  # the usual capture has every payload URB completed: no copies then
-        t, s_ts, c_ts = t[ok], s_ts[ok], c_ts[ok]
-    del ok
-    last_done = np.zeros(n, dtype=np.int64)
-    np.maximum.at(last_done, t, c_ts)
-    table["busy_ns"] = segmented_union_length(t, s_ts, c_ts, n)
-    del t, s_ts, c_ts
-
-    full = table["payload_bytes"] == table["length"]
-    table["complete"] = full & header_ok & (not_done == 0)
-    table["t_complete_ns"] = np.where(full, last_done, 0)
-    empty = table["length"] == 0
-    table["t_complete_ns"][empty] = header_end[empty]
-    for i in np.flatnonzero(~full).tolist():
-        problems.setdefault(
-            i,
-            f"header announces {int(table['length'][i])} bytes but only "
-            f"{int(table['payload_bytes'][i])} followed",
-        )
-    return rows, table, problems
-
-
-def _column(cols: dict[str, list[np.ndarray]], name: str) -> np.ndarray:
-    """One bulk-OUT URB column for the whole capture; its per-batch pieces are let go."""
-    pieces = cols.pop(name, [])
-    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=OUT_URB[name])
-
-
-def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Produce the next items in a background thread while this one is used.
-
-    Reading (I/O, block walking, gathering records), pairing and framing are all mostly numpy
-    work that releases the GIL, so on a machine with two cores the halves overlap. Errors raised
-    by the producer are re-raised here, in order.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for b in items:
-                if stop.is_set():
-                    return
-                q.put(b)
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            q.put(exc)
-
-    t = threading.Thread(target=work, name="usbtrace-reader", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                t.join(0.01)
 
 
 def decode_capture(
