@@ -242,7 +242,7 @@ def test_gadgetfs_events_parse() -> None:
     setup = struct.pack("<BBHHH", 0xC0, 1, 0xA30C, 1, 4) + struct.pack("<I", EVENT_SETUP)
     connect = struct.pack("<I", 3) + bytes(4) + struct.pack("<I", EVENT_CONNECT)
     events = parse_events(setup + connect)
-    assert events[0].setup is not None and events[0].setup.device_to_host
+    assert events[0].setup is not None and events[0].setup.direction_in
     assert (events[0].setup.value, events[0].setup.length) == (0xA30C, 4)
     assert events[1].kind == EVENT_CONNECT and events[1].speed == 3
 

@@ -41,11 +41,7 @@ from usbtrace.formats.usbmon import (
     XFER_CONTROL,
     header_dtype,
 )
-
-_DIR_IN = 0x80
-_REQTYPE_TYPE_MASK = 0x60
-_GET_DESCRIPTOR = 6
-_DESCRIPTOR_DEVICE = 1
+from usbtrace.usb.descriptors import DIR_IN, DT_DEVICE
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,7 @@ class ControlStep:
 
     @property
     def is_in(self) -> bool:
-        return bool(self.request_type & _DIR_IN)
+        return bool(self.request_type & DIR_IN)
 
 
 @dataclass(frozen=True)
@@ -189,9 +185,9 @@ def _find_edgetpu(path: str | Path, records: list[_Record], bus: int | None) -> 
         if (
             r.type == URB_COMPLETE
             and r.xfer == XFER_CONTROL
-            and r.epnum == _DIR_IN
+            and r.epnum == DIR_IN
             and len(r.payload) >= 12
-            and r.payload[1] == _DESCRIPTOR_DEVICE
+            and r.payload[1] == DT_DEVICE
             and struct.unpack_from("<HH", r.payload, 8) in EDGETPU_IDS
             and (bus is None or r.bus == bus)
         ):
@@ -223,7 +219,7 @@ def _build(source: str, bus: int, address: int, records: list[_Record]) -> Repla
                 continue
             value, index, length = struct.unpack_from("<HHH", setup, 2)
             data = None
-            if not request_type & _DIR_IN:
+            if not request_type & DIR_IN:
                 data = r.payload[:length] if len(r.payload) >= length else None
             steps.append(ControlStep(r.frame, request_type, setup[1], value, index, length, data))
         elif r.xfer == XFER_BULK and r.epnum == EP_BULK_OUT and r.type == URB_SUBMIT:

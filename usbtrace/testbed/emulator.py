@@ -34,13 +34,13 @@ from usbtrace.edgetpu.wire import encode_event
 from usbtrace.testbed.framing import BadHeader, read_transfers
 from usbtrace.testbed.gadgetfs import (
     Ep0Server,
-    Setup,
     bind_descriptors,
     controller_file,
 )
 from usbtrace.testbed.matcher import CompletedRequest, RequestMatcher
 from usbtrace.testbed.profile import DeviceProfile
 from usbtrace.testbed.registers import RegisterFile, csr_address
+from usbtrace.usb.descriptors import Setup
 
 OUTPUT_WAIT_S = 5.0
 # errors a blocked endpoint read/write gets when the host resets or the device is disconnected

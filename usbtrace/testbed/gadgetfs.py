@@ -27,7 +27,7 @@ from usbtrace.testbed.descriptors import (
     device_descriptor,
     string_descriptor,
 )
-from usbtrace.usb.descriptors import DT_STRING
+from usbtrace.usb.descriptors import DIR_IN, DT_STRING, Setup
 
 GADGETFS_EVENT_LEN = 12
 EVENT_NOP = 0
@@ -37,7 +37,6 @@ EVENT_SETUP = 3
 EVENT_SUSPEND = 4
 EVENT_NAMES = {0: "nop", 1: "connect", 2: "disconnect", 3: "setup", 4: "suspend"}
 
-DIR_IN = 0x80
 TYPE_MASK = 0x60
 TYPE_STANDARD = 0x00
 REQ_GET_DESCRIPTOR = 6
@@ -50,20 +49,6 @@ DATA_STAGE_POLL_S = 0.0002
 DATA_STAGE_SPIN_S = 0.005
 
 _SETUP_EVENT_TYPE = struct.pack("<I", EVENT_SETUP)
-_SETUP = struct.Struct("<BBHHH")
-
-
-@dataclass(frozen=True)
-class Setup:
-    request_type: int
-    request: int
-    value: int
-    index: int
-    length: int
-
-    @property
-    def device_to_host(self) -> bool:
-        return bool(self.request_type & DIR_IN)
 
 
 @dataclass(frozen=True)
@@ -79,7 +64,7 @@ def parse_events(data: bytes) -> list[GadgetEvent]:
         raw = data[off : off + GADGETFS_EVENT_LEN]
         (kind,) = struct.unpack_from("<I", raw, 8)
         if kind == EVENT_SETUP:
-            events.append(GadgetEvent(kind, setup=Setup(*_SETUP.unpack_from(raw))))
+            events.append(GadgetEvent(kind, setup=Setup.parse(raw[:8])))
         elif kind == EVENT_CONNECT:
             events.append(GadgetEvent(kind, speed=struct.unpack_from("<I", raw)[0]))
         else:
@@ -127,7 +112,7 @@ def ack(fd: int) -> None:
 
 def stall(fd: int, setup: Setup) -> None:
     try:
-        if setup.device_to_host:
+        if setup.direction_in:
             os.read(fd, 0)
         else:
             os.write(fd, b"")
@@ -211,7 +196,7 @@ class Ep0Server:
             self.standard(s)
             return
         data = b""
-        if not s.device_to_host and s.length:
+        if not s.direction_in and s.length:
             data = early
             if data is None:
                 self.log(f"data of {s} lost (the host raced ahead); ignoring the request")
@@ -222,7 +207,7 @@ class Ep0Server:
             self.log(f"stall {s}: {exc}")
             stall(self.fd, s)
             return
-        if s.device_to_host:
+        if s.direction_in:
             os.write(self.fd, (reply or b"")[: s.length])
         elif not s.length:
             ack(self.fd)
@@ -281,13 +266,13 @@ class Ep0Server:
             self.log(f"blind reply failed: {exc.strerror}")
 
     def standard(self, s: Setup) -> None:
-        if s.request == REQ_GET_DESCRIPTOR and s.device_to_host and s.value >> 8 == DT_STRING:
+        if s.request == REQ_GET_DESCRIPTOR and s.direction_in and s.value >> 8 == DT_STRING:
             desc = string_descriptor(s.value & 0xFF)
             if desc is None:
                 stall(self.fd, s)
             else:
                 os.write(self.fd, desc[: s.length])
-        elif s.request == REQ_SET_CONFIGURATION and not s.device_to_host:
+        elif s.request == REQ_SET_CONFIGURATION and not s.direction_in:
             # Endpoints first, then the status stage: otherwise the host's first bulk URB can
             # reach dummy_hcd before the endpoint exists (RECIPE §5.2).
             if s.value == CONFIG_VALUE:
@@ -295,7 +280,7 @@ class Ep0Server:
             ack(self.fd)
             if s.value == CONFIG_VALUE:
                 self.on_configured(self.endpoint_fds)
-        elif s.request == REQ_SET_INTERFACE and not s.device_to_host:
+        elif s.request == REQ_SET_INTERFACE and not s.direction_in:
             ack(self.fd)
         else:
             self.log(f"stall standard request {s}")

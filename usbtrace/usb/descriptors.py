@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+DIR_IN = 0x80  # bmRequestType bit 7 and an endpoint address's direction bit
 GET_DESCRIPTOR = 6
 SET_CONFIGURATION = 9
 DT_DEVICE = 1
@@ -36,7 +37,7 @@ class Setup:
 
     @property
     def direction_in(self) -> bool:
-        return bool(self.request_type & 0x80)
+        return bool(self.request_type & DIR_IN)
 
     @property
     def kind(self) -> str:
