@@ -15,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from usbtrace.analysis.summary import CaptureSummary, summarize_file
-from usbtrace.errors import InputError
+from usbtrace.cli.inputs import expand_inputs
+from usbtrace.errors import InputError, UsageError
 
 
 def add_input_arguments(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
@@ -105,4 +106,21 @@ def analyse(
     finally:
         if progress is not None:
             progress.stop()
+    return summaries, failures
+
+
+def analyse_inputs(
+    inputs: list[str], device: str | None, model: str | None = None, jobs: int = 1
+) -> tuple[list[CaptureSummary], list[str]]:
+    """The command-line inputs (files or folders) analysed; what failed, printed on stderr.
+
+    Raises UsageError when no input names a capture at all.
+    """
+    files, missing = expand_inputs(inputs)
+    if not files:
+        raise UsageError("; ".join(missing) or "no input files")
+    summaries, failures = analyse(files, device, model, jobs)
+    failures = missing + failures
+    for f in failures:
+        print(f"usbtrace: {f}", file=sys.stderr)
     return summaries, failures

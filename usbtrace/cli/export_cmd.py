@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from usbtrace.cli.batch import add_input_arguments, analyse
-from usbtrace.cli.inputs import expand_inputs
+from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.errors import UsageError
 from usbtrace.report.export import write_csv_tables, write_parquet_tables
 from usbtrace.report.summary_table import sort_key
@@ -49,14 +48,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--parquet needs pyarrow: pip install 'usbtrace[parquet]' (or use --csv)"
             )
-    files, missing = expand_inputs(args.files)
-    if not files:
-        raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, args.device, None, args.jobs)
-    failures = missing + failures
+    summaries, failures = analyse_inputs(args.files, args.device, None, args.jobs)
     summaries.sort(key=sort_key)
-    for f in failures:
-        print(f"usbtrace: {f}", file=sys.stderr)
     if not summaries:
         return 2
     written = []

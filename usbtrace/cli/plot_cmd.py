@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from usbtrace.analysis.summary import CaptureSummary
-from usbtrace.cli.batch import analyse
-from usbtrace.cli.inputs import expand_inputs
+from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.errors import UsageError
 
 DESCRIPTION = """\
@@ -29,25 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="INPUT", help="captures or folders of captures")
+    add_input_arguments(p, jobs=False)
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the images")
     p.add_argument("--format", choices=("png", "svg"), default="png", help="image format")
     p.add_argument("--json", action="store_true", help="print the plotted data as JSON")
-    p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
     p.set_defaults(func=run)
 
 
 def load_summaries(inputs: list[str], device: str | None) -> tuple[list[CaptureSummary], int]:
     """Summaries of every capture named; failures reported on stderr. (summaries, failures)."""
-    files, missing = expand_inputs(inputs)
-    if not files:
-        raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, device)
-    for f in missing + failures:
-        print(f"usbtrace: {f}", file=sys.stderr)
+    summaries, failures = analyse_inputs(inputs, device)
     if not summaries:
         raise UsageError("no Edge TPU capture could be analysed")
-    return summaries, len(missing) + len(failures)
+    return summaries, len(failures)
 
 
 def run(args: argparse.Namespace) -> int:

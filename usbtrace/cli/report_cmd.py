@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from usbtrace.cli.batch import add_input_arguments
 from usbtrace.cli.inputs import CAPTURE_SUFFIXES
 from usbtrace.cli.plot_cmd import load_summaries
 from usbtrace.errors import UsageError
@@ -24,10 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="INPUT", help="captures or folders of captures")
+    add_input_arguments(p, jobs=False)
     p.add_argument("-o", "--out", required=True, metavar="OUT.html", help="page to write")
     p.add_argument("--title", default="usbtrace report", help="page title")
-    p.add_argument("--device", metavar="BUS.ADDR", help="analyse this device only")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(func=run)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from usbtrace.cli.batch import add_input_arguments, analyse
-from usbtrace.cli.inputs import expand_inputs
-from usbtrace.errors import UsageError
+from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.size_table import emit_by_size
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
@@ -49,14 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    files, missing = expand_inputs(args.files)
-    if not files:
-        raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, args.device, args.model, args.jobs)
-    failures = missing + failures
+    summaries, failures = analyse_inputs(args.files, args.device, args.model, args.jobs)
     summaries.sort(key=sort_key)
-    for f in failures:
-        print(f"usbtrace: {f}", file=sys.stderr)
     if args.by_size:
         emit_by_size(summaries, as_json=args.json, csv_path=args.csv, stream=sys.stdout)
         return 2 if not summaries else 1 if failures else 0
