@@ -22,12 +22,10 @@ from itertools import repeat
 import numpy as np
 
 from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentation
-from usbtrace.edgetpu.constants import TAG_NAMES, Tag
+from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
-from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
 from usbtrace.intervals import segmented_clipped_length, segmented_union_length
-
-TAG_NAMES_BY_VALUE = {int(k): v for k, v in TAG_NAMES.items()}
 
 PEAK_TRANSFER_MIN_BYTES = 256 * 1024
 USB_BOUND_FRACTION = 0.8
@@ -152,7 +150,7 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     for i in bad.tolist():
         r = int(treq[i])
         why = trace.transfer_problems.get(i, "did not complete")
-        name = TAG_NAMES_BY_VALUE.get(int(tab["tag"][i]), f"tag{int(tab['tag'][i])}")
+        name = tag_name(int(tab["tag"][i]))
         problems.setdefault(r, []).append(
             f"{name} transfer (frame {int(tab['header_frame'][i])}): {why}"
         )

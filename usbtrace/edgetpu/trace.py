@@ -54,11 +54,9 @@ OUTPUT_CHUNK = np.dtype(
 )
 
 
-_TAG_NAMES = {int(t): name for t, name in TAG_NAMES.items()}
-
-
 def tag_name(tag: int) -> str:
-    return _TAG_NAMES.get(tag) or f"tag{tag}"
+    # Tag is an IntEnum: a plain int finds its entry
+    return TAG_NAMES.get(tag) or f"tag{tag}"
 
 
 @dataclass(slots=True)
@@ -195,11 +193,16 @@ class EdgeTpuTrace:
             self._transfers = self._build_transfers()
         return self._transfers
 
-    def _build_transfers(self) -> list[LogicalTransfer]:
+    def payload_urbs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The framed payload URBs (``OUT_URB``), and where each transfer's run of them starts:
+        transfer i's payload URBs are rows ``bounds[i]:bounds[i + 1]``."""
         from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 
         u = self.out_urbs[(self.out_urbs["role"] == ROLE_PAYLOAD) & (self.out_urbs["tidx"] >= 0)]
-        bounds = np.searchsorted(u["tidx"], np.arange(len(self.table) + 1))
+        return u, np.searchsorted(u["tidx"], np.arange(len(self.table) + 1))
+
+    def _build_transfers(self) -> list[LogicalTransfer]:
+        u, bounds = self.payload_urbs()
         frames = u["s_frame"].tolist()
         out = []
         for i, row in enumerate(self.table.tolist()):

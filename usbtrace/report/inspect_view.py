@@ -8,7 +8,6 @@ import numpy as np
 
 from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_INTERRUPT_IN, EP_OUTPUT_IN
 from usbtrace.edgetpu.decode import DecodedCapture
-from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
 
 
@@ -48,14 +47,10 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
     rows: list[InspectRow] = []
     tab = trace.table
     # the frame shown is the header's; multi-EP transfers have none: their first payload URB's
-    u = trace.out_urbs
-    pay = u[(u["role"] == ROLE_PAYLOAD) & (u["tidx"] >= 0)]
+    pay, bounds = trace.payload_urbs()
+    have = bounds[1:] > bounds[:-1]
     first_frame = np.zeros(len(tab), dtype=np.int64)
-    if len(pay):
-        first = np.searchsorted(pay["tidx"], np.arange(len(tab)))
-        have = first < len(pay)
-        have[have] = pay["tidx"][first[have]] == np.flatnonzero(have)
-        first_frame[have] = pay["s_frame"][first[have]]
+    first_frame[have] = pay["s_frame"][bounds[:-1][have]]
     frame = np.where(tab["header_frame"] > 0, tab["header_frame"], first_frame)
     endpoint = np.where(tab["endpoint"] > 0, tab["endpoint"], EP_BULK_OUT)
     for i, (ts, tc, fr, ep, tag, length, complete) in enumerate(
