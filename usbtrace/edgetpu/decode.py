@@ -50,6 +50,7 @@ from usbtrace.formats.usbmon import (
     XFER_INTERRUPT,
 )
 from usbtrace.usb.descriptors import (
+    DIR_IN,
     DT_CONFIGURATION,
     DT_DEVICE,
     GET_DESCRIPTOR,
@@ -244,7 +245,7 @@ class Decoder:
         self, recs: np.ndarray, present: list[tuple[int, int]], devkey: np.ndarray | None
     ) -> None:
         h = recs["hdr"]
-        sel = (h["type"] == URB_SUBMIT) & (h["xfer"] == XFER_BULK) & (h["epnum"] < 0x80)
+        sel = (h["type"] == URB_SUBMIT) & (h["xfer"] == XFER_BULK) & (h["epnum"] < DIR_IN)
         for bus, dev in present:
             d = self.dev(bus, dev)
             if d.abandoned:
@@ -303,7 +304,7 @@ class Decoder:
                     d.errors[msg] = d.errors.get(msg, 0) + 1
             if d.abandoned:
                 continue
-            out = u.select(bulk & (u.ep < 0x80))
+            out = u.select(bulk & (u.ep < DIR_IN))
             if len(out):
                 for name, col in zip(
                     OUT_COLUMNS,
