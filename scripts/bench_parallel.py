@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from usbtrace.fuzzing.fleet import make_fleet  # noqa: E402
+from lab.fuzzing.fleet import make_fleet  # noqa: E402
 
 FD_LIMIT = 64
 

@@ -31,9 +31,9 @@ from benchlib import (
     tshark_command,
 )
 
+from lab.synthetic.bench import parse_size
 from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.formats.crosscheck import compare, ours, tshark_tally
-from usbtrace.synthetic.bench import parse_size
 
 
 def main() -> int:

@@ -1,22 +1,26 @@
 #!/usr/bin/env python3
 """Time the report layer on synthetic sessions: size table, plots, one timeline, the HTML page.
 
-Writes the ``usbtrace.synthetic`` presets (conv_50, conv_300, dense_300, dense_300_usb2) into a
+Writes the ``lab.synthetic`` presets (conv_50, conv_300, dense_300, dense_300_usb2) into a
 temporary folder, then prints the wall time of each step. Usage: python3 scripts/bench_reports.py
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# the lab package lives in the checkout, outside the installed wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.synthetic import presets, write_session
 from usbtrace.analysis.summary import summarize_file
 from usbtrace.report.html_report import build_report
 from usbtrace.report.plots import write_plots
 from usbtrace.report.size_table import size_rows
 from usbtrace.report.timeline import render_timeline, timeline_for_file
-from usbtrace.synthetic import presets, write_session
 
 PRESETS = ("conv_50", "conv_300", "dense_300", "dense_300_usb2")
 

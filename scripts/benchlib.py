@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from usbtrace.synthetic.bench import make_bench_capture
+# the lab package lives in the checkout, outside the installed wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.synthetic.bench import make_bench_capture
 
 TSHARK_FIELDS = (
     "frame.time_epoch",

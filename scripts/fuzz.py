@@ -2,8 +2,8 @@
 """Fuzz campaign: malformed captures through ``usbtrace summarize`` (and ``inspect``).
 
 Case k of a campaign is ``make_case(seed + k)``: a valid synthetic Edge TPU session in one of the
-valid layouts, broken by up to three mutations (see ``usbtrace/fuzzing/mutate.py``). Each case is
-checked against the CLI contract (``usbtrace/fuzzing/oracle.py``): no traceback, documented exit
+valid layouts, broken by up to three mutations (see ``lab/fuzzing/mutate.py``). Each case is
+checked against the CLI contract (``lab/fuzzing/oracle.py``): no traceback, documented exit
 status, only ``usbtrace:`` lines on stderr, a result for an intact prefix, damage listed in the
 integrity verdict. Prints cases run, failures grouped by signature with a reproducer each, and
 the time taken; exits 1 when any case failed.
@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from usbtrace.fuzzing.campaign import Failure, run_case  # noqa: E402
-from usbtrace.fuzzing.mutate import make_case  # noqa: E402
+from lab.fuzzing.campaign import Failure, run_case  # noqa: E402
+from lab.fuzzing.mutate import make_case  # noqa: E402
 
 
 def _worker(args: tuple[list[int], int]) -> tuple[int, list[Failure]]:

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["usbtrace"]):
+    from lab.fuzzing.mutate import make_case
     from usbtrace.analysis.summary import summarize_trace
     from usbtrace.edgetpu.decode import decode_capture
     from usbtrace.errors import InputError
-    from usbtrace.fuzzing.mutate import make_case
 
 TMP = Path(tempfile.mkdtemp(prefix="usbtrace-atheris-")) / "input.pcapng"
 

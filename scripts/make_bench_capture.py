@@ -6,7 +6,7 @@
 
 The capture is a whole session (enumeration, open, caching request, inferences back to back,
 close) of a synthetic preset (default dense_300: parameter streaming every inference). Benchmark
-scripts can call ``usbtrace.synthetic.bench.make_bench_capture`` directly.
+scripts can call ``lab.synthetic.bench.make_bench_capture`` directly.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from usbtrace.synthetic.bench import make_bench_capture, parse_size
-from usbtrace.synthetic.presets import PRESETS
+# the lab package lives in the checkout, outside the installed wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.synthetic.bench import make_bench_capture, parse_size
+from lab.synthetic.presets import PRESETS
 
 
 def main(argv: list[str] | None = None) -> int:

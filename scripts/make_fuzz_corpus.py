@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rebuild ``tests/corpus/``: one small capture per bug the fuzzer found, plus expected outcomes.
 
-Each file is a synthetic session (``usbtrace.fuzzing``) with exactly the damage that once broke
+Each file is a synthetic session (``lab.fuzzing``) with exactly the damage that once broke
 usbtrace; ``expected.json`` says what ``usbtrace summarize --json`` must now report for it.
 Deterministic: running it again rewrites the same bytes.
 
@@ -20,6 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lab.fuzzing.encode import Layout, block, encode, idb  # noqa: E402
+from lab.fuzzing.mutate import make_case  # noqa: E402
+from lab.fuzzing.session import UsbRecord, edgetpu_session  # noqa: E402
 from usbtrace.edgetpu.constants import (  # noqa: E402
     CSR_MULTI_BO_EP,
     CSR_REQUEST_64,
@@ -36,9 +39,6 @@ from usbtrace.formats.usbmon import (  # noqa: E402
     XFER_BULK,
     XFER_CONTROL,
 )
-from usbtrace.fuzzing.encode import Layout, block, encode, idb  # noqa: E402
-from usbtrace.fuzzing.mutate import make_case  # noqa: E402
-from usbtrace.fuzzing.session import UsbRecord, edgetpu_session  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
 

@@ -16,7 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from usbtrace.synthetic import preset, session_bytes
+# the lab package lives in the checkout, outside the installed wheel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.synthetic import preset, session_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {

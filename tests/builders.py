@@ -1,7 +1,7 @@
 """Explicit, URB-by-URB construction of small usbmon captures for tests.
 
 Each call places records at exact microsecond times, so a test knows every expected number. (The
-``usbtrace.synthetic`` package simulates whole sessions; this is for precise edge cases.)
+``lab.synthetic`` package simulates whole sessions; this is for precise edge cases.)
 """
 
 from __future__ import annotations

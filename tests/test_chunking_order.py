@@ -67,7 +67,7 @@ def test_standard_requests_do_not_depend_on_read_chunking(tmp_path, monkeypatch)
 
 
 def test_inspect_transfer_duration_does_not_wrap(tmp_path):
-    from usbtrace.fuzzing.mutate import make_case
+    from lab.fuzzing.mutate import make_case
 
     # fuzz case 184 (an interface with a garbage if_tsoffset): a transfer's submit time is
     # INT64_MIN, its completion is positive, and their difference leaves int64

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from usbtrace.fuzzing.fleet import make_fleet
-from usbtrace.fuzzing.oracle import run_cli
+from lab.fuzzing.fleet import make_fleet
+from lab.fuzzing.oracle import run_cli
 from usbtrace.report.export import CAPTURE_COLUMNS, REQUEST_COLUMNS
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from usbtrace.fuzzing.campaign import run_case
+from lab.fuzzing.campaign import run_case
 
 CASES = 3000
 BATCH = 250

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from usbtrace.fuzzing.oracle import check_chunking, check_inspect, run_cli
+from lab.fuzzing.oracle import check_chunking, check_inspect, run_cli
 
 CORPUS = Path(__file__).parent / "corpus"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lab.fuzzing.encode import Layout, encode
+from lab.fuzzing.session import edgetpu_session
 from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError
 from usbtrace.formats import capture
 from usbtrace.formats.capture import Capture, Interface, _ts_to_ns
 from usbtrace.formats.metadata import CaptureMetadata
-from usbtrace.fuzzing.encode import Layout, encode
-from usbtrace.fuzzing.session import edgetpu_session
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "c.pcapng") -> Path:
@@ -82,7 +82,7 @@ def test_a_garbage_timestamp_resolution_does_not_overflow() -> None:
 
 
 def test_a_huge_timestamp_offset_is_ignored_with_a_warning(tmp_path: Path) -> None:
-    from usbtrace.fuzzing.encode import idb
+    from lab.fuzzing.encode import idb
 
     s = edgetpu_session(random.Random(8), inferences=1)
     enc = encode(s.records)
@@ -120,7 +120,7 @@ def test_metadata_with_wrong_types_is_dropped_key_by_key() -> None:
 def test_giving_up_on_headerless_bulk_traffic_does_not_depend_on_batching(
     tmp_path: Path, chunk: int, monkeypatch
 ) -> None:
-    from usbtrace.fuzzing.mutate import m_midstream
+    from lab.fuzzing.mutate import m_midstream
 
     # a descriptor-less device: 100 headerless URBs, then the protocol; one big read used to
     # see the later headers before deciding, small reads gave up after the 64th URB

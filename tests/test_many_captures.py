@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from usbtrace.fuzzing.fleet import make_fleet
-from usbtrace.fuzzing.oracle import run_cli
+from lab.fuzzing.fleet import make_fleet
+from lab.fuzzing.oracle import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

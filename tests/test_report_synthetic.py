@@ -1,4 +1,4 @@
-"""Reports on the project's synthetic sessions (``usbtrace.synthetic``) against their truth."""
+"""Reports on the project's synthetic sessions (``lab.synthetic``) against their truth."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from usbtrace.report.diff import CHANGED, REGRESSION, SAME, diff_captures
 from usbtrace.report.size_table import size_rows
 
 synthetic = pytest.importorskip(
-    "usbtrace.synthetic", reason="synthetic generator not merged yet", exc_type=ImportError
+    "lab.synthetic", reason="synthetic generator not merged yet", exc_type=ImportError
 )
 presets = pytest.importorskip(
-    "usbtrace.synthetic.presets", reason="no synthetic presets yet", exc_type=ImportError
+    "lab.synthetic.presets", reason="no synthetic presets yet", exc_type=ImportError
 )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from synthetic_pcapng_walker import out_transfers, pair_urbs, walk
 
-from usbtrace.synthetic.bench import make_bench_capture, parse_size
+from lab.synthetic.bench import make_bench_capture, parse_size
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""``python3 -m usbtrace.synthetic``: writes the capture and its truth, never overwrites."""
+"""``python3 -m lab.synthetic``: writes the capture and its truth, never overwrites."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from synthetic_pcapng_walker import walk
 
-from usbtrace.synthetic.__main__ import main
+from lab.synthetic.__main__ import main
 
 
 def test_writes_capture_and_truth(tmp_path: Path, capsys) -> None:

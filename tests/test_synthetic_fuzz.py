@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from synthetic_pcapng_walker import out_transfers, pair_urbs, walk
 
-from usbtrace.synthetic import DeviceProfile, SessionProfile, Timing, write_session
+from lab.synthetic import DeviceProfile, SessionProfile, Timing, write_session
 
 MiB = 1 << 20
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from usbtrace.synthetic import PRESETS, preset, write_session
+from lab.synthetic import PRESETS, preset, write_session
 
 summary = pytest.importorskip("usbtrace.analysis.summary", reason="summarize not built yet")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from synthetic_pcapng_walker import walk
 
+from lab.synthetic import preset, session_bytes
 from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
-from usbtrace.synthetic import preset, session_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {

@@ -17,6 +17,11 @@ from pathlib import Path
 import pytest
 from synthetic_pcapng_walker import Capture, Packet, Urb, out_transfers, pair_urbs, walk
 
+from lab.synthetic import PRESETS, generate, preset, write_session
+from lab.synthetic.profile import DeviceProfile, SessionProfile
+from lab.synthetic.records import header_array
+from lab.synthetic.session import Session
+from lab.synthetic.truth import DeviceTruth, union_length
 from usbtrace.edgetpu.constants import (
     EVENT_REQUEST_DONE,
     FIRMWARE_SINGLE_EP_BYTES,
@@ -26,11 +31,6 @@ from usbtrace.edgetpu.constants import (
     DfuRequest,
 )
 from usbtrace.formats.usbmon import pack_header
-from usbtrace.synthetic import PRESETS, generate, preset, write_session
-from usbtrace.synthetic.profile import DeviceProfile, SessionProfile
-from usbtrace.synthetic.records import header_array
-from usbtrace.synthetic.session import Session
-from usbtrace.synthetic.truth import DeviceTruth, union_length
 
 ALL = sorted(PRESETS)
 

@@ -13,14 +13,14 @@ from conftest import shared_path
 from synthetic_pcapng_walker import out_transfers, pair_urbs, walk
 from test_synthetic_session import csr_accesses
 
-from usbtrace.edgetpu.constants import EVENT_REQUEST_DONE, csr_close_sequence, csr_open_sequence
-from usbtrace.synthetic import payloads, preset
-from usbtrace.synthetic.presets import (
+from lab.synthetic import payloads, preset
+from lab.synthetic.presets import (
     CONV_50_CACHING,
     CONV_50_INFERENCE,
     DENSE_300_CACHING,
     DENSE_300_INFERENCE,
 )
+from usbtrace.edgetpu.constants import EVENT_REQUEST_DONE, csr_close_sequence, csr_open_sequence
 
 REAL_DEVICE = 4
 

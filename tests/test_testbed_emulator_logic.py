@@ -7,6 +7,34 @@ import struct
 
 import pytest
 
+from lab.testbed import EMULATOR_SERIAL
+from lab.testbed.descriptors import (
+    config_descriptor,
+    device_descriptor,
+    string_descriptor,
+)
+from lab.testbed.emulator import completion_event
+from lab.testbed.framing import (
+    BadHeader,
+    Pacer,
+    ReceivedTransfer,
+    make_header,
+    parse_header,
+    read_transfers,
+)
+from lab.testbed.gadgetfs import EVENT_CONNECT, EVENT_SETUP, parse_events
+from lab.testbed.host_session import instruction_payload, payload
+from lab.testbed.matcher import KIND_UNKNOWN, RequestMatcher
+from lab.testbed.profile import (
+    BUILTIN_PROFILES,
+    KIND_CACHING,
+    KIND_INFERENCE,
+    DeviceProfile,
+    load_profile,
+    profile_from_model_summary,
+    profile_from_requests,
+)
+from lab.testbed.registers import RegisterFile, csr_address
 from usbtrace.edgetpu.constants import (
     CSR_OUTFEED_CHUNK_LENGTH,
     EP_BULK_OUT,
@@ -21,34 +49,6 @@ from usbtrace.edgetpu.constants import (
     Tag,
 )
 from usbtrace.errors import InputError
-from usbtrace.testbed import EMULATOR_SERIAL
-from usbtrace.testbed.descriptors import (
-    config_descriptor,
-    device_descriptor,
-    string_descriptor,
-)
-from usbtrace.testbed.emulator import completion_event
-from usbtrace.testbed.framing import (
-    BadHeader,
-    Pacer,
-    ReceivedTransfer,
-    make_header,
-    parse_header,
-    read_transfers,
-)
-from usbtrace.testbed.gadgetfs import EVENT_CONNECT, EVENT_SETUP, parse_events
-from usbtrace.testbed.host_session import instruction_payload, payload
-from usbtrace.testbed.matcher import KIND_UNKNOWN, RequestMatcher
-from usbtrace.testbed.profile import (
-    BUILTIN_PROFILES,
-    KIND_CACHING,
-    KIND_INFERENCE,
-    DeviceProfile,
-    load_profile,
-    profile_from_model_summary,
-    profile_from_requests,
-)
-from usbtrace.testbed.registers import RegisterFile, csr_address
 
 
 def endpoints_of(config: bytes) -> list[tuple[int, int, int]]:
@@ -305,7 +305,7 @@ def test_host_payloads_have_the_announced_sizes() -> None:
 def test_emulator_rates_pace_streamed_parameters_and_cap_everything() -> None:
     from pathlib import Path
 
-    from usbtrace.testbed.emulator import EdgeTpuEmulator
+    from lab.testbed.emulator import EdgeTpuEmulator
 
     emu = EdgeTpuEmulator(
         Path("/nonexistent"), BUILTIN_PROFILES["dense_300"], pace=2e6, link_rate=8e6

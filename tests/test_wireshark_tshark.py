@@ -682,7 +682,7 @@ REAL_CAPTURES = ["conv_50", "dense_300", *SINGLE_RECORD]
 
 def _synthetic_presets() -> list[str]:
     try:
-        from usbtrace.synthetic import PRESETS
+        from lab.synthetic import PRESETS
     except ImportError:
         return []
     return sorted(PRESETS)
@@ -699,7 +699,7 @@ def _capture_for(name: str, tmp_path: Path, shared_file) -> Path:
             pytest.skip(f"committed sample capture missing: {path}")
         return path
     if name.startswith("preset:"):
-        from usbtrace.synthetic import preset, write_session
+        from lab.synthetic import preset, write_session
 
         path = tmp_path / f"{name[7:]}.pcapng"
         write_session(preset(name[7:]), path)

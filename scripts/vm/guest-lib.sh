@@ -6,6 +6,8 @@
 #   tb_emulator_stop; tb_dumpcap_stop
 # Every helper returns non-zero with a message on stderr when something does not come up.
 
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the lab package (lab.testbed) lives in the checkout, outside the wheel
+
 tb_log() { echo "[guest $(cut -d' ' -f1 /proc/uptime)] $*" >&2; }
 
 tb_modprobe() { modprobe -d "$KROOT" "$@"; }
@@ -55,7 +57,7 @@ tb_emulator_start() {
   local name="$1"
   shift
   rm -f "$OUT/$name.ready" "$OUT/$name.stats.json"
-  "$PYTHON" -m usbtrace.testbed emulate --gadget /dev/gadget --ready-file "$OUT/$name.ready" \
+  "$PYTHON" -m lab.testbed emulate --gadget /dev/gadget --ready-file "$OUT/$name.ready" \
     --stats "$OUT/$name.stats.json" "$@" >"$OUT/$name.emulator.log" 2>&1 &
   TB_EMULATOR_PID=$!
   tb_wait_for 60 tb_emulator_configured "$OUT/$name.ready" \

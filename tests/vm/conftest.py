@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.testbed import vm
 from tests.vm import scenarios
-from usbtrace.testbed import vm
 
 SHARED = Path(os.environ.get("USBTRACE_SHARED", vm.REPO.parent / "shared"))
 
@@ -157,7 +157,7 @@ def _wanted(session: pytest.Session) -> list[str]:
 def _profile_file(source: Path, out: Path) -> Path:
     """The source capture's request shapes as a profile file, made on the host: decoding a
     capture under emulation in the guest would cost half a minute."""
-    from usbtrace.testbed.profile import load_profile
+    from lab.testbed.profile import load_profile
 
     path = out / f"profile-{source.stem}.json"
     path.write_text(json.dumps(load_profile(str(source)).to_json()))

@@ -12,7 +12,7 @@ from __future__ import annotations
 PLAY = """
 tb_dumpcap_start "$S/capture.pcapng" || exit 11
 tb_emulator_start {name} {emulator_args} || {{ tb_dumpcap_stop; exit 12; }}
-"$PYTHON" -m usbtrace.testbed play --profile {profile} --count {count} --bus "$TB_BUS" \\
+"$PYTHON" -m lab.testbed play --profile {profile} --count {count} --bus "$TB_BUS" \\
   >"$S/play.jsonl"
 rc=$?
 tb_emulator_stop

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from usbtrace.testbed import vm
+from lab.testbed import vm
 
 
 def summarize(*paths: Path) -> list[dict[str, Any]]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from lab.testbed import vm
 from tests.vm.conftest import SCENARIOS, source_capture
 from tests.vm.pcapng_blocks import metadata, packet_count
 from tests.vm.summaries import inference_verdicts, request_bytes, summarize
-from usbtrace.testbed import vm
 
 
 def runner_output(folder: Path) -> tuple[int, str, Path | None]:

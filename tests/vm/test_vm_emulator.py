@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.testbed.emulator import completion_event
+from lab.testbed.profile import BUILTIN_PROFILES, KIND_CACHING, RequestShape
 from tests.vm.conftest import PACED_RATE
 from tests.vm.summaries import inference_verdicts, request_bytes, summarize
 from tests.vm.usbmon_fields import Record, edgetpu_device, read_records
@@ -22,8 +24,6 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
-from usbtrace.testbed.emulator import completion_event
-from usbtrace.testbed.profile import BUILTIN_PROFILES, KIND_CACHING, RequestShape
 
 XFER_BULK = 3
 XFER_CONTROL = 2

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from usbtrace.testbed.descriptors import (
+from lab.testbed.descriptors import (
     CONFIG_VALUE,
     ENDPOINTS,
     Endpoint,

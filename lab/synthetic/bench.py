@@ -19,12 +19,12 @@ from typing import BinaryIO
 
 import numpy as np
 
+from lab.synthetic.presets import preset
+from lab.synthetic.records import USBMON_HEADER_LEN, Record, header_array
+from lab.synthetic.session import Session, generate
+from lab.synthetic.truth import RequestTruth
 from usbtrace.formats.metadata import METADATA_PEN, CaptureMetadata, encode_metadata
 from usbtrace.formats.pcapng_writer import BT_EPB, PcapngWriter
-from usbtrace.synthetic.presets import preset
-from usbtrace.synthetic.records import USBMON_HEADER_LEN, Record, header_array
-from usbtrace.synthetic.session import Session, generate
-from usbtrace.synthetic.truth import RequestTruth
 
 MAX_BLOCK = 20  # inferences per tiled block, at most (8 output reads + 1 event read rotate in 9)
 EPB_FIXED = 28  # block type, length, interface, ts high, ts low, captured, original

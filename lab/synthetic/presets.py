@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from lab.synthetic.profile import DeviceProfile, SessionProfile, Timing
 from usbtrace.edgetpu.constants import Tag
-from usbtrace.synthetic.profile import DeviceProfile, SessionProfile, Timing
 
 INSTR, IN, P = Tag.INSTRUCTIONS, Tag.INPUT, Tag.PARAMETERS
 
@@ -138,7 +138,7 @@ def overlap_none(**session: object) -> SessionProfile:
 
 def overlap_half(**session: object) -> SessionProfile:
     """USB-bound streaming, then compute for exactly as long: overlap exactly 1/2."""
-    from usbtrace.synthetic.session import generate  # the tail depends on a first, shorter run
+    from lab.synthetic.session import generate  # the tail depends on a first, shorter run
 
     timing = replace(_OVERLAP_TIMING, param_bytes_per_s=None, read_timeout_us=None)
     dev = DeviceProfile(

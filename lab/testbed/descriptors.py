@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from lab.testbed import EMULATOR_MANUFACTURER, EMULATOR_PRODUCT, EMULATOR_SERIAL
 from usbtrace.edgetpu.constants import (
     EP_BULK_OUT,
     EP_EVENT_IN,
@@ -18,7 +19,6 @@ from usbtrace.edgetpu.constants import (
     PID_EDGETPU_APP,
     VID_GOOGLE,
 )
-from usbtrace.testbed import EMULATOR_MANUFACTURER, EMULATOR_PRODUCT, EMULATOR_SERIAL
 from usbtrace.usb.descriptors import (
     DT_CONFIGURATION,
     DT_DEVICE,

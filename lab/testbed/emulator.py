@@ -21,6 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from lab.testbed.framing import BadHeader, read_transfers
+from lab.testbed.gadgetfs import (
+    Ep0Server,
+    bind_descriptors,
+    controller_file,
+)
+from lab.testbed.matcher import CompletedRequest, RequestMatcher
+from lab.testbed.profile import DeviceProfile
+from lab.testbed.registers import RegisterFile, csr_address
 from usbtrace.edgetpu.constants import (
     COMPLETION_TAG,
     EP_BULK_OUT,
@@ -31,15 +40,6 @@ from usbtrace.edgetpu.constants import (
     Tag,
 )
 from usbtrace.edgetpu.wire import encode_event
-from usbtrace.testbed.framing import BadHeader, read_transfers
-from usbtrace.testbed.gadgetfs import (
-    Ep0Server,
-    bind_descriptors,
-    controller_file,
-)
-from usbtrace.testbed.matcher import CompletedRequest, RequestMatcher
-from usbtrace.testbed.profile import DeviceProfile
-from usbtrace.testbed.registers import RegisterFile, csr_address
 from usbtrace.usb.descriptors import Setup
 
 OUTPUT_WAIT_S = 5.0

@@ -1,4 +1,4 @@
-"""``python3 -m usbtrace.synthetic PRESET OUT``: write a synthetic Edge TPU capture.
+"""``python3 -m lab.synthetic PRESET OUT``: write a synthetic Edge TPU capture.
 
 Also writes the exact ground truth as JSON with ``--truth``, for golden tests and fuzzing.
 """
@@ -11,9 +11,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from usbtrace.synthetic.presets import PRESETS, preset
-from usbtrace.synthetic.session import write_session
-from usbtrace.synthetic.truth import truth_to_json
+from lab.synthetic.presets import PRESETS, preset
+from lab.synthetic.session import write_session
+from lab.synthetic.truth import truth_to_json
 
 DESCRIPTION = """\
 Write a synthetic Coral Edge TPU USB session as a usbmon pcapng file (link type 220), made by a
@@ -25,7 +25,7 @@ from the driver source. The file is marked synthetic (section comment and metada
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m usbtrace.synthetic",
+        prog="python3 -m lab.synthetic",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = replace(profile, devices=devices)
     for path in (args.out, args.truth):
         if path is not None and path.exists() and not args.force:
-            print(f"usbtrace.synthetic: {path}: exists; use --force to overwrite", file=sys.stderr)
+            print(f"lab.synthetic: {path}: exists; use --force to overwrite", file=sys.stderr)
             return 2
     session = write_session(profile, args.out, overwrite=args.force)
     if args.truth is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lab.fuzzing.session import UsbRecord
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.capture import PCAP_MAGIC_NS, PCAP_MAGIC_US
 from usbtrace.formats.usbmon import (
@@ -21,7 +22,6 @@ from usbtrace.formats.usbmon import (
     header_dtype,
     pack_header,
 )
-from usbtrace.fuzzing.session import UsbRecord
 
 
 @dataclass

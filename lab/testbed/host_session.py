@@ -13,6 +13,9 @@ import struct
 import time
 from dataclasses import dataclass
 
+from lab.testbed.framing import make_header
+from lab.testbed.profile import DeviceProfile, RequestShape
+from lab.testbed.registers import OUTFEED_CHUNK_UNIT
 from usbtrace.edgetpu.constants import (
     CSR_REQUEST_32,
     CSR_REQUEST_64,
@@ -29,9 +32,6 @@ from usbtrace.edgetpu.constants import (
     Tag,
 )
 from usbtrace.errors import UsageError
-from usbtrace.testbed.framing import make_header
-from usbtrace.testbed.profile import DeviceProfile, RequestShape
-from usbtrace.testbed.registers import OUTFEED_CHUNK_UNIT
 
 TIMEOUT_MS = 10_000
 DESCR_EP_INTERRUPTS_ONLY = 0xF0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from usbtrace.fuzzing.mutate import make_case
-from usbtrace.fuzzing.oracle import Outcome, check_chunking, check_inspect, check_summarize
+from lab.fuzzing.mutate import make_case
+from lab.fuzzing.oracle import Outcome, check_chunking, check_inspect, check_summarize
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.testbed.profile import DeviceProfile, RequestShape
 from usbtrace.edgetpu.constants import Tag
-from usbtrace.testbed.profile import DeviceProfile, RequestShape
 
 KIND_UNKNOWN = "unknown"
 

@@ -2,7 +2,7 @@
 
 Runs inside the testbed VM (``scripts/vm/``), where ``dummy_hcd`` joins a software host controller
 to a software device controller, so that real pyusb/libusb traffic and real usbmon captures can be
-made on a machine without USB. ``python3 -m usbtrace.testbed --help`` lists the entry points.
+made on a machine without USB. ``python3 -m lab.testbed --help`` lists the entry points.
 """
 
 from __future__ import annotations

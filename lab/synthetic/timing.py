@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.synthetic.profile import Timing, TransferSpec
 from usbtrace.edgetpu.constants import HEADER_LEN, MAX_ASYNC_BULK_OUT, MAX_BULK_OUT_CHUNK, Tag
-from usbtrace.synthetic.profile import Timing, TransferSpec
 
 
 def transfer_us(length: int, bytes_per_s: int) -> int:

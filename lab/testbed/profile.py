@@ -181,7 +181,7 @@ def profile_from_requests(
 
 def profile_from_capture(path: Path) -> DeviceProfile:
     """The request shapes of a recorded capture (needs the capture decoder)."""
-    from usbtrace.testbed.capture_profile import requests_of_capture
+    from lab.testbed.capture_profile import requests_of_capture
 
     return profile_from_requests(path.stem, requests_of_capture(path))
 

@@ -1,4 +1,4 @@
-"""``python3 -m usbtrace.testbed``: run the emulated Edge TPU, or play a session against it."""
+"""``python3 -m lab.testbed``: run the emulated Edge TPU, or play a session against it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ PROFILE_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python3 -m usbtrace.testbed",
+        prog="python3 -m lab.testbed",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_emulate(args: argparse.Namespace) -> int:
-    from usbtrace.testbed.emulator import EdgeTpuEmulator, install_stop_handlers
-    from usbtrace.testbed.profile import load_profile
+    from lab.testbed.emulator import EdgeTpuEmulator, install_stop_handlers
+    from lab.testbed.profile import load_profile
 
     emulator = EdgeTpuEmulator(
         args.gadget,
@@ -140,8 +140,8 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 
 def run_play(args: argparse.Namespace) -> int:
-    from usbtrace.testbed.host_session import HostSession, event_tag
-    from usbtrace.testbed.profile import load_profile
+    from lab.testbed.host_session import HostSession, event_tag
+    from lab.testbed.profile import load_profile
 
     host = HostSession(bus=args.bus, output_chunk=args.output_chunk)
     for r in host.play(load_profile(args.profile), args.count, args.interval):
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_emulate(args)
         if args.command == "play":
             return run_play(args)
-        from usbtrace.testbed.profile import load_profile
+        from lab.testbed.profile import load_profile
 
         print(json.dumps(load_profile(args.profile).to_json(), indent=1))
         return 0

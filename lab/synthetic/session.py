@@ -15,6 +15,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from lab.synthetic import payloads as pl
+from lab.synthetic.profile import DeviceProfile, SessionProfile
+from lab.synthetic.records import (
+    URB_DIR_IN,
+    URB_OUT_MAPPED,
+    URB_OUT_MAPPED_ABOVE,
+    Record,
+    UrbIdPool,
+    assign_urb_ids,
+    sort_records,
+    write_records,
+)
+from lab.synthetic.timing import OutScheduler, RequestOut, transfer_us
+from lab.synthetic.truth import (
+    DeviceTruth,
+    InvokeTruth,
+    RequestTruth,
+    SessionTruth,
+    TransferTruth,
+    UrbTruth,
+    streaming_figures,
+)
 from usbtrace.edgetpu.constants import (
     APP_IDS,
     CSR_REQUEST_32,
@@ -62,28 +84,6 @@ from usbtrace.formats.usbmon import (
     XFER_BULK,
     XFER_CONTROL,
     XFER_INTERRUPT,
-)
-from usbtrace.synthetic import payloads as pl
-from usbtrace.synthetic.profile import DeviceProfile, SessionProfile
-from usbtrace.synthetic.records import (
-    URB_DIR_IN,
-    URB_OUT_MAPPED,
-    URB_OUT_MAPPED_ABOVE,
-    Record,
-    UrbIdPool,
-    assign_urb_ids,
-    sort_records,
-    write_records,
-)
-from usbtrace.synthetic.timing import OutScheduler, RequestOut, transfer_us
-from usbtrace.synthetic.truth import (
-    DeviceTruth,
-    InvokeTruth,
-    RequestTruth,
-    SessionTruth,
-    TransferTruth,
-    UrbTruth,
-    streaming_figures,
 )
 
 ENDPOINT_BY_TAG = {int(tag): ep for ep, tag in MULTI_EP_TAG_BY_ENDPOINT.items()}

@@ -20,6 +20,13 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from lab.fuzzing.encode import Encoded, Layout, block, encode, idb
+from lab.fuzzing.session import (
+    UsbRecord,
+    edgetpu_session,
+    hub_traffic,
+    merge,
+)
 from usbtrace.edgetpu.constants import (
     CSR_MULTI_BO_EP,
     CSR_REQUEST_64,
@@ -40,13 +47,6 @@ from usbtrace.formats.usbmon import (
     URB_SUBMIT,
     XFER_BULK,
     XFER_CONTROL,
-)
-from usbtrace.fuzzing.encode import Encoded, Layout, block, encode, idb
-from usbtrace.fuzzing.session import (
-    UsbRecord,
-    edgetpu_session,
-    hub_traffic,
-    merge,
 )
 
 U32_LIES = (0, 4, 8, 12, 16, 0x7FFFFFFC, 0xFFFFFFFC, 0xFFFFFFFF, 0x10000000, 1 << 28)
