@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from builders import CaptureBuilder
 
 from usbtrace.formats.capture import read_all
+from usbtrace.formats.records import RECORD
+from usbtrace.formats.usbmon import URB_COMPLETE, URB_SUBMIT
+from usbtrace.usb import pairing
 from usbtrace.usb.pairing import UrbPairer
 
 
@@ -83,3 +87,96 @@ def test_a_missing_half_reads_as_zeros(tmp_path):
     assert pending.completion("ts_ns").tolist() == [0]
     assert pending.submit("urb_len").tolist() == [64]
     assert int(pending.status[0]) == -115  # the submit's own status when nothing completed
+
+
+# -- URBs that never complete: bounded carry, checks at fixed record numbers ---------------------
+
+
+def _records(n: int, seed: int, keys: int, p_submit: float) -> np.ndarray:
+    """Random submits and completions over a few URB keys (ids reused, halves lost)."""
+    rng = np.random.default_rng(seed)
+    recs = np.zeros(n, dtype=RECORD)
+    recs["frame"] = np.arange(1, n + 1)
+    recs["ts_ns"] = np.arange(n) * 1000
+    h = recs["hdr"]
+    h["type"] = np.where(rng.random(n) < p_submit, URB_SUBMIT, URB_COMPLETE)
+    k = rng.integers(0, keys, n)
+    h["urb_id"] = 0xFFFF_0000_0000_0000 + (k // 3).astype(np.uint64) * 0xC0
+    h["epnum"] = np.array([0x01, 0x81, 0x82])[k % 3]
+    h["busnum"], h["devnum"], h["xfer"] = 2, 4, 3
+    return recs
+
+
+def _reference(recs: np.ndarray, max_open: int, every: int) -> tuple[list, int, int, int, int]:
+    """The pairing rule one record at a time: (URBs as (submit frame, completion frame) in the
+    order they close, orphan completions, superseded submits, dropped, open at the end)."""
+    open_: dict[tuple[int, int], int] = {}  # key -> submit frame; insertion order = age
+    out: list[tuple[int, int]] = []
+    orphans = superseded = dropped = 0
+    for i, r in enumerate(recs):
+        key = (int(r["hdr"]["urb_id"]), int(r["hdr"]["epnum"]))
+        frame = int(r["frame"])
+        if r["hdr"]["type"] == URB_SUBMIT:
+            if key in open_:
+                out.append((open_.pop(key), 0))
+                superseded += 1
+            open_[key] = frame
+        else:
+            s = open_.pop(key, 0)
+            orphans += s == 0
+            out.append((s, frame))
+        if i % every == every - 1 and len(open_) > max_open:
+            oldest = sorted(open_.items(), key=lambda kv: kv[1])[: len(open_) - max_open]
+            for k, s in oldest:
+                del open_[k]
+                out.append((s, 0))
+                dropped += 1
+    out += [(s, 0) for s in sorted(open_.values())]
+    return out, orphans, superseded, dropped, len(open_)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_open_submits_beyond_the_cap_are_given_up_whatever_the_batches(monkeypatch, seed):
+    monkeypatch.setattr(pairing, "MAX_OPEN", 5)
+    monkeypatch.setattr(pairing, "CHECK_EVERY", 7)
+    # mostly submits over many keys: far more than 5 open at once, some closed much later
+    recs = _records(600, seed, keys=90, p_submit=0.7)
+    want, orphans, superseded, dropped, left = _reference(recs, 5, 7)
+    assert dropped > 50  # the cap really is in play
+    for cuts in ([], [1, 2, 3, 50, 51, 333], list(range(13, 600, 13)), [6, 7, 8, 14, 599]):
+        p = UrbPairer()
+        parts = np.split(recs, cuts)
+        got = []
+        for urbs in [p.feed(x) for x in parts] + [p.finish()]:
+            got += list(zip(urbs.submit("frame").tolist(), urbs.completion("frame").tolist()))
+        assert got == want, cuts
+        assert (p.orphan_completions, p.superseded_submits) == (orphans, superseded)
+        assert (p.dropped_open, p.open_at_end) == (dropped, left)
+
+
+def test_without_a_flood_nothing_is_given_up(monkeypatch):
+    recs = _records(3000, 7, keys=30, p_submit=0.5)
+    want, _, _, dropped, _ = _reference(recs, pairing.MAX_OPEN, pairing.CHECK_EVERY)
+    p = UrbPairer()
+    got = []
+    for urbs in [p.feed(x) for x in np.split(recs, [100, 2000])] + [p.finish()]:
+        got += list(zip(urbs.submit("frame").tolist(), urbs.completion("frame").tolist()))
+    assert got == want and dropped == 0 and p.dropped_open == 0
+
+
+def test_the_carry_stays_bounded_on_a_flood_of_unanswered_submits(monkeypatch):
+    monkeypatch.setattr(pairing, "MAX_OPEN", 100)
+    monkeypatch.setattr(pairing, "CHECK_EVERY", 50)
+    n = 5000
+    recs = _records(n, 0, keys=1, p_submit=1.0)
+    recs["hdr"]["urb_id"] = np.arange(n, dtype=np.uint64) * 0xC0  # every submit its own URB
+    p = UrbPairer()
+    largest = 0
+    for part in np.array_split(recs, 37):
+        p.feed(part)
+        largest = max(largest, len(p.carry))
+    pending = p.finish()
+    assert largest <= 100 + 50 + max(len(x) for x in np.array_split(recs, 37))
+    # the last check fell after record 4999 (5000 = 100 checks of 50): 100 left open
+    assert len(pending) == 100 and p.dropped_open == n - 100
+    assert pending.submit("frame").tolist() == list(range(n - 99, n + 1))

@@ -3,10 +3,10 @@
 A case is one valid base (an Edge TPU session, maybe with a hub, a second Edge TPU or a device that
 re-enumerates, in one of the valid layouts) plus one to three mutations: record-level ones applied
 before encoding (reordered or negative timestamps, reused URB ids, lost submits or completions,
-headers whose lengths lie, garbage events and outputs, random header fields) and byte-level ones
-applied after (truncation near block boundaries, lying block and captured lengths, a flipped
-byte-order magic, unknown block and link types, zero and huge lengths, bit flips, spliced and
-deleted ranges).
+headers whose lengths lie, garbage events and outputs, random header fields, floods of unanswered
+bulk-IN submits) and byte-level ones applied after (truncation near block boundaries, lying block
+and captured lengths, a flipped byte-order magic, unknown block and link types, zero and huge
+lengths, bit flips, spliced and deleted ranges).
 
 Each case also carries what must hold beyond "no traceback, documented exit status": whether a
 result is still owed (the damage lies after the first complete inference) and whether the
@@ -262,6 +262,36 @@ def m_midstream(rng: random.Random, recs: list[UsbRecord]) -> str:
     return f"{n} headerless bulk-OUT URBs after record {at}"
 
 
+def m_unanswered(rng: random.Random, recs: list[UsbRecord]) -> str:
+    """Bulk-IN submits that never complete, each with its own URB id (a device that stopped
+    answering while the driver kept posting reads): pairing must carry them without slowing down
+    and report them, whatever the read chunking."""
+    bulk = [r for r in recs if r.xfer == XFER_BULK] or recs
+    dev = rng.choice(bulk)
+    at = rng.randint(0, len(recs))
+    t = recs[at - 1].ts_ns + 1 if at else recs[0].ts_ns - 1_000_000
+    n = rng.choice((1, 10, 65, 300, 2000))
+    ep = rng.choice((EP_OUTPUT_IN, EP_EVENT_IN))
+    uid = 0xFFFF_FF80_4000_0000
+    flood = [
+        UsbRecord(
+            t + 500 * k,
+            uid + 0xC0 * k,
+            URB_SUBMIT,
+            XFER_BULK,
+            ep,
+            dev.dev,
+            dev.bus,
+            STATUS_IN_PROGRESS,
+            1024,
+            0,
+        )
+        for k in range(n)
+    ]
+    recs[at:at] = flood
+    return f"{n} unanswered bulk-IN submits on {ep:#04x} at record {at}"
+
+
 RECORD_MUTATIONS = (
     m_midstream,
     m_multi_ep,
@@ -274,6 +304,7 @@ RECORD_MUTATIONS = (
     m_lengths,
     m_garbage_in,
     m_field,
+    m_unanswered,
 )
 
 

@@ -49,6 +49,7 @@ from usbtrace.formats.usbmon import (
     XFER_CONTROL,
     XFER_INTERRUPT,
 )
+from usbtrace.usb import pairing
 from usbtrace.usb.descriptors import (
     DIR_IN,
     DT_CONFIGURATION,
@@ -61,6 +62,9 @@ from usbtrace.usb.descriptors import (
 from usbtrace.usb.pairing import UrbPairer, Urbs
 
 GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no header is not a TPU
+# The driver keeps a few reads posted on 0x81-0x83 at all times, so some URBs of a device are
+# always left open when a capture ends; more than this many never completed is a flood.
+NEVER_COMPLETED_NORMAL = 64
 EP_STAT = np.dtype(
     [
         ("bus", "<u2"),
@@ -91,6 +95,7 @@ class _Device:
     standard: list[StandardRequest] = field(default_factory=list)
     cancelled: int = 0
     orphan_completions: int = 0
+    never_completed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     first_frame: int = 0
     last_frame: int = 0
@@ -116,6 +121,7 @@ class DecodedCapture:
     superseded_submits: int
     metadata: CaptureMetadata | None
     error: InputError | None = None  # set when partial_ok and the file broke off
+    dropped_open: int = 0  # open submits the pairer gave up on (more than MAX_OPEN at once)
 
     @property
     def problems(self) -> list[str]:
@@ -128,6 +134,9 @@ class DecodedCapture:
             out.append(f"{self.info.dropped} packet(s) dropped by the capture")
         if self.info.short_records:
             out.append(f"{self.info.short_records} record(s) too short for a usbmon header")
+        if self.dropped_open:
+            n, cap = self.dropped_open, pairing.MAX_OPEN
+            out.append(f"{n} open URB(s) given up on: more than {cap} open at once")
         return out
 
     def problems_for(self, trace: EdgeTpuTrace) -> list[str]:
@@ -135,6 +144,8 @@ class DecodedCapture:
         out = self.problems
         if trace.orphan_completions:
             out.append(f"{trace.orphan_completions} completion(s) without their submit")
+        if trace.never_completed > NEVER_COMPLETED_NORMAL:
+            out.append(f"{trace.never_completed} URB(s) never completed")
         return out
 
 
@@ -291,6 +302,7 @@ class Decoder:
             d = self.dev(key >> 8, key & 0xFF)
             u = urbs if len(keys) == 1 else urbs.select(devkey == key)
             d.orphan_completions += int(np.count_nonzero(~u.has_submit))
+            d.never_completed += int(np.count_nonzero(~u.has_completion))
             bulk = u.xfer == XFER_BULK
             completed = u.has_completion
             ok = completed & (u.status == 0)
@@ -393,6 +405,7 @@ class Decoder:
             self.pairer.superseded_submits,
             metadata,
             error,
+            self.pairer.dropped_open,
         )
 
     def _identify(self, d: _Device) -> str | None:
@@ -438,6 +451,7 @@ class Decoder:
             unframed_urbs=d.framer.unframed,
             cancelled=d.cancelled,
             orphan_completions=d.orphan_completions,
+            never_completed=d.never_completed,
             # sorted: the dict fills in pairing order, which depends on the read chunking
             errors=[f"{msg} ({n}x)" for msg, n in sorted(d.errors.items())],
             first_frame=d.first_frame,

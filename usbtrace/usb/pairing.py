@@ -155,17 +155,33 @@ def _group_order(urb_id: np.ndarray, where: np.ndarray) -> np.ndarray:
     return order
 
 
+MAX_OPEN = 1 << 14  # open submits kept: far above what any driver keeps posted at once
+CHECK_EVERY = 1 << 14  # records between two checks of the open submits against MAX_OPEN
+
+
 class UrbPairer:
     """Feed record batches in file order; get URBs back. Call ``finish()`` at the end.
 
     URBs come back in the order of the record that closes them (the completion, or the submit a
     later submit of the same key superseded), which is capture order within a batch.
+
+    Memory and time stay linear however many submits are never completed: after every
+    ``CHECK_EVERY``-th record of the capture, the submits open at that record are counted, and
+    beyond ``MAX_OPEN`` the oldest are given up on: they come back as URBs without a completion,
+    closed at that record, and are counted in ``dropped_open``; a completion of theirs that still
+    comes is then one without its submit. The checks sit at fixed record numbers, so the result
+    does not depend on how the reader cut the file into batches. Every batch pairs its records
+    with at most ``MAX_OPEN + CHECK_EVERY`` carried submits; they were every open submit, and a
+    capture of millions of unanswered reads re-sorted all of them with each batch.
     """
 
     def __init__(self) -> None:
         self.carry = np.zeros(0, dtype=RECORD)  # submits still open
         self.orphan_completions = 0
         self.superseded_submits = 0
+        self.dropped_open = 0  # open submits given up on (more than MAX_OPEN open at a check)
+        self.open_at_end = 0  # submits still open when the capture ended (set by finish)
+        self.fed = 0  # records fed so far: where the checks fall
 
     def feed(self, records: np.ndarray) -> Urbs:
         # the carried submits first (they are older), and the zero row last
@@ -186,14 +202,11 @@ class UrbPairer:
         paired_c[1:] = ~is_submit[1:] & same[1:] & is_submit[:-1]
         paired_s = np.zeros(n, dtype=bool)
         paired_s[:-1] = paired_c[1:]
-        lone_c = ~is_submit & ~paired_c
         # a submit whose next record of the same key is another submit was never completed
         followed = np.zeros(n, dtype=bool)
         followed[:-1] = same[1:]
         lone_s_closed = is_submit & ~paired_s & followed
         still_open = is_submit & ~paired_s & ~followed
-        self.orphan_completions += int(np.count_nonzero(lone_c))
-        self.superseded_submits += int(np.count_nonzero(lone_s_closed))
 
         # per record (capture order): the submit a completion closes, and which records close
         # an URB; scattered back from the grouped order
@@ -209,16 +222,88 @@ class UrbPairer:
         closes = np.zeros(n, dtype=bool)
         closes[order[~is_submit]] = True
         closes[order[sup + 1]] = True
+        open_pos = np.sort(order[still_open])
+
+        first = len(self.carry)
+        dropped, at = self._give_up(recs, first, partner, closes, open_pos)
+        self.fed += len(records)
         k = np.flatnonzero(closes)
-        is_c = h["type"][k] != URB_SUBMIT
         s = partner[k]
-        c = np.where(is_c, k, none)
-        self.carry = take(recs, np.sort(order[still_open]))
+        c = np.where(h["type"][k] != URB_SUBMIT, k, none)
+        self.orphan_completions += int(np.count_nonzero(c[s == none] != none))
+        self.superseded_submits += int(np.count_nonzero(c[s != none] == none))
+        if len(dropped):
+            # given-up submits come out at the check that dropped them, after that record's own
+            # URB, oldest first
+            where_out = np.concatenate([2 * k, 2 * at + 1])
+            out = np.argsort(where_out, kind="stable")
+            s = np.concatenate([s, dropped])[out]
+            c = np.concatenate([c, np.full(len(dropped), none)])[out]
+            open_pos = open_pos[~np.isin(open_pos, dropped)]
+        self.carry = take(recs, open_pos)
         return Urbs(recs, s, c)
+
+    def _give_up(
+        self,
+        recs: np.ndarray,
+        first: int,
+        partner: np.ndarray,
+        closes: np.ndarray,
+        open_pos: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Apply the checks that fall in this batch (``recs[first:]`` are its own records).
+
+        Returns the submits given up on and the record each was dropped at; ``partner`` and
+        ``closes`` are updated so that their completions or superseding submits close nothing.
+        """
+        n = len(partner)
+        none = n
+        nothing = np.zeros(0, dtype=np.int64)
+        is_submit = recs["hdr"]["type"][:n] == URB_SUBMIT
+        if first + int(np.count_nonzero(is_submit[first:])) <= MAX_OPEN:
+            return nothing, nothing  # never more than MAX_OPEN open in this batch
+        # check after the records whose number in the capture (0-based) is CHECK_EVERY - 1 mod
+        # CHECK_EVERY
+        lead = (CHECK_EVERY - 1 - self.fed) % CHECK_EVERY
+        checks = first + np.arange(lead, n - first, CHECK_EVERY, dtype=np.int64)
+        if not len(checks):
+            return nothing, nothing
+        # every submit and where it closes (a completion, a superseding submit, or never)
+        spos = np.flatnonzero(is_submit)
+        close_at = np.full(n + 1, n, dtype=np.int64)
+        closers = np.flatnonzero(closes & (partner != none))
+        close_at[partner[closers]] = closers
+        sclose = close_at[spos]
+        alive = np.ones(len(spos), dtype=bool)
+        drop_s: list[np.ndarray] = []
+        drop_at: list[np.ndarray] = []
+        for x in checks.tolist():
+            is_open = alive & (spos <= x) & (sclose > x)
+            extra = int(np.count_nonzero(is_open)) - MAX_OPEN
+            if extra <= 0:
+                continue
+            gone = np.flatnonzero(is_open)[:extra]  # spos ascends: the oldest first
+            alive[gone] = False
+            drop_s.append(spos[gone])
+            drop_at.append(np.full(extra, x, dtype=np.int64))
+        if not drop_s:
+            return nothing, nothing
+        dropped = np.concatenate(drop_s)
+        at = np.concatenate(drop_at)
+        # what would have closed them closes nothing now: a completion stays, without its
+        # submit; a superseding submit is just a submit
+        gone_closers = close_at[dropped]
+        gone_closers = gone_closers[gone_closers < n]
+        partner[gone_closers] = none
+        superseding = gone_closers[is_submit[gone_closers]]
+        closes[superseding] = False
+        self.dropped_open += len(dropped)
+        return dropped, at
 
     def finish(self) -> Urbs:
         """URBs whose submit was never completed (pending reads, cut captures)."""
         recs = concat_rows([self.carry, _ZERO])
         n = len(self.carry)
+        self.open_at_end = n
         self.carry = np.zeros(0, dtype=RECORD)
         return Urbs(recs, np.arange(n), np.full(n, n, dtype=np.int64))
