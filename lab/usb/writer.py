@@ -186,3 +186,34 @@ def write_capture(
     else:
         target.write(enc.data)
     return enc
+
+
+class StreamWriter:
+    """A pcapng file written as records come, for captures too large to hold in memory.
+
+    One section and one interface, as ``encode`` writes them; ``close`` adds the statistics
+    block when the layout asks for it. The caller owns the stream.
+    """
+
+    def __init__(self, stream: BinaryIO, layout: Layout | None = None) -> None:
+        self.stream = stream
+        self.layout = layout or Layout()
+        if self.layout.format != "pcapng" or self.layout.sections != 1:
+            raise ValueError("StreamWriter writes one pcapng section")
+        self.records = 0
+        self._last_ts_ns = 0
+        stream.write(shb(self.layout) + idb(self.layout))
+
+    def write(self, records: Sequence[UsbRecord]) -> None:
+        o, scale = self.layout.order, 10**self.layout.tsresol_exp
+        for r, (data, orig_len) in zip(records, _packets(records, self.layout)):
+            self.stream.write(epb(o, 0, r.ts_ns * scale // 1_000_000_000, data, orig_len))
+        if records:
+            self.records += len(records)
+            self._last_ts_ns = records[-1].ts_ns
+
+    def close(self) -> None:
+        lay = self.layout
+        if lay.statistics:
+            end = self._last_ts_ns * 10**lay.tsresol_exp // 1_000_000_000
+            self.stream.write(isb(lay.order, end, self.records + lay.dropped, lay.dropped))
