@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lab.usb.record import UsbRecord  # noqa: E402
+from lab.usb.writer import Layout, StreamWriter  # noqa: E402
 from usbtrace.edgetpu.constants import (  # noqa: E402
     EP_BULK_OUT,
     EP_EVENT_IN,
@@ -34,13 +36,11 @@ from usbtrace.edgetpu.constants import (  # noqa: E402
     MAX_BULK_OUT_CHUNK,
     Tag,
 )
-from usbtrace.formats.pcapng_writer import PcapngWriter  # noqa: E402
 from usbtrace.formats.usbmon import (  # noqa: E402
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,
     XFER_BULK,
-    pack_header,
 )
 
 MB = 1_000_000
@@ -51,19 +51,16 @@ class _Writer:
     """Single-EP traffic of one device with every payload byte captured."""
 
     def __init__(self, stream, t0_ns: int) -> None:
-        self.w = PcapngWriter(stream)
-        self.w.interface(linktype=220, snaplen=0, tsresol_exp=9)
+        self.w = StreamWriter(stream, Layout(tsresol_exp=9, statistics=False))
         self.t = t0_ns
         self.urb_id = 0xFFFF_FF80_1000_0000
         self.payload = bytes(range(256)) * (MAX_BULK_OUT_CHUNK // 256)
         self.payload = b"\x80\x0f\x00" + self.payload[3:]
 
     def _rec(self, kind: int, ep: int, length: int, status: int, data: bytes, t: int) -> None:
-        h = pack_header(
-            urb_id=self.urb_id, urb_type=kind, xfer=XFER_BULK, epnum=ep, devnum=DEV,
-            busnum=BUS, ts_ns=t, status=status, urb_len=length, data_len=len(data),
-        )  # fmt: skip
-        self.w.packet(h + data, t)
+        self.w.write([UsbRecord(
+            t, self.urb_id, kind, XFER_BULK, ep, DEV, BUS, status, length, len(data), data
+        )])  # fmt: skip
 
     def out(self, data: bytes, length: int, us: int) -> None:
         self._rec(URB_SUBMIT, EP_BULK_OUT, length, STATUS_IN_PROGRESS, data, self.t)

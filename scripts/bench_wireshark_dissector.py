@@ -5,7 +5,7 @@ Builds a synthetic single-EP capture (N requests: instructions header + 1 MiB-ch
 short snaplen keeps them), then runs `tshark -r FILE` plain and with `-X lua_script:` (one pass and
 two passes), in a fresh HOME so no installed plug-in interferes.
 
-    PYTHONPATH=$PWD python3 scripts/bench_wireshark_dissector.py [--requests 2000]
+    python3 scripts/bench_wireshark_dissector.py [--requests 2000]
 """
 
 from __future__ import annotations
@@ -14,18 +14,21 @@ import argparse
 import os
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab lives in the checkout
+
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, StreamWriter
 from usbtrace.edgetpu import constants as c
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,
     XFER_BULK,
-    pack_header,
 )
 from usbtrace.wireshark.generate import generate_lua
 
@@ -38,26 +41,19 @@ def build(path: Path, requests: int, param_bytes: int) -> int:
     urb = 0xFFFF_0000_0000_0000
 
     with path.open("wb") as f:
-        w = PcapngWriter(f)
-        w.interface(linktype=220, name="usbmon2", tsresol_exp=9)
+        w = StreamWriter(f, Layout(tsresol_exp=9, statistics=False, interface="usbmon2"))
 
         def rec(urb_id: int, kind: int, ep: int, urb_len: int, payload: bytes, data_len: int):
             nonlocal ts, frames
             ts += 20_000
             status = STATUS_IN_PROGRESS if kind == URB_SUBMIT else 0
-            head = pack_header(
-                urb_id=urb_id,
-                urb_type=kind,
-                xfer=XFER_BULK,
-                epnum=ep,
-                devnum=4,
-                busnum=2,
-                ts_ns=ts,
-                status=status,
-                urb_len=urb_len,
-                data_len=data_len,
+            w.write(
+                [
+                    UsbRecord(
+                        ts, urb_id, kind, XFER_BULK, ep, 4, 2, status, urb_len, data_len, payload
+                    )
+                ]
             )
-            w.packet(head + payload, ts, orig_len=64 + data_len)
             frames += 1
 
         def out(data_len: int, payload: bytes) -> None:

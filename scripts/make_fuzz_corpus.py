@@ -20,9 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.fuzzing.encode import Layout, block, encode, idb  # noqa: E402
 from lab.fuzzing.mutate import make_case  # noqa: E402
-from lab.fuzzing.session import UsbRecord, edgetpu_session  # noqa: E402
+from lab.fuzzing.session import edgetpu_session  # noqa: E402
+from lab.usb.record import UsbRecord  # noqa: E402
+from lab.usb.writer import Layout, encode, idb  # noqa: E402
 from usbtrace.edgetpu.constants import (  # noqa: E402
     CSR_MULTI_BO_EP,
     CSR_REQUEST_64,
@@ -109,7 +110,7 @@ def build() -> dict[str, dict]:
     enc = encode(s4.records)
     start, end = enc.block_starts[1], enc.block_starts[2]
     data = bytearray(enc.data)
-    data[start:end] = idb("<", 220, 6, 0, [(14, struct.pack("<q", 2**63 - 1))])
+    data[start:end] = idb(Layout(), [(14, struct.pack("<q", 2**63 - 1))])
     put(
         "tsoffset-huge.pcapng", bytes(data), summarize_exit=0, min_inferences=1,
         why="OverflowError in capture._ts_to_ns; the offset is now ignored with a warning",
@@ -118,7 +119,7 @@ def build() -> dict[str, dict]:
     # 6. usbtrace metadata whose known keys have the wrong types
     meta = {"usbtrace_metadata": 1, "model": 1.5, "device": "4", "invokes": [None, {"index": "x"}]}
     body = struct.pack("<I", METADATA_PEN) + METADATA_MAGIC + json.dumps(meta).encode()
-    with_meta = encode(s4.records).data + block("<", bt.BT_CUSTOM_COPY, body)
+    with_meta = encode(s4.records).data + bt.encode_block(bt.BT_CUSTOM_COPY, body)
     put(
         "metadata-wrong-types.pcapng", with_meta,
         summarize_exit=0, min_inferences=1, model=None,
@@ -128,14 +129,16 @@ def build() -> dict[str, dict]:
     # 7. multi-EP mode switched on after the caching request: only later URBs are multi-EP
     s7 = session(7, inferences=1)
     recs = list(s7.records)
-    first_event = next(i for i, r in enumerate(recs) if r.ep == 0x82 and r.urb_type == URB_COMPLETE)
+    first_event = next(
+        i for i, r in enumerate(recs) if r.epnum == 0x82 and r.urb_type == URB_COMPLETE
+    )
     r = recs[first_event]
     setup = struct.pack(
         "<BBHHH", REQTYPE_VENDOR_OUT, CSR_REQUEST_64, CSR_MULTI_BO_EP & 0xFFFF,
         CSR_MULTI_BO_EP >> 16, 8,
     )  # fmt: skip
     w = UsbRecord(
-        r.ts_ns + 1, 0xFFFF_FF80_2000_0000, URB_SUBMIT, XFER_CONTROL, 0x00, r.dev, r.bus,
+        r.ts_ns + 1, 0xFFFF_FF80_2000_0000, URB_SUBMIT, XFER_CONTROL, 0x00, r.devnum, r.busnum,
         STATUS_IN_PROGRESS, 8, 8, struct.pack("<Q", 1), setup,
     )  # fmt: skip
     recs[first_event + 1 : first_event + 1] = [

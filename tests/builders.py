@@ -6,14 +6,15 @@ Each call places records at exact microsecond times, so a test knows every expec
 
 from __future__ import annotations
 
-import io
 import itertools
 import struct
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, encode
 from usbtrace.edgetpu import constants as C
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -21,33 +22,18 @@ from usbtrace.formats.usbmon import (
     XFER_BULK,
     XFER_CONTROL,
     XFER_INTERRUPT,
-    pack_header,
 )
 
 T0_US = 1_700_000_000_000_000  # an arbitrary epoch time, in microseconds
 
 
-@dataclass(order=True)
-class _Rec:
-    t_us: int
-    seq: int
-    data: bytes = field(compare=False)
-    orig_len: int = field(compare=False)
-
-
 class CaptureBuilder:
+    """URBs at exact times (µs after ``T0_US``) as ``UsbRecord``s, written by the lab's writer."""
+
     def __init__(self, bus: int = 2, dev: int = 4, snaplen: int = 0) -> None:
         self.bus, self.dev, self.snaplen = bus, dev, snaplen
-        self.records: list[_Rec] = []
-        self._seq = itertools.count()
+        self.records: list[UsbRecord] = []  # in creation order, which breaks ties of equal times
         self._ids = itertools.count(0xFFFF_FFC0_0000_0000, 0x100)
-
-    def _add(self, t_us: int, hdr: bytes, data: bytes) -> None:
-        rec = hdr + data
-        orig = len(rec)
-        if self.snaplen and len(rec) > self.snaplen:
-            rec = rec[: self.snaplen]
-        self.records.append(_Rec(T0_US + t_us, next(self._seq), rec, orig))
 
     def urb(
         self,
@@ -69,30 +55,41 @@ class CaptureBuilder:
         dev = self.dev if dev is None else dev
         is_in = bool(ep & 0x80)
         sdata = b"" if is_in else (out_data if out_data is not None else bytes(min(length, 64)))
-        common = dict(urb_id=urb_id, xfer=xfer, epnum=ep, devnum=dev, busnum=self.bus)
         sdl = 0 if is_in else min(length, C.USBMON_DEFAULT_EVENT_CAP)
-        hdr = pack_header(
-            urb_type=URB_SUBMIT,
-            ts_ns=(T0_US + t_submit) * 1000,
-            status=STATUS_IN_PROGRESS,
-            urb_len=length,
-            data_len=sdl,
-            setup=setup,
-            **common,
+        self.records.append(
+            UsbRecord(
+                ts_ns=(T0_US + t_submit) * 1000,
+                urb_id=urb_id,
+                urb_type=URB_SUBMIT,
+                xfer=xfer,
+                epnum=ep,
+                devnum=dev,
+                busnum=self.bus,
+                status=STATUS_IN_PROGRESS,
+                urb_len=length,
+                data_len=sdl,  # usbmon attached that much; ``data`` may keep less (a snaplen)
+                data=sdata[:sdl],
+                setup=setup,
+            )
         )
-        self._add(t_submit, hdr, sdata[:sdl] if sdl else b"")
         if t_complete is not None:
             actual = len(in_data) if (is_in and in_data is not None) else length
-            cdata = in_data or b"" if is_in else b""
-            hdr = pack_header(
-                urb_type=URB_COMPLETE,
-                ts_ns=(T0_US + t_complete) * 1000,
-                status=status,
-                urb_len=actual if status == 0 else 0,
-                data_len=len(cdata),
-                **common,
+            cdata = (in_data or b"") if is_in else b""
+            self.records.append(
+                UsbRecord(
+                    ts_ns=(T0_US + t_complete) * 1000,
+                    urb_id=urb_id,
+                    urb_type=URB_COMPLETE,
+                    xfer=xfer,
+                    epnum=ep,
+                    devnum=dev,
+                    busnum=self.bus,
+                    status=status,
+                    urb_len=actual if status == 0 else 0,
+                    data_len=len(cdata),
+                    data=cdata,
+                )
             )
-            self._add(t_complete, hdr, cdata)
         return urb_id
 
     # -- Edge TPU level -------------------------------------------------------------------------
@@ -188,18 +185,27 @@ class CaptureBuilder:
 
     # -- output ---------------------------------------------------------------------------------
 
-    def pcapng_bytes(self, *, drops: int | None = None) -> bytes:
-        stream = io.BytesIO()
-        w = PcapngWriter(stream, comment="usbtrace test capture")
-        w.interface(linktype=220, snaplen=self.snaplen or 0, name=f"usbmon{self.bus}")
-        recs = sorted(self.records)
-        for r in recs:
-            w.packet(r.data, r.t_us * 1000, orig_len=r.orig_len)
-        if drops is not None:
-            w.statistics(recs[-1].t_us * 1000, received=len(recs), dropped=drops)
-        return stream.getvalue()
+    def capture_order(self) -> list[UsbRecord]:
+        """The records by time; records of the same time in creation order."""
+        return sorted(self.records, key=lambda r: r.ts_ns)
 
-    def write(self, path: Path, **kw: object) -> Path:
+    def layout(self, **kw: Any) -> Layout:
+        """The builder's file layout (one little-endian pcapng section, µs), changed by ``kw``."""
+        base = Layout(
+            snaplen=self.snaplen,
+            statistics=False,
+            comment="usbtrace test capture",
+            interface=f"usbmon{self.bus}",
+        )
+        return replace(base, **kw)
+
+    def pcapng_bytes(self, *, drops: int | None = None, **layout: Any) -> bytes:
+        """The file; ``drops`` adds an Interface Statistics Block with that drop count."""
+        if drops is not None:
+            layout.update(statistics=True, dropped=drops)
+        return encode(self.capture_order(), self.layout(**layout)).data
+
+    def write(self, path: Path, **kw: Any) -> Path:
         path.write_bytes(self.pcapng_bytes(**kw))
         return path
 

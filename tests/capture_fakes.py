@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, encode
 from usbtrace.capture.backends.base import Backend, RuntimeInfo
 from usbtrace.capture.dumpcap import Dumpcap, DumpcapError
 from usbtrace.capture.sysfs import HostPaths
@@ -25,15 +26,12 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import (
-    LINKTYPE_USB_LINUX_MMAPPED,
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,
     XFER_BULK,
     XFER_CONTROL,
-    pack_header,
 )
 
 
@@ -111,10 +109,8 @@ class SessionWriter:
     BUS, DEV = 3, 7
 
     def __init__(self, snaplen: int = 0) -> None:
-        self.buf = io.BytesIO()
-        self.writer = PcapngWriter(self.buf)
-        self.writer.interface(LINKTYPE_USB_LINUX_MMAPPED, snaplen=snaplen, name="usbmon3")
-        self.snaplen = snaplen
+        self.records: list[UsbRecord] = []
+        self.layout = Layout(snaplen=snaplen, statistics=False, interface="usbmon3")
         self.t = 1_700_000_000_000_000_000
         self.urb = 0x1000
 
@@ -126,24 +122,22 @@ class SessionWriter:
         self.t += 1_000_000
         if status is None:
             status = STATUS_IN_PROGRESS if urb_type == URB_SUBMIT else 0
-        header = pack_header(
-            urb_id=urb,
-            urb_type=urb_type,
-            xfer=xfer,
-            epnum=ep,
-            devnum=self.DEV,
-            busnum=self.BUS,
-            ts_ns=self.t,
-            status=status,
-            urb_len=len(data) if urb_len is None else urb_len,
-            data_len=len(data),
-            setup=setup,
+        self.records.append(
+            UsbRecord(
+                ts_ns=self.t,
+                urb_id=urb,
+                urb_type=urb_type,
+                xfer=xfer,
+                epnum=ep,
+                devnum=self.DEV,
+                busnum=self.BUS,
+                status=status,
+                urb_len=len(data) if urb_len is None else urb_len,
+                data_len=len(data),
+                data=data,
+                setup=setup,
+            )
         )
-        record = header + data
-        orig = len(record)
-        if self.snaplen:
-            record = record[: self.snaplen]
-        self.writer.packet(record, self.t, orig_len=orig)
 
     def device_descriptor(self) -> None:
         desc = struct.pack(
@@ -222,7 +216,7 @@ class SessionWriter:
             self.event()
         self.csr_write32(0x1907C, 0xF)
         self.csr_write32(0x1907C, 0)
-        return self.buf.getvalue()
+        return encode(self.records, self.layout).data
 
 
 def require_loopback_dumpcap(tmp_path_factory) -> str:

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.usb import writer
+from lab.usb.record import UsbRecord
 from usbtrace.edgetpu.constants import (
     EP_BULK_OUT,
     EP_EVENT_IN,
@@ -20,15 +22,12 @@ from usbtrace.edgetpu.constants import (
     MAX_BULK_OUT_CHUNK,
     Tag,
 )
-from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming, append_metadata
-from usbtrace.formats.pcapng_writer import PcapngWriter
+from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming
 from usbtrace.formats.usbmon import (
-    LINKTYPE_USB_LINUX_MMAPPED,
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_SUBMIT,
     XFER_BULK,
-    pack_header,
 )
 
 BUS, DEV = 2, 4
@@ -101,48 +100,35 @@ def _infer_latency(size: int, label: str, compute: int, stream_ns: int) -> int:
 
 class _Writer:
     def __init__(self) -> None:
-        self.records: list[tuple[int, bytes]] = []
+        self.records: list[UsbRecord] = []
         self.urb_id = 0xFFFF_0000_0000_0000
 
     def urb(self, ep: int, t_submit: int, t_complete: int, length: int, data: bytes = b"") -> None:
         self.urb_id += 0x100
         out = ep < 0x80
         sub_data = data if out else b""
+        done_data = b"" if out else data
+        common = dict(urb_id=self.urb_id, xfer=XFER_BULK, epnum=ep, devnum=DEV, busnum=BUS)
         self.records.append(
-            (
-                t_submit,
-                pack_header(
-                    urb_id=self.urb_id,
-                    urb_type=URB_SUBMIT,
-                    xfer=XFER_BULK,
-                    epnum=ep,
-                    devnum=DEV,
-                    busnum=BUS,
-                    ts_ns=t_submit,
-                    status=STATUS_IN_PROGRESS,
-                    urb_len=length,
-                    data_len=len(sub_data),
-                )
-                + sub_data,
+            UsbRecord(
+                ts_ns=t_submit,
+                urb_type=URB_SUBMIT,
+                status=STATUS_IN_PROGRESS,
+                urb_len=length,
+                data_len=len(sub_data),
+                data=sub_data,
+                **common,
             )
         )
-        done_data = b"" if out else data
         self.records.append(
-            (
-                t_complete,
-                pack_header(
-                    urb_id=self.urb_id,
-                    urb_type=URB_COMPLETE,
-                    xfer=XFER_BULK,
-                    epnum=ep,
-                    devnum=DEV,
-                    busnum=BUS,
-                    ts_ns=t_complete,
-                    status=0,
-                    urb_len=len(data) if not out else length,
-                    data_len=len(done_data),
-                )
-                + done_data,
+            UsbRecord(
+                ts_ns=t_complete,
+                urb_type=URB_COMPLETE,
+                status=0,
+                urb_len=len(data) if not out else length,
+                data_len=len(done_data),
+                data=done_data,
+                **common,
             )
         )
 
@@ -190,14 +176,9 @@ def write_capture(directory: Path, p: SweepPoint, *, name: str | None = None) ->
         w.finish(start, end, output=True)
         invokes.append(InvokeTiming(i, start - 60_000, end + 80_000))
         t = end
-    w.records.sort(key=lambda r: r[0])
+    w.records.sort(key=lambda r: r.ts_ns)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name or p.model}-{p.label}.pcapng"
-    with open(path, "wb") as stream:
-        pw = PcapngWriter(stream)
-        pw.interface(LINKTYPE_USB_LINUX_MMAPPED, name=f"usbmon{BUS}")
-        for ts, data in w.records:
-            pw.packet(data, ts)
     extra: dict = {"model_summary": {"cached_bytes": p.cached, "streamed_bytes": p.streamed}}
     if p.cpu_baseline_s is not None:
         extra["cpu_baseline_s"] = p.cpu_baseline_s
@@ -210,7 +191,8 @@ def write_capture(directory: Path, p: SweepPoint, *, name: str | None = None) ->
         invokes=invokes,
         extra=extra,
     )
-    append_metadata(str(path), meta)
+    layout = writer.Layout(interface=f"usbmon{BUS}", statistics=False)
+    writer.write_capture(path, w.records, layout, metadata=meta, overwrite=True)
     return path
 
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.fuzzing.encode import Layout, encode
 from lab.fuzzing.mutate import make_case
 from lab.fuzzing.oracle import check_chunking, check_summarize, run_cli
 from lab.fuzzing.session import edgetpu_session, hub_traffic, merge
+from lab.usb.writer import Layout, encode
 
 LAYOUTS = [
     Layout(),

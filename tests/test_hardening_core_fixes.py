@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.fuzzing.encode import Layout, encode
 from lab.fuzzing.session import edgetpu_session
+from lab.usb.writer import Layout, encode, idb
 from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError
 from usbtrace.formats import capture
@@ -82,13 +82,11 @@ def test_a_garbage_timestamp_resolution_does_not_overflow() -> None:
 
 
 def test_a_huge_timestamp_offset_is_ignored_with_a_warning(tmp_path: Path) -> None:
-    from lab.fuzzing.encode import idb
-
     s = edgetpu_session(random.Random(8), inferences=1)
     enc = encode(s.records)
     data = bytearray(enc.data)
     data[enc.block_starts[1] : enc.block_starts[2]] = idb(
-        "<", 220, 6, 0, [(14, struct.pack("<q", -(2**62)))]
+        Layout(), [(14, struct.pack("<q", -(2**62)))]
     )
     cap = Capture(_write(tmp_path, bytes(data)))
     first = next(iter(cap.batches()))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from builders import CaptureBuilder, inference
 
+from lab.usb.writer import encode
 from usbtrace.errors import CaptureWarning, InputError
 from usbtrace.formats import capture as capture_mod
 from usbtrace.formats.capture import Capture, read_all
@@ -63,31 +64,13 @@ def test_three_lengths_kept_apart(shared_file):
 # -- synthetic: formats ------------------------------------------------------------------------
 
 
-def _as_pcap(pcapng_records, *, order: str, nano: bool, linktype: int = 220) -> bytes:
-    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 0, linktype)]
-    for t_us, data, orig in pcapng_records:
-        frac = (t_us % 1_000_000) * (1000 if nano else 1)
-        if order == ">":  # usbmon header fields are in the capturing host's order
-            data = _swap_usbmon(data)
-        out.append(struct.pack(order + "IIII", t_us // 1_000_000, frac, len(data), orig) + data)
-    return b"".join(out)
-
-
-def _swap_usbmon(rec: bytes) -> bytes:
-    le = struct.Struct("<QBBBBHBBqiiII8siiII")
-    be = struct.Struct(">QBBBBHBBqiiII8siiII")
-    return be.pack(*le.unpack(rec[:64])) + rec[64:]
-
-
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("nano", [False, True])
 def test_classic_pcap_both_orders_and_resolutions(tmp_path, order, nano):
     b, ref_path = small_capture(tmp_path)
     ref, _ = read_all(ref_path)
-    recs = [(r.t_us, r.data, r.orig_len) for r in sorted(b.records)]
     path = tmp_path / "x.pcap"
-    path.write_bytes(_as_pcap(recs, order=order, nano=nano))
+    path.write_bytes(b.pcapng_bytes(format="pcap", order=order, tsresol_exp=9 if nano else 6))
     got, info = read_all(path)
     assert info.format == "pcap"
     assert np.array_equal(got.records, ref.records)
@@ -96,17 +79,8 @@ def test_classic_pcap_both_orders_and_resolutions(tmp_path, order, nano):
 def test_pcapng_big_endian_section(tmp_path):
     b, ref_path = small_capture(tmp_path)
     ref, _ = read_all(ref_path)
-    blocks = [struct.pack(">IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack(">I", 28)]
-    idb = struct.pack(">HHI", 220, 0, 0)
-    blocks.append(struct.pack(">II", 1, 20) + idb + struct.pack(">I", 20))
-    for r in sorted(b.records):
-        data = _swap_usbmon(r.data)
-        pad = bytes(-len(data) % 4)
-        body = struct.pack(">IIIII", 0, r.t_us >> 32, r.t_us & 0xFFFFFFFF, len(data), r.orig_len)
-        total = 12 + len(body) + len(data) + len(pad)
-        blocks.append(struct.pack(">II", 6, total) + body + data + pad + struct.pack(">I", total))
     path = tmp_path / "be.pcapng"
-    path.write_bytes(b"".join(blocks))
+    path.write_bytes(b.pcapng_bytes(order=">"))
     got, info = read_all(path)
     assert info.sections == 1
     assert np.array_equal(got.records, ref.records)
@@ -114,22 +88,16 @@ def test_pcapng_big_endian_section(tmp_path):
 
 def test_several_sections_and_nanosecond_interfaces(tmp_path):
     b, _ = small_capture(tmp_path)
-    recs = sorted(b.records)
+    recs = b.capture_order()
     half = len(recs) // 2
     path = tmp_path / "multi.pcapng"
-    with open(path, "wb") as f:
-        w = PcapngWriter(f, comment="first")
-        w.interface(tsresol_exp=9)
-        for r in recs[:half]:
-            w.packet(r.data, r.t_us * 1000, orig_len=r.orig_len)
-        w.section(comment="second")
-        w.interface(tsresol_exp=6, name="usbmon9")
-        for r in recs[half:]:
-            w.packet(r.data, r.t_us * 1000, orig_len=r.orig_len)
+    first = encode(recs[:half], b.layout(tsresol_exp=9, comment="first"))
+    second = encode(recs[half:], b.layout(tsresol_exp=6, comment="second", interface="usbmon9"))
+    path.write_bytes(first.data + second.data)
     got, info = read_all(path)
     assert info.sections == 2 and len(info.interfaces) == 2
     assert info.comments == ["first", "second"]
-    assert list(got.records["ts_ns"]) == [r.t_us * 1000 for r in recs]
+    assert list(got.records["ts_ns"]) == [r.ts_ns for r in recs]
     assert list(got.records["frame"]) == list(range(1, len(recs) + 1))
 
 
@@ -137,11 +105,7 @@ def test_linktype_189_has_48_byte_header(tmp_path):
     b, ref_path = small_capture(tmp_path)
     ref, _ = read_all(ref_path)
     path = tmp_path / "lt189.pcapng"
-    with open(path, "wb") as f:
-        w = PcapngWriter(f)
-        w.interface(linktype=189)
-        for r in sorted(b.records):
-            w.packet(r.data[:48] + r.data[64:], r.t_us * 1000, orig_len=r.orig_len - 16)
+    path.write_bytes(b.pcapng_bytes(linktype=189))
     got, _ = read_all(path)
     for name in ("urb_id", "type", "epnum", "urb_len", "data_len", "setup"):
         assert np.array_equal(got.records["hdr"][name], ref.records["hdr"][name])
@@ -163,7 +127,7 @@ def test_statistics_comments_and_metadata(tmp_path):
     cap = Capture(path)
     list(cap.batches())
     assert cap.info.dropped == 7
-    assert cap.info.interfaces[0].received == len(b.records)
+    assert cap.info.interfaces[0].received == len(b.records) + 7  # kept + dropped
     assert cap.info.metadata[0]["model"] == "conv_50"
     assert cap.info.metadata[0]["invokes"][0]["warmup"] is True
 

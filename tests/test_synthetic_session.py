@@ -19,9 +19,9 @@ from synthetic_pcapng_walker import Capture, Packet, Urb, out_transfers, pair_ur
 
 from lab.synthetic import PRESETS, generate, preset, write_session
 from lab.synthetic.profile import DeviceProfile, SessionProfile
-from lab.synthetic.records import header_array
 from lab.synthetic.session import Session
 from lab.synthetic.truth import DeviceTruth, union_length
+from lab.usb.record import usbmon_headers
 from usbtrace.edgetpu.constants import (
     EVENT_REQUEST_DONE,
     FIRMWARE_SINGLE_EP_BYTES,
@@ -30,7 +30,6 @@ from usbtrace.edgetpu.constants import (
     REGISTERS_BY_ADDRESS,
     DfuRequest,
 )
-from usbtrace.formats.usbmon import pack_header
 
 ALL = sorted(PRESETS)
 
@@ -431,36 +430,21 @@ def test_dense_caching_event_falls_between_input_and_parameters(written) -> None
     assert input_submit < caching.event_frame < param_header.frame_submit
 
 
-def test_headers_agree_with_pack_header_and_real_flag_rules() -> None:
-    """The bulk header builder equals the skeleton's pack_header, except the data flag, which
-    follows mon_bin.c as the real captures show it: '<' on IN submits, '>' on OUT completions,
-    otherwise 0 (pack_header puts '<'/'>' on every record without data)."""
+def test_headers_follow_the_real_flag_rules() -> None:
+    """The data flag follows mon_bin.c as the real captures show it: '<' on IN submits, '>' on OUT
+    completions, otherwise 0; the setup flag is '-' exactly when there is no setup packet."""
     session = generate(preset("conv_50"))
-    raw = header_array(session.records).tobytes()
+    raw = usbmon_headers(session.records).tobytes()
     for i, rec in enumerate(session.records):
         mine = raw[i * 64 : (i + 1) * 64]
-        theirs = pack_header(
-            urb_id=rec.urb_id,
-            urb_type=rec.kind,
-            xfer=rec.xfer,
-            epnum=rec.endpoint,
-            devnum=rec.device,
-            busnum=rec.bus,
-            ts_ns=rec.ts_us * 1000,
-            status=rec.status,
-            urb_len=rec.urb_len,
-            data_len=rec.data_len,
-            setup=rec.setup,
-            interval=rec.interval,
-            xfer_flags=rec.xfer_flags,
-        )
-        assert mine[:15] + mine[16:] == theirs[:15] + theirs[16:]
-        is_in = bool(rec.endpoint & 0x80)
+        is_in = bool(rec.epnum & 0x80)
         expected = (
             ord("<")
-            if rec.kind == ord("S") and is_in
+            if rec.urb_type == ord("S") and is_in
             else ord(">")
-            if rec.kind == ord("C") and not is_in
+            if rec.urb_type == ord("C") and not is_in
             else 0
         )
         assert mine[15] == expected
+        assert mine[14] == (0 if rec.setup is not None else ord("-"))
+        assert mine[:8] == rec.urb_id.to_bytes(8, "little")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, write_capture
 from usbtrace.edgetpu import constants as c
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import (
     STATUS_CANCELLED,
     STATUS_IN_PROGRESS,
@@ -26,7 +27,6 @@ from usbtrace.formats.usbmon import (
     XFER_BULK,
     XFER_CONTROL,
     XFER_INTERRUPT,
-    pack_header,
 )
 from usbtrace.wireshark.generate import generate_lua
 
@@ -34,7 +34,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (Debian: tshark)")
 
-USBMON_HEADER_LEN = 64
 CAPTURED_PAYLOAD = 24  # what a short snaplen keeps of a long payload, as in the real captures
 TSHARK_FIELDS = (
     "frame.number",
@@ -75,7 +74,7 @@ class UsbmonBuilder:
     """URB records in frame order; frame numbers are 1-based, as Wireshark counts them."""
 
     bus: int = 1
-    records: list[tuple[bytes, int, int]] = field(default_factory=list)  # data, orig_len, ts_ns
+    records: list[UsbRecord] = field(default_factory=list)
     ts_ns: int = 1_700_000_000_000_000_000
     next_urb_id: int = 0xFFFF_8000_0000_0000
 
@@ -100,20 +99,22 @@ class UsbmonBuilder:
         """Add one record; ``payload`` is what was captured of ``data_len`` usbmon bytes."""
         data_len = len(payload) if data_len is None else data_len
         self.ts_ns += 10_000
-        header = pack_header(
-            urb_id=urb_id,
-            urb_type=urb_type,
-            xfer=xfer,
-            epnum=ep,
-            devnum=dev,
-            busnum=self.bus,
-            ts_ns=self.ts_ns,
-            status=status,
-            urb_len=urb_len,
-            data_len=data_len,
-            setup=setup,
+        self.records.append(
+            UsbRecord(
+                ts_ns=self.ts_ns,
+                urb_id=urb_id,
+                urb_type=urb_type,
+                xfer=xfer,
+                epnum=ep,
+                devnum=dev,
+                busnum=self.bus,
+                status=status,
+                urb_len=urb_len,
+                data_len=data_len,
+                data=payload,
+                setup=setup,
+            )
         )
-        self.records.append((header + payload, USBMON_HEADER_LEN + data_len, self.ts_ns))
         return len(self.records)
 
     def control(
@@ -213,11 +214,13 @@ class UsbmonBuilder:
         self.control(dev, setup, in_data=descriptor)
 
     def write(self, path: Path) -> Path:
-        with path.open("wb") as f:
-            writer = PcapngWriter(f, comment="usbtrace synthetic capture for dissector tests")
-            writer.interface(linktype=220, name=f"usbmon{self.bus}", tsresol_exp=9)
-            for data, orig_len, ts_ns in self.records:
-                writer.packet(data, ts_ns, orig_len=orig_len)
+        layout = Layout(
+            tsresol_exp=9,
+            statistics=False,
+            comment="usbtrace synthetic capture for dissector tests",
+            interface=f"usbmon{self.bus}",
+        )
+        write_capture(path, self.records, layout, overwrite=True)
         return path
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from lab.fuzzing.encode import encode
 from lab.fuzzing.session import edgetpu_session
+from lab.usb.writer import encode
 
 
 def make_fleet(folder: Path, n: int, *, bad: int = 0) -> list[Path]:

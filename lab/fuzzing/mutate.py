@@ -20,13 +20,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from lab.fuzzing.encode import Encoded, Layout, block, encode, idb
-from lab.fuzzing.session import (
-    UsbRecord,
-    edgetpu_session,
-    hub_traffic,
-    merge,
-)
+from lab.fuzzing.session import edgetpu_session, hub_traffic, merge
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Encoded, Layout, encode, idb
 from usbtrace.edgetpu.constants import (
     CSR_MULTI_BO_EP,
     CSR_REQUEST_64,
@@ -160,7 +156,7 @@ def m_duplicate(rng: random.Random, recs: list[UsbRecord]) -> str:
 
 
 def m_header_lies(rng: random.Random, recs: list[UsbRecord]) -> str:
-    i = _pick(rng, recs, lambda r: r.ep == EP_BULK_OUT and r.urb_len == HEADER_LEN and r.data)
+    i = _pick(rng, recs, lambda r: r.epnum == EP_BULK_OUT and r.urb_len == HEADER_LEN and r.data)
     if i < 0:
         return "no header to change"
     length = rng.choice((0, 1, 7, 0xFFFFFFFF, rng.getrandbits(32), 16))
@@ -184,7 +180,7 @@ def m_lengths(rng: random.Random, recs: list[UsbRecord]) -> str:
 
 def m_garbage_in(rng: random.Random, recs: list[UsbRecord]) -> str:
     i = _pick(
-        rng, recs, lambda r: r.ep in (EP_EVENT_IN, EP_OUTPUT_IN) and r.urb_type == URB_COMPLETE
+        rng, recs, lambda r: r.epnum in (EP_EVENT_IN, EP_OUTPUT_IN) and r.urb_type == URB_COMPLETE
     )
     if i < 0:
         return "no event/output"
@@ -197,13 +193,13 @@ def m_garbage_in(rng: random.Random, recs: list[UsbRecord]) -> str:
 
 def m_field(rng: random.Random, recs: list[UsbRecord]) -> str:
     i = rng.randrange(len(recs))
-    name = rng.choice(("urb_type", "xfer", "ep", "dev", "bus", "status", "setup"))
+    name = rng.choice(("urb_type", "xfer", "epnum", "devnum", "busnum", "status", "setup"))
     value = {
         "urb_type": rng.choice((ord("E"), ord("X"), 0, 255)),
         "xfer": rng.randrange(256),
-        "ep": rng.randrange(256),
-        "dev": rng.randrange(256),
-        "bus": rng.randrange(65536),
+        "epnum": rng.randrange(256),
+        "devnum": rng.randrange(256),
+        "busnum": rng.randrange(65536),
         "status": rng.choice((-2, -104, -32, -71, 1, -(2**31))),
         "setup": rng.randbytes(8),
     }[name]
@@ -224,15 +220,15 @@ def m_multi_ep(rng: random.Random, recs: list[UsbRecord]) -> str:
         8,
     )
     write = UsbRecord(
-        r.ts_ns, 0xFFFF_FF80_2000_0000, URB_SUBMIT, XFER_CONTROL, 0x00, r.dev, r.bus,
+        r.ts_ns, 0xFFFF_FF80_2000_0000, URB_SUBMIT, XFER_CONTROL, 0x00, r.devnum, r.busnum,
         STATUS_IN_PROGRESS, 8, 8, struct.pack("<Q", 1), setup,
     )  # fmt: skip
     done = replace(write, urb_type=URB_COMPLETE, status=0, data_len=0, data=b"")
     recs[i:i] = [write, done]
     moved = 0
     for k, x in enumerate(recs):
-        if x.ep == EP_BULK_OUT and rng.random() < 0.5:
-            recs[k] = replace(x, ep=rng.choice((EP_INPUT_OUT, EP_PARAM_OUT)))
+        if x.epnum == EP_BULK_OUT and rng.random() < 0.5:
+            recs[k] = replace(x, epnum=rng.choice((EP_INPUT_OUT, EP_PARAM_OUT)))
             moved += 1
     return f"multi-EP mode switched on at record {i}, {moved} bulk-OUT records moved"
 
@@ -254,7 +250,7 @@ def m_midstream(rng: random.Random, recs: list[UsbRecord]) -> str:
     for k in range(n):
         uid = 0xFFFF_FF80_3000_0000 + 0x200 * (k % 3)
         s = UsbRecord(
-            t + 20_000 * k, uid, URB_SUBMIT, XFER_BULK, EP_BULK_OUT, r.dev, r.bus,
+            t + 20_000 * k, uid, URB_SUBMIT, XFER_BULK, EP_BULK_OUT, r.devnum, r.busnum,
             STATUS_IN_PROGRESS, 1 << 20, 1 << 20, bytes(16),
         )  # fmt: skip
         lead += [s, replace(s, ts_ns=s.ts_ns + 10_000, urb_type=URB_COMPLETE, status=0, data=b"")]
@@ -372,7 +368,7 @@ def b_unknown_block(rng: random.Random, data: bytearray, enc: Encoded) -> tuple[
     if btype in (2, 3) and rng.random() < 0.5:
         body = struct.pack(enc.layout.order + "I", 0) + body  # obsolete/simple packet, odd body
     at = rng.choice(enc.block_starts[1:] or [len(data)])
-    data[at:at] = block(enc.layout.order, btype & 0xFFFFFFFF, body)
+    data[at:at] = bt.encode_block(btype & 0xFFFFFFFF, body, enc.layout.order)
     return f"block type {btype:#x} ({len(body)} B) inserted at {at}", at, False
 
 
@@ -462,7 +458,7 @@ def b_interface_options(rng: random.Random, data: bytearray, enc: Encoded) -> tu
     if rng.random() < 0.3:
         extra.append((rng.randrange(3, 0xFFFF), rng.randbytes(rng.randint(0, 9))))
     snaplen = rng.choice((0, 1, 48, 64, 65535, 0xFFFFFFFF))
-    data[start:end] = idb(o, lay.linktype, lay.tsresol_exp, snaplen, extra)
+    data[start:end] = idb(replace(lay, snaplen=snaplen), extra)
     return (
         f"interface at {start}: tsoffset {offset}, snaplen {snaplen}, {len(extra)} option(s)",
         start,
@@ -511,7 +507,7 @@ def b_metadata(rng: random.Random, data: bytearray, enc: Encoded) -> tuple[str, 
     body = struct.pack(enc.layout.order + "I", METADATA_PEN) + METADATA_MAGIC + text
     at = rng.choice(enc.block_starts[1:] or [len(data)])
     at = len(data) if rng.random() < 0.5 else at  # the capture runner appends it at the end
-    data[at:at] = block(enc.layout.order, bt.BT_CUSTOM_COPY, body)
+    data[at:at] = bt.encode_block(bt.BT_CUSTOM_COPY, body, enc.layout.order)
     return f"metadata block {text[:80]!r} at {at}", at, False
 
 

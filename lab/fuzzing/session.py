@@ -13,6 +13,7 @@ import random
 import struct
 from dataclasses import dataclass, field
 
+from lab.usb.record import UsbRecord
 from usbtrace.edgetpu.constants import (
     CSR_DESCR_EP,
     CSR_OUTFEED_CHUNK_LENGTH,
@@ -44,24 +45,6 @@ from usbtrace.usb.descriptors import DT_DEVICE, GET_DESCRIPTOR
 SNAP_DATA = 24  # captured payload bytes kept per record, like the real captures' text exports
 US = 1_000
 MS = 1_000_000
-
-
-@dataclass
-class UsbRecord:
-    """One usbmon event: the header fields and the data bytes actually captured."""
-
-    ts_ns: int
-    urb_id: int
-    urb_type: int  # URB_SUBMIT / URB_COMPLETE
-    xfer: int
-    ep: int  # endpoint address with the direction bit
-    dev: int
-    bus: int
-    status: int
-    urb_len: int
-    data_len: int  # what usbmon says it kept (may exceed len(data) when snaplen cut it)
-    data: bytes = b""
-    setup: bytes | None = None
 
 
 @dataclass
@@ -208,7 +191,7 @@ def edgetpu_session(
     events = [
         i
         for i, r in enumerate(session.records)
-        if r.ep == EP_EVENT_IN and r.urb_type == URB_COMPLETE
+        if r.epnum == EP_EVENT_IN and r.urb_type == URB_COMPLETE
     ]
     session.first_inference_done = events[1] if len(events) > 1 else -1
     return session

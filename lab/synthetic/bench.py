@@ -20,11 +20,12 @@ from typing import BinaryIO
 import numpy as np
 
 from lab.synthetic.presets import preset
-from lab.synthetic.records import USBMON_HEADER_LEN, Record, header_array
 from lab.synthetic.session import Session, generate
 from lab.synthetic.truth import RequestTruth
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, encode
 from usbtrace.formats.metadata import METADATA_PEN, CaptureMetadata, encode_metadata
-from usbtrace.formats.pcapng_writer import BT_EPB, PcapngWriter
+from usbtrace.formats.pcapng_writer import PcapngWriter
 
 MAX_BLOCK = 20  # inferences per tiled block, at most (8 output reads + 1 event read rotate in 9)
 EPB_FIXED = 28  # block type, length, interface, ts high, ts low, captured, original
@@ -56,29 +57,11 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024**power)
 
 
-def _epb_bytes(records: list[Record], snaplen: int) -> tuple[bytes, np.ndarray]:
+def _epb_bytes(records: list[UsbRecord], snaplen: int) -> tuple[bytes, np.ndarray]:
     """Enhanced Packet Blocks of ``records`` (interface 0) and each block's offset."""
-    headers = header_array(records).tobytes()
-    parts: list[bytes] = []
-    offsets = np.zeros(len(records), np.int64)
-    pos = 0
-    for i, rec in enumerate(records):
-        full = USBMON_HEADER_LEN + rec.data_len
-        cap = min(full, snaplen)
-        packet = headers[i * 64 : (i + 1) * 64] + rec.data[: cap - USBMON_HEADER_LEN]
-        pad = (4 - cap % 4) % 4
-        total = EPB_FIXED + cap + pad + 4
-        ts = rec.ts_us
-        block = (
-            np.array([BT_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, cap, full], "<u4").tobytes()
-            + packet
-            + bytes(pad)
-            + np.array([total], "<u4").tobytes()
-        )
-        parts.append(block)
-        offsets[i] = pos
-        pos += total
-    return b"".join(parts), offsets
+    enc = encode(records, Layout(snaplen=snaplen, statistics=False))
+    offsets = np.array(enc.record_starts, np.int64) - enc.header_len
+    return enc.data[enc.header_len :], offsets
 
 
 def _patch_positions(offsets: np.ndarray) -> np.ndarray:
@@ -103,7 +86,7 @@ def _timestamp_bytes(ts_us: np.ndarray) -> np.ndarray:
     return np.concatenate([hi, lo, sec, usec], axis=2).reshape(k, r * 20)
 
 
-def _split(session: Session) -> tuple[list[Record], list[Record], list[Record], int]:
+def _split(session: Session) -> tuple[list[UsbRecord], list[UsbRecord], list[UsbRecord], int]:
     """(head, one block, rest) of a simulated session, and the block's period.
 
     The first inferences still use the reads posted at open, and the freed URB ids of the output
@@ -113,16 +96,17 @@ def _split(session: Session) -> tuple[list[Record], list[Record], list[Record], 
     inferences = [r for r in session.truth.devices[0].requests if r.kind == "inference"]
     starts = [r.t_start_us for r in inferences]
     recs = session.records
-    times = np.fromiter((r.ts_us for r in recs), np.int64, len(recs))
+    times = np.fromiter((r.ts_ns // 1000 for r in recs), np.int64, len(recs))
     for block in range(1, MAX_BLOCK + 1):
         for first in range(1, len(starts) - 2 * block):
             a0, b0, c0 = starts[first], starts[first + block], starts[first + 2 * block]
             ia, ib, ic = np.searchsorted(times, [a0, b0, c0])
             block_a, block_b = recs[ia:ib], recs[ib:ic]
             period = b0 - a0
+            shift = period * 1000
             if len(block_a) == len(block_b) and all(
-                (x.ts_us + period, x.urb_id, x.kind, x.endpoint, x.status, x.urb_len, x.data)
-                == (y.ts_us, y.urb_id, y.kind, y.endpoint, y.status, y.urb_len, y.data)
+                (x.ts_ns + shift, x.urb_id, x.urb_type, x.epnum, x.status, x.urb_len, x.data)
+                == (y.ts_ns, y.urb_id, y.urb_type, y.epnum, y.status, y.urb_len, y.data)
                 for x, y in zip(block_a, block_b, strict=True)
             ):
                 return recs[:ia], block_a, recs[ib:], period
@@ -156,7 +140,8 @@ def make_bench_capture(
     block_inferences = sum(
         1
         for r in session.truth.devices[0].requests
-        if r.kind == "inference" and block[0].ts_us <= r.t_start_us < block[0].ts_us + period
+        if r.kind == "inference"
+        and block[0].ts_ns // 1000 <= r.t_start_us < block[0].ts_ns // 1000 + period
     )
 
     head_bytes, _ = _epb_bytes(head, snaplen)
@@ -206,7 +191,7 @@ def make_bench_capture(
 
 def _write_tiled(
     stream: BinaryIO,
-    records: list[Record],
+    records: list[UsbRecord],
     blob: bytes,
     offsets: np.ndarray,
     copies: int,
@@ -216,7 +201,7 @@ def _write_tiled(
     """Write ``copies`` of ``blob`` with times shifted by (first_shift + i) × period."""
     if copies <= 0 or not records:
         return
-    base = np.fromiter((r.ts_us for r in records), np.int64, len(records))
+    base = np.fromiter((r.ts_ns // 1000 for r in records), np.int64, len(records))
     positions = _patch_positions(offsets)
     template = np.frombuffer(blob, np.uint8)
     per_chunk = max(1, CHUNK_BYTES // len(blob))

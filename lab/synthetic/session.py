@@ -13,7 +13,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from lab.synthetic import payloads as pl
 from lab.synthetic.profile import DeviceProfile, SessionProfile
@@ -21,11 +21,9 @@ from lab.synthetic.records import (
     URB_DIR_IN,
     URB_OUT_MAPPED,
     URB_OUT_MAPPED_ABOVE,
-    Record,
     UrbIdPool,
     assign_urb_ids,
     sort_records,
-    write_records,
 )
 from lab.synthetic.timing import OutScheduler, RequestOut, transfer_us
 from lab.synthetic.truth import (
@@ -37,6 +35,8 @@ from lab.synthetic.truth import (
     UrbTruth,
     streaming_figures,
 )
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, write_capture
 from usbtrace.edgetpu.constants import (
     APP_IDS,
     CSR_REQUEST_32,
@@ -70,12 +70,9 @@ from usbtrace.edgetpu.constants import (
     csr_open_sequence,
 )
 from usbtrace.formats.metadata import (
-    METADATA_PEN,
     CaptureMetadata,
     InvokeTiming,
-    encode_metadata,
 )
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import (
     STATUS_CANCELLED,
     STATUS_IN_PROGRESS,
@@ -110,7 +107,7 @@ USB_CLASS_HUB = 9
 
 @dataclass
 class Session:
-    records: list[Record]
+    records: list[UsbRecord]
     truth: SessionTruth
     metadata: CaptureMetadata | None
 
@@ -119,19 +116,18 @@ class _Emitter:
     """Creates records; remembers creation order and URB serials."""
 
     def __init__(self, profile: SessionProfile) -> None:
-        self.records: list[Record] = []
+        self.records: list[UsbRecord] = []  # in creation order: it breaks ties of equal times
         self.keep = profile.snaplen - 64
         self.cap = profile.usbmon_event_cap
-        self._seq = 0
         self._serial = 0
 
     def new_serial(self) -> int:
         self._serial += 1
         return self._serial
 
-    def emit(self, **fields: object) -> Record:
-        self._seq += 1
-        rec = Record(seq=self._seq, **fields)  # type: ignore[arg-type]
+    def emit(self, *, ts_us: int, **fields: Any) -> UsbRecord:
+        """A record at ``ts_us``; its ``urb_id`` is the URB's serial until ``assign_urb_ids``."""
+        rec = UsbRecord(ts_ns=ts_us * 1000, **fields)
         self.records.append(rec)
         return rec
 
@@ -151,12 +147,12 @@ class _Emitter:
     ) -> int:
         """A bulk-OUT URB: the data rides on the submit. Returns its serial."""
         serial = self.new_serial()
-        common = dict(bus=bus, device=device, endpoint=endpoint, xfer=XFER_BULK)
+        common = dict(busnum=bus, devnum=device, epnum=endpoint, xfer=XFER_BULK)
         n = self.data_len(length)
         self.emit(
             ts_us=submit_us,
-            serial=serial,
-            kind=URB_SUBMIT,
+            urb_id=serial,
+            urb_type=URB_SUBMIT,
             status=STATUS_IN_PROGRESS,
             urb_len=length,
             data_len=n,
@@ -165,8 +161,8 @@ class _Emitter:
         )
         self.emit(
             ts_us=complete_us,
-            serial=serial,
-            kind=URB_COMPLETE,
+            urb_id=serial,
+            urb_type=URB_COMPLETE,
             status=0,
             urb_len=length,
             data_len=0,
@@ -194,12 +190,12 @@ class _Emitter:
         out_n = 0 if is_in else self.data_len(w_length)
         self.emit(
             ts_us=t_us,
-            serial=serial,
-            kind=URB_SUBMIT,
+            urb_id=serial,
+            urb_type=URB_SUBMIT,
             xfer=XFER_CONTROL,
-            endpoint=ep,
-            device=device,
-            bus=bus,
+            epnum=ep,
+            devnum=device,
+            busnum=bus,
             status=STATUS_IN_PROGRESS,
             urb_len=w_length,
             data_len=out_n,
@@ -212,12 +208,12 @@ class _Emitter:
         in_n = self.data_len(actual) if is_in else 0
         self.emit(
             ts_us=done,
-            serial=serial,
-            kind=URB_COMPLETE,
+            urb_id=serial,
+            urb_type=URB_COMPLETE,
             xfer=XFER_CONTROL,
-            endpoint=ep,
-            device=device,
-            bus=bus,
+            epnum=ep,
+            devnum=device,
+            busnum=bus,
             status=0,
             urb_len=actual,
             data_len=in_n,
@@ -249,12 +245,12 @@ class _ReadQueue:
         serial = self.em.new_serial()
         self.em.emit(
             ts_us=t_us,
-            serial=serial,
-            kind=URB_SUBMIT,
+            urb_id=serial,
+            urb_type=URB_SUBMIT,
             xfer=self.xfer,
-            endpoint=self.endpoint,
-            device=self.dev.address,
-            bus=self.dev.bus,
+            epnum=self.endpoint,
+            devnum=self.dev.address,
+            busnum=self.dev.bus,
             status=STATUS_IN_PROGRESS,
             urb_len=self.length,
             data_len=0,
@@ -267,12 +263,12 @@ class _ReadQueue:
         n = self.em.data_len(len(data))
         self.em.emit(
             ts_us=t_us,
-            serial=serial,
-            kind=URB_COMPLETE,
+            urb_id=serial,
+            urb_type=URB_COMPLETE,
             xfer=self.xfer,
-            endpoint=self.endpoint,
-            device=self.dev.address,
-            bus=self.dev.bus,
+            epnum=self.endpoint,
+            devnum=self.dev.address,
+            busnum=self.dev.bus,
             status=status,
             urb_len=len(data),
             data_len=n,
@@ -355,9 +351,9 @@ class _DeviceSim:
         # The hub's status-change endpoint is also 0x81, like the accelerator's output: only the
         # device address tells them apart. Each report is one byte, the changed port's bit.
         common = dict(
-            bus=bus,
-            device=hub,
-            endpoint=0x81,
+            busnum=bus,
+            devnum=hub,
+            epnum=0x81,
             xfer=XFER_INTERRUPT,
             interval=HUB_INTERRUPT_INTERVAL,
             xfer_flags=URB_DIR_IN,
@@ -367,8 +363,8 @@ class _DeviceSim:
             serial = self.em.new_serial()
             self.em.emit(
                 ts_us=t_us,
-                serial=serial,
-                kind=URB_SUBMIT,
+                urb_id=serial,
+                urb_type=URB_SUBMIT,
                 status=STATUS_IN_PROGRESS,
                 urb_len=HUB_STATUS_BYTES,
                 data_len=0,
@@ -377,8 +373,8 @@ class _DeviceSim:
             t_us += HUB_REPORT_US
             self.em.emit(
                 ts_us=t_us,
-                serial=serial,
-                kind=URB_COMPLETE,
+                urb_id=serial,
+                urb_type=URB_COMPLETE,
                 status=0,
                 urb_len=len(report),
                 data_len=len(report),
@@ -686,8 +682,8 @@ def generate(profile: SessionProfile) -> Session:
         if n == 0:
             invokes = sim.invokes
     records = sort_records(em.records)
-    keys = {(r.bus, r.device) for r in records}
-    assign_urb_ids(records, {key: UrbIdPool(seed=key[0] * 256 + key[1]) for key in keys})
+    keys = {(r.busnum, r.devnum) for r in records}
+    serials = assign_urb_ids(records, {key: UrbIdPool(seed=key[0] * 256 + key[1]) for key in keys})
     truth = SessionTruth(
         name=profile.name,
         devices=devices,
@@ -696,19 +692,19 @@ def generate(profile: SessionProfile) -> Session:
         snaplen=profile.snaplen,
         invokes=invokes,
         start_us=profile.start_us,
-        end_us=records[-1].ts_us if records else profile.start_us,
+        end_us=records[-1].ts_ns // 1000 if records else profile.start_us,
     )
-    _fill_frames(records, truth)
+    _fill_frames(records, serials, truth)
     meta = _metadata(profile, truth) if profile.metadata else None
     return Session(records, truth, meta)
 
 
-def _fill_frames(records: list[Record], truth: SessionTruth) -> None:
+def _fill_frames(records: list[UsbRecord], serials: list[int], truth: SessionTruth) -> None:
     """Put the 1-based frame numbers of every bulk-OUT URB and event into the truth."""
     submit: dict[int, int] = {}
     complete: dict[int, int] = {}
-    for i, rec in enumerate(records, start=1):
-        (submit if rec.kind == URB_SUBMIT else complete)[rec.serial] = i
+    for i, (rec, serial) in enumerate(zip(records, serials), start=1):
+        (submit if rec.urb_type == URB_SUBMIT else complete)[serial] = i
     for dev in truth.devices:
         for req in dev.requests:
             for tr in req.transfers:
@@ -765,20 +761,17 @@ def section_comment(profile: SessionProfile) -> str:
 
 
 def write_pcapng(session: Session, profile: SessionProfile, stream: BinaryIO) -> None:
+    write_capture(stream, session.records, layout(profile), metadata=session.metadata)
+
+
+def layout(profile: SessionProfile) -> Layout:
+    """How the simulator writes ``profile``: one little-endian pcapng section, microseconds."""
     buses = sorted({d.bus for d in profile.devices})
-    writer = PcapngWriter(
-        stream,
+    return Layout(
+        snaplen=profile.snaplen,
+        statistics=bool(profile.dropped),
+        dropped=profile.dropped,
         comment=section_comment(profile),
         application="usbtrace synthetic",
+        interface=f"usbmon{buses[0]}" if len(buses) == 1 else "usbmon0",
     )
-    name = f"usbmon{buses[0]}" if len(buses) == 1 else "usbmon0"
-    writer.interface(snaplen=profile.snaplen, name=name)
-    write_records(writer, session.records, profile.snaplen)
-    if profile.dropped:
-        writer.statistics(
-            session.truth.end_us * 1000,
-            received=len(session.records) + profile.dropped,
-            dropped=profile.dropped,
-        )
-    if session.metadata is not None:
-        writer.custom(METADATA_PEN, encode_metadata(session.metadata))

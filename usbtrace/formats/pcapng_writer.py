@@ -36,20 +36,21 @@ def _pad4(n: int) -> int:
     return (4 - n % 4) % 4
 
 
-def encode_options(options: list[tuple[int, bytes]]) -> bytes:
+def encode_options(options: list[tuple[int, bytes]], order: str = "<") -> bytes:
+    """Options of a block in byte order ``order`` ("<" or ">"), with the end-of-options mark."""
     if not options:
         return b""
     out = bytearray()
     for code, value in options:
-        out += struct.pack("<HH", code, len(value)) + value + bytes(_pad4(len(value)))
-    out += struct.pack("<HH", OPT_END, 0)
+        out += struct.pack(order + "HH", code, len(value)) + value + bytes(_pad4(len(value)))
+    out += struct.pack(order + "HH", OPT_END, 0)
     return bytes(out)
 
 
-def encode_block(block_type: int, body: bytes) -> bytes:
+def encode_block(block_type: int, body: bytes, order: str = "<") -> bytes:
     body = body + bytes(_pad4(len(body)))
     total = len(body) + 12
-    return struct.pack("<II", block_type, total) + body + struct.pack("<I", total)
+    return struct.pack(order + "II", block_type, total) + body + struct.pack(order + "I", total)
 
 
 class PcapngWriter:

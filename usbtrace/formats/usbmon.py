@@ -7,8 +7,6 @@ byte order of the pcap/pcapng section that holds them.
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 LINKTYPE_USB_LINUX = 189
@@ -63,49 +61,3 @@ def header_dtype(linktype: int, byteorder: str) -> np.dtype:
     """Structured dtype of the usbmon header for a link type, ``byteorder`` '<' or '>'."""
     fields = _FIELDS_64 if linktype == LINKTYPE_USB_LINUX_MMAPPED else _FIELDS_48
     return np.dtype([(n, byteorder + t, *rest) for n, t, *rest in fields])
-
-
-_PACK_64 = struct.Struct("<QBBBBHBBqiiII8siiII")
-
-
-def pack_header(
-    *,
-    urb_id: int,
-    urb_type: int,
-    xfer: int,
-    epnum: int,
-    devnum: int,
-    busnum: int,
-    ts_ns: int,
-    status: int,
-    urb_len: int,
-    data_len: int,
-    setup: bytes | None = None,
-    interval: int = 0,
-    start_frame: int = 0,
-    xfer_flags: int = 0,
-) -> bytes:
-    """A little-endian 64-byte usbmon header, for the project's own synthetic captures."""
-    flag_setup = 0 if setup is not None else ord("-")
-    flag_data = 0 if data_len else ord("<") if urb_type == URB_SUBMIT else ord(">")
-    sec, nsec = divmod(ts_ns, 1_000_000_000)
-    return _PACK_64.pack(
-        urb_id,
-        urb_type,
-        xfer,
-        epnum,
-        devnum,
-        busnum,
-        flag_setup,
-        flag_data,
-        sec,
-        nsec // 1000,
-        status,
-        urb_len,
-        data_len,
-        setup if setup is not None else bytes(8),
-        interval,
-        start_frame,
-        xfer_flags,
-        0,
-    )
