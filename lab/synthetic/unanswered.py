@@ -17,13 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from lab.synthetic.presets import preset
-from lab.synthetic.records import USBMON_HEADER_LEN, Record, header_array, write_records
-from lab.synthetic.session import Session, generate, section_comment
+from lab.synthetic.session import Session, generate, layout
+from lab.usb.record import UsbRecord, header_len, usbmon_headers
+from lab.usb.writer import custom, encode
 from usbtrace.edgetpu.constants import EP_OUTPUT_IN
 from usbtrace.formats.metadata import METADATA_PEN, encode_metadata
-from usbtrace.formats.pcapng_writer import BT_EPB, PcapngWriter
-from usbtrace.formats.usbmon import STATUS_IN_PROGRESS, URB_SUBMIT, XFER_BULK
+from usbtrace.formats.pcapng_writer import BT_EPB
+from usbtrace.formats.usbmon import (
+    LINKTYPE_USB_LINUX_MMAPPED,
+    STATUS_IN_PROGRESS,
+    URB_SUBMIT,
+    XFER_BULK,
+)
 
+_HEADER_LEN = header_len(LINKTYPE_USB_LINUX_MMAPPED)  # the mmapped usbmon header
 FLOOD_URB_ID = 0xFFFF_A000_0000_0000  # far from the session's own pool of URB ids
 FLOOD_URB_STEP = 0xC0  # URB structs 192 bytes apart, as in the session's pool
 FLOOD_GAP_US = 1_000  # quiet time between the session's last record and the flood
@@ -47,7 +54,7 @@ _EPB = np.dtype(
         ("total_copy", "<u4"),
     ]
 )
-assert _EPB.itemsize == 28 + USBMON_HEADER_LEN + 4
+assert _EPB.itemsize == 28 + _HEADER_LEN + 4
 _ROWS_PER_WRITE = 1 << 20
 
 
@@ -78,23 +85,22 @@ def write_unanswered(
     dev = profile.devices[0]
     flood_start = session.truth.end_us + FLOOD_GAP_US
     target = Path(path)
+    lay = layout(profile)
+    lay.statistics = False  # the flood follows the session's records in the same section
+    lay.comment = (
+        f"{lay.comment}; then {count} bulk-IN submits on {endpoint:#04x} that never complete"
+    )
+    lay.application = "usbtrace synthetic (unanswered URBs)"
+    template = UsbRecord(
+        ts_ns=0, urb_id=0, urb_type=URB_SUBMIT, xfer=XFER_BULK, epnum=endpoint,
+        devnum=dev.address, busnum=dev.bus, status=STATUS_IN_PROGRESS, urb_len=READ_LEN,
+        data_len=0, xfer_flags=0x200,
+    )  # fmt: skip
     with open(target, "wb" if overwrite else "xb") as stream:
-        writer = PcapngWriter(
-            stream,
-            comment=f"{section_comment(profile)}; then {count} bulk-IN submits on "
-            f"{endpoint:#04x} that never complete",
-            application="usbtrace synthetic (unanswered URBs)",
-        )
-        writer.interface(snaplen=snaplen, name=f"usbmon{dev.bus}")
-        write_records(writer, session.records, snaplen)
-        template = Record(
-            ts_us=0, serial=0, kind=URB_SUBMIT, xfer=XFER_BULK, endpoint=endpoint,
-            device=dev.address, bus=dev.bus, status=STATUS_IN_PROGRESS, urb_len=READ_LEN,
-            data_len=0, xfer_flags=0x200,
-        )  # fmt: skip
-        _write_flood(stream, header_array([template]).tobytes(), count, flood_start, spacing_us)
+        stream.write(encode(session.records, lay).data)
+        _write_flood(stream, usbmon_headers([template]).tobytes(), count, flood_start, spacing_us)
         if session.metadata is not None:
-            writer.custom(METADATA_PEN, encode_metadata(session.metadata))
+            stream.write(custom("<", METADATA_PEN, encode_metadata(session.metadata)))
     return UnansweredCapture(
         target, len(session.records) + count, target.stat().st_size, session, flood_start
     )
@@ -103,9 +109,9 @@ def write_unanswered(
 def _write_flood(stream: object, header: bytes, count: int, t0_us: int, spacing_us: int) -> None:
     one = np.zeros(1, _EPB)
     raw = one.view(np.uint8)
-    raw[28 : 28 + USBMON_HEADER_LEN] = np.frombuffer(header, np.uint8)
+    raw[28 : 28 + _HEADER_LEN] = np.frombuffer(header, np.uint8)
     one["type"], one["total"], one["total_copy"] = BT_EPB, _EPB.itemsize, _EPB.itemsize
-    one["caplen"] = one["origlen"] = USBMON_HEADER_LEN
+    one["caplen"] = one["origlen"] = _HEADER_LEN
     for lo in range(0, count, _ROWS_PER_WRITE):
         k = np.arange(lo, min(count, lo + _ROWS_PER_WRITE), dtype=np.int64)
         rows = np.repeat(one, len(k))
