@@ -17,6 +17,7 @@ from pathlib import Path
 from usbtrace.errors import UsageError
 from usbtrace.formats.capture import Capture
 from usbtrace.formats.records import endpoint_sums
+from usbtrace.formats.usbmon_text import FORMAT_NAME as USBMON_TEXT
 
 Key = tuple[int, int, int, str]  # bus, device, endpoint address, urb type letter
 FIELDS = (
@@ -27,6 +28,7 @@ FIELDS = (
     "usb.urb_type",
     "usb.urb_len",
     "usb.data_len",
+    "usb.irp_info.direction",  # USBPcap: 0 on the way down (submit), 1 back (completion)
 )
 
 
@@ -51,6 +53,9 @@ class Tally:
 def ours(path: str | Path) -> Tally:
     tally = Tally()
     cap = Capture(path)
+    if cap.info.format == USBMON_TEXT:
+        cap.close()
+        raise UsageError(f"{path}: Wireshark does not read usbmon text; nothing to compare with")
     for batch in cap.batches():
         r = batch.records
         if not len(r):
@@ -60,6 +65,9 @@ def ours(path: str | Path) -> Tally:
         for (bus, dev, ep, typ), count, urb_len, data_len in endpoint_sums(r):
             tally.add((bus, dev, ep, chr(typ)), count, urb_len, data_len)
     tally.frames = cap.info.packets - cap.info.non_usb_packets
+    if cap.info.packet_sums:
+        # USBPcap: several packets make one usbmon record; compare packets, as tshark shows them
+        tally.per_endpoint = {k: list(v) for k, v in cap.info.packet_sums.items()}
     return tally
 
 
@@ -70,12 +78,13 @@ def _epoch_ns(text: str) -> int:
 
 def _tally_rows(rows: Iterable[tuple[str, ...]]) -> Tally:
     tally = Tally()
-    for t, bus, dev, ep, typ, ulen, dlen in rows:
+    for t, bus, dev, ep, typ, ulen, dlen, irp_dir in rows:
         if not bus:
-            continue  # not a usbmon frame
+            continue  # not a USB frame
         tally.frames += 1
         tally.see_time(_epoch_ns(t))
-        key = (int(bus), int(dev), int(ep, 0), typ.strip("'"))
+        typ = typ.strip("'") or ("C" if irp_dir.strip() in ("1", "0x01") else "S")
+        key = (int(bus), int(dev), int(ep, 0), typ)
         tally.add(key, 1, int(ulen or 0), int(dlen or 0))
     return tally
 
@@ -112,7 +121,7 @@ def pyshark_tally(path: str | Path) -> Tally:
                 usb = getattr(pkt, "usb", None)
                 if usb is None:
                     continue
-                typ = str(usb.urb_type)
+                typ = str(getattr(usb, "urb_type", ""))
                 yield (
                     str(pkt.frame_info.time_epoch),
                     str(usb.bus_id),
@@ -121,6 +130,7 @@ def pyshark_tally(path: str | Path) -> Tally:
                     typ,
                     str(usb.urb_len),
                     str(usb.data_len),
+                    str(getattr(usb, "irp_info_direction", "")),
                 )
         finally:
             cap.close()

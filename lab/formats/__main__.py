@@ -1,0 +1,47 @@
+"""``python3 -m lab.formats IN OUT --to FORMAT``: a usbmon capture in another capture format."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lab.formats import FORMATS, read_usbmon, write_usbmon_text, write_usbpcap
+
+
+def convert(source: Path, out: Path, to: str, *, overwrite: bool = False) -> int:
+    """Write ``source`` (usbmon pcap/pcapng) to a new file ``out`` as ``to``; records written."""
+    src = read_usbmon(source)
+    mode = "w" if overwrite else "x"
+    if to == "usbmon-text":
+        with open(out, mode, encoding="ascii") as text:
+            write_usbmon_text(src.records, text)  # type: ignore[arg-type]
+    else:
+        with open(out, mode + "b") as stream:
+            write_usbpcap(
+                src.records,
+                stream,  # type: ignore[arg-type]
+                container=to.removeprefix("usbpcap-"),
+                comment=src.comment,
+                custom_blocks=src.custom_blocks,
+            )
+    return len(src.records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab.formats", description=__doc__)
+    parser.add_argument("source", type=Path, help="usbmon pcapng or pcap (link type 220)")
+    parser.add_argument("out", type=Path, help="new file (refuses to overwrite)")
+    parser.add_argument("--to", choices=FORMATS, required=True)
+    args = parser.parse_args(argv)
+    try:
+        n = convert(args.source, args.out, args.to)
+    except FileExistsError:
+        print(f"lab.formats: {args.out}: exists", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {n} records as {args.to}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
