@@ -236,17 +236,18 @@ class UsbpcapConverter:
             return None
         hdr = out["hdr"]
         drop = np.zeros(len(out), dtype=bool)
-        setups: dict[tuple[int, int, int], int] = {}
-        for i in np.flatnonzero(stage == STAGE_SETUP).tolist():
-            setups[(int(hdr["urb_id"][i]), int(hdr["busnum"][i]), int(hdr["devnum"][i]))] = i
-        for i in old.tolist():
+        setups: dict[tuple[int, int, int], int] = {}  # the latest SETUP row of each IRP
+        for i in np.flatnonzero(stage <= STAGE_STATUS).tolist():
             key = (int(hdr["urb_id"][i]), int(hdr["busnum"][i]), int(hdr["devnum"][i]))
+            if stage[i] == STAGE_SETUP:
+                setups[key] = i
+                continue
             frame = int(out["frame"][i])
             if stage[i] == STAGE_DATA and not completion[i]:
                 # OUT data: belongs to its SETUP packet's submission
                 drop[i] = True
-                j = setups.get(key)
-                if j is None or j > i:
+                j = setups.pop(key, None)
+                if j is None:
                     self.dropped_stage_packets += 1
                     payloads.pop(frame, None)
                     continue
