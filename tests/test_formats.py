@@ -1,11 +1,11 @@
-"""Every capture format gives the same analysis: usbmon pcapng, USBPcap pcap/pcapng, usbmon text.
+"""Every capture format gives the same analysis: usbmon, USBPcap, macOS (pcap/pcapng), usbmon text.
 
 A session is written in each format by the lab's writers (``lab/formats``) and summarized; the
 ``summarize --json`` output must equal the usbmon original's byte for byte once the fields a format
 cannot carry are taken out. Those fields, per format (also in the README's format table):
 
-* USBPcap pcapng: none (usbtrace's metadata block travels in the pcapng).
-* USBPcap pcap: what comes from usbtrace's metadata block (model name, host timings,
+* USBPcap and macOS pcapng: none (usbtrace's metadata block travels in the pcapng).
+* USBPcap and macOS pcap: what comes from usbtrace's metadata block (model name, host timings,
   reconciliation with the model): classic pcap has nowhere to put it.
 * usbmon text: the metadata too, and absolute time: the text timestamp is the kernel's monotonic
   clock modulo 4096 s, so ``t_start``/``t_end`` are shifted by one constant (checked exactly).
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from lab.formats import read_usbmon, write_usbmon_text, write_usbpcap
+from lab.formats import read_usbmon, write_darwin, write_usbmon_text, write_usbpcap
 from lab.formats.__main__ import convert
 from lab.formats.usbpcap import packets as usbpcap_packets
 from lab.synthetic import generate, preset
@@ -49,6 +49,8 @@ ABSOLUTE_TIME = {"t_start", "t_end"}
 NOT_CARRIED = {
     "usbpcap-pcapng": set(),
     "usbpcap-pcap": METADATA_FIELDS,
+    "darwin-pcapng": set(),
+    "darwin-pcap": METADATA_FIELDS,
     "usbmon-text": METADATA_FIELDS | ABSOLUTE_TIME,
 }
 FORMATS = sorted(NOT_CARRIED)
@@ -95,11 +97,13 @@ def write_as(fmt: str, records: list, path: Path, custom_blocks: list | None = N
         with open(path, "x", encoding="ascii") as text:
             write_usbmon_text(records, text)
     else:
+        kind, container = fmt.split("-")
+        writer = write_usbpcap if kind == "usbpcap" else write_darwin
         with open(path, "xb") as stream:
-            write_usbpcap(
+            writer(
                 records,
                 stream,
-                container=fmt.removeprefix("usbpcap-"),
+                container=container,
                 custom_blocks=custom_blocks or [],
             )
     return path
@@ -137,7 +141,7 @@ def test_the_dropped_fields_are_really_lost_without_metadata(synthetic) -> None:
     original, files, _ = synthetic["dense_300"]
     assert "host_latency_s" in json.dumps(original)
     assert "host_latency_s" in json.dumps(summarize_json(files["usbpcap-pcapng"]))
-    for fmt in ("usbpcap-pcap", "usbmon-text"):
+    for fmt in ("usbpcap-pcap", "darwin-pcap", "usbmon-text"):
         assert "host_latency_s" not in json.dumps(summarize_json(files[fmt]))
 
 
@@ -297,8 +301,10 @@ def test_usbpcap_header_length_that_lies_is_skipped(tmp_path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-@pytest.mark.parametrize("fmt", ["usbpcap-pcap", "usbpcap-pcapng"])
-def test_verify_agrees_with_tshark_on_usbpcap(fmt, synthetic) -> None:
+@pytest.mark.parametrize("fmt", ["usbpcap-pcap", "usbpcap-pcapng", "darwin-pcap", "darwin-pcapng"])
+def test_verify_agrees_with_tshark(fmt, synthetic) -> None:
+    """tshark's own dissection of the written files (USBPcap, macOS) against usbtrace's reader:
+    per device, endpoint and direction, packets and data bytes."""
     _, files, _ = synthetic["dense_300"]
     r = subprocess.run(
         [sys.executable, "-m", "usbtrace", "verify", str(files[fmt])],
@@ -342,3 +348,24 @@ def test_source_reader_reads_back_what_the_generator_wrote(synthetic, tmp_path) 
         )
         assert a.data == b.data[: min(keep, b.data_len)]
     assert [pen for pen, _, _ in back.custom_blocks] == [METADATA_PEN]
+
+
+def test_darwin_header_fields_as_wireshark_reads_them(tmp_path) -> None:
+    """A hand-made macOS packet pair (not from the lab writer): a vendor read of a CSR."""
+    setup = bytes.fromhex("c0010ca301000400")
+    hdr = struct.Struct("<HBBIIIQIBBBB")
+    sub = hdr.pack(0x0100, 32, 0, 4, 0, 0, 0xABC, 0x14100000, 3, 7, 0x80, 0) + setup
+    done = hdr.pack(0x0100, 32, 1, 4, 0, 0, 0xABC, 0x14100000, 3, 7, 0x80, 0) + b"\x9a\x08\x19\x02"
+    path = tmp_path / "mac.pcap"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 266))
+        for i, pkt in enumerate((sub, done)):
+            f.write(struct.pack("<IIII", 1_700_000_000, i * 10, len(pkt), len(pkt)) + pkt)
+    batch, _ = read_all(path)
+    h = batch.records["hdr"]
+    assert h["urb_id"].tolist() == [0xABC, 0xABC] and bytes(h["type"].tolist()) == b"SC"
+    assert (h["busnum"].tolist(), h["devnum"].tolist()) == ([0x14, 0x14], [7, 7])
+    assert h["xfer"].tolist() == [2, 2] and h["epnum"].tolist() == [0x80, 0x80]
+    assert bytes(h["setup"][0].tolist()) == setup and h["urb_len"].tolist() == [4, 4]
+    assert h["status"].tolist() == [-115, 0]
+    assert batch.control_payloads == {2: bytes.fromhex("9a081902")}

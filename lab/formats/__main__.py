@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.formats import FORMATS, read_usbmon, write_usbmon_text, write_usbpcap
+from lab.formats import FORMATS, read_usbmon, write_darwin, write_usbmon_text, write_usbpcap
 
 
 def convert(source: Path, out: Path, to: str, *, overwrite: bool = False) -> int:
@@ -17,11 +17,13 @@ def convert(source: Path, out: Path, to: str, *, overwrite: bool = False) -> int
         with open(out, mode, encoding="ascii") as text:
             write_usbmon_text(src.records, text)  # type: ignore[arg-type]
     else:
+        kind, container = to.split("-")
+        writer = write_usbpcap if kind == "usbpcap" else write_darwin
         with open(out, mode + "b") as stream:
-            write_usbpcap(
+            writer(
                 src.records,
                 stream,  # type: ignore[arg-type]
-                container=to.removeprefix("usbpcap-"),
+                container=container,
                 comment=src.comment,
                 custom_blocks=src.custom_blocks,
             )

@@ -25,6 +25,7 @@ import numpy as np
 
 from usbtrace.errors import CaptureWarning, InputError
 from usbtrace.formats import pcapng_writer as bt
+from usbtrace.formats.darwin import LINKTYPE_USB_DARWIN, DarwinConverter
 from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
 from usbtrace.formats.records import RecordBatch, concat, extract_usbmon
 from usbtrace.formats.usbmon import HEADER_LEN_BY_LINKTYPE
@@ -32,8 +33,8 @@ from usbtrace.formats.usbmon_text import FORMAT_NAME as USBMON_TEXT
 from usbtrace.formats.usbmon_text import UsbmonTextReader, looks_like
 from usbtrace.formats.usbpcap import LINKTYPE_USBPCAP, UsbpcapConverter
 
-# What the readers turn into usbmon records: usbmon itself (Linux) and USBPcap (Windows).
-USB_LINKTYPES = (*HEADER_LEN_BY_LINKTYPE, LINKTYPE_USBPCAP)
+# What the readers turn into usbmon records: usbmon (Linux), USBPcap (Windows), Darwin (macOS).
+USB_LINKTYPES = (*HEADER_LEN_BY_LINKTYPE, LINKTYPE_USBPCAP, LINKTYPE_USB_DARWIN)
 LINKTYPE_TEXT = -1  # the usbmon text format has no link type; its one pseudo-interface
 
 CHUNK_BYTES = 8 << 20  # per batch: bounds the temporaries of each vectorised step
@@ -61,7 +62,7 @@ class Interface:
 
     @property
     def is_usb(self) -> bool:
-        """A USB interface usbtrace reads: usbmon binary or text, or USBPcap."""
+        """A USB interface usbtrace reads: usbmon binary or text, USBPcap, macOS."""
         return self.linktype in USB_LINKTYPES or self.linktype == LINKTYPE_TEXT
 
 
@@ -80,8 +81,8 @@ class CaptureInfo:
     short_records: int = 0  # packets too short for a usbmon header
     cut_at: int | None = None  # byte offset of an incomplete last block, if the file was cut
     warnings: list[str] = field(default_factory=list)
-    # USBPcap only: per (bus, device, endpoint, "S"/"C") packets, 0, data bytes, as Wireshark
-    # counts its packets (several become one usbmon record); what ``verify`` compares
+    # USBPcap and macOS only: per (bus, device, endpoint, "S"/"C") packets, 0, data bytes, as
+    # Wireshark counts their packets (USBPcap: several make one usbmon record); for ``verify``
     packet_sums: dict[tuple[int, int, int, str], list[int]] = field(default_factory=dict)
 
     @property
@@ -130,6 +131,7 @@ class _Reader:
         self.section_ifaces: list[Interface] = []
         self.warned_linktypes: set[int] = set()
         self.usbpcap = UsbpcapConverter(packet_sums=info.packet_sums)
+        self.darwin = DarwinConverter(packet_sums=info.packet_sums)
         # damage found in a chunk: raised only after the chunk's good records were handed on
         self.error: InputError | None = None
 
@@ -171,6 +173,8 @@ class _Reader:
             )
             if iface.linktype == LINKTYPE_USBPCAP:
                 batch = self.usbpcap.convert(buf, data_pos[sel], caplen[sel], ts_ns, frames[sel])
+            elif iface.linktype == LINKTYPE_USB_DARWIN:
+                batch = self.darwin.convert(buf, data_pos[sel], caplen[sel], ts_ns, frames[sel])
             else:
                 batch = extract_usbmon(
                     buf, data_pos[sel], caplen[sel], ts_ns, frames[sel], iface.linktype, self.order
@@ -557,7 +561,7 @@ class Capture:
             raise InputError(
                 self.path,
                 f"link type {', '.join(map(str, linktypes))} is not usbmon (189 or 220) "
-                f"nor USBPcap ({LINKTYPE_USBPCAP})",
+                f"nor USBPcap ({LINKTYPE_USBPCAP}) nor macOS USB ({LINKTYPE_USB_DARWIN})",
             )
 
     def close(self) -> None:

@@ -29,6 +29,12 @@ FIELDS = (
     "usb.urb_len",
     "usb.data_len",
     "usb.irp_info.direction",  # USBPcap: 0 on the way down (submit), 1 back (completion)
+    # macOS (link type 266) has fields of its own
+    "usb.darwin.location_id",
+    "usb.darwin.device_address",
+    "usb.darwin.endpoint_address",
+    "usb.darwin.request_type",
+    "usb.darwin.io_len",
 )
 
 
@@ -66,7 +72,7 @@ def ours(path: str | Path) -> Tally:
             tally.add((bus, dev, ep, chr(typ)), count, urb_len, data_len)
     tally.frames = cap.info.packets - cap.info.non_usb_packets
     if cap.info.packet_sums:
-        # USBPcap: several packets make one usbmon record; compare packets, as tshark shows them
+        # USBPcap, macOS: compare packets as tshark shows them (USBPcap: several make one record)
         tally.per_endpoint = {k: list(v) for k, v in cap.info.packet_sums.items()}
     return tally
 
@@ -78,7 +84,11 @@ def _epoch_ns(text: str) -> int:
 
 def _tally_rows(rows: Iterable[tuple[str, ...]]) -> Tally:
     tally = Tally()
-    for t, bus, dev, ep, typ, ulen, dlen, irp_dir in rows:
+    for row in rows:
+        t, bus, dev, ep, typ, ulen, dlen, irp_dir, location, d_dev, d_ep, d_req, d_len = row
+        if not bus and location:  # macOS: bus in the location's top byte, ioLength as data
+            bus, dev, ep = str(int(location, 0) >> 24), d_dev, d_ep
+            typ, ulen, dlen = ("C" if d_req.strip() == "1" else "S"), "", d_len
         if not bus:
             continue  # not a USB frame
         tally.frames += 1
@@ -131,6 +141,16 @@ def pyshark_tally(path: str | Path) -> Tally:
                     str(usb.urb_len),
                     str(usb.data_len),
                     str(getattr(usb, "irp_info_direction", "")),
+                    *(
+                        str(getattr(usb, f"darwin_{name}", ""))
+                        for name in (
+                            "location_id",
+                            "device_address",
+                            "endpoint_address",
+                            "request_type",
+                            "io_len",
+                        )
+                    ),
                 )
         finally:
             cap.close()
