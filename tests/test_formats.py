@@ -32,7 +32,8 @@ from lab.formats.usbpcap import packets as usbpcap_packets
 from lab.synthetic import generate, preset
 from lab.synthetic.session import write_pcapng
 from usbtrace.cli.main import main
-from usbtrace.errors import InputError
+from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, read_all
 from usbtrace.formats.metadata import METADATA_PEN, encode_metadata
 from usbtrace.formats.usbpcap import LINKTYPE_USBPCAP, errno_to_usbd, usbd_to_errno
@@ -369,3 +370,20 @@ def test_darwin_header_fields_as_wireshark_reads_them(tmp_path) -> None:
     assert bytes(h["setup"][0].tolist()) == setup and h["urb_len"].tolist() == [4, 4]
     assert h["status"].tolist() == [-115, 0]
     assert batch.control_payloads == {2: bytes.fromhex("9a081902")}
+
+
+@pytest.mark.filterwarnings("ignore::usbtrace.errors.CaptureWarning")
+@pytest.mark.parametrize("fmt", ["usbmon-text", "usbpcap-pcapng", "darwin-pcap"])
+def test_damaged_files_give_results_or_one_input_error(fmt, synthetic, tmp_path) -> None:
+    """Metadata inside a file is untrusted: random byte damage never raises anything else."""
+    _, files, _ = synthetic["conv_50"]
+    clean = files[fmt].read_bytes()
+    rng = np.random.default_rng(16)
+    for case in range(150):
+        raw = bytearray(clean)
+        for pos in rng.integers(0, len(raw), size=int(rng.integers(1, 12))).tolist():
+            raw[pos] = int(rng.integers(0, 256))
+        path = tmp_path / f"{case}.bin"
+        path.write_bytes(bytes(raw))
+        with contextlib.suppress(InputError, UsageError):
+            decode_capture(path, partial_ok=True)

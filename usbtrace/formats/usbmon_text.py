@@ -149,7 +149,7 @@ class UsbmonTextReader:
                 out["frame"][k] = self.events
                 if xfer == XFER_CONTROL and data:
                     payloads[self.events] = data
-            except (ValueError, IndexError, KeyError, UnicodeDecodeError):
+            except (ValueError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
                 error = InputError(self.path, "not a usbmon text event line", at)
                 break
             k += 1
