@@ -1,6 +1,6 @@
 """Every capture format gives the same analysis: usbmon, USBPcap, macOS (pcap/pcapng), usbmon text.
 
-A session is written in each format by the lab's writers (``lab/formats``) and summarized; the
+A session is written in each format by the lab's writers (``lab/usb``) and summarized; the
 ``summarize --json`` output must equal the usbmon original's byte for byte once the fields a format
 cannot carry are taken out. Those fields, per format (also in the README's format table):
 
@@ -26,11 +26,14 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from lab.formats import read_usbmon, write_darwin, write_usbmon_text, write_usbpcap
-from lab.formats.__main__ import convert
-from lab.formats.usbpcap import packets as usbpcap_packets
 from lab.synthetic import generate, preset
 from lab.synthetic.session import write_pcapng
+from lab.usb.convert import convert
+from lab.usb.darwin import write_darwin
+from lab.usb.source import read_usbmon
+from lab.usb.usbmon_text import write_usbmon_text
+from lab.usb.usbpcap import packets as usbpcap_packets
+from lab.usb.usbpcap import write_usbpcap
 from usbtrace.cli.main import main
 from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError, UsageError
@@ -340,12 +343,13 @@ def test_source_reader_reads_back_what_the_generator_wrote(synthetic, tmp_path) 
     assert len(back.records) == len(session.records)
     keep = profile.snaplen - 64
     for a, b in zip(back.records, session.records):
-        assert (a.urb_id, a.ts_us, a.kind, a.endpoint, a.urb_len) == (
+        assert (a.urb_id, a.ts_ns, a.urb_type, a.epnum, a.urb_len, a.setup) == (
             b.urb_id,
-            b.ts_us,
-            b.kind,
-            b.endpoint,
+            b.ts_ns,
+            b.urb_type,
+            b.epnum,
             b.urb_len,
+            b.setup,
         )
         assert a.data == b.data[: min(keep, b.data_len)]
     assert [pen for pen, _, _ in back.custom_blocks] == [METADATA_PEN]

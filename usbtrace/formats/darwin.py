@@ -15,7 +15,7 @@ shows. Not carried: interval, start frame, transfer flags, usbmon's per-event da
 What Wireshark's dissector and Apple's description leave open, and usbtrace assumes: on a control
 transfer, ioLength counts the data stage only (not the setup packet); the request length of a
 control submit is taken from the setup packet's wLength anyway. No real macOS capture of an Edge
-TPU has been checked; the project's own writer (``lab/formats/darwin.py``) follows the same reading.
+TPU has been checked; the project's own writer (``lab/usb/darwin.py``) follows the same reading.
 """
 
 from __future__ import annotations

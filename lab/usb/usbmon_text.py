@@ -11,21 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TextIO
 
-from lab.synthetic.records import Record
+from lab.usb.record import UsbRecord
 from usbtrace.formats.usbmon import URB_COMPLETE, URB_SUBMIT, XFER_INTERRUPT, XFER_ISO
 from usbtrace.formats.usbmon_text import DATA_MAX, LETTER_BY_XFER
 
 _EVENT = {URB_SUBMIT: "S", URB_COMPLETE: "C"}
 
 
-def line(rec: Record) -> str:
-    seconds, micros = divmod(rec.ts_us, 1_000_000)
+def line(rec: UsbRecord) -> str:
+    seconds, micros = divmod(rec.ts_ns // 1000, 1_000_000)
     stamp = (seconds & 0xFFF) * 1_000_000 + micros
-    direction = "i" if rec.endpoint & 0x80 else "o"
-    address = f"{LETTER_BY_XFER[rec.xfer]}{direction}:{rec.bus}:{rec.device:03d}:"
-    address += str(rec.endpoint & 0x7F)
-    words = [f"{rec.urb_id:x}", str(stamp), _EVENT.get(rec.kind, "E"), address]
-    if rec.setup is not None and rec.kind == URB_SUBMIT:
+    direction = "i" if rec.epnum & 0x80 else "o"
+    address = f"{LETTER_BY_XFER[rec.xfer]}{direction}:{rec.busnum}:{rec.devnum:03d}:"
+    address += str(rec.epnum & 0x7F)
+    words = [f"{rec.urb_id:x}", str(stamp), _EVENT.get(rec.urb_type, "E"), address]
+    if rec.setup is not None and rec.urb_type == URB_SUBMIT:
         s = rec.setup
         words += ["s", f"{s[0]:02x}", f"{s[1]:02x}"]
         words += [f"{int.from_bytes(s[i : i + 2], 'little'):04x}" for i in (2, 4, 6)]
@@ -39,14 +39,14 @@ def line(rec: Record) -> str:
         words.append("=")
         words += [data[i : i + 4].hex() for i in range(0, len(data), 4)]
     elif rec.urb_len:
-        is_in = bool(rec.endpoint & 0x80)
-        if rec.kind == URB_SUBMIT and is_in:
+        is_in = bool(rec.epnum & 0x80)
+        if rec.urb_type == URB_SUBMIT and is_in:
             words.append("<")
-        elif rec.kind != URB_SUBMIT and not is_in:
+        elif rec.urb_type != URB_SUBMIT and not is_in:
             words.append(">")
     return " ".join(words)
 
 
-def write_usbmon_text(records: Iterable[Record], stream: TextIO) -> None:
+def write_usbmon_text(records: Iterable[UsbRecord], stream: TextIO) -> None:
     for rec in records:
         stream.write(line(rec) + "\n")

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from lab.synthetic.records import Record
+from lab.usb.record import UsbRecord
 from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import URB_SUBMIT, XFER_CONTROL, XFER_ISO
 from usbtrace.formats.usbpcap import (
@@ -33,13 +33,13 @@ assert _BASE.size == BASE_LEN
 PCAP_SNAPLEN = 65535
 
 
-def packets(records: Iterable[Record]) -> Iterator[tuple[int, bytes, int]]:
+def packets(records: Iterable[UsbRecord]) -> Iterator[tuple[int, bytes, int]]:
     """(timestamp ns, packet bytes kept, packet length) per record, in record order."""
     for rec in records:
         if rec.xfer == XFER_ISO:
             raise ValueError("isochronous records are not written (no Edge TPU uses them)")
-        submit = rec.kind == URB_SUBMIT
-        is_in = bool(rec.endpoint & 0x80)
+        submit = rec.urb_type == URB_SUBMIT
+        is_in = bool(rec.epnum & 0x80)
         info = 0 if submit else INFO_PDO_TO_FDO
         status = 0 if submit else errno_to_usbd(rec.status)
         carries = submit != is_in  # OUT data on the way down, IN data on the way back
@@ -52,19 +52,19 @@ def packets(records: Iterable[Record]) -> Iterator[tuple[int, bytes, int]]:
                 setup = rec.setup or bytes(8)
                 data, length = setup + data, length + len(setup)
             head = _BASE.pack(
-                CONTROL_LEN, rec.urb_id, status, function, info, rec.bus, rec.device,
-                rec.endpoint, rec.xfer, length,
+                CONTROL_LEN, rec.urb_id, status, function, info, rec.busnum, rec.devnum,
+                rec.epnum, rec.xfer, length,
             ) + stage  # fmt: skip
         else:
             head = _BASE.pack(
                 BASE_LEN, rec.urb_id, status, URB_FUNCTION_BULK_OR_INTERRUPT_TRANSFER, info,
-                rec.bus, rec.device, rec.endpoint, rec.xfer, length,
+                rec.busnum, rec.devnum, rec.epnum, rec.xfer, length,
             )  # fmt: skip
-        yield rec.ts_us * 1000, head + data, len(head) + length
+        yield rec.ts_ns, head + data, len(head) + length
 
 
 def write_usbpcap(
-    records: Iterable[Record],
+    records: Iterable[UsbRecord],
     stream: BinaryIO,
     *,
     container: str = "pcapng",
@@ -85,7 +85,7 @@ def write_usbpcap(
         return
     if container != "pcapng":
         raise ValueError(f"unknown container {container!r}")
-    writer = PcapngWriter(stream, comment=comment, application="usbtrace lab.formats")
+    writer = PcapngWriter(stream, comment=comment, application="usbtrace lab.usb")
     writer.interface(linktype=LINKTYPE_USBPCAP, snaplen=snaplen, name="USBPcap1")
     for ts_ns, data, orig in packets(records):
         writer.packet(data[:snaplen], ts_ns, orig_len=orig)

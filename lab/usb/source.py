@@ -1,4 +1,4 @@
-"""Read a usbmon pcap/pcapng capture back into the synthetic generator's ``Record``s, whole.
+"""Read a usbmon pcap/pcapng capture back into the lab's ``UsbRecord``s, whole.
 
 The product's reader keeps only the first bytes of each record (all the decoder needs); a
 converter needs every captured byte, so this is a plain block walk. For the project's own and the
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.synthetic.records import Record
+from lab.usb.record import UsbRecord
 from usbtrace.formats import pcapng_writer as bt
 from usbtrace.formats.usbmon import LINKTYPE_USB_LINUX_MMAPPED, URB_SUBMIT, header_dtype
 
@@ -23,32 +23,31 @@ _HLEN = _HEADER.itemsize
 
 @dataclass
 class UsbmonSource:
-    records: list[Record]
+    records: list[UsbRecord]
     custom_blocks: list[tuple[int, bytes, int]] = field(default_factory=list)  # PEN, data, type
     comment: str | None = None
     snaplen: int = 0
 
 
-def _record(packet: bytes, ts_ns: int, seq: int) -> Record:
+def _record(packet: bytes, ts_ns: int) -> UsbRecord:
     h = np.frombuffer(packet[:_HLEN], dtype=_HEADER)[0]
     has_setup = int(h["flag_setup"]) == 0 and int(h["type"]) == URB_SUBMIT
-    return Record(
-        ts_us=ts_ns // 1000,
-        serial=seq,
-        kind=int(h["type"]),
+    return UsbRecord(
+        ts_ns=ts_ns,
+        urb_id=int(h["urb_id"]),
+        urb_type=int(h["type"]),
         xfer=int(h["xfer"]),
-        endpoint=int(h["epnum"]),
-        device=int(h["devnum"]),
-        bus=int(h["busnum"]),
+        epnum=int(h["epnum"]),
+        devnum=int(h["devnum"]),
+        busnum=int(h["busnum"]),
         status=int(h["status"]),
         urb_len=int(h["urb_len"]),
         data_len=int(h["data_len"]),
         data=packet[_HLEN:],
         setup=h["setup"].tobytes() if has_setup else None,
         interval=int(h["interval"]),
+        start_frame=int(h["start_frame"]),
         xfer_flags=int(h["xfer_flags"]),
-        seq=seq,
-        urb_id=int(h["urb_id"]),
     )
 
 
@@ -74,7 +73,7 @@ def read_usbmon(path: str | Path) -> UsbmonSource:
             elif btype == bt.BT_EPB:
                 _, hi, lo, cap, _ = struct.unpack_from("<IIIII", body)
                 ts_ns = ((hi << 32) | lo) * 1_000_000_000 // resol
-                out.records.append(_record(body[20 : 20 + cap], ts_ns, len(out.records) + 1))
+                out.records.append(_record(body[20 : 20 + cap], ts_ns))
             elif btype == bt.BT_SHB and out.comment is None:
                 opt = 16
                 while opt + 4 <= len(body):
@@ -96,6 +95,6 @@ def read_usbmon(path: str | Path) -> UsbmonSource:
     while pos + 16 <= len(raw):
         sec, frac, cap, _ = struct.unpack_from("<IIII", raw, pos)
         ts_ns = sec * 1_000_000_000 + frac * scale
-        out.records.append(_record(raw[pos + 16 : pos + 16 + cap], ts_ns, len(out.records) + 1))
+        out.records.append(_record(raw[pos + 16 : pos + 16 + cap], ts_ns))
         pos += 16 + cap
     return out

@@ -1,4 +1,8 @@
-"""``python3 -m lab.formats IN OUT --to FORMAT``: a usbmon capture in another capture format."""
+"""``python3 -m lab.usb.convert IN OUT --to FORMAT``: a usbmon capture in another format.
+
+The formats other than usbmon that usbtrace reads, each written by its lab writer from the same
+``UsbRecord``s: USBPcap (``usbpcap``), macOS (``darwin``), usbmon text (``usbmon_text``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.formats import FORMATS, read_usbmon, write_darwin, write_usbmon_text, write_usbpcap
+from lab.usb.darwin import write_darwin
+from lab.usb.source import read_usbmon
+from lab.usb.usbmon_text import write_usbmon_text
+from lab.usb.usbpcap import write_usbpcap
+
+FORMATS = ("usbpcap-pcap", "usbpcap-pcapng", "darwin-pcap", "darwin-pcapng", "usbmon-text")
 
 
 def convert(source: Path, out: Path, to: str, *, overwrite: bool = False) -> int:
@@ -31,7 +40,7 @@ def convert(source: Path, out: Path, to: str, *, overwrite: bool = False) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m lab.formats", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m lab.usb.convert", description=__doc__)
     parser.add_argument("source", type=Path, help="usbmon pcapng or pcap (link type 220)")
     parser.add_argument("out", type=Path, help="new file (refuses to overwrite)")
     parser.add_argument("--to", choices=FORMATS, required=True)
@@ -39,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         n = convert(args.source, args.out, args.to)
     except FileExistsError:
-        print(f"lab.formats: {args.out}: exists", file=sys.stderr)
+        print(f"lab.usb.convert: {args.out}: exists", file=sys.stderr)
         return 2
     print(f"{args.out}: {n} records as {args.to}")
     return 0

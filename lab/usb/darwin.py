@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from lab.synthetic.records import Record
+from lab.usb.record import UsbRecord
 from usbtrace.formats.darwin import (
     HEADER_LEN,
     LINKTYPE_USB_DARWIN,
@@ -33,17 +33,15 @@ PCAP_SNAPLEN = 65535
 
 
 def packets(
-    records: Iterable[Record], speed: int = SPEED_SUPER
+    records: Iterable[UsbRecord], speed: int = SPEED_SUPER
 ) -> Iterator[tuple[int, bytes, int]]:
     """(timestamp ns, packet bytes kept, packet length) per record."""
     for rec in records:
         if rec.xfer == XFER_ISO:
             raise ValueError("isochronous records are not written (no Edge TPU uses them)")
-        submit = rec.kind == URB_SUBMIT
+        submit = rec.urb_type == URB_SUBMIT
         control_setup = rec.xfer == XFER_CONTROL and submit
-        is_in = (
-            bool(rec.setup[0] & 0x80) if control_setup and rec.setup else bool(rec.endpoint & 0x80)
-        )
+        is_in = bool(rec.setup[0] & 0x80) if control_setup and rec.setup else bool(rec.epnum & 0x80)
         carries = submit != is_in
         length = rec.urb_len if carries else 0
         data = rec.data[:length] if carries else b""
@@ -51,14 +49,14 @@ def packets(
             data, length = (rec.setup or bytes(8)) + data, length + 8
         head = _HEADER.pack(
             0x0100, HEADER_LEN, REQUEST_SUBMIT if submit else REQUEST_COMPLETE, rec.urb_len,
-            0 if submit else errno_to_ioreturn(rec.status), 0, rec.urb_id, rec.bus << 24, speed,
-            rec.device, rec.endpoint, TYPE_BY_XFER[rec.xfer],
+            0 if submit else errno_to_ioreturn(rec.status), 0, rec.urb_id, rec.busnum << 24, speed,
+            rec.devnum, rec.epnum, TYPE_BY_XFER[rec.xfer],
         )  # fmt: skip
-        yield rec.ts_us * 1000, head + data, HEADER_LEN + length
+        yield rec.ts_ns, head + data, HEADER_LEN + length
 
 
 def write_darwin(
-    records: Iterable[Record],
+    records: Iterable[UsbRecord],
     stream: BinaryIO,
     *,
     container: str = "pcapng",
@@ -76,7 +74,7 @@ def write_darwin(
         return
     if container != "pcapng":
         raise ValueError(f"unknown container {container!r}")
-    writer = PcapngWriter(stream, comment=comment, application="usbtrace lab.formats")
+    writer = PcapngWriter(stream, comment=comment, application="usbtrace lab.usb")
     writer.interface(linktype=LINKTYPE_USB_DARWIN, snaplen=snaplen, name="XHC20")
     for ts_ns, data, orig in packets(records):
         writer.packet(data[:snaplen], ts_ns, orig_len=orig)
