@@ -32,6 +32,7 @@ import numpy as np
 from usbtrace.errors import InputError
 from usbtrace.formats.records import HEAD_BYTES, RECORD, RecordBatch
 from usbtrace.formats.usbmon import (
+    STATUS_IN_PROGRESS,
     URB_COMPLETE,
     URB_ERROR,
     URB_SUBMIT,
@@ -43,6 +44,7 @@ from usbtrace.formats.usbmon import (
 
 FORMAT_NAME = "usbmon-text"
 DATA_MAX = 32  # bytes of data mon_text.c prints per event
+SETUP_LEN = 8
 TIMESTAMP_TURN_US = 4096 * 1_000_000  # mon_text keeps the monotonic seconds modulo 4096
 LINES_PER_BATCH = 1 << 16  # bounds the memory of one batch
 XFER_BY_LETTER = {"Z": XFER_ISO, "I": XFER_INTERRUPT, "C": XFER_CONTROL, "B": XFER_BULK}
@@ -93,71 +95,98 @@ class UsbmonTextReader:
                 raise error
 
     def _parse(self, lines: list[tuple[int, bytes]]) -> tuple[RecordBatch, InputError | None]:
-        """Records of ``lines``; stops at the first malformed line (returned as the error)."""
-        n = len(lines)
-        out = np.zeros(n, dtype=RECORD)
-        hdr = out["hdr"]
+        """Records of ``lines``; stops at the first malformed line (returned as the error).
+
+        Each line is split in Python (the words vary in number and kind), its numbers collected
+        in lists and its setup and first data bytes in one buffer; the records are then filled
+        column by column with numpy (a field assignment per line was most of the time).
+        """
+        ints: list[tuple[int, ...]] = []
+        tags: list[int] = []
+        raw = bytearray()  # per line: 8 setup bytes, then HEAD_BYTES data bytes
         payloads: dict[int, bytes] = {}
         error: InputError | None = None
-        ts_us = np.zeros(n, dtype=np.int64)
-        k = 0
+        zero_setup = bytes(SETUP_LEN)
         for at, line in lines:
             try:
                 words = line.decode("ascii").split()
-                tag, stamp, event, address = words[0], int(words[1]), words[2], words[3]
+                tag, stamp, event, address = int(words[0], 16), int(words[1]), words[2], words[3]
                 xfer = XFER_BY_LETTER[address[0]]
-                _, bus, dev, ep = address.split(":")
-                epnum = int(ep) | (0x80 if address[1] == "i" else 0)
+                _, bus_s, dev_s, ep_s = address.split(":")
+                bus, dev = int(bus_s), int(dev_s)
+                epnum = int(ep_s) | (0x80 if address[1] == "i" else 0)
                 rest = words[4:]
                 setup = None
                 if rest[0] == "s":
                     setup = bytes.fromhex("".join(rest[1:6]))
                     # wValue, wIndex, wLength are printed as 16-bit numbers: to little-endian
                     setup = setup[:2] + b"".join(setup[i + 1 : i - 1 : -1] for i in (2, 4, 6))
-                    status, rest = -115, rest[6:]
+                    status, rest = STATUS_IN_PROGRESS, rest[6:]
                 else:
                     status, rest = int(rest[0].split(":")[0]), rest[1:]
                 if xfer == XFER_ISO and rest and event != "S":
                     rest = rest[1:]  # error count
                 if xfer == XFER_ISO and rest:
-                    ndesc = int(rest[0])
-                    rest = rest[1 + ndesc :]
+                    rest = rest[1 + int(rest[0]) :]  # descriptors
                 length = int(rest[0])
                 data = b""
-                if len(rest) > 1 and rest[1] == "=":
-                    data = bytes.fromhex("".join(rest[2:]))[:DATA_MAX]
-                if event not in TYPE_BY_LETTER or len(setup or b"\0" * 8) != 8:
-                    raise ValueError(event)
-                hdr["urb_id"][k] = int(tag, 16)
-                hdr["type"][k] = TYPE_BY_LETTER[event]
-                hdr["xfer"][k] = xfer
-                hdr["epnum"][k] = epnum
-                hdr["devnum"][k] = int(dev)
-                hdr["busnum"][k] = int(bus)
-                hdr["status"][k] = status
-                hdr["urb_len"][k] = length
-                hdr["data_len"][k] = len(data)
-                hdr["flag_setup"][k] = 0 if setup is not None else ord("-")
-                hdr["flag_data"][k] = 0 if data else ord(rest[1][0]) if len(rest) > 1 else 0
-                if setup is not None:
-                    hdr["setup"][k] = np.frombuffer(setup, np.uint8)
-                out["caplen"][k] = len(data)
-                head = data[:HEAD_BYTES]
-                out["head"][k, : len(head)] = np.frombuffer(head, np.uint8)
-                ts_us[k] = stamp
-                self.events += 1
-                out["frame"][k] = self.events
-                if xfer == XFER_CONTROL and data:
-                    payloads[self.events] = data
-            except (ValueError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
+                flag = 0
+                if len(rest) > 1:
+                    if rest[1] == "=":
+                        data = bytes.fromhex("".join(rest[2:]))[:DATA_MAX]
+                    else:
+                        flag = ord(rest[1][0])
+                if (
+                    event not in TYPE_BY_LETTER
+                    or len(setup or zero_setup) != SETUP_LEN
+                    or not (0 <= bus <= 0xFFFF and 0 <= dev <= 0xFF and 0 <= epnum <= 0xFF)
+                    or not (0 <= length < 1 << 32 and -(1 << 31) <= status < 1 << 31)
+                    or not (0 <= stamp < 1 << 53 and tag < 1 << 64)
+                ):
+                    raise ValueError(line)
+            except (ValueError, IndexError, KeyError, UnicodeDecodeError):
                 error = InputError(self.path, "not a usbmon text event line", at)
                 break
-            k += 1
-        out, ts_us = out[:k], ts_us[:k]
-        ts_us = self._unwrap(ts_us)
-        out["ts_ns"] = ts_us * 1000
-        hdr = out["hdr"]
-        hdr["ts_sec"], hdr["ts_usec"] = np.divmod(ts_us, 1_000_000)
+            self.events += 1
+            tags.append(tag)
+            ints.append(
+                (
+                    self.events,
+                    stamp,
+                    TYPE_BY_LETTER[event],
+                    xfer,
+                    epnum,
+                    dev,
+                    bus,
+                    status,
+                    length,
+                    len(data),
+                    0 if setup is not None else ord("-"),
+                    flag,
+                )
+            )
+            raw += setup or zero_setup
+            raw += data[:HEAD_BYTES].ljust(HEAD_BYTES, b"\0")
+            if xfer == XFER_CONTROL and data:
+                payloads[self.events] = data
+        n = len(ints)
+        out = np.zeros(n, dtype=RECORD)
+        if n:
+            cols = np.array(ints, dtype=np.int64).T
+            frame, stamp_us, utype, xf, ep, dv, bs, st, ln, dl, fs, fd = cols
+            blob = np.frombuffer(bytes(raw), np.uint8).reshape(n, SETUP_LEN + HEAD_BYTES)
+            hdr = out["hdr"]
+            out["frame"] = frame
+            hdr["urb_id"] = np.array(tags, dtype=np.uint64)
+            hdr["type"], hdr["xfer"], hdr["epnum"], hdr["devnum"] = utype, xf, ep, dv
+            hdr["busnum"], hdr["status"], hdr["urb_len"], hdr["data_len"] = bs, st, ln, dl
+            hdr["flag_setup"], hdr["flag_data"] = fs, fd
+            hdr["setup"] = blob[:, :SETUP_LEN]
+            out["head"] = blob[:, SETUP_LEN:]
+            out["caplen"] = dl
+            ts_us = self._unwrap(stamp_us)
+            out["ts_ns"] = ts_us * 1000
+            hdr["ts_sec"], hdr["ts_usec"] = np.divmod(ts_us, 1_000_000)
         return RecordBatch(out, payloads), error
 
     def _unwrap(self, ts_us: np.ndarray) -> np.ndarray:
