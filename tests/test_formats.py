@@ -391,3 +391,19 @@ def test_damaged_files_give_results_or_one_input_error(fmt, synthetic, tmp_path)
         path.write_bytes(bytes(raw))
         with contextlib.suppress(InputError, UsageError):
             decode_capture(path, partial_ok=True)
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("fmt", ["usbpcap-pcapng", "darwin-pcap"])
+def test_verify_agrees_with_tshark_on_a_converted_real_capture(fmt, tmp_path) -> None:
+    source = shared_path("captures/real/dense_300.pcapng")
+    out = tmp_path / f"dense_300.{fmt}"
+    convert(source, out, fmt)
+    r = subprocess.run(
+        [sys.executable, "-m", "usbtrace", "verify", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "agrees with tshark: 528 frames" in r.stdout
