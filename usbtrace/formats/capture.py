@@ -25,9 +25,17 @@ import numpy as np
 
 from usbtrace.errors import CaptureWarning, InputError
 from usbtrace.formats import pcapng_writer as bt
+from usbtrace.formats.darwin import LINKTYPE_USB_DARWIN, DarwinConverter
 from usbtrace.formats.metadata import METADATA_PEN, decode_metadata_payload
 from usbtrace.formats.records import RecordBatch, concat, extract_usbmon
 from usbtrace.formats.usbmon import HEADER_LEN_BY_LINKTYPE
+from usbtrace.formats.usbmon_text import FORMAT_NAME as USBMON_TEXT
+from usbtrace.formats.usbmon_text import UsbmonTextReader, looks_like
+from usbtrace.formats.usbpcap import LINKTYPE_USBPCAP, UsbpcapConverter
+
+# What the readers turn into usbmon records: usbmon (Linux), USBPcap (Windows), Darwin (macOS).
+USB_LINKTYPES = (*HEADER_LEN_BY_LINKTYPE, LINKTYPE_USBPCAP, LINKTYPE_USB_DARWIN)
+LINKTYPE_TEXT = -1  # the usbmon text format has no link type; its one pseudo-interface
 
 CHUNK_BYTES = 8 << 20  # per batch: bounds the temporaries of each vectorised step
 MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
@@ -52,11 +60,16 @@ class Interface:
     def is_usbmon(self) -> bool:
         return self.linktype in HEADER_LEN_BY_LINKTYPE
 
+    @property
+    def is_usb(self) -> bool:
+        """A USB interface usbtrace reads: usbmon binary or text, USBPcap, macOS."""
+        return self.linktype in USB_LINKTYPES or self.linktype == LINKTYPE_TEXT
+
 
 @dataclass
 class CaptureInfo:
     path: str
-    format: str = "pcapng"  # or "pcap"
+    format: str = "pcapng"  # or "pcap", or "usbmon-text"
     size: int = 0
     sections: int = 0
     interfaces: list[Interface] = field(default_factory=list)
@@ -68,6 +81,9 @@ class CaptureInfo:
     short_records: int = 0  # packets too short for a usbmon header
     cut_at: int | None = None  # byte offset of an incomplete last block, if the file was cut
     warnings: list[str] = field(default_factory=list)
+    # USBPcap and macOS only: per (bus, device, endpoint, "S"/"C") packets, 0, data bytes, as
+    # Wireshark counts their packets (USBPcap: several make one usbmon record); for ``verify``
+    packet_sums: dict[tuple[int, int, int, str], list[int]] = field(default_factory=dict)
 
     @property
     def dropped(self) -> int:
@@ -114,6 +130,8 @@ class _Reader:
         self.order = "<"
         self.section_ifaces: list[Interface] = []
         self.warned_linktypes: set[int] = set()
+        self.usbpcap = UsbpcapConverter(packet_sums=info.packet_sums)
+        self.darwin = DarwinConverter(packet_sums=info.packet_sums)
         # damage found in a chunk: raised only after the chunk's good records were handed on
         self.error: InputError | None = None
 
@@ -140,7 +158,7 @@ class _Reader:
                 raise self.fail(base + first, f"packet refers to undefined interface {iid}")
             iface = self.section_ifaces[iid]
             sel = slice(None) if one else iface_ids == iid
-            if not iface.is_usbmon:
+            if not iface.is_usb:
                 self.info.non_usb_packets += int(np.count_nonzero(iface_ids == iid))
                 if iface.linktype not in self.warned_linktypes:
                     self.warned_linktypes.add(iface.linktype)
@@ -153,9 +171,14 @@ class _Reader:
                 if ts_units is not None
                 else np.zeros(len(data_pos[sel]), dtype=np.int64)
             )
-            batch = extract_usbmon(
-                buf, data_pos[sel], caplen[sel], ts_ns, frames[sel], iface.linktype, self.order
-            )
+            if iface.linktype == LINKTYPE_USBPCAP:
+                batch = self.usbpcap.convert(buf, data_pos[sel], caplen[sel], ts_ns, frames[sel])
+            elif iface.linktype == LINKTYPE_USB_DARWIN:
+                batch = self.darwin.convert(buf, data_pos[sel], caplen[sel], ts_ns, frames[sel])
+            else:
+                batch = extract_usbmon(
+                    buf, data_pos[sel], caplen[sel], ts_ns, frames[sel], iface.linktype, self.order
+                )
             if ts_units is None and len(batch):
                 # simple packet blocks carry no timestamp; usbmon's own header has one
                 h = batch.records["hdr"]
@@ -504,25 +527,41 @@ class Capture:
                 raise InputError(self.path, "pcap file header is cut short", len(head))
             self.info.format = "pcap"
             self._head = head
+        elif looks_like(head + self.stream.read(200)):
+            self.info.format = USBMON_TEXT
+            self.info.sections = 1
+            self.info.interfaces.append(Interface(1, LINKTYPE_TEXT, 0, name="usbmon text"))
+            self.stream.seek(0)
         else:
             self.close()
-            raise InputError(self.path, "is not a pcap or pcapng capture (unknown magic)", 0)
+            raise InputError(
+                self.path,
+                "is not a pcap or pcapng capture (unknown magic) nor usbmon text",
+                0,
+            )
 
     def batches(self) -> Iterator[RecordBatch]:
         try:
             if self.info.format == "pcapng":
                 yield from self._reader.pcapng()
+            elif self.info.format == USBMON_TEXT:
+                text = UsbmonTextReader(self.path, self.stream)
+                for batch in text.batches():
+                    self.info.packets = text.events
+                    yield batch
+                self.info.packets = text.events
             else:
                 yield from self._reader.pcap(self._head)
         finally:
             self.close()
         if not self.info.interfaces:
             raise InputError(self.path, "holds no interface description: not a usable capture")
-        if not any(i.is_usbmon for i in self.info.interfaces):
+        if not any(i.is_usb for i in self.info.interfaces):
             linktypes = sorted({i.linktype for i in self.info.interfaces})
             raise InputError(
                 self.path,
-                f"link type {', '.join(map(str, linktypes))} is not usbmon (189 or 220)",
+                f"link type {', '.join(map(str, linktypes))} is not usbmon (189 or 220) "
+                f"nor USBPcap ({LINKTYPE_USBPCAP}) nor macOS USB ({LINKTYPE_USB_DARWIN})",
             )
 
     def close(self) -> None:

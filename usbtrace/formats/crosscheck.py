@@ -17,6 +17,7 @@ from pathlib import Path
 from usbtrace.errors import UsageError
 from usbtrace.formats.capture import Capture
 from usbtrace.formats.records import endpoint_sums
+from usbtrace.formats.usbmon_text import FORMAT_NAME as USBMON_TEXT
 
 Key = tuple[int, int, int, str]  # bus, device, endpoint address, urb type letter
 FIELDS = (
@@ -27,6 +28,13 @@ FIELDS = (
     "usb.urb_type",
     "usb.urb_len",
     "usb.data_len",
+    "usb.irp_info.direction",  # USBPcap: 0 on the way down (submit), 1 back (completion)
+    # macOS (link type 266) has fields of its own
+    "usb.darwin.location_id",
+    "usb.darwin.device_address",
+    "usb.darwin.endpoint_address",
+    "usb.darwin.request_type",
+    "usb.darwin.io_len",
 )
 
 
@@ -51,6 +59,9 @@ class Tally:
 def ours(path: str | Path) -> Tally:
     tally = Tally()
     cap = Capture(path)
+    if cap.info.format == USBMON_TEXT:
+        cap.close()
+        raise UsageError(f"{path}: Wireshark does not read usbmon text; nothing to compare with")
     for batch in cap.batches():
         r = batch.records
         if not len(r):
@@ -60,6 +71,9 @@ def ours(path: str | Path) -> Tally:
         for (bus, dev, ep, typ), count, urb_len, data_len in endpoint_sums(r):
             tally.add((bus, dev, ep, chr(typ)), count, urb_len, data_len)
     tally.frames = cap.info.packets - cap.info.non_usb_packets
+    if cap.info.packet_sums:
+        # USBPcap, macOS: compare packets as tshark shows them (USBPcap: several make one record)
+        tally.per_endpoint = {k: list(v) for k, v in cap.info.packet_sums.items()}
     return tally
 
 
@@ -70,12 +84,17 @@ def _epoch_ns(text: str) -> int:
 
 def _tally_rows(rows: Iterable[tuple[str, ...]]) -> Tally:
     tally = Tally()
-    for t, bus, dev, ep, typ, ulen, dlen in rows:
+    for row in rows:
+        t, bus, dev, ep, typ, ulen, dlen, irp_dir, location, d_dev, d_ep, d_req, d_len = row
+        if not bus and location:  # macOS: bus in the location's top byte, ioLength as data
+            bus, dev, ep = str(int(location, 0) >> 24), d_dev, d_ep
+            typ, ulen, dlen = ("C" if d_req.strip() == "1" else "S"), "", d_len
         if not bus:
-            continue  # not a usbmon frame
+            continue  # not a USB frame
         tally.frames += 1
         tally.see_time(_epoch_ns(t))
-        key = (int(bus), int(dev), int(ep, 0), typ.strip("'"))
+        typ = typ.strip("'") or ("C" if irp_dir.strip() in ("1", "0x01") else "S")
+        key = (int(bus), int(dev), int(ep, 0), typ)
         tally.add(key, 1, int(ulen or 0), int(dlen or 0))
     return tally
 
@@ -112,7 +131,7 @@ def pyshark_tally(path: str | Path) -> Tally:
                 usb = getattr(pkt, "usb", None)
                 if usb is None:
                     continue
-                typ = str(usb.urb_type)
+                typ = str(getattr(usb, "urb_type", ""))
                 yield (
                     str(pkt.frame_info.time_epoch),
                     str(usb.bus_id),
@@ -121,6 +140,17 @@ def pyshark_tally(path: str | Path) -> Tally:
                     typ,
                     str(usb.urb_len),
                     str(usb.data_len),
+                    str(getattr(usb, "irp_info_direction", "")),
+                    *(
+                        str(getattr(usb, f"darwin_{name}", ""))
+                        for name in (
+                            "location_id",
+                            "device_address",
+                            "endpoint_address",
+                            "request_type",
+                            "io_len",
+                        )
+                    ),
                 )
         finally:
             cap.close()
