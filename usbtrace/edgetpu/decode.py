@@ -17,8 +17,11 @@ from usbtrace.background import prefetch
 from usbtrace.edgetpu.assemble import OUT_COLUMNS, assemble_transfers
 from usbtrace.edgetpu.constants import (
     APP_IDS,
+    COMPLETION_TAG,
+    CSR_DESCR_EP,
     CSR_MULTI_BO_EP,
     CSR_OUTFEED_CHUNK_LENGTH,
+    DESCR_EP_INTERRUPTS_ONLY,
     DFU_IDS,
     EDGETPU_IDS,
     EP_EVENT_IN,
@@ -37,6 +40,7 @@ from usbtrace.edgetpu.trace import (
     FirmwareDownload,
     Interrupt,
 )
+from usbtrace.edgetpu.wire import event_columns, event_tag_captured
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
@@ -101,6 +105,8 @@ class _Device:
     last_frame: int = 0
     abandoned: bool = False  # bulk traffic that is clearly not the Edge TPU protocol
     multi_ep_from: int = 0  # completion frame of the multi_bo_ep := 1 write, 0 if none
+    descr_events_from: int = 0  # completion frame of a descr_ep write enabling tags 0-3
+    assumed_event_tags: int = 0  # events whose tag byte was not captured (tag 4 assumed)
 
     @property
     def ids(self) -> tuple[int, int] | None:
@@ -144,6 +150,9 @@ class DecodedCapture:
         out = self.problems
         if trace.orphan_completions:
             out.append(f"{trace.orphan_completions} completion(s) without their submit")
+        if trace.assumed_event_tags:
+            n = trace.assumed_event_tags
+            out.append(f"event payloads not captured: tags assumed ({n} event(s))")
         if trace.never_completed > NEVER_COMPLETED_NORMAL:
             out.append(f"{trace.never_completed} URB(s) never completed")
         return out
@@ -240,6 +249,16 @@ class Decoder:
                     # batch it was read in: before, bulk-OUT URBs earlier in the same batch
                     # were framed multi-EP too, so results depended on the read chunking.
                     d.multi_ep_from = item.complete_frame
+                if (
+                    item.write
+                    and item.address == CSR_DESCR_EP
+                    and item.value is not None
+                    and item.value & ~DESCR_EP_INTERRUPTS_ONLY & 0xFF
+                    and item.complete_frame
+                    and not d.descr_events_from
+                ):
+                    # events with tags 0-3 (DMA descriptors) may arrive on 0x82 from here on
+                    d.descr_events_from = item.complete_frame
             elif isinstance(item, DfuStep):
                 d.dfu.append(item)
             elif isinstance(item, StandardRequest):
@@ -340,20 +359,7 @@ class Decoder:
                 d.chunks.append(rows)
             ev = u.select(bulk & ok & (u.ep == EP_EVENT_IN))
             if len(ev):
-                good = (ev.completion("urb_len") >= EVENT_LEN) & (
-                    ev.completion("caplen") >= EVENT_LEN
-                )
-                if not good.all():
-                    msg = "event shorter than 16 bytes or not captured"
-                    d.errors[msg] = d.errors.get(msg, 0) + int(np.count_nonzero(~good))
-                    ev = ev.select(good)
-                raw = np.ascontiguousarray(ev.completion("head")[:, :EVENT_LEN])
-                rows = np.zeros(len(ev), dtype=EVENT)
-                rows["frame"], rows["t_ns"] = ev.completion("frame"), ev.completion("ts_ns")
-                rows["tag"] = raw[:, 12] & 0x0F
-                rows["address"] = raw[:, :8].copy().view("<u8").reshape(len(ev))
-                rows["length"] = raw[:, 8:12].copy().view("<u4").reshape(len(ev))
-                d.events.append(rows)
+                self._events(d, ev)
             intr = u.select((u.xfer == XFER_INTERRUPT) & ok & (u.ep == EP_INTERRUPT_IN))
             for i in intr.rows() if len(intr) else ():
                 if int(i["c_len"]) == 0:
@@ -361,6 +367,33 @@ class Decoder:
                 n = min(4, int(i["c_cap"]))
                 value = int.from_bytes(bytes(i["c_head"][:n].tolist()), "little")
                 d.interrupts.append(Interrupt(int(i["c_frame"]), int(i["c_ts"]), value))
+
+    def _events(self, d: _Device, ev: Urbs) -> None:
+        """Successful completions on 0x82. A 16-byte one is an event even when its tag byte was
+        not captured (snaplen below 80, usbmon without IN data): its tag is then assumed to be
+        the completion tag, since nothing else arrives on 0x82 in single-endpoint mode with
+        interrupt events only (``descr_ep`` 0xF0). After a switch to multi-endpoint mode, or a
+        ``descr_ep`` write that enables DMA-descriptor events (tags 0-3), the tag is unknown."""
+        frame = ev.completion("frame")
+        sized = ev.completion("urb_len") >= EVENT_LEN
+        seen = event_tag_captured(ev.completion("caplen"))
+        ambiguous = np.zeros(len(ev), dtype=bool)
+        for since in (d.multi_ep_from, d.descr_events_from):
+            if since:
+                ambiguous |= frame >= since
+        assumed = sized & ~seen & ~ambiguous
+        good = sized & (seen | assumed)
+        if not good.all():
+            msg = "event shorter than 16 bytes or not captured"
+            d.errors[msg] = d.errors.get(msg, 0) + int(np.count_nonzero(~good))
+        d.assumed_event_tags += int(np.count_nonzero(assumed))
+        ev = ev.select(good)
+        tag, address, length = event_columns(ev.completion("head"))
+        rows = np.zeros(len(ev), dtype=EVENT)
+        rows["frame"], rows["t_ns"] = ev.completion("frame"), ev.completion("ts_ns")
+        rows["tag"] = np.where(seen[good], tag, COMPLETION_TAG)
+        rows["address"], rows["length"] = address, length
+        d.events.append(rows)
 
     # -- end of capture -------------------------------------------------------------------------
 
@@ -452,6 +485,7 @@ class Decoder:
             cancelled=d.cancelled,
             orphan_completions=d.orphan_completions,
             never_completed=d.never_completed,
+            assumed_event_tags=d.assumed_event_tags,
             # sorted: the dict fills in pairing order, which depends on the read chunking
             errors=[f"{msg} ({n}x)" for msg, n in sorted(d.errors.items())],
             first_frame=d.first_frame,

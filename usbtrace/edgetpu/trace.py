@@ -159,6 +159,7 @@ class EdgeTpuTrace:
     cancelled: int = 0  # reads ended with -2 / -104 (timeouts, close)
     orphan_completions: int = 0  # completions whose submit is not in the capture
     never_completed: int = 0  # submits whose completion is not in the capture
+    assumed_event_tags: int = 0  # events whose tag byte was not captured (completion assumed)
     errors: list[str] = field(default_factory=list)  # other non-zero statuses
     first_frame: int = 0
     last_frame: int = 0

@@ -1,18 +1,39 @@
 """The Edge TPU's two small wire structures, one record at a time: the 8-byte bulk-OUT header
 and the 16-byte event. Writers (the synthetic sessions, the emulator, the fuzzer) and
 per-record readers use these; the decoder applies the same rules to whole arrays at once
-(``framing.header_candidates`` and the event columns in ``decode``).
+(``framing.header_candidates``, and ``event_columns`` here).
 """
 
 from __future__ import annotations
 
 import struct
 
-from usbtrace.edgetpu.constants import EVENT_LEN, HEADER_LEN, Tag
+import numpy as np
+
+from usbtrace.edgetpu.constants import (
+    EVENT_ADDRESS_OFFSET,
+    EVENT_LEN,
+    EVENT_LENGTH_OFFSET,
+    EVENT_TAG_OFFSET,
+    HEADER_LEN,
+    TAG_MASK,
+    Tag,
+)
 
 _HEADER = struct.Struct("<IB3x")  # u32 length of the whole logical transfer, tag, 3 zero bytes
 _EVENT = struct.Struct("<QIB3x")  # u64 DMA address, u32 length, tag, 3 zero bytes
 assert _HEADER.size == HEADER_LEN and _EVENT.size == EVENT_LEN
+
+# The same 16 bytes as a numpy record, to decode a whole column of captured events at once.
+_EVENT_RECORD = np.dtype(
+    {
+        "names": ["address", "length", "tag"],
+        "formats": ["<u8", "<u4", "u1"],
+        "offsets": [EVENT_ADDRESS_OFFSET, EVENT_LENGTH_OFFSET, EVENT_TAG_OFFSET],
+        "itemsize": EVENT_LEN,
+    }
+)
+assert np.frombuffer(_EVENT.pack(1, 2, 3), _EVENT_RECORD)[0].tolist() == (1, 2, 3)
 
 
 def encode_header(tag: int, length: int) -> bytes:
@@ -37,4 +58,17 @@ def encode_event(tag: int = Tag.INTERRUPT0, address: int = 0, length: int = 0) -
 def decode_event(data: bytes) -> tuple[int, int, int]:
     """(tag, address, length) of a 16-byte event; the tag is the low nibble of byte 12."""
     address, length, tag = _EVENT.unpack(data[:EVENT_LEN])
-    return tag & 0x0F, address, length
+    return tag & TAG_MASK, address, length
+
+
+def event_columns(head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tag, address, length) columns of many events: ``head`` holds each event's first 16
+    bytes as a row of uint8 (bytes that were not captured read as zeros)."""
+    raw = np.ascontiguousarray(head[:, :EVENT_LEN], dtype=np.uint8)
+    rec = raw.view(_EVENT_RECORD).reshape(len(raw))
+    return rec["tag"] & TAG_MASK, rec["address"], rec["length"]
+
+
+def event_tag_captured(captured: np.ndarray) -> np.ndarray:
+    """Whether an event's tag byte is among the ``captured`` data bytes of its completion."""
+    return captured > EVENT_TAG_OFFSET
