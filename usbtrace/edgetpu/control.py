@@ -9,6 +9,7 @@ import numpy as np
 from usbtrace.edgetpu.constants import (
     CSR_REQUEST_32,
     CSR_REQUEST_64,
+    DFU_STATUS_LEN,
     REQTYPE_DFU_IN,
     REQTYPE_DFU_OUT,
     REQTYPE_VENDOR_IN,
@@ -59,10 +60,14 @@ class DfuStep:
     block: int
     length: int  # bytes moved (DNLOAD: offered; UPLOAD/GETSTATUS: returned)
     status: int
+    inbound: bool = False  # device-to-host (bmRequestType 0xA1: UPLOAD, GETSTATUS, ...)
 
     @property
     def text(self) -> str:
-        return f"DFU {self.request} block {self.block} ({self.length} B)"
+        # wValue is a block number for DNLOAD and UPLOAD only
+        numbered = self.request in (DfuRequest.DNLOAD.name, DfuRequest.UPLOAD.name)
+        block = f" block {self.block}" if numbered else ""
+        return f"DFU {self.request}{block} ({self.length} B)"
 
 
 @dataclass(slots=True)
@@ -76,6 +81,21 @@ class StandardRequest:
     @property
     def text(self) -> str:
         return f"{self.name} {self.detail}".strip()
+
+
+def is_firmware_download(steps: list[DfuStep]) -> bool:
+    """Whether a device's class requests on its interface are a DFU download, without its
+    descriptor: a DNLOAD carrying data and a GETSTATUS answered with the 6-byte DFU status.
+
+    Other classes use bmRequestType 0x21/0xA1 too, but not both of these: HID's requests 1-3
+    are IN only (GET_REPORT, GET_IDLE, GET_PROTOCOL, whose answer is 1 byte) and its OUT ones
+    are 9-11; CDC's are 0x20 and up.
+    """
+    down = any(s.request == DfuRequest.DNLOAD.name and s.length > 0 for s in steps)
+    return down and any(
+        s.request == DfuRequest.GETSTATUS.name and s.length == DFU_STATUS_LEN and s.status == 0
+        for s in steps
+    )
 
 
 def _value(data: np.ndarray, cap: int, nbytes: int) -> int | None:
@@ -121,7 +141,7 @@ def decode_control(urb: np.void) -> CsrAccess | DfuStep | StandardRequest | None
         except ValueError:
             name = f"request_{setup.request}"
         length = int(urb["s_len"]) if rt == REQTYPE_DFU_OUT else int(urb["c_len"])
-        return DfuStep(frame, t_ns, name, setup.value, length, status)
+        return DfuStep(frame, t_ns, name, setup.value, length, status, rt == REQTYPE_DFU_IN)
     if setup.kind == "standard":
         name = STANDARD_REQUESTS.get(setup.request, f"request_{setup.request}")
         detail = ""

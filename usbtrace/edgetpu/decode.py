@@ -30,8 +30,15 @@ from usbtrace.edgetpu.constants import (
     EVENT_LEN,
     OUTFEED_CHUNK_HIGHSPEED,
     OUTFEED_CHUNK_SUPERSPEED,
+    DfuRequest,
 )
-from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest, decode_control
+from usbtrace.edgetpu.control import (
+    CsrAccess,
+    DfuStep,
+    StandardRequest,
+    decode_control,
+    is_firmware_download,
+)
 from usbtrace.edgetpu.framing import OutFramer
 from usbtrace.edgetpu.trace import (
     EVENT,
@@ -407,19 +414,18 @@ class Decoder:
             # frame order: the order a batch's URBs closed in is not capture order
             for steps in (d.csr, d.dfu, d.standard):
                 steps.sort(key=lambda x: x.frame)
-        dfu_devices = [d for d in self.devices.values() if d.ids == DFU_IDS]
+        found = {key: how for key, d in self.devices.items() if (how := self._identify(d))}
+        downloads = self._downloads(found)
+        tied = {id(x) for key, x in downloads.items() if self.devices[key] is not x}
         for (bus, dev), d in sorted(self.devices.items()):
-            how = self._identify(d)
+            if id(d) in tied:
+                continue  # reported as the firmware download of the Edge TPU that followed
+            how = found.get((bus, dev))
             if how is None:
-                if dev != 0 and d not in dfu_devices:
+                if dev != 0:
                     others.append((bus, dev, d.ids))
                 continue
-            if d.ids == DFU_IDS and any(
-                o.bus == bus and o.ids == APP_IDS and o.first_frame > d.last_frame
-                for o in self.devices.values()
-            ):
-                continue  # reported as the firmware download of the app-mode device
-            traces.append(self._trace(d, how, dfu_devices, metadata))
+            traces.append(self._trace(d, how, downloads.get((bus, dev)), metadata))
         if self.only and not traces:
             bus, dev = self.only
             raise InputError(self.path, f"no traffic of device {bus}.{dev} in this capture")
@@ -441,6 +447,39 @@ class Decoder:
             self.pairer.dropped_open,
         )
 
+    def _downloads(self, found: dict[tuple[int, int], str]) -> dict[tuple[int, int], _Device]:
+        """Each firmware download, by the Edge TPU it was for.
+
+        A download is found by its DFU class requests alone (``is_firmware_download``), or by
+        the boot loader's descriptor. The boot loader then re-enumerates as the app-mode device:
+        the download belongs to the Edge TPU that appears next on the same bus, or to the same
+        device when it came back at the same address. A boot loader nothing followed is reported
+        as itself when its descriptor names it, else it is just another device.
+        """
+        out: dict[tuple[int, int], _Device] = {}
+        # oldest first: a later download of the same Edge TPU replaces an earlier one
+        for x in sorted(self.devices.values(), key=lambda d: d.last_frame):
+            key = (x.bus, x.dev)
+            if x.ids == DFU_IDS:
+                if not x.dfu:
+                    continue
+            elif x.ids not in (None, APP_IDS) or not is_firmware_download(x.dfu):
+                continue
+            elif key in found:
+                out[key] = x  # the download ran at the address the Edge TPU came back at
+                continue
+            later = [
+                (d.first_frame, k)
+                for k, d in self.devices.items()
+                if k in found and d.bus == x.bus and d.ids != DFU_IDS
+                and d.first_frame > x.last_frame
+            ]  # fmt: skip
+            if later:
+                out[min(later)[1]] = x
+            elif key in found:
+                out[key] = x
+        return out
+
     def _identify(self, d: _Device) -> str | None:
         if d.dev == 0:
             return None  # the default address: a device being enumerated, not yet addressed
@@ -455,7 +494,7 @@ class Decoder:
         return None
 
     def _trace(
-        self, d: _Device, how: str, dfu_devices: list[_Device], meta: CaptureMetadata | None
+        self, d: _Device, how: str, download: _Device | None, meta: CaptureMetadata | None
     ) -> EdgeTpuTrace:
         out_urbs, table, transfer_problems = assemble_transfers(d.framer, d.out)
         d.out = {}
@@ -491,20 +530,8 @@ class Decoder:
             first_frame=d.first_frame,
             last_frame=d.last_frame,
         )
-        own_dfu = (
-            d
-            if d.ids == DFU_IDS
-            else next(
-                (
-                    x
-                    for x in dfu_devices
-                    if x.bus == d.bus and x.last_frame < d.first_frame and x is not d
-                ),
-                None,
-            )
-        )
-        if own_dfu is not None and own_dfu.dfu:
-            trace.firmware = _firmware(own_dfu)
+        if download is not None:
+            trace.firmware = _firmware(download)
         return trace
 
 
@@ -531,8 +558,8 @@ def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, s
 
 
 def _firmware(d: _Device) -> FirmwareDownload:
-    down = [s for s in d.dfu if s.request == "DNLOAD"]
-    up = [s for s in d.dfu if s.request == "UPLOAD"]
+    down = [s for s in d.dfu if s.request == DfuRequest.DNLOAD.name]
+    up = [s for s in d.dfu if s.request == DfuRequest.UPLOAD.name]
     return FirmwareDownload(
         bus=d.bus,
         address=d.dev,
@@ -542,6 +569,7 @@ def _firmware(d: _Device) -> FirmwareDownload:
         t_start_ns=d.dfu[0].t_ns,
         t_end_ns=d.dfu[-1].t_ns,
         status_ok=all(s.status == 0 for s in d.dfu),
+        steps=d.dfu,
     )
 
 

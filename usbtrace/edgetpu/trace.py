@@ -133,6 +133,7 @@ class FirmwareDownload:
     t_start_ns: int
     t_end_ns: int
     status_ok: bool
+    steps: list[DfuStep] = field(default_factory=list)  # the boot loader's DFU requests
 
 
 @dataclass
@@ -171,6 +172,15 @@ class EdgeTpuTrace:
     @property
     def name(self) -> str:
         return f"{self.bus}.{self.address}"
+
+    @property
+    def dfu_steps(self) -> list[DfuStep]:
+        """This device's DFU requests and those of the firmware download it was for (on the
+        boot loader's own address before the re-enumeration), in frame order."""
+        fw = self.firmware
+        if fw is None or (fw.bus, fw.address) == (self.bus, self.address):
+            return self.dfu
+        return sorted(fw.steps + self.dfu, key=lambda s: s.frame)
 
     @property
     def events(self) -> list[Event]:

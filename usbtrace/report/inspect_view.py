@@ -105,8 +105,10 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
                 note,
             )
         )
-    for d in trace.dfu:
-        rows.append(InspectRow(d.t_ns, d.frame, "OUT", 0, d.text, d.length, None))
+    for d in trace.dfu_steps:
+        rows.append(
+            InspectRow(d.t_ns, d.frame, "IN" if d.inbound else "OUT", 0, d.text, d.length, None)
+        )
     for s in trace.standard:
         rows.append(InspectRow(s.t_ns, s.frame, "IN", 0, s.text, None, None))
     rows.sort(key=lambda r: (r.t_ns, r.frame))
