@@ -134,3 +134,21 @@ def test_other_class_requests_are_not_a_download(tmp_path):
     (s,) = summarize_file(b.write(tmp_path / "hid.pcapng"))
     assert s.device == "2.4" and s.firmware is None
     assert s.other_devices == ["2.3"]
+
+
+def test_no_descriptors_and_no_event_payloads_together(tmp_path):
+    """Issue 16's "done when": both gaps in one capture."""
+    session = generate(preset("firmware", snaplen=128, metadata=False))
+    whole = _write(tmp_path / "whole.pcapng", session.records)
+    bare = [
+        Record(**{**r.__dict__, "data_len": 0, "data": b""})
+        if r.endpoint == C.EP_EVENT_IN and r.kind != URB_SUBMIT
+        else r
+        for r in _without_descriptors(session.records)
+    ]
+    (a,) = summarize_file(whole)
+    (b,) = summarize_file(_write(tmp_path / "bare.pcapng", bare))
+    assert [r.to_json() for r in b.requests] == [r.to_json() for r in a.requests]
+    assert [r.kind for r in b.requests] == ["parameter-caching", "inference", "inference"]
+    assert b.firmware == a.firmware and b.firmware["blocks"] == 43
+    assert b.integrity.problems == ["event payloads not captured: tags assumed (3 event(s))"]
