@@ -9,6 +9,7 @@ captures in ../shared rewritten (into a temporary folder) with their 0x82 payloa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,49 +18,38 @@ from conftest import shared_path
 from synthetic_pcapng_walker import walk
 
 from lab.synthetic.presets import preset
-from lab.synthetic.records import USBMON_HEADER_LEN, Record, header_array
 from lab.synthetic.session import generate, write_session
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, write_capture
 from usbtrace.analysis.summary import summarize_file
 from usbtrace.edgetpu import constants as C
 from usbtrace.edgetpu.decode import decode_capture
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import URB_COMPLETE
 
 NOTE = "event payloads not captured: tags assumed"
 NOT_CAPTURED = "event shorter than 16 bytes or not captured"
 
 
-def _is_event(r: Record) -> bool:
-    return r.endpoint == C.EP_EVENT_IN and r.kind == URB_COMPLETE and r.urb_len == C.EVENT_LEN
+def _is_event(r: UsbRecord) -> bool:
+    return r.epnum == C.EP_EVENT_IN and r.urb_type == URB_COMPLETE and r.urb_len == C.EVENT_LEN
 
 
-def _write(path: Path, records: list[Record], cut: Callable[[Record], Record | int | None]) -> Path:
-    """The lab's usbmon headers, written one packet at a time. ``cut(record)`` returns a changed
-    record, or the data bytes to keep of it (a per-record snaplen), or None to keep it whole."""
-    kept: list[tuple[Record, int]] = []
-    for r in records:
-        how = cut(r)
-        if isinstance(how, Record):
-            r, how = how, None
-        kept.append((r, min(len(r.data), r.data_len) if how is None else how))
-    raw = header_array([r for r, _ in kept]).tobytes()
-    with open(path, "xb") as stream:
-        w = PcapngWriter(stream, comment="rewritten for a usbtrace test")
-        w.interface(snaplen=0, name="usbmon2")
-        for i, (r, n) in enumerate(kept):
-            head = raw[i * USBMON_HEADER_LEN : (i + 1) * USBMON_HEADER_LEN]
-            w.packet(head + r.data[:n], r.ts_us * 1000, orig_len=USBMON_HEADER_LEN + r.data_len)
+Cut = Callable[[UsbRecord], UsbRecord]
+
+
+def _write(path: Path, records: list[UsbRecord], cut: Cut | None = None) -> Path:
+    """The records through the lab's writer, each first changed by ``cut``."""
+    write_capture(path, [cut(r) if cut else r for r in records], Layout(interface="usbmon2"))
     return path
 
 
-def _drop_event_bytes(r: Record) -> int | None:
-    return 0 if _is_event(r) else None  # as a snaplen of 64 would cut them
+def _drop_event_bytes(r: UsbRecord) -> UsbRecord:
+    # usbmon attached the 16 bytes, the capture kept none (as a snaplen of 64 would)
+    return replace(r, data=b"") if _is_event(r) else r
 
 
-def _no_event_data(r: Record) -> Record | None:
-    if not _is_event(r):
-        return None
-    return Record(**{**r.__dict__, "data_len": 0, "data": b""})  # usbmon attached none
+def _no_event_data(r: UsbRecord) -> UsbRecord:
+    return replace(r, data_len=0, data=b"") if _is_event(r) else r  # usbmon attached none
 
 
 def _summary(path: Path) -> tuple[list[dict], list[str]]:
@@ -112,11 +102,7 @@ def _descr_ep_capture(path: Path, value: int) -> Path:
     b.csr(C.CSR_DESCR_EP, 200, value=value)
     inference(b, 1000)
     inference(b, 5000)
-    for r in b.records:  # cut every 0x82 completion's data, keeping its lengths
-        hdr = r.data[:USBMON_HEADER_LEN]
-        ep, kind = hdr[10], hdr[8]
-        if ep == C.EP_EVENT_IN and kind == ord("C"):
-            r.data = hdr
+    b.records = [_drop_event_bytes(r) for r in b.records]
     return b.write(path)
 
 
@@ -130,7 +116,7 @@ def test_descriptor_events_enabled_leave_uncaptured_tags_unknown(tmp_path):
 
 
 def test_a_captured_tag_byte_is_used_even_when_the_rest_is_cut(tmp_path):
-    b = CaptureBuilder(snaplen=USBMON_HEADER_LEN + 13)  # the event's bytes 0-12: tag included
+    b = CaptureBuilder(snaplen=64 + 13)  # the event's bytes 0-12: tag included
     b.device_descriptor(0)
     inference(b, 1000)
     b.event(3000, 3100, tag=C.Tag.INTERRUPT1)  # not a completion: closes no request
@@ -144,17 +130,18 @@ def test_a_captured_tag_byte_is_used_even_when_the_rest_is_cut(tmp_path):
 # -- the real captures, rewritten without their event payloads --------------------------------
 
 
-def _real_records(path: Path) -> list[Record]:
+def _real_records(path: Path) -> list[UsbRecord]:
+    """Every record of a capture, read by the tests' own pcapng walker."""
     out = []
     for p in walk(path).packets:
-        out.append(
-            Record(
-                ts_us=p.ts_us, serial=0, kind=ord(p.kind), xfer=p.xfer, endpoint=p.endpoint,
-                device=p.device, bus=p.bus, status=p.status, urb_len=p.urb_len,
-                data_len=p.data_len, data=p.data, setup=p.setup if p.flag_setup == 0 else None,
-                interval=p.interval, xfer_flags=p.xfer_flags, urb_id=p.urb_id,
-            )
+        setup = p.setup if p.flag_setup == 0 else None
+        rec = UsbRecord(
+            ts_ns=p.ts_us * 1000, urb_id=p.urb_id, urb_type=ord(p.kind), xfer=p.xfer,
+            epnum=p.endpoint, devnum=p.device, busnum=p.bus, status=p.status,
+            urb_len=p.urb_len, data_len=p.data_len, data=p.data, setup=setup,
+            interval=p.interval, xfer_flags=p.xfer_flags,
         )  # fmt: skip
+        out.append(rec)
     return out
 
 
@@ -165,7 +152,7 @@ def test_real_captures_without_event_payloads_give_the_same_requests(tmp_path, n
     want, problems = _summary(real)
     assert len(want) == 6 and problems == []
     # the rewrite itself changes nothing
-    same, _ = _summary(_write(tmp_path / "same.pcapng", records, lambda r: None))
+    same, _ = _summary(_write(tmp_path / "same.pcapng", records))
     assert same == want
     for cut in (_drop_event_bytes, _no_event_data):
         got, problems = _summary(_write(tmp_path / f"{cut.__name__}.pcapng", records, cut))

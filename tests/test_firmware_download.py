@@ -8,38 +8,41 @@ address the device comes back at, other class requests, and which Edge TPU a dow
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 from builders import CaptureBuilder, inference
 
 from lab.synthetic.presets import preset
-from lab.synthetic.records import Record, write_records
 from lab.synthetic.session import generate
+from lab.usb.record import UsbRecord
+from lab.usb.writer import Layout, write_capture
 from usbtrace.analysis.summary import summarize_file
 from usbtrace.edgetpu import constants as C
 from usbtrace.edgetpu.decode import decode_capture
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import URB_SUBMIT, XFER_CONTROL
 from usbtrace.report.inspect_view import inspect_rows
 from usbtrace.usb.descriptors import GET_DESCRIPTOR
 
 
-def _write(path: Path, records: list[Record]) -> Path:
-    with open(path, "xb") as stream:
-        w = PcapngWriter(stream, comment="synthetic firmware session, rewritten for a test")
-        w.interface(snaplen=128, name="usbmon2")
-        write_records(w, records, 128)
+def _write(path: Path, records: list[UsbRecord]) -> Path:
+    lay = Layout(snaplen=128, interface="usbmon2", comment="synthetic, rewritten for a test")
+    write_capture(path, records, lay)
     return path
 
 
-def _without_descriptors(records: list[Record]) -> list[Record]:
-    """Every GET_DESCRIPTOR transfer removed, submit and completion (they share a serial)."""
-    gone = {
-        r.serial
-        for r in records
-        if r.kind == URB_SUBMIT and r.setup is not None and r.setup[1] == GET_DESCRIPTOR
-    }
-    return [r for r in records if r.serial not in gone]
+def _without_descriptors(records: list[UsbRecord]) -> list[UsbRecord]:
+    """Every GET_DESCRIPTOR transfer removed: its submit, and the next record of its URB."""
+    out, open_ = [], set()
+    for r in records:
+        key = (r.urb_id, r.busnum, r.devnum, r.epnum)
+        if r.urb_type == URB_SUBMIT and r.setup is not None and r.setup[1] == GET_DESCRIPTOR:
+            open_.add(key)
+        elif key in open_:
+            open_.discard(key)
+        else:
+            out.append(r)
+    return out
 
 
 def test_a_download_without_descriptors_is_found_by_its_requests(tmp_path):
@@ -72,8 +75,8 @@ def test_a_boot_loader_nothing_followed(tmp_path):
     session = generate(preset("firmware", snaplen=128, metadata=False))
     truth = session.truth.devices[0]
     # the capture ends before the device comes back in app mode
-    app = next(r.ts_us for r in session.records if r.device == truth.address)
-    before = [r for r in session.records if r.ts_us < app]
+    app = next(r.ts_ns for r in session.records if r.devnum == truth.address)
+    before = [r for r in session.records if r.ts_ns < app]
     decoded = decode_capture(_write(tmp_path / "dfu.pcapng", _without_descriptors(before)))
     assert decoded.devices == []  # nothing says it is an Edge TPU
     assert (truth.bus, truth.dfu_address, None) in decoded.other_devices
@@ -141,8 +144,8 @@ def test_no_descriptors_and_no_event_payloads_together(tmp_path):
     session = generate(preset("firmware", snaplen=128, metadata=False))
     whole = _write(tmp_path / "whole.pcapng", session.records)
     bare = [
-        Record(**{**r.__dict__, "data_len": 0, "data": b""})
-        if r.endpoint == C.EP_EVENT_IN and r.kind != URB_SUBMIT
+        replace(r, data_len=0, data=b"")
+        if r.epnum == C.EP_EVENT_IN and r.urb_type != URB_SUBMIT
         else r
         for r in _without_descriptors(session.records)
     ]
