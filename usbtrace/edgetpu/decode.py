@@ -377,7 +377,7 @@ class Decoder:
 
     def _events(self, d: _Device, ev: Urbs) -> None:
         """Successful completions on 0x82. A 16-byte one is an event even when its tag byte was
-        not captured (snaplen below 80, usbmon without IN data): its tag is then assumed to be
+        not captured (snaplen below 77, usbmon without IN data): its tag is then assumed to be
         the completion tag, since nothing else arrives on 0x82 in single-endpoint mode with
         interrupt events only (``descr_ep`` 0xF0). After a switch to multi-endpoint mode, or a
         ``descr_ep`` write that enables DMA-descriptor events (tags 0-3), the tag is unknown."""
