@@ -34,6 +34,15 @@ class InputError(UsbtraceError):
         return ": ".join(parts)
 
 
+class OutputError(UsbtraceError):
+    """A file or folder usbtrace was asked to write cannot or must not be written."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
 class UsageError(UsbtraceError):
     """The command line asks for something that cannot be done."""
 

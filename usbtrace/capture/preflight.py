@@ -206,7 +206,7 @@ def check_disk(directory: Path, needed: int) -> int:
     if free < needed:
         raise PreflightError(
             f"{directory}: only {free / 2**20:.0f} MiB free, the capture needs about"
-            f" {needed / 2**20:.0f} MiB: free some space or choose another --out"
+            f" {needed / 2**20:.0f} MiB: free some space or choose another --out-dir"
         )
     return free
 

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 from usbtrace.capture.backends.base import Backend
+from usbtrace.cli.flags import Deprecated
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 
 DESCRIPTION = """\
@@ -69,12 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="idle time between inferences, so each stands apart in the capture (0.5)",
     )
     p.add_argument(
-        "--out",
+        "--out-dir",
+        dest="out",
         type=Path,
         default=Path("captures"),
         metavar="DIR",
         help="where the capture goes (captures/)",
     )
+    p.add_argument("--out", type=Path, action=Deprecated, use="--out-dir")
     p.add_argument(
         "--bus", type=int, metavar="N", help="USB bus to capture (default: the Edge TPU's bus)"
     )
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         count=args.count,
         warmup=args.warmup,
         interval=args.interval,
-        out_dir=args.out,
+        out_dir=OutputGuard().folder(args.out),  # a folder that cannot be written: said now
         bus=args.bus,
         snaplen=args.snaplen,
         label=args.label,

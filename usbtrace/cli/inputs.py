@@ -3,26 +3,56 @@
 from __future__ import annotations
 
 import glob
+import os
+import stat
 from pathlib import Path
 
 CAPTURE_SUFFIXES = (".pcapng", ".pcap", ".cap")
 
 
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _folder_captures(folder: str, problems: list[str]) -> list[Path]:
+    """Every capture below ``folder``, sorted; a subfolder that cannot be listed is reported,
+    not skipped in silence (its captures would be missing from the results)."""
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(f"{exc.filename}: cannot list folder: {_why(exc)}")
+
+    found = []
+    for root, _, names in os.walk(folder, onerror=unreadable):
+        for name in names:
+            f = Path(root) / name
+            if f.suffix.lower() in CAPTURE_SUFFIXES and f.is_file():
+                found.append(f)
+    return sorted(found)
+
+
 def expand_inputs(args: list[str]) -> tuple[list[Path], list[str]]:
-    """(files to read, arguments that named nothing). Directories give their captures, sorted."""
+    """(files to read, one line per argument that named nothing or could not be read).
+
+    Directories give their captures, sorted."""
     files: list[Path] = []
     missing: list[str] = []
     for a in args:
-        p = Path(a)
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.suffix.lower() in CAPTURE_SUFFIXES and f.is_file()
-            )
-            if not found:
+        try:
+            mode: int | None = os.stat(a).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:  # a folder on the way without search (x) permission, a loop…
+            missing.append(f"{a}: {_why(exc)}")
+            continue
+        if mode is not None and stat.S_ISDIR(mode):
+            problems: list[str] = []
+            found = _folder_captures(a, problems)
+            missing.extend(problems)
+            if not found and not problems:
                 missing.append(f"{a}: directory holds no .pcapng/.pcap files")
             files.extend(found)
-        elif p.exists():
-            files.append(p)
+        elif mode is not None:
+            files.append(Path(a))
         elif any(ch in a for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(a))
             if not matches:

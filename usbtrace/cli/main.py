@@ -8,8 +8,10 @@ stderr and their exit status (2); nothing below the CLI prints tracebacks at the
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -70,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk behind `> file` shows here, not at interpreter exit
+        return status
     except UsbtraceError as exc:
         print(f"usbtrace: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -78,6 +82,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usbtrace: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # output piped into `head` and closed early: not an error worth a traceback
-        sys.stderr.close()
+        # output piped into `head` and closed early: not an error worth a message
+        _silence_stdout()
         return 0
+    except OSError as exc:
+        print(f"usbtrace: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's last flush of what is left in stdout's
+    buffer succeeds, instead of printing an "Exception ignored" traceback and exiting 120."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return  # not a real file (a test's StringIO): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+# What a failed write says; reads of captures are InputErrors and writes of files go through the
+# output guard, which names the file, so such an error without a file name is standard output's.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE}
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OSError nothing below caught: which file, and what went wrong."""
+    why = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {why}"
+    if exc.errno in _WRITE_ERRNOS:
+        _silence_stdout()
+        return f"standard output: {why}"
+    return why

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from usbtrace.cli.flags import Deprecated
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 from usbtrace.models.catalog import (
     CatalogEntry,
@@ -54,7 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--all", action="store_true", help="build every catalog entry")
-    p.add_argument("--out", type=Path, help="output folder (default: the models folder)")
+    p.add_argument(
+        "--out-dir",
+        dest="out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: the models folder)",
+    )
+    p.add_argument("--out", type=Path, action=Deprecated, use="--out-dir")
     p.set_defaults(func=run_build)
 
     p = sub.add_parser(
@@ -172,12 +181,6 @@ def _select(args: argparse.Namespace, directory: Path | None = None) -> list[Cat
     return chosen
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def build_entry(entry: CatalogEntry, out: Path | None = None) -> tuple[Path, int, float]:
     from usbtrace.models.builders import build_model
 
@@ -187,7 +190,7 @@ def build_entry(entry: CatalogEntry, out: Path | None = None) -> tuple[Path, int
     data = build_model(entry.family, entry.size)
     target = (out / entry.source.name) if out else entry.source
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(target, data)
+    OutputGuard().write(target, lambda tmp: tmp.write_bytes(data))  # atomic; never a capture
     return target, len(data), time.perf_counter() - start
 
 

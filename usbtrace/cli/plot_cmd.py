@@ -1,20 +1,22 @@
-"""``usbtrace plot INPUTS -o DIR``: graphs across model sizes (latency, streamed bytes, TOPS…)."""
+"""``usbtrace plot INPUTS --out-dir DIR``: graphs across model sizes (latency, bytes, TOPS…)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from pathlib import Path
 
 from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.cli.batch import add_input_arguments, analyse_inputs
+from usbtrace.cli.flags import add_out_dir
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 
 DESCRIPTION = """\
 Draw the model-size graphs of a sweep (matplotlib; no display needed). Captures are grouped as in
 `usbtrace summarize --by-size` (family, size, label), and for each family these files are written
-into DIR: FAMILY-latency (median latency vs size, one line per label such as usb2/usb3),
+into --out-dir DIR: FAMILY-latency (median latency vs size, one line per label such as usb2/usb3),
 FAMILY-streamed (parameters streamed per inference and cached once, with the on-chip cache size
 and the size where streaming begins marked), FAMILY-overlap, FAMILY-stream-rate, FAMILY-ops
 (TOPS reached) and, when a CPU baseline was captured, FAMILY-speedup. --json prints the data
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p, jobs=False)
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the images")
+    add_out_dir(p, "folder for the images (created if missing)", old=("-o", "--out"))
     p.add_argument("--format", choices=("png", "svg"), default="png", help="image format")
     p.add_argument("--json", action="store_true", help="print the plotted data as JSON")
     p.set_defaults(func=run)
@@ -44,19 +46,27 @@ def load_summaries(inputs: list[str], device: str | None) -> tuple[list[CaptureS
 
 
 def run(args: argparse.Namespace) -> int:
-    from usbtrace.report.plots import plot_specs, write_plots
+    from usbtrace.report.plots import plot_specs, pyplot, render
     from usbtrace.report.size_table import size_rows
 
+    if args.out_dir is None:
+        raise UsageError("plot needs --out-dir DIR (the folder for the images)")
+    pyplot()  # no matplotlib: say so before the analysis
+    guard = OutputGuard(args.files)
+    out = guard.folder(args.out_dir)
     summaries, failed = load_summaries(args.files, args.device)
     rows = size_rows(summaries)
-    if not plot_specs(rows):
+    specs = plot_specs(rows)
+    if not specs:
         raise UsageError("no capture names a model with a size (e.g. conv_50): nothing to plot")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
-    written = write_plots(rows, out, args.format)
+    written = [
+        guard.write(
+            out / f"{spec.name}.{args.format}", functools.partial(render, spec, fmt=args.format)
+        )
+        for spec in specs
+    ]
     if args.json:
-        json.dump({"plots": [s.to_json() for s in plot_specs(rows)]}, sys.stdout, indent=1)
+        json.dump({"plots": [s.to_json() for s in specs]}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         for path in written:

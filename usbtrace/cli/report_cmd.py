@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from usbtrace.cli.batch import add_input_arguments
-from usbtrace.cli.inputs import CAPTURE_SUFFIXES
+from usbtrace.cli.flags import add_output_file
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.cli.plot_cmd import load_summaries
 from usbtrace.errors import UsageError
 
@@ -15,7 +14,8 @@ DESCRIPTION = """\
 Write one HTML page (no external files: images are embedded) with the model-size table of
 `summarize --by-size`, the graphs of `usbtrace plot`, a timeline of the largest model of each
 family and label (see `usbtrace timeline`), and the integrity of every capture. An existing
-OUT is not overwritten unless --force is given; a capture is never overwritten."""
+file is not overwritten unless --force is given; a capture (judged by its content, whatever its
+name) and an input are never overwritten, even with --force."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,24 +26,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p, jobs=False)
-    p.add_argument("-o", "--out", required=True, metavar="OUT.html", help="page to write")
+    add_output_file(p, "page to write (required)", metavar="OUT.html", old="--out")
     p.add_argument("--title", default="usbtrace report", help="page title")
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite OUT if it exists (never a capture)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from usbtrace.report.html_report import build_report
 
-    out = Path(args.out)
-    if out.suffix.lower() in CAPTURE_SUFFIXES:
-        raise UsageError(f"{out}: looks like a capture; the report must be a .html file")
-    if out.exists() and not args.force:
-        raise UsageError(f"{out}: exists (use --force to overwrite)")
+    if args.output is None:
+        raise UsageError("report needs -o/--output OUT.html")
+    guard = OutputGuard(args.files, force=args.force)
+    guard.check_file(args.output, replace=False)  # refused now, not after the analysis
     summaries, failed = load_summaries(args.files, args.device)
     page = build_report(summaries, title=args.title)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)  # a reader never sees half a page
-    print(out)
+    with guard.open(args.output, replace=False) as stream:
+        stream.write(page)
+    print(args.output)
     return 1 if failed else 0

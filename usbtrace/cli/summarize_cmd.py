@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from typing import TextIO
 
+from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.cli.batch import add_input_arguments, analyse_inputs
+from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
+from usbtrace.cli.outputs import OutputGuard
+from usbtrace.errors import UsageError
 from usbtrace.report.jsonout import write_json
-from usbtrace.report.size_table import emit_by_size
+from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
 DESCRIPTION = """\
@@ -30,7 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(p)
     p.add_argument("--per-inference", action="store_true", help="add one row per request")
     p.add_argument("--json", action="store_true", help="print the JSON document (see README)")
-    p.add_argument("--csv", metavar="PATH", help="also write per-request rows as CSV")
+    p.add_argument(
+        "--csv",
+        action=FormatOrLegacyPath,
+        use="--csv -o FILE",
+        help="print CSV instead: one row per capture (row=capture, medians) and per request",
+    )
+    add_output_file(p, "write the table, JSON or CSV to FILE instead of standard output")
     p.add_argument(
         "--by-size",
         action="store_true",
@@ -47,21 +59,48 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # --csv PATH (deprecated) writes CSV beside the usual output; --csv alone is the format
+    legacy_csv = args.csv if isinstance(args.csv, str) else None
+    as_csv = args.csv is True
+    if as_csv and args.json:
+        raise UsageError("choose one format: --json or --csv")
+    guard = OutputGuard(args.files)
+    for path in (legacy_csv, args.output):
+        if path is not None:
+            guard.check_file(path)  # refused now, not after the analysis
     summaries, failures = analyse_inputs(args.files, args.device, args.model, args.jobs)
     summaries.sort(key=sort_key)
-    if args.by_size:
-        emit_by_size(summaries, as_json=args.json, csv_path=args.csv, stream=sys.stdout)
-        return 2 if not summaries else 1 if failures else 0
-    if args.csv:
-        with open(args.csv, "w", newline="") as stream:
-            write_csv(summaries, stream)
-    if args.json:
-        write_json({"captures": [s.to_json() for s in summaries]})
-    elif summaries:
-        print_summary_table(summaries, per_request=args.per_inference)
-        for s in summaries:
-            for p in s.integrity.problems:
-                print(f"usbtrace: {s.file} ({s.device}): {p}", file=sys.stderr)
+    if legacy_csv is not None and summaries:
+        with guard.open(legacy_csv, newline="") as stream:
+            if args.by_size:
+                write_size_csv(size_rows(summaries), stream)
+            else:
+                write_csv(summaries, stream)
+    if summaries or args.json or as_csv:
+        with contextlib.ExitStack() as stack:
+            out = sys.stdout
+            if args.output is not None:
+                out = stack.enter_context(guard.open(args.output, newline=""))
+            _emit(args, summaries, as_csv, out)
     if not summaries:
         return 2
     return 1 if failures else 0
+
+
+def _emit(
+    args: argparse.Namespace, summaries: list[CaptureSummary], as_csv: bool, out: TextIO
+) -> None:
+    if args.by_size:
+        if as_csv:
+            write_size_csv(size_rows(summaries), out)
+        else:
+            emit_by_size(summaries, as_json=args.json, csv_path=None, stream=out)
+    elif as_csv:
+        write_csv(summaries, out)
+    elif args.json:
+        write_json({"captures": [s.to_json() for s in summaries]}, out)
+    else:
+        print_summary_table(summaries, per_request=args.per_inference, stream=out)
+        for s in summaries:
+            for p in s.integrity.problems:
+                print(f"usbtrace: {s.file} ({s.device}): {p}", file=sys.stderr)

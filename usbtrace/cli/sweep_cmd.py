@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usbtrace.cli.flags import Deprecated
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError, UsbtraceError
 from usbtrace.formats.metadata import CaptureMetadata, append_metadata
 
@@ -216,7 +218,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=5, metavar="N", help="inferences per capture")
     p.add_argument("--warmup", type=int, default=1, metavar="N", help="warm-up inferences")
     p.add_argument("--label", metavar="L", help="run label (e.g. usb3, usb2, 5W): the subfolder")
-    p.add_argument("--out", default="captures", metavar="DIR", help="root folder (captures)")
+    p.add_argument(
+        "--out-dir", dest="out", default="captures", metavar="DIR", help="root folder (captures)"
+    )
+    p.add_argument("--out", action=Deprecated, use="--out-dir")
     p.add_argument("--cpu-baseline", action="store_true", help="also time each model on the CPU")
     p.add_argument("--backend", default="auto", help="capture backend (see usbtrace capture)")
     p.add_argument("--bus", type=int, metavar="N", help="USB bus of the Edge TPU")
@@ -254,9 +259,8 @@ def run(args: argparse.Namespace, deps: SweepDeps | None = None) -> int:
         raise UsageError("--count must be at least 1 and --warmup at least 0")
     sizes = parse_sizes(args.sizes)
     out_dir = Path(args.out) / (args.label or args.family)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is not a folder")
     models = [deps.resolve(f"{args.family}_{size}") for size in sizes]  # fail before capturing
+    OutputGuard().folder(out_dir)  # not a folder, or not writable: said before capturing
     steps = [
         SweepStep(
             args.family,

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.wireshark.fields import FIELDS, PROTO_NAME
 from usbtrace.wireshark.generate import generate_lua
 from usbtrace.wireshark.install import PLUGIN_FILENAME, install, plugin_dir, uninstall, write_plugin
@@ -98,6 +99,7 @@ def _print_fields() -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "install":
+        OutputGuard().check_file(plugin_dir(args.dir) / PLUGIN_FILENAME)  # never a capture
         result = install(args.dir, force=args.force)
         messages = {
             "installed": f"installed {result.path}",
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         _print_fields()
     elif args.action == "lua":
         if args.output and args.output != "-":
+            OutputGuard().check_file(args.output)  # never a capture, a folder or a block device
             result = write_plugin(Path(args.output), force=args.force)
             if result.backup:
                 print(f"replaced {result.path} (the previous file is kept as {result.backup})")

@@ -9,12 +9,10 @@ their meaning, in ``REQUEST_COLUMNS`` and ``CAPTURE_COLUMNS`` (and in docs/harde
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from usbtrace.analysis.metrics import RequestMetrics
 from usbtrace.analysis.summary import CaptureSummary
@@ -23,6 +21,7 @@ from usbtrace.errors import UsageError
 
 REQUESTS_NAME = "requests"
 CAPTURES_NAME = "captures"
+TABLE_NAMES = (REQUESTS_NAME, CAPTURES_NAME)
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,13 @@ class ExportColumn:
     name: str
     type: str  # "string" | "int64" | "float64" | "bool"
     doc: str
+
+
+@dataclass(frozen=True)
+class ExportTable:
+    name: str  # file stem: requests / captures
+    columns: tuple[ExportColumn, ...]
+    rows: list[list[Any]]
 
 
 def _seconds(ns: int | None) -> float | None:
@@ -121,48 +127,18 @@ def capture_table(summaries: Sequence[CaptureSummary]) -> list[list[Any]]:
     return [_capture_row(s) for s in summaries]
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside ``path``, then rename: no half-written table is left."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def tables(summaries: Sequence[CaptureSummary]) -> list[ExportTable]:
+    """The two tables of an export, in the order they are written."""
+    return [
+        ExportTable(REQUESTS_NAME, REQUEST_COLUMNS, request_table(summaries)),
+        ExportTable(CAPTURES_NAME, CAPTURE_COLUMNS, capture_table(summaries)),
+    ]
 
 
-def output_dir(path: str | Path) -> Path:
-    """The folder the tables go into; created if missing, never a file (a capture) overwritten."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder (export writes a folder of tables)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot create folder: {exc.strerror or exc}") from None
-    return out
-
-
-def write_csv_tables(summaries: Sequence[CaptureSummary], folder: str | Path) -> list[Path]:
-    out = output_dir(folder)
-    written = []
-    for name, columns, rows in (
-        (REQUESTS_NAME, REQUEST_COLUMNS, request_table(summaries)),
-        (CAPTURES_NAME, CAPTURE_COLUMNS, capture_table(summaries)),
-    ):
-        path = out / f"{name}.csv"
-
-        def write(tmp: Path, columns=columns, rows=rows) -> None:
-            with open(tmp, "w", newline="") as stream:
-                w = csv.writer(stream)
-                w.writerow([c.name for c in columns])
-                w.writerows([["" if v is None else v for v in row] for row in rows])
-
-        _atomic(path, write)
-        written.append(path)
-    return written
+def write_csv_table(table: ExportTable, stream: TextIO) -> None:
+    w = csv.writer(stream)
+    w.writerow([c.name for c in table.columns])
+    w.writerows([["" if v is None else v for v in row] for row in table.rows])
 
 
 def have_pyarrow() -> bool:
@@ -173,7 +149,8 @@ def have_pyarrow() -> bool:
     return True
 
 
-def write_parquet_tables(summaries: Sequence[CaptureSummary], folder: str | Path) -> list[Path]:
+def write_parquet_table(table: ExportTable, path: Path) -> None:
+    """One table as Parquet at ``path``, each column's description in the schema."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -181,26 +158,19 @@ def write_parquet_tables(summaries: Sequence[CaptureSummary], folder: str | Path
         raise UsageError(
             "--parquet needs pyarrow: pip install 'usbtrace[parquet]' (or use --csv)"
         ) from None
-    out = output_dir(folder)
     types = {
         "string": pa.string(),
         "int64": pa.int64(),
         "float64": pa.float64(),
         "bool": pa.bool_(),
     }
-    written = []
-    for name, columns, rows in (
-        (REQUESTS_NAME, REQUEST_COLUMNS, request_table(summaries)),
-        (CAPTURES_NAME, CAPTURE_COLUMNS, capture_table(summaries)),
-    ):
-        schema = pa.schema(
-            [pa.field(c.name, types[c.type], metadata={"doc": c.doc}) for c in columns]
-        )
-        cols = list(zip(*rows)) if rows else [[] for _ in columns]
-        table = pa.Table.from_arrays(
-            [pa.array(list(v), type=f.type) for v, f in zip(cols, schema)], schema=schema
-        )
-        path = out / f"{name}.parquet"
-        _atomic(path, lambda tmp, table=table: pq.write_table(table, tmp))
-        written.append(path)
-    return written
+    schema = pa.schema(
+        [pa.field(c.name, types[c.type], metadata={"doc": c.doc}) for c in table.columns]
+    )
+    cols: list[Sequence[Any]] = (
+        list(zip(*table.rows)) if table.rows else [[] for _ in table.columns]
+    )
+    arrow = pa.Table.from_arrays(
+        [pa.array(list(v), type=f.type) for v, f in zip(cols, schema)], schema=schema
+    )
+    pq.write_table(arrow, path)

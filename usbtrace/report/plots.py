@@ -178,8 +178,3 @@ def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Pa
     finally:
         plt.close(fig)
     return path
-
-
-def write_plots(rows: Sequence[SizeRow], directory: Path, fmt: str = "png") -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    return [render(spec, directory / f"{spec.name}.{fmt}") for spec in plot_specs(rows)]
