@@ -7,6 +7,7 @@ Every command that writes anything goes through an ``OutputGuard``, which
 * refuses to replace any existing file that holds a capture, judged by its content
   (``usbtrace.formats.sniff``), never by its name, whatever ``--force`` says: usbtrace never
   destroys what the user captured;
+* refuses a name with a capture's suffix (``.pcapng``…): what it writes is no capture;
 * refuses an existing file unless the command replaces its outputs (``replace=True``) or the
   user gave ``--force``; refuses a folder where a file is wanted and a file where a folder is;
 * writes a regular file through a temporary file beside it, renamed over the target only when
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from usbtrace.cli.inputs import expand_inputs
+from usbtrace.cli.inputs import CAPTURE_SUFFIXES, expand_inputs
 from usbtrace.errors import OutputError
 from usbtrace.formats.sniff import file_capture_format
 
@@ -74,12 +75,11 @@ class OutputGuard:
         try:
             st = os.stat(target)
         except FileNotFoundError:
+            self._check_name(path)
             return target
         except OSError as exc:
             raise OutputError(path, f"cannot write: {_why(exc)}") from None
         mode = st.st_mode
-        if stat.S_ISREG(mode) and target.is_symlink():
-            target = Path(os.path.realpath(target))  # replace the file, keep the link
         if (st.st_dev, st.st_ino) in self._inputs:
             raise OutputError(path, "is an input of this command; refusing to overwrite it")
         if stat.S_ISDIR(mode):
@@ -88,6 +88,8 @@ class OutputGuard:
             raise OutputError(path, "is a block device; refusing to write to it")
         if not stat.S_ISREG(mode):
             return target  # a character device or a FIFO: written in place
+        if target.is_symlink():
+            target = Path(os.path.realpath(target))  # replace the file, keep the link
         try:
             fmt = file_capture_format(target)
         except OSError as exc:
@@ -96,9 +98,17 @@ class OutputGuard:
             raise OutputError(path, f"exists and cannot be read ({why}); not replaced") from None
         if fmt is not None:
             raise OutputError(path, f"holds a capture ({fmt}); {NEVER_OVERWRITTEN}")
+        self._check_name(path)
         if not (replace or self.force):
             raise OutputError(path, "exists (use --force to overwrite)")
         return target
+
+    @staticmethod
+    def _check_name(path: str | Path) -> None:
+        suffix = Path(path).suffix
+        if suffix.lower() in CAPTURE_SUFFIXES:
+            # what usbtrace writes here is no capture: named .pcapng, it would pass for one
+            raise OutputError(path, f"is named like a capture ({suffix}); choose another name")
 
     def folder(self, path: str | Path) -> Path:
         """A folder to write several files into: created if missing, and shown writable now

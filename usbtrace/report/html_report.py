@@ -13,7 +13,6 @@ import html
 import io
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 
 from usbtrace import __version__
 from usbtrace.analysis.summary import CaptureSummary
@@ -28,6 +27,7 @@ from usbtrace.report.size_table import (
     row_cells,
     size_rows,
 )
+from usbtrace.report.table import distinct_names
 from usbtrace.report.timeline import Timeline, render_timeline, timeline_for_file
 
 MAX_TIMELINES = 8
@@ -146,13 +146,14 @@ def build_report(
     plots = "".join(
         _figure(_png_data_uri(lambda b, s=s: render(s, b, "png")), s.title, "plot") for s in specs
     )
+    names = distinct_names([t.file for t in timelines])  # two conv_300.pcapng stay apart
     tls = "".join(
         _figure(
             _png_data_uri(lambda b, t=t: render_timeline(t, b, "png")),
-            f"{Path(t.file).name} request #{t.request} ({t.kind})",
+            f"{name} ({t.device}) request #{t.request} ({t.kind})",
             "timeline",
         )
-        for t in timelines
+        for t, name in zip(timelines, names)
     )
     notes_html = "".join(f"<li>{html.escape(note_line(n))}</li>" for n in family_notes(rows))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

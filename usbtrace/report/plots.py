@@ -2,6 +2,10 @@
 
 The data is kept apart from the drawing so that tests, ``--json`` and the HTML report check and
 reuse exactly what is drawn. Rendering uses matplotlib's Agg backend: no display is needed.
+
+A line is drawn only through a sweep: the points of one label at two or more sizes. A family
+captured at a single size is no sweep: its values are labelled bars, with no size axis and no
+"streaming from" marker, since one size cannot show where anything begins.
 """
 
 from __future__ import annotations
@@ -12,7 +16,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from usbtrace.errors import UsageError
-from usbtrace.report.size_table import MIB, SizeRow, cache_capacity, streaming_onset
+from usbtrace.report.size_table import (
+    MIB,
+    SizeRow,
+    cache_capacity,
+    largest_non_streaming,
+    streaming_onset,
+)
 
 
 @dataclass
@@ -20,7 +30,14 @@ class Series:
     label: str
     x: list[int]
     y: list[float]
-    style: str = "-o"
+    style: str = "-o"  # as drawn when the series is a sweep; a single point gets no line
+
+    @property
+    def is_sweep(self) -> bool:
+        return len(set(self.x)) >= 2
+
+
+SWEEP, BARS = "sweep", "bars"
 
 
 @dataclass
@@ -32,10 +49,12 @@ class PlotSpec:
     series: list[Series]
     hlines: list[tuple[float, str]] = field(default_factory=list)  # (y, label)
     vlines: list[tuple[float, str]] = field(default_factory=list)  # (x, label)
+    kind: str = SWEEP  # SWEEP: values against size; BARS: one labelled bar per value
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "title": self.title,
             "xlabel": self.xlabel,
             "ylabel": self.ylabel,
@@ -69,9 +88,22 @@ def _cached_series(rows: Sequence[SizeRow]) -> list[Series]:
     return [Series("cached once (caching request)", x, [fills[s] / MIB for s in x], "--x")]
 
 
+# what the size of a model means, per family (parse_model_name): layers, or input resolution
+SIZE_UNITS = {"conv": "layers", "dense": "layers"}
+
+
+def size_label(family: str) -> str:
+    if family in SIZE_UNITS:
+        return f"{family} model size ({SIZE_UNITS[family]})"
+    if "mobilenet" in family:
+        return f"{family} input resolution (pixels)"
+    return f"{family} model size"
+
+
 def family_specs(family: str, rows: Sequence[SizeRow]) -> list[PlotSpec]:
-    unit = "layers" if family in ("conv", "dense") else "size"
-    xlabel = f"{family} model size ({unit})"
+    sizes = {r.size for r in rows if r.size is not None}
+    kind = SWEEP if len(sizes) >= 2 else BARS
+    xlabel = size_label(family) if kind == SWEEP else ""
     specs = [
         PlotSpec(
             f"{family}-latency",
@@ -93,8 +125,10 @@ def family_specs(family: str, rows: Sequence[SizeRow]) -> list[PlotSpec]:
     if cap is not None:
         bytes_spec.hlines.append((cap / MIB, f"parameter cache in use ≈ {cap / MIB:.2f} MiB"))
     onset = streaming_onset(rows)
-    if onset is not None:
-        bytes_spec.vlines.append((onset, f"streaming from {onset}"))
+    below = largest_non_streaming(rows)
+    # a marker only where the sweep shows both sides: a captured size that still fits below it
+    if kind == SWEEP and onset is not None and below is not None and below < onset:
+        bytes_spec.vlines.append((onset, f"streaming from {onset} ({below} fits)"))
     specs.append(bytes_spec)
     specs.append(
         PlotSpec(
@@ -130,6 +164,8 @@ def family_specs(family: str, rows: Sequence[SizeRow]) -> list[PlotSpec]:
                 f"{family}-speedup", f"{family}: speed-up over the CPU", xlabel, "x CPU", speedup
             )
         )
+    for spec in specs:
+        spec.kind = kind
     return [s for s in specs if s.series]
 
 
@@ -161,8 +197,12 @@ def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Pa
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     try:
-        for s in spec.series:
-            ax.plot(s.x, s.y, s.style, label=s.label)
+        if spec.kind == BARS:
+            _bars(ax, spec)
+        else:
+            for s in spec.series:
+                # a label captured at one size is a point, not a line
+                ax.plot(s.x, s.y, s.style if s.is_sweep else s.style.lstrip("-"), label=s.label)
         for y, label in spec.hlines:
             ax.axhline(y, color="grey", linestyle=":", label=label)
         for x, label in spec.vlines:
@@ -170,11 +210,21 @@ def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Pa
         ax.set_title(spec.title)
         ax.set_xlabel(spec.xlabel)
         ax.set_ylabel(spec.ylabel)
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, alpha=0.3, axis="y" if spec.kind == BARS else "both")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
         fig.tight_layout()
         fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)
     return path
+
+
+def _bars(ax: Any, spec: PlotSpec) -> None:
+    """One bar per value, named by its series and size, its value written on it."""
+    names = [f"{s.label}\nsize {x}" for s in spec.series for x in s.x]
+    values = [y for s in spec.series for y in s.y]
+    bars = ax.bar(range(len(values)), values, color="tab:blue", width=0.6)
+    ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize="small")
+    ax.set_xticks(range(len(values)), names, fontsize="small")

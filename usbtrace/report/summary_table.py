@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -10,7 +11,14 @@ from usbtrace.analysis.metrics import RequestMetrics
 from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.edgetpu.trace import NS
 from usbtrace.models.catalog import model_sort_key
-from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table, wants_rich
+from usbtrace.report.table import (
+    Column,
+    distinct_names,
+    fmt_bytes,
+    fmt_rate,
+    render_table,
+    wants_rich,
+)
 
 COLUMNS = (
     Column("model", priority=100),
@@ -70,6 +78,11 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
 
 
+def row_name(s: CaptureSummary) -> str:
+    """A capture's first cell: its model, else its file name."""
+    return s.model or s.file.rsplit("/", 1)[-1]
+
+
 def capture_cells(s: CaptureSummary, compact: bool = False) -> list[str]:
     def nbytes(n: int | None) -> str:
         return fmt_bytes(n, compact)
@@ -78,7 +91,7 @@ def capture_cells(s: CaptureSummary, compact: bool = False) -> list[str]:
     inf = s.inferences
     overlap = j["overlap_median"]
     return [
-        s.model or s.file.rsplit("/", 1)[-1],
+        row_name(s),
         s.link_speed or "?",
         str(len(inf)),
         nbytes(s.cache_fill_bytes),
@@ -122,15 +135,47 @@ def print_summary_table(
 ) -> None:
     compact = wants_rich(stream)  # exact bytes in pipes, JSON and CSV; short on a terminal
     with_model = any(s.reconciliation is not None for s in summaries)
-    columns = (*COLUMNS, Column("vs model", priority=92)) if with_model else COLUMNS
+    columns: tuple[Column, ...] = COLUMNS
+    if with_model:
+        columns = (*columns, Column("vs model", priority=92))
+    captures = capture_names(summaries)
+    if captures is not None:
+        columns = (columns[0], Column("capture", priority=97), *columns[1:])
     rows: list[list[str]] = []
-    for s in summaries:
+    for i, s in enumerate(summaries):
         cells = capture_cells(s, compact)
-        rows.append([*cells, reconciliation_cell(s.reconciliation)] if with_model else cells)
+        if with_model:
+            cells.append(reconciliation_cell(s.reconciliation))
+        if captures is not None:
+            cells.insert(1, captures[i])
+        rows.append(cells)
         if per_request:
-            extra = [""] if with_model else []
-            rows.extend([*request_cells(r, compact), *extra] for r in s.requests)
+            for r in s.requests:
+                cells = request_cells(r, compact)
+                if with_model:
+                    cells.append("")
+                if captures is not None:
+                    cells.insert(1, "")
+                rows.append(cells)
     render_table(columns, rows, title="usbtrace summary", stream=stream)
+
+
+def capture_names(summaries: Sequence[CaptureSummary]) -> list[str] | None:
+    """What tells the rows apart when their first cell (model, else file name) does not: each
+    file's shortest distinguishing path, and the device when a file holds several Edge TPUs.
+    None when every row's first cell is already its own."""
+    seen: dict[str, tuple[str, str]] = {}
+    clash = False
+    for s in summaries:
+        clash |= seen.setdefault(row_name(s), (s.file, s.device)) != (s.file, s.device)
+    if not clash:
+        return None
+    files = [s.file for s in summaries]
+    shared = {f for f, n in Counter(files).items() if n > 1}
+    return [
+        f"{n} ({s.device})" if s.file in shared else n
+        for n, s in zip(distinct_names(files), summaries)
+    ]
 
 
 CSV_FIELDS = (

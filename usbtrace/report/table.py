@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
@@ -108,3 +110,22 @@ def fmt_bytes(n: int | None, compact: bool = False) -> str:
 
 def fmt_rate(bps: float | None) -> str:
     return "-" if bps is None else f"{bps / 1e6:.1f}"
+
+
+def distinct_names(paths: Sequence[str]) -> list[str]:
+    """Each path shortened to its fewest trailing parts that no other path ends with:
+    ``host-a/conv_50.pcapng`` and ``host-b/conv_50.pcapng`` stay apart, ``x.pcapng`` alone is
+    ``x.pcapng``. The same path given twice gets the same name."""
+    parts = {p: tuple(os.path.normpath(p).split(os.sep)) for p in paths}
+    distinct = set(parts.values())
+    short: dict[tuple[str, ...], str] = {}
+    k = 1
+    left = distinct
+    while left:
+        tails = Counter(t[-k:] for t in distinct)
+        for t in list(left):
+            if tails[t[-k:]] == 1 or k >= len(t):
+                short[t] = os.sep.join(t[-k:])
+        left = {t for t in left if t not in short}
+        k += 1
+    return [short[parts[p]] for p in paths]
