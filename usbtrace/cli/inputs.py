@@ -25,8 +25,15 @@ def _folder_captures(folder: str, problems: list[str]) -> list[Path]:
     for root, _, names in os.walk(folder, onerror=unreadable):
         for name in names:
             f = Path(root) / name
-            if f.suffix.lower() in CAPTURE_SUFFIXES and f.is_file():
-                found.append(f)
+            if f.suffix.lower() not in CAPTURE_SUFFIXES:
+                continue
+            try:
+                if stat.S_ISREG(os.stat(f).st_mode):
+                    found.append(f)
+            except FileNotFoundError:
+                continue  # a dangling link, or gone since the listing
+            except OSError as exc:  # listed, but behind a folder without search (x) permission
+                problems.append(f"{f}: {_why(exc)}")
     return sorted(found)
 
 

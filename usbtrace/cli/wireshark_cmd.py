@@ -119,7 +119,14 @@ def run(args: argparse.Namespace) -> int:
         _print_fields()
     elif args.action == "lua":
         if args.output and args.output != "-":
-            OutputGuard().check_file(args.output)  # never a capture, a folder or a block device
+            guard = OutputGuard()
+            target = guard.check_file(args.output)  # never a capture, a folder, a block device
+            if target.exists() and not target.is_file():
+                # a FIFO or a device (/dev/stdout): written in place; write_plugin would read
+                # it first to see who wrote it, which never ends on /dev/zero or /dev/full
+                with guard.open(target) as stream:
+                    stream.write(generate_lua())
+                return 0
             result = write_plugin(Path(args.output), force=args.force)
             if result.backup:
                 print(f"replaced {result.path} (the previous file is kept as {result.backup})")
