@@ -26,7 +26,7 @@ def _summaries(folder: Path) -> list[dict]:
 
 
 def test_csv_tables_hold_one_row_per_request_and_per_capture(fleet: Path, tmp_path: Path) -> None:
-    o = run_cli(["export", str(fleet), "--csv", str(tmp_path / "out"), "--jobs", "1"])
+    o = run_cli(["export", str(fleet), "--csv", "--out-dir", str(tmp_path / "out"), "--jobs", "1"])
     assert o.status == 0, o.stderr
     want = _summaries(fleet)
     with open(tmp_path / "out" / "requests.csv") as f:
@@ -50,7 +50,7 @@ def test_csv_tables_hold_one_row_per_request_and_per_capture(fleet: Path, tmp_pa
 def test_parquet_tables_query_in_duckdb(fleet: Path, tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'parquet') not installed")
     out = tmp_path / "fleet" / "host=a"
-    o = run_cli(["export", str(fleet), "--parquet", str(out)])
+    o = run_cli(["export", str(fleet), "--parquet", "--out-dir", str(out)])
     assert o.status == 0, o.stderr
     want = _summaries(fleet)
     req = pq.read_table(out / "requests.parquet")
@@ -70,7 +70,7 @@ def test_parquet_tables_query_in_duckdb(fleet: Path, tmp_path: Path) -> None:
 def test_export_never_overwrites_a_file(fleet: Path) -> None:
     victim = sorted(fleet.iterdir())[0]
     before = victim.read_bytes()
-    o = run_cli(["export", str(fleet), "--csv", str(victim)])
+    o = run_cli(["export", str(fleet), "--csv", "--out-dir", str(victim)])
     assert o.status == 2 and "not a folder" in o.stderr
     assert victim.read_bytes() == before
 
@@ -86,6 +86,6 @@ def test_parquet_without_pyarrow_is_a_one_line_error(
     import usbtrace.report.export as export
 
     monkeypatch.setattr(export, "have_pyarrow", lambda: False)
-    o = run_cli(["export", str(fleet), "--parquet", str(tmp_path / "o")])
+    o = run_cli(["export", str(fleet), "--parquet", "--out-dir", str(tmp_path / "o")])
     assert o.status == 2 and "pyarrow" in o.stderr and o.traceback is None
     assert not (tmp_path / "o").exists()

@@ -79,7 +79,7 @@ def test_render_writes_an_image(sweep, tmp_path, fmt):
 def test_cli(sweep, tmp_path, capsys):
     root, _, _ = sweep
     out = tmp_path / "plots"
-    assert main(["plot", str(root), "-o", str(out), "--json"]) == 0
+    assert main(["plot", str(root), "--out-dir", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     names = {p["name"] for p in doc["plots"]}
     assert {
@@ -97,6 +97,67 @@ def test_cli_refuses_a_file_as_folder(sweep, tmp_path, capsys):
     root, _, _ = sweep
     f = tmp_path / "x"
     f.write_text("keep me")
-    assert main(["plot", str(root), "-o", str(f)]) == 2
+    assert main(["plot", str(root), "--out-dir", str(f)]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert f.read_text() == "keep me"
+
+
+def _drawn(spec):
+    """The matplotlib axes ``spec`` is drawn on (closed by the caller)."""
+    from usbtrace.report.plots import draw, pyplot
+
+    fig, ax = pyplot().subplots()
+    draw(ax, spec)
+    return fig, ax
+
+
+def test_a_family_at_one_size_is_labelled_bars_not_a_sweep(sweep):
+    _, _, rows = sweep
+    one = [r for r in rows if r.size == max(r.size for r in rows)]  # usb2 and usb3, one size
+    specs = plot_specs(one)
+    assert specs and all(s.kind == "bars" and s.xlabel == "" and not s.vlines for s in specs)
+    streamed = next(s for s in specs if s.name == "conv-streamed")
+    fig, ax = _drawn(streamed)
+    try:
+        values = [y for s in streamed.series for y in s.y]
+        assert [p.get_height() for p in ax.patches] == pytest.approx(values)
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks == [f"{s.label}\nsize {x}" for s in streamed.series for x in s.x]
+        # the only lines are the cache level, dotted across; no line joins the values
+        assert all(line.get_linestyle() == ":" for line in ax.lines)
+    finally:
+        fig.clf()
+
+
+def test_a_label_captured_at_one_size_is_a_point_in_a_sweep(sweep):
+    _, _, rows = sweep
+    lone = next(r for r in rows if r.label == "usb2")
+    mixed = [r for r in rows if r.label == "usb3"] + [lone]
+    spec = next(s for s in plot_specs(mixed) if s.name == "conv-latency")
+    assert spec.kind == "sweep" and spec.xlabel == "conv model size (layers)"
+    fig, ax = _drawn(spec)
+    try:
+        style = {line.get_label(): line.get_linestyle() for line in ax.lines}
+        assert style["usb3"] == "-" and style["usb2"] == "None"
+    finally:
+        fig.clf()
+
+
+def test_no_streaming_marker_without_a_size_that_still_fits(sweep):
+    _, points, rows = sweep
+    streaming = [r for r in rows if r.streamed_bytes]
+    assert len({r.size for r in streaming}) >= 2  # still a sweep
+    spec = next(s for s in plot_specs(streaming) if s.name == "conv-streamed")
+    assert spec.kind == "sweep" and spec.vlines == []
+    full = next(s for s in plot_specs(rows) if s.name == "conv-streamed")
+    onset = min(p.size for p in points if p.streamed)
+    fits = max(p.size for p in points if not p.streamed)
+    assert full.vlines == [(onset, f"streaming from {onset} ({fits} fits)")]
+
+
+def test_size_axis_says_what_size_means():
+    from usbtrace.report.plots import size_label
+
+    assert size_label("dense") == "dense model size (layers)"
+    assert size_label("mobilenet_v2") == "mobilenet_v2 input resolution (pixels)"
+    assert size_label("padding") == "padding model size"

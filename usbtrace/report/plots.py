@@ -197,28 +197,33 @@ def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Pa
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     try:
-        if spec.kind == BARS:
-            _bars(ax, spec)
-        else:
-            for s in spec.series:
-                # a label captured at one size is a point, not a line
-                ax.plot(s.x, s.y, s.style if s.is_sweep else s.style.lstrip("-"), label=s.label)
-        for y, label in spec.hlines:
-            ax.axhline(y, color="grey", linestyle=":", label=label)
-        for x, label in spec.vlines:
-            ax.axvline(x, color="tab:red", linestyle=":", label=label)
-        ax.set_title(spec.title)
-        ax.set_xlabel(spec.xlabel)
-        ax.set_ylabel(spec.ylabel)
-        ax.grid(True, alpha=0.3, axis="y" if spec.kind == BARS else "both")
-        ax.set_ylim(bottom=0)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+        draw(ax, spec)
         fig.tight_layout()
         fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)
     return path
+
+
+def draw(ax: Any, spec: PlotSpec) -> None:
+    """``spec`` on matplotlib axes: lines only through sweeps, else points or labelled bars."""
+    if spec.kind == BARS:
+        _bars(ax, spec)
+    else:
+        for s in spec.series:
+            # a label captured at one size is a point, not a line
+            ax.plot(s.x, s.y, s.style if s.is_sweep else s.style.lstrip("-"), label=s.label)
+    for y, label in spec.hlines:
+        ax.axhline(y, color="grey", linestyle=":", label=label)
+    for x, label in spec.vlines:
+        ax.axvline(x, color="tab:red", linestyle=":", label=label)
+    ax.set_title(spec.title)
+    ax.set_xlabel(spec.xlabel)
+    ax.set_ylabel(spec.ylabel)
+    ax.grid(True, alpha=0.3, axis="y" if spec.kind == BARS else "both")
+    ax.set_ylim(bottom=0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
 
 
 def _bars(ax: Any, spec: PlotSpec) -> None:

@@ -1,0 +1,53 @@
+"""Rows of different captures with the same name are told apart (issue 13, item 10)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from lab.fuzzing.oracle import run_cli
+from usbtrace.report.table import distinct_names
+
+ROOT = Path(__file__).resolve().parents[1]
+CONV = ROOT / "captures" / "sample-synthetic-conv.pcapng"
+DENSE = ROOT / "captures" / "sample-synthetic-dense.pcapng"
+
+
+def test_shortest_distinguishing_paths():
+    assert distinct_names(["a/x.pcapng", "b/x.pcapng", "c/y.pcapng"]) == [
+        "a/x.pcapng",
+        "b/x.pcapng",
+        "y.pcapng",
+    ]
+    # deeper clashes take more parts; the same path twice keeps one name
+    assert distinct_names(["h1/run/x.pcapng", "h2/run/x.pcapng", "h1/run/x.pcapng"]) == [
+        "h1/run/x.pcapng",
+        "h2/run/x.pcapng",
+        "h1/run/x.pcapng",
+    ]
+    assert distinct_names(["x.pcapng", "d/x.pcapng"]) == ["x.pcapng", "d/x.pcapng"]
+    assert distinct_names(["./a/../b/x.pcapng", "c/x.pcapng"]) == ["b/x.pcapng", "c/x.pcapng"]
+
+
+def _table(o) -> list[list[str]]:
+    assert o.status == 0, o.stderr
+    return [line.split() for line in o.stdout.splitlines()[1:]]
+
+
+def test_same_model_in_two_folders_gets_a_capture_column(tmp_path: Path):
+    for host in ("host-a", "host-b"):
+        (tmp_path / host).mkdir()
+        shutil.copy(CONV, tmp_path / host / "run.pcapng")
+    shutil.copy(DENSE, tmp_path / "dense.pcapng")
+    head, *rows = _table(run_cli(["summarize", str(tmp_path)]))
+    assert head[:3] == ["model", "capture", "link"]
+    assert [r[:2] for r in rows] == [
+        ["conv_50", "host-a/run.pcapng"],
+        ["conv_50", "host-b/run.pcapng"],
+        ["dense_300", "dense.pcapng"],
+    ]
+
+
+def test_distinct_models_need_no_capture_column(tmp_path: Path):
+    head, *rows = _table(run_cli(["summarize", str(CONV), str(DENSE)]))
+    assert "capture" not in head and [r[0] for r in rows] == ["conv_50", "dense_300"]
