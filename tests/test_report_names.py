@@ -1,4 +1,4 @@
-"""Rows of different captures with the same name are told apart (issue 13, item 10)."""
+"""Rows of different captures with the same name are told apart."""
 
 from __future__ import annotations
 

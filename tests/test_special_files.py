@@ -216,7 +216,7 @@ def test_a_fifo_as_input_gives_its_capture(tmp_path) -> None:
     assert p.returncode in (0, 2), p.stderr
     if p.returncode == 2:
         # today's reader seeks, which a FIFO cannot: one line, no traceback (reading FIFOs and
-        # stdin is the streaming pipeline's, issue 14; then this gives the capture)
+        # stdin belongs to the streaming reader; then this gives the capture)
         assert_one_line(p)
     else:
         assert '"model":"conv_50"' in p.stdout.replace(" ", "")
