@@ -315,3 +315,22 @@ def test_every_output_flag_follows_the_convention() -> None:
                 if any(w in opt for w in suspicious):
                     assert opt in allowed, f"{p.prog} {opt}"
     assert {"-o", "--output", "--out-dir"} <= seen and len(COMMANDS) > 5
+
+
+def test_models_compile_never_lets_the_compiler_write_over_a_capture(tmp_path, monkeypatch):
+    from test_models_compiler import NEW_STYLE, _fake_compiler
+
+    from usbtrace.models.catalog import MODELS_DIR_ENV
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_compiler(bin_dir, NEW_STYLE)
+    models = tmp_path / "models"
+    models.mkdir()
+    victim = models / "conv_10_edgetpu.compiler.txt"
+    shutil.copy(CONV, victim)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv(MODELS_DIR_ENV, str(models))
+    one_line_error(run_cli(["models", "compile", "conv_10"]), str(victim), "holds a capture")
+    assert victim.read_bytes() == CONV.read_bytes()
+    assert not (models / "conv_10_edgetpu.tflite").exists()
