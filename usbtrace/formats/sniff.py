@@ -11,6 +11,8 @@ import re
 import zlib
 from pathlib import Path
 
+from usbtrace.formats import usbmon_text
+
 SNIFF_BYTES = 512  # enough for every magic below and the first line of a usbmon text capture
 
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
@@ -41,8 +43,9 @@ def capture_format(head: bytes) -> str | None:
         fmt = capture_format(inner) if inner and not inner.startswith(_GZIP) else None
         return None if fmt is None else f"{fmt}+gzip"
     first = head.lstrip(b"\r\n").split(b"\n", 1)[0]
-    if _USBMON_TEXT.match(first):
-        return "usbmon-text"
+    # the reader's own test, and a looser one: older usbmon text formats are captures too
+    if usbmon_text.looks_like(head) or _USBMON_TEXT.match(first):
+        return usbmon_text.FORMAT_NAME
     return None
 
 
