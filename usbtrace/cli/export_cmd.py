@@ -40,13 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--parquet",
         action=FormatOrLegacyPath,
         use="--parquet --out-dir DIR",
-        help="write requests.parquet and captures.parquet",
+        metavar="DIR",
+        help="write requests.parquet and captures.parquet "
+        "(--parquet DIR is deprecated: use --parquet --out-dir DIR)",
     )
     p.add_argument(
         "--csv",
         action=FormatOrLegacyPath,
         use="--csv --out-dir DIR",
-        help="write requests.csv and captures.csv",
+        metavar="DIR",
+        help="write requests.csv and captures.csv "
+        "(--csv DIR is deprecated: use --csv --out-dir DIR)",
     )
     add_out_dir(p, "folder for the tables (created if missing)")
     p.set_defaults(func=run)

@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--csv",
         action=FormatOrLegacyPath,
         use="--csv -o FILE",
-        help="print CSV instead: one row per capture (row=capture, medians) and per request",
+        metavar="PATH",
+        help="print CSV instead: one row per capture (row=capture, medians) and per request "
+        "(--csv PATH, writing it to PATH as well, is deprecated: use --csv -o PATH)",
     )
     add_output_file(p, "write the table, JSON or CSV to FILE instead of standard output")
     p.add_argument(
