@@ -334,3 +334,21 @@ def test_models_compile_never_lets_the_compiler_write_over_a_capture(tmp_path, m
     one_line_error(run_cli(["models", "compile", "conv_10"]), str(victim), "holds a capture")
     assert victim.read_bytes() == CONV.read_bytes()
     assert not (models / "conv_10_edgetpu.tflite").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["summarize", "{bad}", "{a}", "-o", "{t}/nodir/x.csv"],
+        ["report", "{bad}", "{a}", "-o", "{t}/nodir/r.html"],
+        ["export", "{bad}", "{a}", "--csv", "--out-dir", "{t}/file.txt", "--jobs", "1"],
+    ],
+)
+def test_outputs_are_refused_before_the_analysis(caps, tmp_path: Path, argv) -> None:
+    a, _ = caps
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(b"not a capture")  # analysed, it would add a line of its own
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    o = run_cli([w.format(a=a, bad=bad, t=tmp_path) for w in argv])
+    one_line_error(o)
+    assert str(bad) not in o.stderr

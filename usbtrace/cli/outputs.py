@@ -76,6 +76,7 @@ class OutputGuard:
             st = os.stat(target)
         except FileNotFoundError:
             self._check_name(path)
+            self._probe(path, target.parent)  # a folder that cannot take it: said now
             return target
         except OSError as exc:
             raise OutputError(path, f"cannot write: {_why(exc)}") from None
@@ -120,13 +121,20 @@ class OutputGuard:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(path, f"cannot create folder: {_why(exc)}") from None
+        self._probe(path, out)
+        return out
+
+    @staticmethod
+    def _probe(path: str | Path, folder: Path) -> None:
+        """Show that ``folder`` takes new files by making one and removing it."""
         try:
-            fd, probe = tempfile.mkstemp(prefix=".usbtrace-probe.", dir=out)
+            fd, probe = tempfile.mkstemp(prefix=".usbtrace-probe.", dir=folder)
             os.close(fd)
             os.unlink(probe)
+        except FileNotFoundError:
+            raise OutputError(path, f"cannot write: folder {folder} does not exist") from None
         except OSError as exc:
-            raise OutputError(path, f"cannot write in this folder: {_why(exc)}") from None
-        return out
+            raise OutputError(path, f"cannot write in folder {folder}: {_why(exc)}") from None
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -99,7 +99,9 @@ def _print_fields() -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "install":
-        OutputGuard().check_file(plugin_dir(args.dir) / PLUGIN_FILENAME)  # never a capture
+        target = plugin_dir(args.dir) / PLUGIN_FILENAME
+        if target.exists():  # install makes the folders it needs
+            OutputGuard().check_file(target)  # never a capture
         result = install(args.dir, force=args.force)
         messages = {
             "installed": f"installed {result.path}",
