@@ -102,9 +102,10 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-# What a failed write says; reads of captures are InputErrors and writes of files go through the
-# output guard, which names the file, so such an error without a file name is standard output's.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE}
+# Errors only a write gives. Writes of files go through the output guard, which names the file,
+# so such an error without a file name is standard output's. (EIO is left out: a read of a
+# capture can give it too.)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _os_error_line(exc: OSError) -> str:
