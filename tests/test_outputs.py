@@ -4,6 +4,7 @@ whatever --force says; writes are atomic; the output flags follow one convention
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import stat
@@ -352,3 +353,21 @@ def test_outputs_are_refused_before_the_analysis(caps, tmp_path: Path, argv) -> 
     o = run_cli([w.format(a=a, bad=bad, t=tmp_path) for w in argv])
     one_line_error(o)
     assert str(bad) not in o.stderr
+
+
+@pytest.mark.parametrize("fmt", ["usbpcap-pcap", "usbpcap-pcapng", "darwin-pcap", "darwin-pcapng",
+                                 "usbmon-text"])  # fmt: skip
+def test_every_format_usbtrace_reads_is_protected(tmp_path: Path, fmt: str) -> None:
+    """A file summarize reads as a capture (written by the lab's converter) is one the guard
+    will not replace, whatever its name: the reader and the guard agree."""
+    from lab.usb.convert import convert
+
+    victim = tmp_path / "notes.csv"
+    convert(CONV, victim, fmt)
+    o = run_cli(["summarize", "--json", str(victim)])
+    assert o.status == 0, o.stderr
+    assert json.loads(o.stdout)["captures"][0]["summary"]["inferences"] == 5  # as the original
+    before = victim.read_bytes()
+    o = run_cli(["summarize", str(CONV), "--csv", "-o", str(victim)])
+    one_line_error(o, "holds a capture")
+    assert victim.read_bytes() == before
