@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 from builders import CaptureBuilder, inference
@@ -59,3 +60,32 @@ def test_compare_reports_differences(made):
 def test_verify_command(made, capsys):
     assert main(["verify", str(made)]) == 0
     assert "agrees with tshark" in capsys.readouterr().out
+
+
+@needs_tshark
+def test_installed_plugins_cannot_change_the_reference(made, tmp_path, monkeypatch):
+    """verify reads Wireshark's own usb.* fields, whatever plug-in the user has installed.
+
+    Two plug-ins in the user's folder: usbtrace's own (installed as a user would), and one that
+    takes over the usbmon link type and dissects nothing, as a broken plug-in can (a Lua error in
+    a wrapper of the usbmon dissector wiped every usb.* field of the later frames).
+    """
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert main(["wireshark", "install"]) == 0
+    plugins = next(tmp_path.rglob("usbtrace_edgetpu.lua")).parent
+    (plugins / "hostile.lua").write_text(
+        'local p = Proto("hostile_usbmon", "swallows usbmon")\n'
+        "function p.dissector(tvb, pinfo, tree) return tvb:len() end\n"
+        'DissectorTable.get("wtap_encap"):add(wtap_encaps.USB_LINUX_MMAPPED, p)\n'
+    )
+    # the hostile plug-in is loaded by a plain tshark: without isolation verify would differ
+    plain = subprocess.run(
+        ["tshark", "-n", "-r", str(made), "-T", "fields", "-e", "usb.urb_len"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert not plain.stdout.strip(), "the hostile plug-in was not loaded: the test proves nothing"
+    assert compare(ours(made), tshark_tally(made)) == []
+    assert main(["verify", str(made)]) == 0

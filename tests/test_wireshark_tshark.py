@@ -754,3 +754,61 @@ def test_installed_plugin_is_loaded_by_tshark(tmp_path, tshark_env, monkeypatch)
     rows = by_frame(run_tshark(capture, None, env))
     problems = list(check_expected(rows, exp))
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def long_firmware_download(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A firmware download of 256 DFU blocks (770 DFU requests), cut to a 128-byte snap length.
+
+    The first capture after plugging a Coral in. Its DNLOAD blocks are longer than the snap
+    length, and it was the several-hundredth cut record that broke the dissector.
+    """
+    synthetic = pytest.importorskip("lab.synthetic.session", reason="lab/ not beside the tests")
+    from lab.synthetic.presets import preset
+
+    blocks = 256
+    path = tmp_path_factory.mktemp("dfu") / "firmware.pcapng"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(synthetic, "FIRMWARE_SINGLE_EP_BYTES", blocks * c.DFU_TRANSFER_SIZE)
+    try:
+        synthetic.write_session(preset("firmware", snaplen=128), path)
+    finally:
+        mp.undo()
+    return path, blocks
+
+
+@pytest.mark.parametrize("opts", [("-2",), ("-V",)], ids=["two-pass", "tree"])
+def test_long_firmware_download_keeps_usb_fields(
+    long_firmware_download, lua_script, tshark_env, opts
+):
+    """Every DFU request decoded, no Lua error, usb.* fields as without the plug-in."""
+    capture, blocks = long_firmware_download
+    assert TSHARK is not None
+    usb_fields = ("frame.number", "usb.urb_type", "usb.urb_len", "usb.data_len")
+
+    def run(lua: Path | None, extra: tuple[str, ...]) -> list[list[str]]:
+        cmd = [TSHARK, "-n", "-r", str(capture), *extra, "-T", "fields"]
+        fields = usb_fields
+        if lua is not None:
+            cmd[1:1] = ["-X", f"lua_script:{lua}"]
+            fields += ("edgetpu.dfu.block",)
+        for f in fields:
+            cmd += ["-e", f]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=tshark_env, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert "Lua" not in res.stderr, res.stderr[-2000:]
+        return [line.split("\t") for line in res.stdout.splitlines()]
+
+    with_lua = run(lua_script, ("-2",))
+    plain = run(None, ("-2",))
+    assert [r[:4] for r in with_lua] == [r[:4] for r in plain]
+    assert sum(bool(r[2]) for r in with_lua) > 4 * blocks  # the usb.* fields are there to compare
+    dnload_blocks = [int(r[4]) for r in with_lua if r[4] and r[1] == "'S'"]
+    # DNLOAD 0..N (N: the empty closing block) and UPLOAD 0..N-1, each numbered by its block
+    assert sorted(dnload_blocks) == sorted([*range(blocks + 1), *range(blocks)])
+    # the protocol tree itself (-V): the overflow showed there as a Lua error on every later frame
+    cmd = [TSHARK, "-n", "-X", f"lua_script:{lua_script}", "-r", str(capture), *opts]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=tshark_env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "Lua Error" not in res.stdout and "C stack overflow" not in res.stdout
+    assert res.stdout.count("DFU_DNLOAD block") >= blocks

@@ -8,8 +8,10 @@ memory; pyshark (far slower) is offered as a second engine because it is what ma
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,13 +108,23 @@ def tshark_tally(path: str | Path) -> Tally:
             "tshark is not installed (Debian/Ubuntu: sudo apt-get install tshark); "
             "verify needs Wireshark's dissector to compare against"
         )
-    cmd = [exe, "-n", "-r", str(path), "-T", "fields", "-E", "separator=,"]
+    # The reference must be Wireshark's own dissection: no personal plug-in (an installed copy of
+    # usbtrace's, an older one that broke usb.* fields, anyone's) and no personal preferences.
+    # tshark finds both under HOME / XDG_CONFIG_HOME, so it runs with an empty one; and usbtrace's
+    # own protocol is disabled by name in case a copy sits in a global plug-in folder.
+    cmd = [exe, "-n", "-r", str(path), "--disable-protocol", "edgetpu"]
+    cmd += ["-T", "fields", "-E", "separator=,"]
     for f in FIELDS:
         cmd += ["-e", f]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        tally = _tally_rows(tuple(line.rstrip("\n").split(",")) for line in proc.stdout)
-        err = proc.stderr.read() if proc.stderr else ""
+    with tempfile.TemporaryDirectory(prefix="usbtrace-verify-") as home:
+        env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"))
+        env.pop("WIRESHARK_CONFIG_DIR", None)
+        with subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        ) as proc:
+            assert proc.stdout is not None
+            tally = _tally_rows(tuple(line.rstrip("\n").split(",")) for line in proc.stdout)
+            err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode not in (0, 2) and not tally.frames:
         raise UsageError(f"tshark failed on {path}: {err.strip().splitlines()[-1:]}")
     return tally

@@ -108,6 +108,16 @@ local function usbmon(tvb)
     rd = be_bytes
   end
   local data_len = rd(raw, USBMON_DATA_LEN_OFFSET + 1, 4)
+  -- a post-dissector sees frames of every link type: take only what is a usbmon record (a
+  -- usbmon header of either size, then data_len bytes, a known URB and transfer type)
+  local header = tvb:reported_len() - data_len
+  local urb_type = raw:byte(USBMON_TYPE_OFFSET + 1)
+  local xfer = raw:byte(USBMON_XFER_OFFSET + 1)
+  if (header ~= USBMON_HEADER_LEN and header ~= USBMON_MMAPPED_HEADER_LEN)
+      or (urb_type ~= URB_SUBMIT and urb_type ~= URB_COMPLETE and urb_type ~= URB_ERROR)
+      or xfer < XFER_ISO or xfer > XFER_BULK then
+    return nil
+  end
   local status = rd(raw, USBMON_STATUS_OFFSET + 1, 4)
   if status >= 2147483648 then
     status = status - 4294967296
@@ -116,12 +126,12 @@ local function usbmon(tvb)
     bus = rd(raw, USBMON_BUSNUM_OFFSET + 1, 2),
     dev = raw:byte(USBMON_DEVNUM_OFFSET + 1),
     ep = raw:byte(USBMON_EPNUM_OFFSET + 1),
-    xfer = raw:byte(USBMON_XFER_OFFSET + 1),
-    urb_type = raw:byte(USBMON_TYPE_OFFSET + 1),
+    xfer = xfer,
+    urb_type = urb_type,
     status = status,
     urb_len = rd(raw, USBMON_URB_LEN_OFFSET + 1, 4),
     -- the payload is the last data_len bytes of the original record, whatever the header size
-    payload_off = tvb:reported_len() - data_len,
+    payload_off = header,
   }
   u.captured = math.max(0, tvb:len() - u.payload_off)
   u.key = u.bus .. ":" .. raw:sub(USBMON_URB_ID_OFFSET + 1, USBMON_URB_ID_OFFSET + 8)
@@ -625,46 +635,30 @@ local function render(rec, tvb, pinfo, tree)
   end
 end
 
--- Wrap Wireshark's own usbmon dissectors: they run first and show the URB, then this one looks
--- at the same record. Unlike a post-dissector this runs on every usbmon frame even when Wireshark
--- builds no protocol tree (its first pass over a file), so the state is always complete.
-local function wrap(encap)
-  local encaps = DissectorTable.get("wtap_encap")
-  local usb = encaps:get_dissector(encap)
-  local wrapper = Proto("edgetpu_usbmon_" .. encap, "Edge TPU over usbmon (" .. encap .. ")")
-  function wrapper.dissector(tvb, pinfo, tree)
-    local n = pinfo.number
-    if not pinfo.visited and not analysed[n] then
-      analysed[n] = true
-      local u = usbmon(tvb)
-      if u then
-        records[n] = analyse(u, tvb, pinfo)
-      end
+-- A post-dissector: Wireshark's own usbmon dissector runs first, natively, and shows the URB;
+-- then this one reads the same record. Wireshark calls post-dissectors on every frame, with or
+-- without a protocol tree (its first pass over a file), so the state is always complete.
+--
+-- Why not call the usbmon dissector from Lua (an earlier version wrapped it in the wtap_encap
+-- table and called it with pcall): on records cut short by the snap length, each such call left
+-- Lua's C-call count one higher (measured: not calling it on cut records removed the failure;
+-- the likely cause is a Wireshark exception, a C longjmp, unwinding past Lua's bookkeeping).
+-- After a few hundred cut records, the DFU blocks of a firmware download, every later frame
+-- failed with "C stack overflow" and lost its usb.* fields too. A post-dissector calls no other
+-- dissector, so nothing of Wireshark's crosses Lua.
+function edgetpu.dissector(tvb, pinfo, tree)
+  local n = pinfo.number
+  if not pinfo.visited and not analysed[n] then
+    analysed[n] = true
+    local u = usbmon(tvb)
+    if u then
+      records[n] = analyse(u, tvb, pinfo)
     end
-    local rec = records[n]
-    -- On a record cut short by the snap length the USB dissector may give up half-way with an
-    -- exception that unwinds past this function (control replies, for one), so the Edge TPU view,
-    -- complete all the same, is put in first there, its Info text fenced off.
-    local cut = tvb:len() < tvb:reported_len()
-    if rec and cut then
-      render(rec, tvb, pinfo, tree)
-      pinfo.cols.info:append("; ")
-      pinfo.cols.info:fence()
-    end
-    local ok, consumed = true, tvb:len()
-    if usb then
-      ok, consumed = pcall(usb.call, usb, tvb, pinfo, tree)
-    end
-    if rec and not cut then
-      render(rec, tvb, pinfo, tree)
-    elseif rec then
-      pinfo.cols.info:clear_fence()
-      set_columns(rec, pinfo)
-    end
-    return ok and consumed or tvb:len()
   end
-  encaps:add(encap, wrapper)
+  local rec = records[n]
+  if rec then
+    render(rec, tvb, pinfo, tree)
+  end
 end
 
-wrap(wtap_encaps.USB_LINUX_MMAPPED)
-wrap(wtap_encaps.USB_LINUX)
+register_postdissector(edgetpu)

@@ -99,6 +99,12 @@ def constants_lua() -> str:
     scalars |= {
         "URB_SUBMIT": usbmon.URB_SUBMIT,
         "URB_COMPLETE": usbmon.URB_COMPLETE,
+        "URB_ERROR": usbmon.URB_ERROR,
+        "USBMON_HEADER_LEN": usbmon.HEADER_LEN_BY_LINKTYPE[usbmon.LINKTYPE_USB_LINUX],
+        "USBMON_MMAPPED_HEADER_LEN": usbmon.HEADER_LEN_BY_LINKTYPE[
+            usbmon.LINKTYPE_USB_LINUX_MMAPPED
+        ],
+        "XFER_ISO": usbmon.XFER_ISO,
         "XFER_INTERRUPT": usbmon.XFER_INTERRUPT,
         "XFER_CONTROL": usbmon.XFER_CONTROL,
         "XFER_BULK": usbmon.XFER_BULK,
