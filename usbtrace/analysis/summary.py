@@ -153,6 +153,11 @@ def model_name(decoded: DecodedCapture) -> str | None:
     return f"{parsed[0]}_{parsed[1]}" if parsed else None
 
 
+def metadata_note(meta: CaptureMetadata) -> str:
+    """The one line that says what of the capture's metadata was dropped, and why."""
+    return "metadata: dropped " + "; ".join(meta.problems)
+
+
 def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
     submits = trace.table["t_submit_ns"]
     submits = submits[submits > 0]
@@ -199,6 +204,8 @@ def _integrity(
         problems += [f"request {m.index}: {p}" for p in m.problems]
     if chunks_left:
         problems.append(f"{chunks_left} output chunk(s) outside any request")
+    if decoded.metadata is not None and decoded.metadata.problems:
+        problems.append(metadata_note(decoded.metadata))
     return Integrity(problems)
 
 

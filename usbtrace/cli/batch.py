@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from usbtrace.analysis.summary import CaptureSummary, summarize_file
+from usbtrace.analysis.summary import CaptureSummary, metadata_note, summarize_file
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.errors import InputError, UsageError
 
@@ -100,6 +100,12 @@ def analyse(
         for found, failure in _results(files, device, model, jobs):
             if failure is not None:
                 failures.append(failure)
+            if found and found[0].metadata is not None and found[0].metadata.problems:
+                # untrusted metadata: what was dropped, once per file (also in its integrity)
+                print(
+                    f"usbtrace: {found[0].file}: {metadata_note(found[0].metadata)}",
+                    file=sys.stderr,
+                )
             summaries.extend(found)
             if progress is not None:
                 progress.advance(task)

@@ -50,7 +50,7 @@ from usbtrace.edgetpu.trace import (
 from usbtrace.edgetpu.wire import event_columns, event_tag_captured
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo
-from usbtrace.formats.metadata import CaptureMetadata, merge_metadata
+from usbtrace.formats.metadata import CaptureMetadata, metadata_from_blocks
 from usbtrace.formats.records import RecordBatch, concat_rows, endpoint_sums, take
 from usbtrace.formats.usbmon import (
     STATUS_CANCELLED,
@@ -407,7 +407,7 @@ class Decoder:
     def finish(self, info: CaptureInfo, error: InputError | None = None) -> DecodedCapture:
         pending = self.pairer.finish()
         self._urbs(pending)
-        metadata = merge_metadata(info.metadata)
+        metadata = metadata_from_blocks(info.custom_blocks)
         traces: list[EdgeTpuTrace] = []
         others: list[tuple[int, int, tuple[int, int] | None]] = []
         for d in self.devices.values():

@@ -221,15 +221,31 @@ def model_for_capture(
         if Path(explicit).is_file():
             return Path(explicit)  # any name: inspect_model tells whether it is compiled
         return resolve(explicit).require_compiled()
-    if model_path is not None and Path(model_path).is_file():
+    # the other two come from the capture's metadata: untrusted, even after its schema
+    if model_path is not None and _is_file(Path(model_path)):
         entry = entry_for_path(Path(model_path))
-        if entry.compiled_exists:
+        if _is_file(entry.compiled):
             return entry.compiled
-    if model_name:
-        try:
-            entry = resolve(model_name)
-        except (UsageError, InputError):
-            return None
-        if entry.compiled_exists:
-            return entry.compiled
+    named = catalog_entry(model_name) if model_name else None
+    if named is not None and _is_file(named.compiled):
+        return named.compiled
     return None
+
+
+def catalog_entry(name: str, directory: Path | None = None) -> CatalogEntry | None:
+    """The catalog's entry for a model name, never a file path; None if the catalog has none."""
+    if _looks_like_path(name):
+        return None
+    entries = catalog_entries(directory)
+    parsed = parse_model_name(name)
+    for entry in entries:
+        if entry.name == name or (parsed is not None and (entry.family, entry.size) == parsed):
+            return entry
+    return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in it
+        return False
