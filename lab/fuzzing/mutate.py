@@ -511,9 +511,54 @@ def b_metadata(rng: random.Random, data: bytearray, enc: Encoded) -> tuple[str, 
     return f"metadata block {text[:80]!r} at {at}", at, False
 
 
+def _structure_attack(rng: random.Random) -> tuple[str, bytes]:
+    """One way a metadata block's JSON can be hostile as a whole, not just in a value's type."""
+    depth = rng.choice((33, 200, 2_000, 100_000))
+    digits = rng.choice((21, 4_301, 50_000))
+    length = rng.choice((256, 300, 5_000))
+    key = rng.choice(("model", "model_path", "label", "link_speed", "model_sha256"))
+    long_text = rng.choice(("m", "/", "../", "\x1b[2J", "é")) * length
+    attacks = {
+        "deep nesting": f'{{"{key}": {"[" * depth}{"]" * depth}}}'.encode(),
+        "deep objects": ('{"a": ' * depth + "1" + "}" * depth).encode(),
+        "huge integer": f'{{"bus": {"9" * digits}, "invokes": [{{"index": 0, '
+        f'"start_ns": {"1" * digits}, "end_ns": 2}}]}}'.encode(),
+        "long string": f'{{"{key}": "{long_text}"}}'.encode(),
+        "wrong type": f'{{"{key}": {{"{key}": [1, {{}}]}}, "invokes": "x"}}'.encode(),
+        "duplicate keys": f'{{"{key}": "conv_50", "{key}": "dense_900", "bus": 2, '
+        '"bus": 3}'.encode(),
+        "not UTF-8": b'{"model": "conv_\xff\xfe", "label": "\xc3"}',
+        "NaN": f'{{"cpu_baseline_s": {rng.choice(("NaN", "Infinity", "-Infinity"))}, '
+        f'"bus": {rng.choice(("1e999", "-0", "2.5"))}}}'.encode(),
+        "control characters": f'{{"{key}": "a\u0000b\u001b[31m"}}'.encode(),
+        "out of range": f'{{"bus": {rng.choice((0, 256, -1))}, "device": 128, '
+        f'"invokes": [{{"index": 0, "start_ns": 9, "end_ns": 1}}]}}'.encode(),
+    }
+    name = rng.choice(sorted(attacks))
+    return name, attacks[name]
+
+
+def b_metadata_structure(
+    rng: random.Random, data: bytearray, enc: Encoded
+) -> tuple[str, int, bool]:
+    """A usbtrace metadata block hostile in its structure (README: "metadata structure").
+
+    Each attack leaves something to drop, so the integrity verdict must name it (flag True).
+    """
+    if enc.layout.format == "pcap":
+        return b_bitflip(rng, data, enc)
+    name, text = _structure_attack(rng)
+    body = struct.pack(enc.layout.order + "I", METADATA_PEN) + METADATA_MAGIC + text
+    at = rng.choice(enc.block_starts[1:] or [len(data)])
+    at = len(data) if rng.random() < 0.5 else at
+    data[at:at] = block(enc.layout.order, bt.BT_CUSTOM_COPY, body)
+    return f"metadata structure: {name} ({len(text)} bytes) at {at}", at, True
+
+
 BYTE_MUTATIONS = (
     b_interface_options,
     b_metadata,
+    b_metadata_structure,
     b_truncate,
     b_truncate,
     b_block_length,
