@@ -56,10 +56,10 @@ def test_dense_300_requests(shared_file):
 
 
 def caching(b: CaptureBuilder, t: int) -> None:
-    """A caching request whose 1,000,000 parameter bytes move at exactly 1e9 B/s."""
+    """A caching request whose 300,000 parameter bytes move at exactly 3e8 B/s (USB 3 can)."""
     b.transfer(INSTR, 1000, t, t + 10)
-    b.header(P, 1_000_000, t + 11, t + 12)
-    b.payload(1_000_000, t + 12, t + 1012)
+    b.header(P, 300_000, t + 11, t + 12)
+    b.payload(300_000, t + 12, t + 1012)
     b.event(t, t + 1100)
 
 
@@ -76,13 +76,13 @@ def scenario(tmp_path, kind: str):
     t = 10_000
     infer_prefix(b, t)
     if kind == "overlapped":  # streaming covers the whole execution window, at link speed
-        b.header(P, 900_000, t + 95, t + 96)
-        b.payload(500_000, t + 100, t + 600)
-        b.payload(400_000, t + 110, t + 1000)
+        b.header(P, 270_000, t + 95, t + 96)
+        b.payload(150_000, t + 100, t + 600)
+        b.payload(120_000, t + 110, t + 1000)
         end = t + 1000
     elif kind == "after":  # 400 µs of streaming at half link speed, then 600 µs of compute
-        b.header(P, 200_000, t + 118, t + 119)
-        b.payload(200_000, t + 120, t + 520)
+        b.header(P, 60_000, t + 118, t + 119)
+        b.payload(60_000, t + 120, t + 520)
         end = t + 1120
     else:
         end = t + 600
@@ -95,8 +95,8 @@ def scenario(tmp_path, kind: str):
 @pytest.mark.parametrize(
     "kind, overlap, verdict, busy_us, rate",
     [
-        ("overlapped", 1.0, "usb-bound", 900, 1e9),
-        ("after", 0.4, "compute-paced", 400, 5e8),
+        ("overlapped", 1.0, "usb-bound", 900, 3e8),
+        ("after", 0.4, "compute-paced", 400, 1.5e8),
         ("none", 0.0, "no-streaming", 0, None),
     ],
 )
@@ -104,7 +104,7 @@ def test_overlap_scenarios(tmp_path, kind, overlap, verdict, busy_us, rate):
     s, latency_ns = scenario(tmp_path, kind)
     cache, inf = s.requests
     assert cache.kind == "parameter-caching" and inf.kind == "inference"
-    assert s.link_peak_out_Bps == 1e9
+    assert s.link_peak_out_Bps == 3e8
     assert inf.overlap == overlap
     assert inf.verdict == verdict
     assert inf.latency_ns == latency_ns

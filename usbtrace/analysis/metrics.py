@@ -12,6 +12,8 @@ Definitions (also in the README, and used exactly):
   more (length / union of their payload URB intervals) and over inference requests' stream_rate.
 * verdict per inference: usb-bound if stream_rate >= 0.8 x link_peak_out, compute-paced if lower,
   no-streaming if nothing is streamed.
+* a rate above the link's physical ceiling (``usbtrace.usb.link``) cannot have happened: it is
+  not reported (null) and is named as an integrity problem instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
 from usbtrace.intervals import segmented_clipped_length, segmented_union_length
+from usbtrace.usb.link import link_ceiling_Bps
 
 PEAK_TRANSFER_MIN_BYTES = 256 * 1024
 USB_BOUND_FRACTION = 0.8
@@ -146,6 +149,10 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
         )
 
     problems: dict[int, list[str]] = {}
+    ceiling = link_ceiling_Bps(trace.link_speed)
+    for r in np.flatnonzero(rate > ceiling).tolist():
+        problems.setdefault(r, []).append(_over_ceiling("stream rate", rate[r], trace.link_speed))
+        rate[r] = np.nan
     bad = np.flatnonzero(~tab["complete"])
     for i in bad.tolist():
         r = int(treq[i])
@@ -182,12 +189,39 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     return [RequestMetrics(*c) for c in cols]
 
 
-def link_peak_out(trace: EdgeTpuTrace, metrics: list[RequestMetrics]) -> float | None:
+def _over_ceiling(what: str, rate: float, link_speed: str | None) -> str:
+    link = f"{link_speed}-speed link" if link_speed else "link (speed unknown)"
+    return (
+        f"{what} {rate / 1e6:,.1f} MB/s is above the {link}'s ceiling of "
+        f"{link_ceiling_Bps(link_speed) / 1e6:,.1f} MB/s: its timestamps cannot be right, "
+        "not reported"
+    )
+
+
+def _transfer_rates(trace: EdgeTpuTrace) -> np.ndarray:
+    """Rates of the big complete bulk-OUT transfers (both ends of every payload URB measured)."""
     tab = trace.table
     ok = (tab["length"] >= PEAK_TRANSFER_MIN_BYTES) & (tab["busy_ns"] > 0) & tab["complete"]
-    rates = (tab["length"][ok] * NS / tab["busy_ns"][ok]).tolist()
-    rates += [m.stream_rate_Bps for m in metrics if m.kind == KIND_INFERENCE and m.stream_rate_Bps]
-    return max(rates) if rates else None
+    return tab["length"][ok] * NS / tab["busy_ns"][ok]
+
+
+def link_peak_out(trace: EdgeTpuTrace, metrics: list[RequestMetrics]) -> float | None:
+    rates = _transfer_rates(trace)
+    possible = rates[rates <= link_ceiling_Bps(trace.link_speed)].tolist()
+    possible += [
+        m.stream_rate_Bps for m in metrics if m.kind == KIND_INFERENCE and m.stream_rate_Bps
+    ]
+    return max(possible) if possible else None
+
+
+def impossible_rates(trace: EdgeTpuTrace) -> list[str]:
+    """Integrity problems: bulk-OUT transfers faster than the link can carry (left out above)."""
+    rates = _transfer_rates(trace)
+    over = rates[rates > link_ceiling_Bps(trace.link_speed)]
+    if not len(over):
+        return []
+    what = f"{len(over)} bulk-OUT transfer rate(s), up to"
+    return [_over_ceiling(what, float(over.max()), trace.link_speed)]
 
 
 def apply_verdicts(metrics: list[RequestMetrics], peak: float | None) -> None:

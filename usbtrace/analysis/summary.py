@@ -12,6 +12,7 @@ from usbtrace.analysis.metrics import (
     RequestMetrics,
     all_request_metrics,
     apply_verdicts,
+    impossible_rates,
     link_peak_out,
     percentile,
 )
@@ -200,6 +201,7 @@ def _integrity(
 ) -> Integrity:
     problems = list(decoded.problems_for(trace))
     problems += trace.problems
+    problems += impossible_rates(trace)
     for m in metrics:
         problems += [f"request {m.index}: {p}" for p in m.problems]
     if chunks_left:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_INTERRUPT_IN, EP_OUTPUT_IN
 from usbtrace.edgetpu.decode import DecodedCapture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
+from usbtrace.usb.link import link_ceiling_Bps
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +23,14 @@ class InspectRow:
     nbytes: int | None
     duration_ns: int | None
     note: str = ""
+    ceiling_Bps: float = math.inf  # the link's; a faster "rate" cannot be true (usb.link)
 
     @property
     def rate_bps(self) -> float | None:
         if not self.nbytes or not self.duration_ns or self.duration_ns <= 0:
             return None
-        return self.nbytes * NS / self.duration_ns
+        rate = self.nbytes * NS / self.duration_ns
+        return rate if rate <= self.ceiling_Bps else None
 
     def to_json(self, device: str) -> dict:
         return {
@@ -112,7 +116,8 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
     for s in trace.standard:
         rows.append(InspectRow(s.t_ns, s.frame, "IN", 0, s.text, None, None))
     rows.sort(key=lambda r: (r.t_ns, r.frame))
-    return rows
+    ceiling = link_ceiling_Bps(trace.link_speed)
+    return [replace(row, ceiling_Bps=ceiling) for row in rows]
 
 
 def device_heading(decoded: DecodedCapture, trace: EdgeTpuTrace) -> str:

@@ -11,6 +11,7 @@ shaded, so streaming that overlaps execution shows as parameter bars inside the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,7 @@ from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.errors import UsageError
 from usbtrace.intervals import union_length
+from usbtrace.usb.link import link_ceiling_Bps
 
 LANE_HOST = "host invoke"
 LANE_EVENT = "event"
@@ -39,6 +41,7 @@ class Lane:
     starts_ns: list[int] = field(default_factory=list)  # absolute, ns since the epoch
     ends_ns: list[int] = field(default_factory=list)
     nbytes: int = 0
+    ceiling_Bps: float = math.inf  # the link's; a faster "rate" cannot be true (usb.link)
 
     @property
     def busy_ns(self) -> int:
@@ -51,7 +54,8 @@ class Lane:
         busy = self.busy_ns
         if self.name in MARK_LANES or self.nbytes < RATE_MIN_BYTES or not busy:
             return None
-        return self.nbytes * NS / busy
+        rate = self.nbytes * NS / busy
+        return rate if rate <= self.ceiling_Bps else None
 
 
 @dataclass
@@ -110,7 +114,8 @@ def default_request(metrics: list[RequestMetrics]) -> int:
 
 def build_timeline(file: str, trace: EdgeTpuTrace, request: Request, m: RequestMetrics) -> Timeline:
     tags = {t.index: t.tag for t in request.transfers}
-    lanes = {name: Lane(name) for name in LANE_ORDER}
+    ceiling = link_ceiling_Bps(trace.link_speed)
+    lanes = {name: Lane(name, ceiling_Bps=ceiling) for name in LANE_ORDER}
     if m.host_start_ns is not None and m.host_end_ns is not None:
         host = lanes[LANE_HOST]
         host.starts_ns.append(m.host_start_ns)
