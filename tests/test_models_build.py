@@ -177,3 +177,11 @@ def test_make_models_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     model = parse_tflite((tmp_path / "conv_25.tflite").read_bytes(), tmp_path / "conv_25.tflite")
     assert model.op_counts()["CONV_2D"] == 26
+
+
+def test_flatbuffers_is_a_core_dependency() -> None:
+    """`usbtrace models build` and `inspect` need it: it may not hide behind an extra."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    core = [d.split(">")[0].split("=")[0].strip() for d in project["project"]["dependencies"]]
+    assert "flatbuffers" in core

@@ -1,29 +1,36 @@
-"""The FlexBuffer and flatbuffer readers, checked against the flatbuffers package's own reader."""
+"""The custom-options FlexBuffer (flatbuffers' reader) and our flatbuffer reader, on odd input."""
 
 from __future__ import annotations
+
+import contextlib
 
 import flatbuffers
 import pytest
 from flatbuffers import flexbuffers
 
-from usbtrace.models import flexbuf
 from usbtrace.models.flatbuf import FlatbufferError, root_table
+from usbtrace.models.package import (
+    FlexbufferError,
+    custom_option_bytes,
+    package_from_custom_options,
+)
+from usbtrace.models.package_writer import flexbuffer_map
 
 
-def test_flexbuffer_map_round_trip_and_agrees_with_reference_reader() -> None:
+def test_custom_options_round_trip_as_the_compilers_write_them() -> None:
     package = bytes(range(256)) * 3  # not UTF-8: must come back byte for byte
-    data = flexbuf.dumps_map({"1": 0, "4": package, "5": -1, "6": [18], "7": []})
-    ours = {k: v.value() for k, v in flexbuf.root(data).as_map().items()}
-    assert ours == {"1": 0, "4": package, "5": -1, "6": [18], "7": []}
+    data = flexbuffer_map({"1": 0, "4": package, "5": -1, "6": [18], "7": []})
+    assert custom_option_bytes(data, "4") == package
+    assert custom_option_bytes(data, "9") is None
     reference = flexbuffers.GetRoot(data).AsMap
     assert [k.AsKey for k in reference.Keys] == ["1", "4", "5", "6", "7"]
-    assert reference["4"].AsStringBytes == package
+    assert reference["4"].IsString  # a string, as in every real compiled model, not a blob
     assert reference["5"].AsInt == -1
     assert list(reference["6"].AsTypedVector.Value) == [18]
 
 
-def test_flexbuffer_reader_handles_builder_output_of_other_widths() -> None:
-    """Maps written by the reference builder use 1- and 2-byte widths; we must read them too."""
+def test_custom_options_of_other_widths_and_blobs() -> None:
+    """Maps written with 1- and 2-byte widths, and a package stored as a blob, are read too."""
     builder = flexbuffers.Builder()
     with builder.Map():
         builder.Key("a")
@@ -32,24 +39,34 @@ def test_flexbuffer_reader_handles_builder_output_of_other_widths() -> None:
         builder.UInt(70000)
         builder.Key("s")
         builder.String("hello")
-        builder.Key("v")
-        builder.VectorFromElements([1, 2, 300])
-        builder.Key("f")
-        builder.Float(1.5)
+        builder.Key("z")
+        builder.Blob(b"\xff\x00raw")
     data = bytes(builder.Finish())
-    values = {k: v.value() for k, v in flexbuf.root(data).as_map().items()}
-    assert values["a"] == -3
-    assert values["b"] == 70000
-    assert values["s"] == b"hello"
-    assert values["v"] == [1, 2, 300]
-    assert values["f"] == 1
+    assert custom_option_bytes(data, "s") == b"hello"
+    assert custom_option_bytes(data, "z") == b"\xff\x00raw"
 
 
-def test_flexbuffer_rejects_garbage() -> None:
-    with pytest.raises(flexbuf.FlexbufferError):
-        flexbuf.root(b"\x00")
-    with pytest.raises(flexbuf.FlexbufferError):
-        flexbuf.root(b"\x00\x00\x24\x07")  # root width 7 is not a width
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00",
+        b"\x00\x00\x24\x07",  # root width 7 is not a width
+        b"\xff" * 40,
+        bytes(range(64)),
+        b"\xff" * 10 + b"\x24\x01",  # a map whose offsets point outside
+        b"\x10\x14\x01",  # a string where the map should be
+    ],
+)
+def test_damaged_custom_options_raise_one_error(data: bytes) -> None:
+    with pytest.raises(FlexbufferError):
+        custom_option_bytes(data, "4")
+
+
+def test_map_without_package_is_named() -> None:
+    assert custom_option_bytes(b"\x01\x24\x01", "4") is None  # a map, but no key "4"
+    with pytest.raises(ValueError, match="no package"):
+        package_from_custom_options(flexbuffer_map({"1": 0}))
 
 
 def _table_with_fields() -> bytes:
@@ -85,7 +102,7 @@ def test_flatbuffer_checks_identifier_and_bounds() -> None:
         root_table(bytes(corrupt)).int(0)
 
 
-def test_flexbuffer_round_trip_property() -> None:
+def test_custom_options_round_trip_property() -> None:
     hypothesis = pytest.importorskip("hypothesis", reason="hypothesis (dev extra) not installed")
     st = hypothesis.strategies
     values = st.one_of(
@@ -98,10 +115,23 @@ def test_flexbuffer_round_trip_property() -> None:
     @hypothesis.given(st.dictionaries(keys, values, max_size=8))
     @hypothesis.settings(max_examples=150, deadline=None)
     def check(mapping: dict) -> None:
-        data = flexbuf.dumps_map(mapping)
-        ours = {k: v.value() for k, v in flexbuf.root(data).as_map().items()}
-        assert ours == mapping
+        data = flexbuffer_map(mapping)
         reference = flexbuffers.GetRoot(data).AsMap
         assert sorted(k.AsKey for k in reference.Keys) == sorted(mapping)
+        for key, value in mapping.items():
+            if isinstance(value, bytes):
+                assert custom_option_bytes(data, key) == value
+            elif isinstance(value, int):
+                assert reference[key].AsInt == value
+            else:
+                assert list(reference[key].AsTypedVector.Value) == value
 
     check()
+
+    @hypothesis.given(st.binary(max_size=200))
+    @hypothesis.settings(max_examples=300, deadline=None)
+    def garbage(data: bytes) -> None:
+        with contextlib.suppress(FlexbufferError):  # and no other exception
+            custom_option_bytes(data, "4")
+
+    garbage()

@@ -18,12 +18,12 @@ from typing import Any
 
 from usbtrace.errors import InputError
 from usbtrace.models.flatbuf import FlatbufferError
-from usbtrace.models.flexbuf import FlexbufferError
 from usbtrace.models.package import (
     DmaHint,
     DmaHintKind,
     Executable,
     ExecutableType,
+    FlexbufferError,
     LayerInfo,
     Package,
     package_from_custom_options,

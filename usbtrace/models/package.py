@@ -7,7 +7,10 @@ instruction bitstreams, parameters, input/output layers and the DMA hints.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
+
+from flatbuffers import flexbuffers
 
 from usbtrace.edgetpu.constants import (
     CUSTOM_OPTION_PACKAGE,
@@ -16,7 +19,6 @@ from usbtrace.edgetpu.constants import (
     DmaHintKind,
     ExecutableType,
 )
-from usbtrace.models import flexbuf
 from usbtrace.models.flatbuf import Table, nested_root
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "DmaHintKind",
     "Executable",
     "ExecutableType",
+    "FlexbufferError",
     "LayerInfo",
     "Package",
     "package_from_custom_options",
@@ -149,8 +152,32 @@ def parse_package(data: memoryview) -> Package:
     )
 
 
+class FlexbufferError(ValueError):
+    """The op's custom options are not a readable FlexBuffer map."""
+
+
+def custom_option_bytes(options: bytes, key: str) -> bytes | None:
+    """The raw bytes of ``key`` in the op's FlexBuffer map (a string or a blob); None if absent.
+
+    Read with the flatbuffers package's FlexBuffers reader. A model file is input: whatever its
+    bytes, the reader's IndexError, struct.error and the like become a ``FlexbufferError``.
+    """
+    if len(options) < 3 or options[-1] not in (1, 2, 4, 8):  # the root's byte width
+        raise FlexbufferError("custom options are not a FlexBuffer (no valid root)")
+    try:
+        entries = flexbuffers.GetRoot(options).AsMap
+        try:
+            value = entries[key]  # a binary search of the sorted keys
+        except KeyError:
+            return None
+        # the compilers store the package as a string of raw bytes (not UTF-8): never decoded
+        return bytes(value.AsBlob if value.IsBlob else value.AsStringBytes)
+    except (IndexError, KeyError, TypeError, ValueError, OverflowError, struct.error) as exc:
+        raise FlexbufferError(f"custom options are not a FlexBuffer map: {exc}") from None
+
+
 def package_from_custom_options(options: bytes) -> Package:
-    entries = flexbuf.root(options).as_map()
-    if CUSTOM_OPTION_PACKAGE not in entries:
+    package = custom_option_bytes(options, CUSTOM_OPTION_PACKAGE)
+    if package is None:
         raise ValueError(f"custom options have no package (key {CUSTOM_OPTION_PACKAGE!r})")
-    return parse_package(entries[CUSTOM_OPTION_PACKAGE].as_bytes())
+    return parse_package(memoryview(package))

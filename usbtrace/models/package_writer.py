@@ -15,6 +15,7 @@ from pathlib import Path
 
 import flatbuffers
 import numpy as np
+from flatbuffers import flexbuffers
 
 from usbtrace.edgetpu.constants import (
     CHIP_NAME,
@@ -29,7 +30,6 @@ from usbtrace.edgetpu.constants import (
     DmaHintKind,
     ExecutableType,
 )
-from usbtrace.models import flexbuf
 from usbtrace.models import tflite_writer as tw
 from usbtrace.models.package import DmaHint, Executable, LayerInfo
 from usbtrace.models.tflite_writer import GraphBuilder, Quantization
@@ -212,7 +212,27 @@ def custom_options(package: bytes, style: str = "2021") -> bytes:
     else:
         values["6"] = [18]
         values["7"] = []
-    return flexbuf.dumps_map(values)
+    return flexbuffer_map(values)
+
+
+def flexbuffer_map(values: dict[str, int | bytes | list[int]]) -> bytes:
+    """A FlexBuffer map as the Edge TPU compilers write it: bytes become *strings* of raw bytes.
+
+    The flatbuffers package's Builder writes a str as UTF-8 and bytes only as a blob; the
+    compilers' package is a string holding non-UTF-8 bytes (seen in every real compiled model),
+    so bytes go through the Builder's own string writer, which takes the bytes as they are.
+    """
+    fbb = flexbuffers.Builder()
+    with fbb.Map():
+        for key, value in sorted(values.items()):
+            fbb.Key(key)
+            if isinstance(value, bytes):
+                fbb._WriteBlob(value, append_zero=True, type_=flexbuffers.Type.STRING)
+            elif isinstance(value, list):
+                fbb.TypedVectorFromElements(value, flexbuffers.Type.INT)
+            else:
+                fbb.Int(value)
+    return bytes(fbb.Finish())
 
 
 def compiled_model_bytes(
