@@ -137,18 +137,20 @@ def test_plain_table_one_line_per_row(sweep):
     assert len(lines) == 2 + len(points)  # title, header, rows
 
 
-def test_real_captures(shared_file):
+def test_real_captures(shared_file, tmp_path, monkeypatch):
+    """No metadata and no compiled model at hand: the names are file-name guesses, kept apart."""
+    monkeypatch.setenv("USBTRACE_MODELS_DIR", str(tmp_path))  # an empty models folder
     conv = summarize_file(shared_file("captures/real/conv_50.pcapng"))
     dense = summarize_file(shared_file("captures/real/dense_300.pcapng"))
     rows = {r.model: r for r in size_rows(conv + dense)}
-    c, d = rows["conv_50"], rows["dense_300"]
-    assert (c.family, c.size, c.label) == ("conv", 50, "usb3")
+    c, d = rows["conv_50?"], rows["dense_300?"]
+    assert (c.family, c.size, c.label, c.ops) == ("?", None, "usb3", None)  # a guess: no ops
     assert c.inferences == 5 and c.streamed_bytes == 0 and c.cache_fill_bytes == 2_471_488
     assert c.latency_s == pytest.approx(0.0406, abs=0.0005)  # README: ≈ 40.6 ms
     assert c.verdict == "no-streaming"
     assert d.streamed_bytes == 2_943_616 and d.cache_fill_bytes == 1_040_896
     assert d.latency_s == pytest.approx(0.0093, abs=0.0002)  # README: ≈ 9.3 ms
-    assert c.ops_per_s == pytest.approx(c.ops / c.latency_s)
+    assert d.ops is None and d.ops_per_s is None
 
 
 def test_compiled_bytes_from_the_catalog(shared_file, tmp_path, monkeypatch):
@@ -168,3 +170,6 @@ def test_compiled_bytes_from_the_catalog(shared_file, tmp_path, monkeypatch):
     # models README: 2 471 488 cached, 0 streamed; the capture's caching request moves the same
     assert (row.model_cached_bytes, row.model_streamed_bytes) == (2_471_488, 0)
     assert row.cache_fill_bytes == row.model_cached_bytes
+    # the capture's bytes match the compiled conv_50: a known model, so ops and TOPS are given
+    assert (row.model, row.family, row.size) == ("conv_50", "conv", 50)
+    assert row.ops_per_s == pytest.approx(row.ops / row.latency_s)

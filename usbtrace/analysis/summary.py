@@ -26,8 +26,9 @@ from usbtrace.analysis.requests import (
 from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.formats.metadata import CaptureMetadata
-from usbtrace.models.catalog import model_for_capture, parse_model_name
+from usbtrace.models.catalog import entry_for_path, model_for_capture, resolve
 from usbtrace.models.expectations import reconcile_requests
+from usbtrace.models.identify import ModelIdentity, identify_model, wire_bytes
 from usbtrace.models.inspect import ModelSummary, inspect_model
 
 
@@ -66,6 +67,21 @@ class CaptureSummary:
     firmware: dict | None = None
     other_devices: list[str] = field(default_factory=list)
     reconciliation: dict | None = None
+    model_source: str | None = None  # how ``model`` is known: usbtrace.models.identify
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.model, self.model_source)
+
+    @property
+    def known_model(self) -> str | None:
+        """``model`` unless it is only guessed from the file name: what ops and sizes may use."""
+        return self.identity.known
+
+    @property
+    def model_label(self) -> str | None:
+        """``model`` as tables show it: ``dense_900?`` when guessed from the file name."""
+        return self.identity.label
 
     @property
     def inferences(self) -> list[RequestMetrics]:
@@ -141,17 +157,39 @@ class CaptureSummary:
             "device": self.device,
             "link_speed": self.link_speed,
             "model": self.model,
+            "model_source": self.model_source,
             "requests": [r.to_json() for r in self.requests],
             "summary": self.summary_json(),
         }
 
 
-def model_name(decoded: DecodedCapture) -> str | None:
-    """The model named by the capture's metadata, else a catalog name read from the file name."""
-    if decoded.metadata and decoded.metadata.model:
-        return decoded.metadata.model
-    parsed = parse_model_name(Path(decoded.path).stem)
-    return f"{parsed[0]}_{parsed[1]}" if parsed else None
+def model_name(
+    decoded: DecodedCapture, metrics: list[RequestMetrics], option: str | None = None
+) -> ModelIdentity:
+    """The capture's model: ``--model``, the metadata, a match of its bytes, or a guess.
+
+    A guess (from the file name) is marked as one: see ``usbtrace.models.identify``.
+    """
+    caching = [(m.instructions, m.parameters) for m in metrics if m.kind == KIND_CACHING]
+    inferences = [
+        (m.instructions, m.input, m.parameters)
+        for m in metrics
+        if m.kind == KIND_INFERENCE and m.has_event and not m.problems
+    ]
+    return identify_model(
+        option=option,
+        metadata=decoded.metadata.model if decoded.metadata else None,
+        seen=wire_bytes(caching, inferences),
+        path=decoded.path,
+    )
+
+
+def option_model_name(model: str | Path) -> str:
+    """The name ``--model`` gives: a catalog name, or a model file's stem (no ``_edgetpu``)."""
+    path = Path(model)
+    if path.is_file():
+        return entry_for_path(path).name
+    return resolve(model).name
 
 
 def metadata_note(meta: CaptureMetadata) -> str:
@@ -226,7 +264,10 @@ def _reconcile(
 
 
 def summarize_trace(
-    decoded: DecodedCapture, trace: EdgeTpuTrace, model: ModelSummary | None = None
+    decoded: DecodedCapture,
+    trace: EdgeTpuTrace,
+    model: ModelSummary | None = None,
+    model_option: str | None = None,
 ) -> CaptureSummary:
     seg = segment_arrays(trace)
     metrics = all_request_metrics(trace, seg)
@@ -238,11 +279,13 @@ def summarize_trace(
     if model is not None and model.compiled:
         reconciliation = _reconcile(trace, seg, metrics, model, integrity)
     fw = trace.firmware
+    identity = model_name(decoded, metrics, model_option)
     return CaptureSummary(
         file=decoded.path,
         device=trace.name,
         link_speed=trace.link_speed,
-        model=model_name(decoded),
+        model=identity.name,
+        model_source=identity.source,
         requests=metrics,
         link_peak_out_Bps=peak,
         integrity=integrity,
@@ -277,4 +320,5 @@ def summarize_file(
         model, meta.model_path if meta else None, meta.model if meta else None
     )
     summary = inspect_model(model_path) if model_path else None
-    return [summarize_trace(decoded, t, summary) for t in decoded.devices]
+    option = option_model_name(model) if model is not None else None
+    return [summarize_trace(decoded, t, summary, option) for t in decoded.devices]

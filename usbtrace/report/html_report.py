@@ -92,7 +92,7 @@ def _integrity_table(summaries: Sequence[CaptureSummary]) -> str:
         else:
             items = "".join(f"<li>{html.escape(p)}</li>" for p in s.integrity.problems)
             status = f'<td class="bad"><ul>{items}</ul></td>'
-        cells = [s.file, s.device, s.model or "-", capture_label(s), s.link_speed or "?"]
+        cells = [s.file, s.device, s.model_label or "-", capture_label(s), s.link_speed or "?"]
         body.append(
             "<tr>"
             + "".join(f"<td>{html.escape(c)}</td>" for c in cells)

@@ -62,7 +62,7 @@ def compiled_bytes(s: CaptureSummary) -> tuple[int | None, int | None]:
     ms = s.metadata.extra.get("model_summary") if s.metadata is not None else None
     if isinstance(ms, dict) and isinstance(ms.get("cached_bytes"), int):
         return ms["cached_bytes"], ms.get("streamed_bytes")
-    return _catalog_model_bytes(s.model) if s.model else (None, None)
+    return _catalog_model_bytes(s.known_model) if s.known_model else (None, None)
 
 
 def cpu_baseline(s: CaptureSummary) -> float | None:
@@ -136,22 +136,32 @@ class SizeRow:
 
 
 def _median_int(values: list[int]) -> int | None:
-    m = percentile(values, 50)
+    m = percentile([float(v) for v in values], 50)
     return None if m is None else round(m)
 
 
 def _group_key(row: SizeRow) -> tuple:
     # as ``summarize`` orders captures: family, then size, unrecognised names last
-    return (row.size is None, row.family, row.size or 0, row.label)
+    return (row.size is None, row.family, row.size or 0, row.label, row.files)
+
+
+def _group(s: CaptureSummary) -> tuple[str, int | None, str, str]:
+    """Captures pool only when their model is known (not guessed) and has a family and size.
+
+    Any other capture is a row of its own: pooling "unknown" captures, or captures whose file
+    names merely look alike, would average unrelated models into one row.
+    """
+    family, size = family_size(s.known_model)
+    alone = "" if size is not None else f"{s.file} {s.device}"
+    return family, size, capture_label(s), alone
 
 
 def size_rows(summaries: Sequence[CaptureSummary]) -> list[SizeRow]:
-    groups: dict[tuple[str, int | None, str], list[CaptureSummary]] = {}
+    groups: dict[tuple[str, int | None, str, str], list[CaptureSummary]] = {}
     for s in summaries:
-        family, size = family_size(s.model)
-        groups.setdefault((family, size, capture_label(s)), []).append(s)
+        groups.setdefault(_group(s), []).append(s)
     rows = []
-    for (family, size, label), members in groups.items():
+    for (family, size, label, _), members in groups.items():
         inf = [r for s in members for r in s.inferences]
         timed = [r for r in inf if r.has_event]
         cached, streamed = next(
@@ -166,7 +176,7 @@ def size_rows(summaries: Sequence[CaptureSummary]) -> list[SizeRow]:
                 family=family,
                 size=size,
                 label=label,
-                model=members[0].model or Path(members[0].file).stem,
+                model=members[0].model_label or Path(members[0].file).stem,
                 link_speed=members[0].link_speed,
                 files=[s.file for s in members],
                 devices=[s.device for s in members],

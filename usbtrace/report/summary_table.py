@@ -79,8 +79,8 @@ def _ms(seconds: float | None) -> str:
 
 
 def row_name(s: CaptureSummary) -> str:
-    """A capture's first cell: its model, else its file name."""
-    return s.model or s.file.rsplit("/", 1)[-1]
+    """A capture's first cell: its model (a guess shows as "dense_900?"), else its file name."""
+    return s.model_label or s.file.rsplit("/", 1)[-1]
 
 
 def capture_cells(s: CaptureSummary, compact: bool = False) -> list[str]:
