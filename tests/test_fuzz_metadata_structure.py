@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from lab.fuzzing.encode import Layout, encode
 from lab.fuzzing.mutate import _structure_attack, b_metadata_structure, base_records
 from lab.fuzzing.oracle import check_summarize
+from lab.usb.writer import Layout, encode
 
 
 def test_every_attack_keeps_the_contract(tmp_path: Path) -> None:

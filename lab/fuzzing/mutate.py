@@ -551,7 +551,7 @@ def b_metadata_structure(
     body = struct.pack(enc.layout.order + "I", METADATA_PEN) + METADATA_MAGIC + text
     at = rng.choice(enc.block_starts[1:] or [len(data)])
     at = len(data) if rng.random() < 0.5 else at
-    data[at:at] = block(enc.layout.order, bt.BT_CUSTOM_COPY, body)
+    data[at:at] = bt.encode_block(bt.BT_CUSTOM_COPY, body, enc.layout.order)
     return f"metadata structure: {name} ({len(text)} bytes) at {at}", at, True
 
 
