@@ -43,6 +43,7 @@ from usbtrace.formats.usbpcap import LINKTYPE_USBPCAP, errno_to_usbd, usbd_to_er
 
 METADATA_FIELDS = {
     "model",
+    "model_source",  # how the model is known: from the metadata, or a guess without it
     "host_latency_s",
     "host_overhead_s",
     "host_latency_median_s",

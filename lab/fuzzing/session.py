@@ -56,6 +56,9 @@ class Session:
     inferences: int = 0
 
 
+PAYLOAD_BYTES_PER_S = 350_000_000  # what the real SuperSpeed captures reach (usb.link: ceiling 500)
+
+
 class _Builder:
     def __init__(self, rng: random.Random, bus: int, dev: int, t0_ns: int) -> None:
         self.rng = rng
@@ -87,10 +90,12 @@ class _Builder:
         t_submit: int | None = None,
         t_complete: int | None = None,
         status: int = 0,
+        min_ns: int = 0,
     ) -> tuple[UsbRecord, UsbRecord]:
         uid = self.urb_id()
         ts = self.tick() if t_submit is None else t_submit
         tc = (ts + int(self.rng.uniform(20, 200) * US)) if t_complete is None else t_complete
+        tc = max(tc, ts + min_ns)
         is_in = bool(ep & 0x80)
         s_len = length
         s = UsbRecord(
@@ -132,7 +137,13 @@ class _Builder:
         first = INSTRUCTION_CHUNK_SIGNATURE if tag == Tag.INSTRUCTIONS else bytes([0x80])
         while left:
             n = min(left, MAX_BULK_OUT_CHUNK)
-            _, c = self.urb(XFER_BULK, EP_BULK_OUT, n, out_data=(first * SNAP_DATA)[:SNAP_DATA])
+            _, c = self.urb(
+                XFER_BULK,
+                EP_BULK_OUT,
+                n,
+                out_data=(first * SNAP_DATA)[:SNAP_DATA],
+                min_ns=n * 1_000_000_000 // PAYLOAD_BYTES_PER_S,  # a valid session: a possible rate
+            )
             self.t = c.ts_ns
             left -= n
         return self.t

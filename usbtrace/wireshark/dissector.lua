@@ -109,13 +109,15 @@ local function usbmon(tvb)
   end
   local data_len = rd(raw, USBMON_DATA_LEN_OFFSET + 1, 4)
   -- a post-dissector sees frames of every link type: take only what is a usbmon record (a
-  -- usbmon header of either size, then data_len bytes, a known URB and transfer type)
+  -- usbmon header of either size, then data_len bytes, a known URB and transfer type, and
+  -- microseconds below a million in one of the two byte orders)
   local header = tvb:reported_len() - data_len
   local urb_type = raw:byte(USBMON_TYPE_OFFSET + 1)
   local xfer = raw:byte(USBMON_XFER_OFFSET + 1)
   if (header ~= USBMON_HEADER_LEN and header ~= USBMON_MMAPPED_HEADER_LEN)
       or (urb_type ~= URB_SUBMIT and urb_type ~= URB_COMPLETE and urb_type ~= URB_ERROR)
-      or xfer < XFER_ISO or xfer > XFER_BULK then
+      or xfer < XFER_ISO or xfer > XFER_BULK
+      or rd(raw, USBMON_TS_USEC_OFFSET + 1, 4) >= 1000000 then
     return nil
   end
   local status = rd(raw, USBMON_STATUS_OFFSET + 1, 4)
