@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lab.usb import descriptors
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, encode
 from usbtrace.edgetpu import constants as C
@@ -177,9 +178,9 @@ class CaptureBuilder:
         mps0: int = 9,
         dev: int | None = None,
     ) -> None:
-        setup = struct.pack("<BBHHH", 0x80, 6, 0x0100, 0, 18)
-        desc = struct.pack(
-            "<BBHBBBBHHHBBBB", 18, 1, bcd_usb, 0, 0, 0, mps0, vid, pid, 0x100, 1, 2, 0, 1
+        setup = descriptors.setup_packet(0x80, 6, 0x0100, 0, 18)
+        desc = descriptors.device_descriptor(
+            vid, pid, bcd_usb=bcd_usb, max_packet0=mps0, bcd_device=0x100, strings=(1, 2, 0)
         )
         self.urb(0x80, XFER_CONTROL, t, t + 100, length=18, setup=setup, in_data=desc, dev=dev)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.usb import descriptors
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, encode
 from usbtrace.capture.backends.base import Backend, RuntimeInfo
@@ -140,22 +141,13 @@ class SessionWriter:
         )
 
     def device_descriptor(self) -> None:
-        desc = struct.pack(
-            "<BBHBBBBHHHBBBB",
-            18,
-            1,
-            0x0310,
-            0,
-            0,
-            0,
-            9,
+        desc = descriptors.device_descriptor(
             VID_GOOGLE,
             PID_EDGETPU_APP,
-            0x0100,
-            1,
-            2,
-            3,
-            1,
+            bcd_usb=0x0310,
+            max_packet0=9,
+            bcd_device=0x0100,
+            strings=(1, 2, 3),
         )
         urb = self._new_urb()
         setup = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])

@@ -18,7 +18,6 @@ from lab.testbed.framing import (
     BadHeader,
     Pacer,
     ReceivedTransfer,
-    make_header,
     parse_header,
     read_transfers,
 )
@@ -48,6 +47,7 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.errors import InputError
 
 
@@ -119,7 +119,7 @@ def test_csr_address_joins_wvalue_and_windex() -> None:
 
 
 def test_header_round_trip_and_rejects() -> None:
-    assert parse_header(make_header(Tag.PARAMETERS, 3_923_712)) == (Tag.PARAMETERS, 3_923_712)
+    assert parse_header(encode_header(Tag.PARAMETERS, 3_923_712)) == (Tag.PARAMETERS, 3_923_712)
     assert parse_header(bytes.fromhex("80fa030000000000")) == (Tag.INSTRUCTIONS, 260_736)
     assert parse_header(bytes(7)) is None
     assert parse_header(bytes.fromhex("1000000011000000")) is None  # high nibble set
@@ -158,7 +158,7 @@ class FakeEndpoint:
 def stream(*transfers: tuple[Tag, int]) -> list[bytes]:
     urbs: list[bytes] = []
     for t, n in transfers:
-        urbs.append(make_header(t, n))
+        urbs.append(encode_header(t, n))
         urbs += [bytes(min(1_048_576, n - off)) for off in range(0, n, 1_048_576)]
     return urbs
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.usb import descriptors
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, write_capture
 from usbtrace.edgetpu import constants as c
@@ -208,8 +209,8 @@ class UsbmonBuilder:
 
     def device_descriptor(self, dev: int, vid: int, pid: int) -> None:
         setup = bytes([0x80, 6, 0, 1, 0, 0, 18, 0])
-        descriptor = struct.pack(
-            "<BBHBBBBHHHBBBB", 18, 1, 0x0310, 0, 0, 0, 9, vid, pid, 0x100, 0, 0, 0, 1
+        descriptor = descriptors.device_descriptor(
+            vid, pid, bcd_usb=0x0310, max_packet0=9, bcd_device=0x100
         )
         self.control(dev, setup, in_data=descriptor)
 

@@ -13,6 +13,7 @@ import random
 import struct
 from dataclasses import dataclass, field
 
+from lab.usb import descriptors
 from lab.usb.record import UsbRecord
 from usbtrace.edgetpu.constants import (
     CSR_DESCR_EP,
@@ -113,11 +114,11 @@ class _Builder:
         return s, c
 
     def descriptor(self) -> None:
-        desc = struct.pack(
-            "<BBHBBBBHHHBBBB", 18, DT_DEVICE, 0x0310, 0, 0, 0, 9,
-            VID_GOOGLE, PID_EDGETPU_APP, 0x0100, 1, 2, 0, 1,
+        desc = descriptors.device_descriptor(
+            VID_GOOGLE, PID_EDGETPU_APP, bcd_usb=0x0310, max_packet0=9, bcd_device=0x0100,
+            strings=(1, 2, 0),
         )  # fmt: skip
-        setup = struct.pack("<BBHHH", 0x80, GET_DESCRIPTOR, DT_DEVICE << 8, 0, 18)
+        setup = descriptors.setup_packet(0x80, GET_DESCRIPTOR, DT_DEVICE << 8, 0, 18)
         _s, c = self.urb(XFER_CONTROL, 0x80, 18, in_data=desc, setup=setup)
         self.t = c.ts_ns
 

@@ -35,6 +35,7 @@ from lab.synthetic.truth import (
     UrbTruth,
     streaming_figures,
 )
+from lab.usb.descriptors import bos_descriptor, setup_packet
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, write_capture
 from usbtrace.edgetpu.constants import (
@@ -69,6 +70,7 @@ from usbtrace.edgetpu.constants import (
     csr_close_sequence,
     csr_open_sequence,
 )
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.formats.metadata import (
     CaptureMetadata,
     InvokeTiming,
@@ -341,12 +343,12 @@ class _DeviceSim:
 
     def _hub_port_reset(self, t_us: int) -> int:
         hub, bus = self.profile.hub_address, self.dev.bus
-        port_status = pl.setup_packet(REQTYPE_HUB_PORT_IN, REQ_GET_STATUS, 0, HUB_PORT, 4)
+        port_status = setup_packet(REQTYPE_HUB_PORT_IN, REQ_GET_STATUS, 0, HUB_PORT, 4)
         t_us = self._ctrl(t_us, hub, port_status, struct.pack("<HH", 0x0203, 0))
         t_us = self._ctrl(
             t_us,
             hub,
-            pl.setup_packet(REQTYPE_HUB_PORT_OUT, REQ_SET_FEATURE, FEAT_PORT_RESET, HUB_PORT, 0),
+            setup_packet(REQTYPE_HUB_PORT_OUT, REQ_SET_FEATURE, FEAT_PORT_RESET, HUB_PORT, 0),
         )
         # The hub's status-change endpoint is also 0x81, like the accelerator's output: only the
         # device address tells them apart. Each report is one byte, the changed port's bit.
@@ -385,9 +387,7 @@ class _DeviceSim:
         t_us = self._ctrl(
             t_us,
             hub,
-            pl.setup_packet(
-                REQTYPE_HUB_PORT_OUT, REQ_CLEAR_FEATURE, FEAT_C_PORT_RESET, HUB_PORT, 0
-            ),
+            setup_packet(REQTYPE_HUB_PORT_OUT, REQ_CLEAR_FEATURE, FEAT_C_PORT_RESET, HUB_PORT, 0),
         )
         return self._ctrl(t_us, hub, port_status, struct.pack("<HH", 0x0203, 0))
 
@@ -396,26 +396,24 @@ class _DeviceSim:
         desc = pl.device_descriptor(*ids, speed)
         get = REQTYPE_STD_IN
         t_us = self._ctrl(
-            t_us, address, pl.setup_packet(get, REQ_GET_DESCRIPTOR, 0x0100, 0, 8), desc[:8]
+            t_us, address, setup_packet(get, REQ_GET_DESCRIPTOR, 0x0100, 0, 8), desc[:8]
         )
-        t_us = self._ctrl(
-            t_us, address, pl.setup_packet(get, REQ_GET_DESCRIPTOR, 0x0100, 0, 18), desc
-        )
+        t_us = self._ctrl(t_us, address, setup_packet(get, REQ_GET_DESCRIPTOR, 0x0100, 0, 18), desc)
         if speed == "super":
-            bos = pl.bos_descriptor()
+            bos = bos_descriptor()
             for n in (5, len(bos)):
                 t_us = self._ctrl(
-                    t_us, address, pl.setup_packet(get, REQ_GET_DESCRIPTOR, 0x0F00, 0, n), bos[:n]
+                    t_us, address, setup_packet(get, REQ_GET_DESCRIPTOR, 0x0F00, 0, n), bos[:n]
                 )
         config = pl.dfu_config_descriptor() if dfu else pl.config_descriptor(speed)
         t_us = self._ctrl(
             t_us,
             address,
-            pl.setup_packet(get, REQ_GET_DESCRIPTOR, 0x0200, 0, len(config)),
+            setup_packet(get, REQ_GET_DESCRIPTOR, 0x0200, 0, len(config)),
             config,
         )
         return self._ctrl(
-            t_us, address, pl.setup_packet(REQTYPE_STD_OUT, REQ_SET_CONFIGURATION, 1, 0, 0)
+            t_us, address, setup_packet(REQTYPE_STD_OUT, REQ_SET_CONFIGURATION, 1, 0, 0)
         )
 
     def _firmware_download(self, t_us: int) -> int:
@@ -426,30 +424,28 @@ class _DeviceSim:
         # the driver reads the configuration (up to 512 bytes) for the DFU functional descriptor
         config = pl.dfu_config_descriptor()
         t_us = self._ctrl(
-            t_us, addr, pl.setup_packet(REQTYPE_STD_IN, REQ_GET_DESCRIPTOR, 0x0200, 0, 512), config
+            t_us, addr, setup_packet(REQTYPE_STD_IN, REQ_GET_DESCRIPTOR, 0x0200, 0, 512), config
         )
         blocks = [image[i : i + DFU_TRANSFER_SIZE] for i in range(0, size, DFU_TRANSFER_SIZE)]
         for n, block in enumerate([*blocks, b""]):
             t_us = self._ctrl(
                 t_us,
                 addr,
-                pl.setup_packet(REQTYPE_DFU_OUT, DfuRequest.DNLOAD, n & 0xFFFF, 0, len(block)),
+                setup_packet(REQTYPE_DFU_OUT, DfuRequest.DNLOAD, n & 0xFFFF, 0, len(block)),
                 block,
             )
             state = DFU_STATE_DNLOAD_IDLE if block else DFU_STATE_IDLE
             t_us = self._ctrl(
                 t_us,
                 addr,
-                pl.setup_packet(REQTYPE_DFU_IN, DfuRequest.GETSTATUS, 0, 0, DFU_STATUS_LEN),
+                setup_packet(REQTYPE_DFU_IN, DfuRequest.GETSTATUS, 0, 0, DFU_STATUS_LEN),
                 bytes([0, 0, 0, 0, state, 0]),
             )
         for n, block in enumerate(blocks):
             t_us = self._ctrl(
                 t_us,
                 addr,
-                pl.setup_packet(
-                    REQTYPE_DFU_IN, DfuRequest.UPLOAD, n & 0xFFFF, 0, DFU_TRANSFER_SIZE
-                ),
+                setup_packet(REQTYPE_DFU_IN, DfuRequest.UPLOAD, n & 0xFFFF, 0, DFU_TRANSFER_SIZE),
                 block,
             )
         self.truth.dfu_blocks = len(blocks)
@@ -463,9 +459,7 @@ class _DeviceSim:
             size = reg.width // 8
             value = step.value.to_bytes(size, "little")
             req_type = REQTYPE_VENDOR_OUT if step.write else REQTYPE_VENDOR_IN
-            setup = pl.setup_packet(
-                req_type, request, reg.address & 0xFFFF, reg.address >> 16, size
-            )
+            setup = setup_packet(req_type, request, reg.address & 0xFFFF, reg.address >> 16, size)
             t_us = self._ctrl(t_us, self.dev.address, setup, value)
         return t_us
 
@@ -539,7 +533,7 @@ class _DeviceSim:
             # the same weights and instructions every time the request runs, as on the real device
             label = f"{self.dev.bus}.{self.dev.address} {req.kind} t{urb.transfer}"
             if urb.header:
-                data = pl.out_header(tag, length)
+                data = encode_header(tag, length)
             else:
                 off = offsets.get(urb.transfer, 0)
                 offsets[urb.transfer] = off + urb.length
@@ -642,7 +636,7 @@ class _DeviceSim:
 def _probe_buses(em: _Emitter, profile: SessionProfile) -> None:
     """GET_DESCRIPTOR(device) to every accelerator (already enumerated), hub and root hub."""
     t_us = profile.start_us
-    setup = pl.setup_packet(REQTYPE_STD_IN, REQ_GET_DESCRIPTOR, 0x0100, 0, PROBE_LENGTH)
+    setup = setup_packet(REQTYPE_STD_IN, REQ_GET_DESCRIPTOR, 0x0100, 0, PROBE_LENGTH)
     for bus in sorted({d.bus for d in profile.devices}):
         replies = [
             (d.address, pl.device_descriptor(*APP_IDS, d.link_speed))

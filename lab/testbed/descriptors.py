@@ -7,10 +7,10 @@ bulk endpoints 512 (64 at full speed), interrupt 0x83 64 bytes.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from lab.testbed import EMULATOR_MANUFACTURER, EMULATOR_PRODUCT, EMULATOR_SERIAL
+from lab.usb import descriptors as desc
 from usbtrace.edgetpu.constants import (
     EP_BULK_OUT,
     EP_EVENT_IN,
@@ -19,22 +19,13 @@ from usbtrace.edgetpu.constants import (
     PID_EDGETPU_APP,
     VID_GOOGLE,
 )
-from usbtrace.usb.descriptors import (
-    DT_CONFIGURATION,
-    DT_DEVICE,
-    DT_ENDPOINT,
-    DT_INTERFACE,
-    DT_STRING,
-    EP_TYPE_BULK,
-    EP_TYPE_INTERRUPT,
-)
+from usbtrace.usb.descriptors import Endpoint
 
 BCD_USB_2 = 0x0200
 BCD_DEVICE = 0x0100
 EP0_MAX_PACKET = 64
 VENDOR_CLASS = 0xFF
-CONFIG_VALUE = 1
-LANGID_EN_US = 0x0409
+MAX_POWER_500MA = 250  # bMaxPower counts 2 mA units below SuperSpeed
 
 STRING_MANUFACTURER = 1
 STRING_PRODUCT = 2
@@ -47,79 +38,62 @@ STRINGS = {
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    address: int
-    xfer: int  # EP_TYPE_BULK or EP_TYPE_INTERRUPT (bmAttributes)
-    max_packet_fs: int
-    max_packet_hs: int
-    interval_fs: int = 0
-    interval_hs: int = 0
-    gadgetfs_name: str = ""  # the endpoint file dummy_udc offers for it
+class GadgetEndpoint:
+    """One endpoint as GadgetFS enables it: its descriptor at full and at high speed."""
+
+    full: Endpoint
+    high: Endpoint
+    gadgetfs_name: str  # the endpoint file dummy_udc offers for it
 
     def descriptor(self, high_speed: bool) -> bytes:
-        size = self.max_packet_hs if high_speed else self.max_packet_fs
-        interval = self.interval_hs if high_speed else self.interval_fs
-        return struct.pack("<BBBBHB", 7, DT_ENDPOINT, self.address, self.xfer, size, interval)
+        return desc.endpoint_descriptor(self.high if high_speed else self.full)
+
+
+def _bulk(address: int, gadgetfs_name: str) -> GadgetEndpoint:
+    return GadgetEndpoint(
+        Endpoint(address, "bulk", 64, 0), Endpoint(address, "bulk", 512, 0), gadgetfs_name
+    )
 
 
 # dummy_udc routes URBs by the address in the enabled descriptor, so the interrupt endpoint can
 # live in the "ep5in-int" file and still be 0x83 (RECIPE §5.2).
 ENDPOINTS = (
-    Endpoint(EP_BULK_OUT, EP_TYPE_BULK, 64, 512, gadgetfs_name="ep1out-bulk"),
-    Endpoint(EP_OUTPUT_IN, EP_TYPE_BULK, 64, 512, gadgetfs_name="ep1in-bulk"),
-    Endpoint(EP_EVENT_IN, EP_TYPE_BULK, 64, 512, gadgetfs_name="ep2in-bulk"),
+    _bulk(EP_BULK_OUT, "ep1out-bulk"),
+    _bulk(EP_OUTPUT_IN, "ep1in-bulk"),
+    _bulk(EP_EVENT_IN, "ep2in-bulk"),
     # bInterval 1 ms at full speed; 2**(4-1) microframes = 1 ms at high speed
-    Endpoint(EP_INTERRUPT_IN, EP_TYPE_INTERRUPT, 64, 64, 1, 4, gadgetfs_name="ep5in-int"),
+    GadgetEndpoint(
+        Endpoint(EP_INTERRUPT_IN, "interrupt", 64, 1),
+        Endpoint(EP_INTERRUPT_IN, "interrupt", 64, 4),
+        "ep5in-int",
+    ),
 )
 
 
 def device_descriptor() -> bytes:
-    return struct.pack(
-        "<BBHBBBBHHHBBBB",
-        18,
-        DT_DEVICE,
-        BCD_USB_2,
-        0,
-        0,
-        0,
-        EP0_MAX_PACKET,
+    return desc.device_descriptor(
         VID_GOOGLE,
         PID_EDGETPU_APP,
-        BCD_DEVICE,
-        STRING_MANUFACTURER,
-        STRING_PRODUCT,
-        STRING_SERIAL,
-        1,
+        bcd_usb=BCD_USB_2,
+        max_packet0=EP0_MAX_PACKET,
+        bcd_device=BCD_DEVICE,
+        strings=(STRING_MANUFACTURER, STRING_PRODUCT, STRING_SERIAL),
     )
 
 
 def config_descriptor(high_speed: bool) -> bytes:
-    """Configuration + the one vendor interface + its four endpoints."""
-    interface = struct.pack(
-        "<BBBBBBBBB",
-        9,
-        DT_INTERFACE,
-        0,
-        0,
-        len(ENDPOINTS),
-        VENDOR_CLASS,
-        VENDOR_CLASS,
-        VENDOR_CLASS,
-        0,
+    """Configuration + the one vendor interface + its four endpoints (self-powered, 500 mA)."""
+    interface = desc.interface_descriptor(len(ENDPOINTS), VENDOR_CLASS, VENDOR_CLASS, VENDOR_CLASS)
+    return desc.config_descriptor(
+        [interface, *(ep.descriptor(high_speed) for ep in ENDPOINTS)],
+        max_power=MAX_POWER_500MA,
+        attributes=desc.ATTR_SELF_POWERED,
     )
-    endpoints = b"".join(ep.descriptor(high_speed) for ep in ENDPOINTS)
-    total = 9 + len(interface) + len(endpoints)
-    # self-powered, 500 mA (bMaxPower counts 2 mA units below SuperSpeed)
-    header = struct.pack("<BBHBBBBB", 9, DT_CONFIGURATION, total, 1, CONFIG_VALUE, 0, 0xC0, 250)
-    return header + interface + endpoints
 
 
 def string_descriptor(index: int) -> bytes | None:
     """String descriptor ``index`` (0 = the language list), or None for an unknown index."""
     if index == 0:
-        return struct.pack("<BBH", 4, DT_STRING, LANGID_EN_US)
+        return desc.string_descriptor(None)
     text = STRINGS.get(index)
-    if text is None:
-        return None
-    body = text.encode("utf-16-le")
-    return struct.pack("<BB", 2 + len(body), DT_STRING) + body
+    return None if text is None else desc.string_descriptor(text)

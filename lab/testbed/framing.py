@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from usbtrace.edgetpu.constants import HEADER_LEN, OUT_TAGS, Tag
-from usbtrace.edgetpu.wire import decode_header, encode_header
+from usbtrace.edgetpu.wire import decode_header
 
 # A read of up to this much per call: small enough for GadgetFS's kernel bounce buffer, large
 # enough that syscalls do not dominate.
@@ -42,9 +42,6 @@ def parse_header(data: bytes) -> tuple[Tag, int] | None:
     if parsed is None or parsed[0] not in OUT_TAGS:
         return None
     return Tag(parsed[0]), parsed[1]
-
-
-make_header = encode_header
 
 
 class Pacer:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.testbed.descriptors import (
-    CONFIG_VALUE,
     ENDPOINTS,
-    Endpoint,
+    GadgetEndpoint,
     config_descriptor,
     device_descriptor,
     string_descriptor,
 )
+from lab.usb.descriptors import CONFIG_VALUE
 from usbtrace.usb.descriptors import DIR_IN, DT_STRING, Setup
 
 GADGETFS_EVENT_LEN = 12
@@ -91,7 +91,7 @@ def bind_descriptors(fd: int) -> None:
     )
 
 
-def enable_endpoint(mount: Path, ep: Endpoint) -> int:
+def enable_endpoint(mount: Path, ep: GadgetEndpoint) -> int:
     """Open and enable one endpoint file; returns its file descriptor."""
     fd = os.open(mount / ep.gadgetfs_name, os.O_RDWR)
     try:

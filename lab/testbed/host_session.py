@@ -13,7 +13,6 @@ import struct
 import time
 from dataclasses import dataclass
 
-from lab.testbed.framing import make_header
 from lab.testbed.profile import DeviceProfile, RequestShape
 from lab.testbed.registers import OUTFEED_CHUNK_UNIT
 from usbtrace.edgetpu.constants import (
@@ -31,6 +30,7 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.errors import UsageError
 
 TIMEOUT_MS = 10_000
@@ -127,7 +127,7 @@ class HostSession:
     def run_request(self, shape: RequestShape) -> PlayedRequest:
         t_start = time.time()
         for t in shape.transfers:
-            self.dev.write(EP_BULK_OUT, make_header(t.tag, t.length), TIMEOUT_MS)
+            self.dev.write(EP_BULK_OUT, encode_header(t.tag, t.length), TIMEOUT_MS)
             data = payload(t.tag, t.length)
             for off in range(0, t.length, MAX_BULK_OUT_CHUNK):
                 self.dev.write(EP_BULK_OUT, data[off : off + MAX_BULK_OUT_CHUNK], TIMEOUT_MS)
