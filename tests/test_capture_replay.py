@@ -22,6 +22,7 @@ from usbtrace.edgetpu.constants import (
     REQTYPE_VENDOR_IN,
     Tag,
 )
+from usbtrace.errors import InputError
 
 usb_core = pytest.importorskip("usb.core", reason="pyusb (a dev dependency) is needed")
 
@@ -301,3 +302,28 @@ def test_stalled_control_retried_only_for_the_emulator(tmp_path):
     strict = ReplayExecutor(StallingEmulator(), output_read_len=1024, zero_fill=False)
     with pytest.raises(base.BackendFailed, match="Pipe error"):
         strict.run(script.open + script.close)
+
+
+def test_a_recording_with_a_firmware_download_replays_the_app_mode_device(tmp_path):
+    """The boot loader (DFU ids) re-enumerates as the application-mode device: that one runs
+    the inferences, so it is the one replayed (the DFU blocks are the kernel's business)."""
+    from lab.synthetic.presets import preset
+    from lab.synthetic.session import write_session
+
+    path = tmp_path / "firmware.pcapng"
+    session = write_session(preset("firmware"), path)
+    app = session.truth.devices[0]
+    script = ReplayScript.from_capture(path)
+    assert (script.bus, script.address) == (app.bus, app.address)
+    assert len(script.invokes) == len(app.inferences)
+    assert script.skipped_requests > 0
+
+
+def test_a_multi_endpoint_recording_is_refused_in_one_line(tmp_path):
+    from lab.synthetic.presets import preset
+    from lab.synthetic.session import write_session
+
+    path = tmp_path / "multi.pcapng"
+    write_session(preset("multi_ep"), path)
+    with pytest.raises(InputError, match="multi-endpoint"):
+        ReplayScript.from_capture(path)

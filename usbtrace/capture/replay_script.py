@@ -1,47 +1,42 @@
 """A recorded Edge TPU session, host side only, as steps that can be issued again.
 
-``ReplayScript.from_capture`` reads a usbmon capture and keeps what the host did to the device, in
-submit order: vendor control transfers (register access), bulk OUT URBs of the recorded sizes (with
+``ReplayScript.from_capture`` reads a usbmon capture with the analyzer itself (the reader, the
+decoder's device finding and bulk-OUT framing, the request segmentation) and keeps what the host
+did to the device, in capture order: register accesses, bulk OUT URBs of the recorded sizes (with
 their payload when the capture kept all of it), and, at the position where the recorded completion
 arrived, a wait for the device's output bytes or events. Standard requests (enumeration) are the
 kernel's business and DFU requests need a re-enumeration, so neither is replayed.
 
 The steps are cut into ``open`` (before the first bulk OUT), ``invokes`` (one per recorded host
-``invoke()``: from one INPUT-bearing request's first bulk OUT until its output and completion event
-have arrived) and ``close`` (what follows the last invoke).
+``invoke()``: an inference request and the requests without input before it, such as the
+parameter caching the first invoke triggers) and ``close`` (what follows the last invoke).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from usbtrace.capture.pcapng_check import Packet, iter_packets
+from usbtrace.analysis.requests import KIND_INFERENCE, segment_arrays
 from usbtrace.edgetpu.constants import (
-    EDGETPU_IDS,
-    EP_BULK_OUT,
+    CSR_REQUEST_32,
+    CSR_REQUEST_64,
     EP_EVENT_IN,
     EP_OUTPUT_IN,
-    HEADER_LEN,
+    EVENT_LEN,
     OUTPUT_READ_LEN_USB3,
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
-    Tag,
 )
+from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
+from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_UNFRAMED
+from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.errors import InputError
-from usbtrace.formats.usbmon import (
-    HEADER_LEN_BY_LINKTYPE,
-    URB_COMPLETE,
-    URB_SUBMIT,
-    XFER_BULK,
-    XFER_CONTROL,
-    header_dtype,
-)
-from usbtrace.usb.descriptors import DIR_IN, DT_DEVICE
+from usbtrace.formats.capture import Capture
+from usbtrace.usb.descriptors import DIR_IN
 
 
 @dataclass(frozen=True)
@@ -134,150 +129,155 @@ class ReplayScript:
     def from_capture(
         cls, path: str | Path, *, bus: int | None = None, address: int | None = None
     ) -> ReplayScript:
-        packets = list(iter_packets(path))
-        records = [r for r in (_record(p) for p in packets) if r is not None]
-        if not records:
-            raise InputError(path, "no usbmon records (link type 189/220) in this capture")
-        if bus is None or address is None:
-            bus, address = _find_edgetpu(path, records, bus)
-        mine = [r for r in records if r.bus == bus and r.devnum == address]
-        return _build(str(path), bus, address, mine)
+        decoded, data = read_recording(path)
+        trace = _pick_edgetpu(path, decoded.devices, bus, address)
+        return _build(str(path), trace, data)
 
 
-@dataclass(frozen=True)
-class _Record:
-    frame: int
-    urb_id: int
-    type: int
-    xfer: int
-    epnum: int
-    devnum: int
-    bus: int
-    status: int
-    urb_len: int
-    setup: bytes
-    payload: bytes  # the captured data after the usbmon header
+def read_recording(path: str | Path) -> tuple[DecodedCapture, dict[int, bytes]]:
+    """The analyzer's reading of a recording: its decoded Edge TPUs, and what the capture kept of
+    each frame's data (the bytes to send again). The one place the replay calls the analyzer."""
+    decoded = decode_capture(path)
+    data: dict[int, bytes] = {}
+    for batch in Capture(path, keep_data=True).batches():
+        data.update(batch.data)
+    return decoded, data
 
 
-def _record(packet: Packet) -> _Record | None:
-    hlen = HEADER_LEN_BY_LINKTYPE.get(packet.linktype)
-    if hlen is None or len(packet.data) < hlen:
-        return None
-    h = np.frombuffer(packet.data[:hlen], dtype=header_dtype(packet.linktype, packet.byteorder))[0]
-    return _Record(
-        frame=packet.frame,
-        urb_id=int(h["urb_id"]),
-        type=int(h["type"]),
-        xfer=int(h["xfer"]),
-        epnum=int(h["epnum"]),
-        devnum=int(h["devnum"]),
-        bus=int(h["busnum"]),
-        status=int(h["status"]),
-        urb_len=int(h["urb_len"]),
-        setup=bytes(h["setup"]),
-        payload=packet.data[hlen:],
-    )
+def _pick_edgetpu(
+    path: str | Path, traces: list[EdgeTpuTrace], bus: int | None, address: int | None
+) -> EdgeTpuTrace:
+    """The Edge TPU to replay: the one asked for, else the first known by its descriptor, else
+    the busiest bulk-OUT sender."""
+    mine = [
+        t
+        for t in traces
+        if (bus is None or t.bus == bus) and (address is None or t.address == address)
+    ]
+    if not mine:
+        raise InputError(path, "no Edge TPU traffic found (no device descriptor, no bulk OUT)")
+    known = [t for t in mine if t.identified_by == "descriptor"]
+    if known:
+        return min(known, key=lambda t: t.first_frame)
+    return max(mine, key=lambda t: len(t.out_urbs))
 
 
-def _find_edgetpu(path: str | Path, records: list[_Record], bus: int | None) -> tuple[int, int]:
-    """Bus and address of the Edge TPU: from its device descriptor, else the busiest 0x01 sender."""
-    for r in records:
-        if (
-            r.type == URB_COMPLETE
-            and r.xfer == XFER_CONTROL
-            and r.epnum == DIR_IN
-            and len(r.payload) >= 12
-            and r.payload[1] == DT_DEVICE
-            and struct.unpack_from("<HH", r.payload, 8) in EDGETPU_IDS
-            and (bus is None or r.bus == bus)
-        ):
-            return r.bus, r.devnum
-    counts: dict[tuple[int, int], int] = {}
-    for r in records:
-        bulk_out = r.type == URB_SUBMIT and r.xfer == XFER_BULK and r.epnum == EP_BULK_OUT
-        if bulk_out and (bus is None or r.bus == bus):
-            counts[(r.bus, r.devnum)] = counts.get((r.bus, r.devnum), 0) + 1
-    if not counts:
-        raise InputError(
-            path, "no Edge TPU traffic found (no device descriptor, no bulk OUT on 0x01)"
-        )
-    return max(counts, key=lambda k: counts[k])
-
-
-def _build(source: str, bus: int, address: int, records: list[_Record]) -> ReplayScript:
-    script = ReplayScript(source=source, bus=bus, address=address)
+def _control_steps(trace: EdgeTpuTrace) -> list[Step]:
+    """Register accesses, the only vendor requests libedgetpu makes."""
     steps: list[Step] = []
-    out_remaining = 0  # payload bytes still due in the open logical transfer
-    tag = -1
-    read_len: int | None = None
-    for r in records:
-        if r.xfer == XFER_CONTROL and r.type == URB_SUBMIT:
-            setup = r.setup
-            request_type = setup[0]
-            if request_type not in (REQTYPE_VENDOR_IN, REQTYPE_VENDOR_OUT):
-                script.skipped_requests += 1
-                continue
-            value, index, length = struct.unpack_from("<HHH", setup, 2)
-            data = None
-            if not request_type & DIR_IN:
-                data = r.payload[:length] if len(r.payload) >= length else None
-            steps.append(ControlStep(r.frame, request_type, setup[1], value, index, length, data))
-        elif r.xfer == XFER_BULK and r.epnum == EP_BULK_OUT and r.type == URB_SUBMIT:
-            complete = len(r.payload) >= r.urb_len
-            payload = r.payload[: r.urb_len] if complete else None
-            if out_remaining == 0:
-                if r.urb_len != HEADER_LEN or not complete:
-                    raise InputError(
-                        source, f"frame {r.frame}: expected an 8-byte bulk OUT header", None
-                    )
-                assert payload is not None
-                out_remaining, tag_byte = struct.unpack_from("<IB", payload, 0)
-                tag = tag_byte & 0x0F
-                steps.append(BulkOutStep(r.frame, EP_BULK_OUT, r.urb_len, payload, tag, True))
-            else:
-                out_remaining = max(0, out_remaining - r.urb_len)
-                steps.append(BulkOutStep(r.frame, EP_BULK_OUT, r.urb_len, payload, tag, False))
-        elif r.xfer == XFER_BULK and r.epnum == EP_OUTPUT_IN and r.type == URB_SUBMIT:
-            read_len = read_len or r.urb_len
-        elif (
-            r.xfer == XFER_BULK
-            and r.epnum in (EP_OUTPUT_IN, EP_EVENT_IN)
-            and r.type == URB_COMPLETE
-            and r.status == 0
-            and r.urb_len > 0
-        ):
-            steps.append(WaitStep(r.frame, r.epnum, r.urb_len))
-    if read_len:
-        script.output_read_len = read_len
-    _cut(script, steps)
+    for c in trace.csr:
+        nbytes = c.width // 8
+        data = None
+        if c.write and c.value is not None:
+            data = c.value.to_bytes(nbytes, "little")
+        steps.append(
+            ControlStep(
+                c.frame,
+                REQTYPE_VENDOR_OUT if c.write else REQTYPE_VENDOR_IN,
+                CSR_REQUEST_64 if c.width == 64 else CSR_REQUEST_32,
+                c.address & 0xFFFF,
+                c.address >> 16,
+                nbytes,
+                data,
+            )
+        )
+    return steps
+
+
+def _bulk_out_steps(source: str, trace: EdgeTpuTrace, data: dict[int, bytes]) -> list[Step]:
+    """Every framed bulk-OUT URB in the decoder's framing: headers and the payloads they cover."""
+    urbs = trace.out_urbs
+    unframed = urbs[(urbs["tidx"] < 0) | (urbs["role"] == ROLE_UNFRAMED)]
+    if len(unframed):
+        raise InputError(
+            source,
+            f"frame {int(unframed['s_frame'].min())}: {len(unframed)} bulk OUT URB(s) outside any"
+            " header's transfer: the recording cannot be replayed",
+        )
+    steps: list[Step] = []
+    table = trace.table
+    for tidx, role, frame, length in zip(
+        urbs["tidx"].tolist(),
+        urbs["role"].tolist(),
+        urbs["s_frame"].tolist(),
+        urbs["length"].tolist(),
+    ):
+        if not frame:
+            continue  # the submit was not captured: nothing to send again
+        kept = data.get(frame, b"")
+        payload = kept[:length] if len(kept) >= length else None
+        tag, endpoint = int(table["tag"][tidx]), int(table["endpoint"][tidx])
+        steps.append(BulkOutStep(frame, endpoint, length, payload, tag, role == ROLE_HEADER))
+    return steps
+
+
+def _wait_steps(trace: EdgeTpuTrace) -> list[Step]:
+    """The outputs and completion events the host waited for, where their completions came."""
+    chunks = trace.output_chunks
+    events = trace.event_table
+    return [
+        *(
+            WaitStep(f, EP_OUTPUT_IN, n)
+            for f, n in zip(chunks["frame"].tolist(), chunks["length"].tolist())
+        ),
+        *(WaitStep(f, EP_EVENT_IN, EVENT_LEN) for f in events["frame"].tolist()),
+    ]
+
+
+def _build(source: str, trace: EdgeTpuTrace, data: dict[int, bytes]) -> ReplayScript:
+    if trace.multi_ep:
+        raise InputError(source, "multi-endpoint mode recordings cannot be replayed")
+    script = ReplayScript(source=source, bus=trace.bus, address=trace.address)
+    # standard requests (enumeration) are the kernel's, DFU needs a re-enumeration
+    script.skipped_requests = len(trace.standard) + len(trace.dfu)
+    if len(trace.output_chunks):
+        script.output_read_len = int(trace.output_chunks["asked"][0])
+    steps = sorted(
+        [*_control_steps(trace), *_bulk_out_steps(source, trace, data), *_wait_steps(trace)],
+        key=lambda step: step.frame,
+    )
+    _cut(script, steps, _invoke_starts(trace))
     return script
 
 
-def _cut(script: ReplayScript, steps: list[Step]) -> None:
-    first_out = next((i for i, s in enumerate(steps) if isinstance(s, BulkOutStep)), len(steps))
-    script.open = steps[:first_out]
-    current: list[Step] = []
-    # The host's invoke() returns only after output and completion event, so an invoke ends at
-    # the first bulk OUT after its INPUT was followed by both (a caching event may come between).
-    has_input = got_output = got_event = False
-    for step in steps[first_out:]:
-        if isinstance(step, BulkOutStep) and has_input and got_output and got_event:
-            script.invokes.append(current)
-            current, has_input, got_output, got_event = [], False, False, False
-        current.append(step)
-        if isinstance(step, BulkOutStep) and step.tag == Tag.INPUT:
-            has_input = True
-        elif isinstance(step, WaitStep) and has_input:
-            got_output |= step.endpoint == EP_OUTPUT_IN
-            got_event |= step.endpoint == EP_EVENT_IN
-    if has_input:
-        script.invokes.append(current)
+def _invoke_starts(trace: EdgeTpuTrace) -> tuple[list[int], int | None]:
+    """First frames of the recorded invokes, and of what follows the last one (None: nothing).
+
+    Requests come from the analyzer's segmentation. A host ``invoke()`` runs one inference
+    request, and before it any request that does not infer (the parameter caching it triggers);
+    requests after the last inference belong to the close.
+    """
+    seg = segment_arrays(trace)
+    inference = np.array([k == KIND_INFERENCE for k in seg.kinds()], dtype=bool)
+    # a request's invoke: how many inferences come before it
+    group = np.cumsum(inference) - inference
+    urbs = trace.out_urbs
+    headers = urbs[(urbs["role"] == ROLE_HEADER) & (urbs["s_frame"] > 0)]
+    first = np.full(int(inference.sum()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, group[seg.transfer_request[headers["tidx"]]], headers["s_frame"])
+    starts = [f for f in first[:-1].tolist() if f != np.iinfo(np.int64).max]
+    tail = int(first[-1])
+    return starts, None if tail == np.iinfo(np.int64).max else tail
+
+
+def _cut(script: ReplayScript, steps: list[Step], bounds: tuple[list[int], int | None]) -> None:
+    starts, tail = bounds
+    first_out = next((s.frame for s in steps if isinstance(s, BulkOutStep)), None)
+    if first_out is None or not starts:
+        script.open = [s for s in steps if first_out is None or s.frame < first_out]
+        script.close = [s for s in steps if first_out is not None and s.frame >= first_out]
+        return
+    starts = [first_out, *starts[1:]]
+    ends = [*starts[1:], tail]
+    script.open = [s for s in steps if s.frame < first_out]
+    for lo, hi in zip(starts, ends):
+        script.invokes.append([s for s in steps if lo <= s.frame and (hi is None or s.frame < hi)])
+    if tail is not None:
+        script.close = [s for s in steps if s.frame >= tail]
     else:
-        script.close = current
-    # control transfers after the last wait of the last invoke are the close sequence
-    if script.invokes and not script.close:
+        # control transfers after the last wait of the last invoke are the close sequence
         last = script.invokes[-1]
-        tail = len(last)
-        while tail > 0 and isinstance(last[tail - 1], ControlStep):
-            tail -= 1
-        script.invokes[-1], script.close = last[:tail], last[tail:]
+        end = len(last)
+        while end > 0 and isinstance(last[end - 1], ControlStep):
+            end -= 1
+        script.invokes[-1], script.close = last[:end], last[end:]

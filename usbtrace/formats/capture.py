@@ -121,8 +121,11 @@ def _options(data: bytes, order: str) -> Iterator[tuple[int, bytes]]:
 
 
 class _Reader:
-    def __init__(self, path: Path, stream: BinaryIO, size: int, info: CaptureInfo) -> None:
+    def __init__(
+        self, path: Path, stream: BinaryIO, size: int, info: CaptureInfo, keep_data: bool
+    ) -> None:
         self.path = path
+        self.keep_data = keep_data
         self.stream = stream
         self.size = size
         self.info = info
@@ -177,7 +180,14 @@ class _Reader:
                 batch = self.darwin.convert(buf, data_pos[sel], caplen[sel], ts_ns, frames[sel])
             else:
                 batch = extract_usbmon(
-                    buf, data_pos[sel], caplen[sel], ts_ns, frames[sel], iface.linktype, self.order
+                    buf,
+                    data_pos[sel],
+                    caplen[sel],
+                    ts_ns,
+                    frames[sel],
+                    iface.linktype,
+                    self.order,
+                    self.keep_data,
                 )
             if ts_units is None and len(batch):
                 # simple packet blocks carry no timestamp; usbmon's own header has one
@@ -497,9 +507,13 @@ class _Reader:
 
 
 class Capture:
-    """An open capture file. Iterate ``batches()`` once; ``info`` fills in as blocks are read."""
+    """An open capture file. Iterate ``batches()`` once; ``info`` fills in as blocks are read.
 
-    def __init__(self, path: str | Path) -> None:
+    ``keep_data`` keeps every record's captured data in ``RecordBatch.data`` (memory grows with
+    the bytes captured: for replaying a recording, not for analysis).
+    """
+
+    def __init__(self, path: str | Path, *, keep_data: bool = False) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise InputError(self.path, "is a directory, not a capture file")
@@ -510,7 +524,7 @@ class Capture:
         size = os.fstat(self.stream.fileno()).st_size
         head = self.stream.read(24)
         self.info = CaptureInfo(path=str(self.path), size=size)
-        self._reader = _Reader(self.path, self.stream, size, self.info)
+        self._reader = _Reader(self.path, self.stream, size, self.info, keep_data)
         if not head:
             self.close()
             raise InputError(self.path, "is empty", 0)

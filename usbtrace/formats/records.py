@@ -52,6 +52,9 @@ class RecordBatch:
     records: np.ndarray  # dtype RECORD
     control_payloads: dict[int, bytes] = field(default_factory=dict)  # frame -> captured data
     short_records: int = 0  # packets too short to hold a usbmon header (skipped)
+    # frame -> captured data of every record that has some, only from ``Capture(keep_data=True)``
+    # (the replay backend re-sends recorded payloads; analysis needs only ``head``)
+    data: dict[int, bytes] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -74,6 +77,7 @@ def extract_usbmon(
     frames: np.ndarray,
     linktype: int,
     byteorder: str,
+    keep_data: bool = False,
 ) -> RecordBatch:
     """Gather usbmon records from packet data at ``data_pos`` (offsets into ``buf``), vectorised.
 
@@ -137,19 +141,27 @@ def extract_usbmon(
     for i in ctrl.tolist():
         start = int(data_pos[i]) + hdr_len
         payloads[int(frames[i])] = buf[start : start + int(data_cap[i])].tobytes()
-    return RecordBatch(out, payloads, short)
+    kept: dict[int, bytes] = {}
+    if keep_data:
+        for i in np.flatnonzero(data_cap > 0).tolist():
+            start = int(data_pos[i]) + hdr_len
+            kept[int(frames[i])] = buf[start : start + int(data_cap[i])].tobytes()
+    return RecordBatch(out, payloads, short, kept)
 
 
 def concat(batches: list[RecordBatch]) -> RecordBatch:
     if not batches:
         return RecordBatch(np.zeros(0, dtype=RECORD))
     payloads: dict[int, bytes] = {}
+    kept: dict[int, bytes] = {}
     for b in batches:
         payloads.update(b.control_payloads)
+        kept.update(b.data)
     return RecordBatch(
         concat_rows([b.records for b in batches]),
         payloads,
         sum(b.short_records for b in batches),
+        kept,
     )
 
 

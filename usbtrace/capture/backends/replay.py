@@ -77,7 +77,7 @@ def zero_fill_allowed(script: ReplayScript, serial: str | None, allow_zero_fill:
         )
 
 
-class _Reader(threading.Thread):
+class _EndpointReader(threading.Thread):
     """Keeps one read pending on an IN endpoint and counts what arrives."""
 
     def __init__(self, dev: Any, endpoint: int, size: int, counter: _Counters) -> None:
@@ -145,9 +145,9 @@ class ReplayExecutor:
         self.stall_retries = 0
         self.counters = _Counters()
         self.readers = [
-            _Reader(dev, EP_OUTPUT_IN, output_read_len, self.counters),
-            _Reader(dev, EP_EVENT_IN, EVENT_LEN, self.counters),
-            _Reader(dev, EP_INTERRUPT_IN, INTERRUPT_LEN, self.counters),
+            _EndpointReader(dev, EP_OUTPUT_IN, output_read_len, self.counters),
+            _EndpointReader(dev, EP_EVENT_IN, EVENT_LEN, self.counters),
+            _EndpointReader(dev, EP_INTERRUPT_IN, INTERRUPT_LEN, self.counters),
         ]
 
     def start(self) -> None:
