@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.pcapng_blocks import packets
 from usbtrace.capture.dumpcap import DRAIN_SECONDS, Dumpcap
-from usbtrace.capture.pcapng_check import iter_packets
 
 
 def one_run(folder: Path, n: int, drain: float) -> tuple[float, float, int]:
@@ -43,7 +43,7 @@ def one_run(folder: Path, n: int, drain: float) -> tuple[float, float, int]:
         t1 = time.perf_counter()
         cap.stop(drain=0)
         stopped = time.perf_counter() - t1
-    kept = sum(1 for p in iter_packets(path) if marker in p.data)
+    kept = sum(1 for p in packets(path) if marker in p.data)
     return ready, stopped, kept
 
 

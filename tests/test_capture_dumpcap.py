@@ -8,9 +8,10 @@ import time
 
 import pytest
 from capture_fakes import pid_running, require_loopback_dumpcap
+from pcapng_blocks import packets
 
 from usbtrace.capture.dumpcap import Dumpcap, DumpcapError
-from usbtrace.capture.pcapng_check import check_file, iter_packets
+from usbtrace.capture.pcapng_check import check_file
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_start_ready_stop_captures_datagrams(loopback_dumpcap, tmp_path):
     assert cap.result is not None and cap.result.returncode == 0
     check = check_file(path)
     assert check.complete and check.statistics >= 1
-    ours = [p for p in iter_packets(path) if marker in p.data]
+    ours = [p for p in packets(path) if marker in p.data]
     assert len(ours) == 5
     assert cap.stop() is cap.result  # stopping twice is harmless
 
@@ -54,7 +55,7 @@ def test_snaplen_cuts_packets(loopback_dumpcap, tmp_path):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             tx.sendto(marker + bytes(500), rx.getsockname())
         time.sleep(0.2)
-    big = [p for p in iter_packets(path) if p.orig_len > 500]
+    big = [p for p in packets(path) if p.orig_len > 500]
     assert big and all(len(p.data) == 64 for p in big)
 
 

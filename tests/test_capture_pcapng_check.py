@@ -1,4 +1,4 @@
-"""The block walker the runner uses to check dumpcap's file and append metadata safely."""
+"""The runner's check of dumpcap's file (by the capture reader) before it appends metadata."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import io
 from usbtrace.capture.pcapng_check import (
     check_file,
     cut_incomplete_tail,
-    iter_packets,
     read_metadata_payloads,
 )
 from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming, append_metadata
@@ -32,15 +31,6 @@ def test_complete_file_counts_blocks(tmp_path):
     assert check.complete
     assert (check.sections, check.interfaces, check.packets, check.statistics) == (1, 1, 4, 1)
     assert check.dropped == 2
-
-
-def test_packets_keep_frame_numbers_and_nanoseconds(tmp_path):
-    path = tmp_path / "a.pcapng"
-    _write(path, packets=3)
-    packets = list(iter_packets(path))
-    assert [p.frame for p in packets] == [1, 2, 3]
-    assert packets[2].ts_ns == 1_700_000_000_123_456_791
-    assert [len(p.data) for p in packets] == [64, 65, 66]
 
 
 def test_half_written_block_is_found_and_cut(tmp_path):
@@ -77,3 +67,34 @@ def test_not_pcapng_is_reported(tmp_path):
     path.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(40))
     check = check_file(path)
     assert not check.complete and "not a pcapng" in (check.problem or "")
+
+
+def test_damage_inside_the_file_is_reported_and_nothing_is_cut(tmp_path):
+    """A block whose two lengths disagree in the middle is a problem, but not a half-written
+    tail: the bytes after it are the user's and stay."""
+    path = tmp_path / "a.pcapng"
+    _write(path, packets=4)
+    data = bytearray(path.read_bytes())
+    pos = 0
+    for _ in range(3):  # section, interface, first packet: damage the second packet block
+        pos += int.from_bytes(data[pos + 4 : pos + 8], "little")
+    total = int.from_bytes(data[pos + 4 : pos + 8], "little")
+    data[pos + 4 : pos + 8] = (total + 4).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    check = check_file(path)
+    assert not check.complete and check.problem
+    assert check.complete_size == len(data)
+    assert cut_incomplete_tail(path, check) == 0
+    assert path.read_bytes() == bytes(data)
+
+
+def test_a_non_usbmon_capture_is_checked_too(tmp_path):
+    """The runner's own tests record the loopback interface (link type 1)."""
+    buf = io.BytesIO()
+    w = PcapngWriter(buf)
+    w.interface(1, name="lo")
+    w.packet(bytes(60), 1_700_000_000_000_000_000)
+    path = tmp_path / "lo.pcapng"
+    path.write_bytes(buf.getvalue())
+    check = check_file(path)
+    assert check.complete and (check.interfaces, check.packets) == (1, 1)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from capture_fakes import UdpBackend, fake_host, pid_running, require_loopback_dumpcap
+from pcapng_blocks import packets
 
-from usbtrace.capture.pcapng_check import check_file, iter_packets, read_metadata_payloads
+from usbtrace.capture.pcapng_check import check_file, read_metadata_payloads
 from usbtrace.capture.runner import (
     CaptureConfig,
     RunnerHooks,
@@ -103,19 +104,19 @@ def test_complete_capture(loopback_dumpcap, tmp_path, receiver):
         meta.extra["open_ns"]["start"] <= meta.extra["open_ns"]["end"] <= meta.invokes[0].start_ns
     )
     # the host timestamps use the capture's clock: each datagram lies inside its invoke
-    packets = {
+    invoked = {
         p.data.split(b"invoke ")[-1]: p.ts_ns
-        for p in iter_packets(outcome.path)
+        for p in packets(outcome.path)
         if b"usbtrace-test invoke" in p.data
     }
-    assert len(packets) == 4
+    assert len(invoked) == 4
     # (µs timestamps; the kernel may stamp a little after sendto() returned, never after the
     # next invoke began)
     starts = [i.start_ns for i in meta.invokes[1:]] + [meta.invokes[-1].end_ns + 10**9]
     for inv, next_start in zip(meta.invokes, starts, strict=True):
-        ts = packets[str(inv.index).encode()]
+        ts = invoked[str(inv.index).encode()]
         assert inv.start_ns - 1000 <= ts < next_start
-    assert any(b"usbtrace-test close" in p.data for p in iter_packets(outcome.path))
+    assert any(b"usbtrace-test close" in p.data for p in packets(outcome.path))
     assert backend.closed and rec.summaries == [outcome.path]
     _assert_no_dumpcap(rec)
 

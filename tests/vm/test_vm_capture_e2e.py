@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from lab.testbed import vm
+from tests.pcapng_blocks import metadata, packet_count
 from tests.vm.conftest import SCENARIOS, source_capture
-from tests.vm.pcapng_blocks import metadata, packet_count
 from tests.vm.summaries import inference_verdicts, request_bytes, summarize
 
 

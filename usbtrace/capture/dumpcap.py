@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from usbtrace.capture.pcapng_check import iter_blocks
+from usbtrace.capture.pcapng_check import read_info
 from usbtrace.errors import UsbtraceError
-from usbtrace.formats.pcapng_writer import BT_IDB
 
 _PR_SET_PDEATHSIG = 1
 # libpcap hands packets to dumpcap in ring blocks that a 250 ms kernel timer retires; dumpcap
@@ -142,11 +141,10 @@ class Dumpcap:
         )
 
     def _has_interface_block(self) -> bool:
-        try:
-            data = self.path.read_bytes()
-        except OSError:
+        if not self.path.is_file():
             return False
-        return any(b.type == BT_IDB for b in iter_blocks(data))
+        info, _ = read_info(self.path)
+        return bool(info and info.interfaces)
 
     def stop(self, timeout: float = 10.0, drain: float = DRAIN_SECONDS) -> DumpcapResult:
         """Let the last packets through, SIGINT and wait; escalate to SIGTERM, then SIGKILL.
