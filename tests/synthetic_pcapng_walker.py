@@ -1,11 +1,14 @@
 """A tiny pcapng reader written for the synthetic-capture tests, independent of the project's own
-reader and writer: it walks blocks with ``struct`` and decodes usbmon headers field by field."""
+reader and writer: it walks blocks with the tests' ``pcapng_blocks`` and decodes usbmon headers
+field by field."""
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pcapng_blocks import blocks, options
 
 SHB, IDB, EPB, ISB = 0x0A0D0D0A, 0x1, 0x6, 0x5
 CUSTOM = (0xBAD, 0x40000BAD)
@@ -52,35 +55,17 @@ class Capture:
     custom: list[tuple[int, bytes]] = field(default_factory=list)  # (PEN, payload)
 
 
-def _options(body: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos + 4 <= len(body):
-        code, n = struct.unpack_from("<HH", body, pos)
-        if code == 0:
-            break
-        out[code] = body[pos + 4 : pos + 4 + n]
-        pos += 4 + n + (-n % 4)
-    return out
-
-
 def walk(path: Path | str) -> Capture:
-    raw = Path(path).read_bytes()
     cap = Capture()
-    pos = 0
     frame = 0
-    while pos < len(raw):
-        btype, total = struct.unpack_from("<II", raw, pos)
-        assert total % 4 == 0 and total >= 12, f"bad block length {total} at {pos}"
-        assert struct.unpack_from("<I", raw, pos + total - 4)[0] == total, f"trailer at {pos}"
-        body = raw[pos + 8 : pos + total - 4]
+    for btype, body in blocks(Path(path)):
         if btype == SHB:
             magic, major, _minor, _len = struct.unpack_from("<IHHq", body)
             assert (magic, major) == (0x1A2B3C4D, 1)
-            cap.comment = _options(body[16:]).get(1, b"").decode()
+            cap.comment = options(body[16:]).get(1, b"").decode()
         elif btype == IDB:
             cap.linktype, _, cap.snaplen = struct.unpack_from("<HHI", body)
-            opts = _options(body[8:])
+            opts = options(body[8:])
             cap.tsresol = opts[9][0] if 9 in opts else None
             cap.if_name = opts.get(2, b"").decode()
         elif btype == EPB:
@@ -113,12 +98,10 @@ def walk(path: Path | str) -> Capture:
                 )
             )
         elif btype == ISB:
-            opts = _options(body[12:])
+            opts = options(body[12:])
             cap.isb_drops.append(struct.unpack("<Q", opts[5])[0])
         elif btype in CUSTOM:
             cap.custom.append((struct.unpack_from("<I", body)[0], body[4:]))
-        pos += total
-    assert pos == len(raw)
     return cap
 
 

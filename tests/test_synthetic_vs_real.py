@@ -20,6 +20,7 @@ from lab.synthetic.presets import (
     DENSE_300_CACHING,
     DENSE_300_INFERENCE,
 )
+from lab.usb import descriptors
 from usbtrace.edgetpu.constants import EVENT_REQUEST_DONE, csr_close_sequence, csr_open_sequence
 
 REAL_DEVICE = 4
@@ -62,7 +63,7 @@ def test_descriptors_equal_the_real_ones() -> None:
         if s.submit.xfer == 2 and s.submit.setup[:2] == b"\x80\x06" and s.complete
     }
     assert replies[0x0100 | 18] == payloads.device_descriptor(0x18D1, 0x9302, "super")
-    assert replies[0x0F00 | 22] == payloads.bos_descriptor()
+    assert replies[0x0F00 | 22] == descriptors.bos_descriptor()
     config = payloads.config_descriptor("super")
     assert len(config) == 96
     # the real reply carries only its first 27 bytes (see the captures' README)
