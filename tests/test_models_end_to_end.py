@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
+import lab.synthetic as synthetic
+import usbtrace.analysis.metrics as metrics_module
+import usbtrace.analysis.requests as requests_module
+import usbtrace.edgetpu.decode as decode
 from usbtrace.models.expectations import ExpectedTraffic, reconcile_requests
 from usbtrace.models.inspect import inspect_model
 from usbtrace.models.package import DmaDescriptorKind, DmaHint, DmaHintKind, LayerInfo
 from usbtrace.models.package_writer import ExecutableType, make_executable, write_compiled_model
-
-synthetic = pytest.importorskip("lab.synthetic", reason="synthetic capture generator absent")
-decode = pytest.importorskip("usbtrace.edgetpu.decode", reason="decoder absent")
-requests_module = pytest.importorskip("usbtrace.analysis.requests", reason="analysis absent")
-metrics_module = pytest.importorskip("usbtrace.analysis.metrics", reason="analysis absent")
 
 
 def _dense_like_model(tmp_path: Path) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import shared_path
 
+from usbtrace.analysis.summary import summarize_file
 from usbtrace.models.expectations import (
     ExpectedTraffic,
     ObservedRequestBytes,
@@ -182,8 +183,7 @@ def test_reconcile_requests_of_a_capture(tmp_path: Path) -> None:
 
 
 def _summaries(capture: str):
-    summary_module = pytest.importorskip("usbtrace.analysis.summary")
-    return summary_module.summarize_file(shared_path(f"captures/real/{capture}"))
+    return summarize_file(shared_path(f"captures/real/{capture}"))
 
 
 def test_real_conv_50_capture_reconciles_with_its_model() -> None:

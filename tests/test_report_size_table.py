@@ -154,9 +154,6 @@ def test_real_captures(shared_file, tmp_path, monkeypatch):
 
 
 def test_compiled_bytes_from_the_catalog(shared_file, tmp_path, monkeypatch):
-    pytest.importorskip(
-        "usbtrace.models.inspect", reason="models package not merged yet", exc_type=ImportError
-    )
     from usbtrace.report import size_table
 
     model = shared_file("models/model_conv_128x128x3x32x7x50_edgetpu.tflite")

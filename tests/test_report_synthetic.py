@@ -6,16 +6,11 @@ import statistics
 
 import pytest
 
+import lab.synthetic as synthetic
+import lab.synthetic.presets as presets
 from usbtrace.analysis.summary import summarize_file
 from usbtrace.report.diff import CHANGED, REGRESSION, SAME, diff_captures
 from usbtrace.report.size_table import size_rows
-
-synthetic = pytest.importorskip(
-    "lab.synthetic", reason="synthetic generator not merged yet", exc_type=ImportError
-)
-presets = pytest.importorskip(
-    "lab.synthetic.presets", reason="no synthetic presets yet", exc_type=ImportError
-)
 
 
 @pytest.fixture(scope="module")

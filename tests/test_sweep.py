@@ -126,12 +126,9 @@ def test_cpu_timer_reports_a_bad_model(tmp_path):
 
 
 def test_runner_adapter_passes_the_step(tmp_path, monkeypatch):
-    runner = pytest.importorskip(
-        "usbtrace.capture.runner", reason="capture runner not merged yet", exc_type=ImportError
-    )
-    capture_cmd = pytest.importorskip(
-        "usbtrace.cli.capture_cmd", reason="capture command not merged yet", exc_type=ImportError
-    )
+    from usbtrace.capture import runner
+    from usbtrace.cli import capture_cmd
+
     seen = {}
 
     def fake_backend(spec, model_path, bus):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from synthetic_pcapng_walker import out_transfers, pair_urbs, walk
 
 from lab.synthetic import DeviceProfile, SessionProfile, Timing, write_session
+from usbtrace.analysis import summary
 
 MiB = 1 << 20
 
@@ -101,7 +102,6 @@ def test_random_sessions_are_consistent(profile: SessionProfile) -> None:
 @FUZZ
 @given(profiles())
 def test_summarize_agrees_on_random_single_ep_sessions(profile: SessionProfile) -> None:
-    summary = pytest.importorskip("usbtrace.analysis.summary")
     assume(not profile.devices[0].multi_ep)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.pcapng"

@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 
 from lab.synthetic import PRESETS, preset, write_session
-
-summary = pytest.importorskip("usbtrace.analysis.summary", reason="summarize not built yet")
+from usbtrace.analysis import summary
 
 
 @pytest.fixture(scope="module")

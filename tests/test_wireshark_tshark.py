@@ -725,7 +725,6 @@ def _capture_for(name: str, tmp_path: Path, shared_file) -> Path:
 def test_agrees_with_usbtrace_decoder_on_every_frame(
     name, tmp_path, lua_script, tshark_env, shared_file
 ):
-    pytest.importorskip("usbtrace.edgetpu.decode", reason="usbtrace's decoder is not present")
     capture = _capture_for(name, tmp_path, shared_file)
     want, firmware = decoder_view(capture)
     rows = run_tshark(capture, lua_script, tshark_env)

@@ -76,9 +76,15 @@ class GuestResult:
 
 
 def run_guest(out: Path, script: Path, timeout: float = 300) -> GuestResult:
-    """Run ``script`` in a fresh VM with ``out`` shared read-write; QEMU never outlives this."""
+    """Run ``script`` in a fresh VM with ``out`` shared read-write; QEMU never outlives this.
+
+    The guest's ``$PYTHON`` is the interpreter running this code (a venv need not be activated:
+    ``python3`` on PATH may be another one, without usbtrace's dependencies).
+    """
+    env = {**os.environ, "USBTRACE_VM_PYTHON": os.environ.get("USBTRACE_VM_PYTHON", sys.executable)}
     proc = subprocess.Popen(
         ["bash", str(SCRIPTS / "run.sh"), str(out), str(script), str(int(timeout))],
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

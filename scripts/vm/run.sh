@@ -6,8 +6,9 @@
 # OUT is a folder on the host (created if needed) that the guest sees read-write at the same
 # path; everything the guest leaves behind goes there (captures, logs). SCRIPT runs in the guest
 # with bash, with the host's whole root read-only and these variables set: OUT, VM (the prepared
-# VM folder), KROOT (module tree for `modprobe -d "$KROOT"`), KVER, PYTHON (the host's python3,
-# which has pyusb), REPO (this checkout; also on PYTHONPATH). The console goes to stdout.
+# VM folder), KROOT (module tree for `modprobe -d "$KROOT"`), KVER, PYTHON ($USBTRACE_VM_PYTHON,
+# which the VM tests set to their own interpreter, else the host's python3), REPO (this checkout;
+# also on PYTHONPATH). The console goes to stdout.
 #
 # Exit status: the script's own; 99 when it left none (timeout, kernel panic, QEMU failure);
 # 3 when the VM is not prepared or QEMU is missing (the message says what to do).

@@ -9,7 +9,6 @@ with the reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -35,9 +34,6 @@ class ScenarioSpec:
     link_rate: float = 0
     count: int = 5
     source: str | None = None  # "synthetic:NAME" or "real:NAME" (see source_capture)
-    needs_capture_command: bool = False
-    # the pyusb player's pace checks, superseded by the capture runner's once it exists
-    until_capture_command: bool = False
 
 
 # dense_300 streams 2.8 MiB of parameters per inference. dummy_hcd with the emulator moves 5 to
@@ -48,21 +44,12 @@ FROM_SOURCE = "@source"
 PACED_RATE = 1_500_000
 SCENARIOS: dict[str, ScenarioSpec] = {
     "play_conv_50": ScenarioSpec(scenarios.PLAY, "conv_50"),
-    "play_dense_300_usb_bound": ScenarioSpec(
-        scenarios.PLAY, "dense_300", link_rate=LINK_RATE, count=3, until_capture_command=True
-    ),
-    "play_dense_300_paced": ScenarioSpec(
-        scenarios.PLAY, "dense_300", PACED_RATE, LINK_RATE, count=2, until_capture_command=True
-    ),
-    "capture_conv_50": ScenarioSpec(
-        scenarios.CAPTURE, "conv_50", source="synthetic:conv_50", needs_capture_command=True
-    ),
+    "capture_conv_50": ScenarioSpec(scenarios.CAPTURE, "conv_50", source="synthetic:conv_50"),
     "capture_dense_300_usb_bound": ScenarioSpec(
         scenarios.CAPTURE,
         "dense_300",
         link_rate=LINK_RATE,
         source="synthetic:dense_300",
-        needs_capture_command=True,
     ),
     "capture_dense_300_paced": ScenarioSpec(
         scenarios.CAPTURE,
@@ -70,31 +57,19 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         PACED_RATE,
         LINK_RATE,
         source="synthetic:dense_300",
-        needs_capture_command=True,
     ),
-    "capture_real_conv_50": ScenarioSpec(
-        scenarios.CAPTURE, "conv_50", source="real:conv_50", needs_capture_command=True
-    ),
+    "capture_real_conv_50": ScenarioSpec(scenarios.CAPTURE, "conv_50", source="real:conv_50"),
     "capture_real_dense_300": ScenarioSpec(
         scenarios.CAPTURE,
         FROM_SOURCE,  # the emulator takes its request shapes from the capture it is sent
         link_rate=LINK_RATE,
         source="real:dense_300",
-        needs_capture_command=True,
     ),
-    "fault_unplug": ScenarioSpec(
-        scenarios.UNPLUG, "conv_50", source="synthetic:conv_50", needs_capture_command=True
-    ),
+    "fault_unplug": ScenarioSpec(scenarios.UNPLUG, "conv_50", source="synthetic:conv_50"),
     "fault_kill_dumpcap": ScenarioSpec(
-        scenarios.KILL_DUMPCAP, "conv_50", source="synthetic:conv_50", needs_capture_command=True
+        scenarios.KILL_DUMPCAP, "conv_50", source="synthetic:conv_50"
     ),
 }
-
-
-def capture_command_missing() -> str | None:
-    if importlib.util.find_spec("usbtrace.cli.capture_cmd") is None:
-        return "`usbtrace capture` (the capture runner) has not landed yet"
-    return None
 
 
 SYNTHETIC_SOURCES = {
@@ -209,12 +184,6 @@ def guest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     runnable = []
     for name in _wanted(request.session):
         spec = SCENARIOS[name]
-        if spec.needs_capture_command and (why := capture_command_missing()):
-            skipped[name] = why
-            continue
-        if spec.until_capture_command and not capture_command_missing():
-            skipped[name] = "covered by the capture_dense_300_* end-to-end scenarios"
-            continue
         if spec.source is not None:
             src = source_capture(spec.source)
             if isinstance(src, str):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from lab.testbed import vm
 
@@ -21,8 +18,6 @@ def summarize(*paths: Path) -> list[dict[str, Any]]:
     A device that was enumerating at address 0 when the capture started appears as its own
     entry without requests; it is left out here.
     """
-    if importlib.util.find_spec("usbtrace.cli.summarize_cmd") is None:
-        pytest.skip("`usbtrace summarize` has not landed yet")
     proc = subprocess.run(
         [sys.executable, "-m", "usbtrace", "summarize", "--json", *map(str, paths)],
         capture_output=True,

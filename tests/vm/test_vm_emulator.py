@@ -9,7 +9,6 @@ import pytest
 
 from lab.testbed.emulator import completion_event
 from lab.testbed.profile import BUILTIN_PROFILES, KIND_CACHING, RequestShape
-from tests.vm.conftest import PACED_RATE
 from tests.vm.summaries import inference_verdicts, request_bytes, summarize
 from tests.vm.usbmon_fields import Record, edgetpu_device, read_records
 from usbtrace.edgetpu.constants import (
@@ -84,27 +83,6 @@ def test_emulator_served_what_the_host_sent(guest) -> None:
     assert [p["output_bytes"] for p in played] == [s.output_bytes for s in session]
 
 
-def bulk_out_rate(recs: list[Record]) -> float:
-    """Bytes per second on 0x01 over the large URBs: first submit to last completion."""
-    big = [r for r in recs if r.endpoint == EP_BULK_OUT and r.urb_len >= 65_536]
-    assert big, "no large bulk-OUT URBs"
-    return sum(r.urb_len for r in big if r.submit) / (big[-1].t - big[0].t)
-
-
-@pytest.mark.vm_scenario("play_dense_300_usb_bound", "play_dense_300_paced")
-def test_pace_setting_slows_parameter_streaming(guest, tshark) -> None:
-    fast = device_records(tshark, guest.scenario("play_dense_300_usb_bound"))
-    slow = device_records(tshark, guest.scenario("play_dense_300_paced"))
-    fast_rate = bulk_out_rate(fast)
-    slow_rate = bulk_out_rate(slow)
-    print(f"[vm] bulk OUT: unpaced {fast_rate / 1e6:.1f} MB/s, paced {slow_rate / 1e6:.1f} MB/s")
-
-    # The paced device holds the whole bulk-OUT stream near its rate (instructions go at link
-    # speed, so the average is a little above it); unpaced, dummy_hcd's link sets the pace.
-    assert slow_rate < 1.5 * PACED_RATE
-    assert fast_rate > 1.5 * slow_rate
-
-
 def expected_bytes(session: list[RequestShape]) -> list[tuple[str, dict[str, int]]]:
     """What summarize should report per request for a played session."""
     out = []
@@ -132,15 +110,3 @@ def test_summarize_reads_the_played_session(guest) -> None:
     assert entry["summary"]["integrity"] == {"ok": True, "problems": []}
     assert request_bytes(entry) == expected_bytes(BUILTIN_PROFILES["conv_50"].session(5))
     assert inference_verdicts(entry) == ["no-streaming"] * 5
-
-
-@pytest.mark.vm_scenario("play_dense_300_usb_bound", "play_dense_300_paced")
-def test_verdicts_follow_the_pace_setting(guest) -> None:
-    (fast,) = summarize(guest.scenario("play_dense_300_usb_bound") / "capture.pcapng")
-    (slow,) = summarize(guest.scenario("play_dense_300_paced") / "capture.pcapng")
-    profile = BUILTIN_PROFILES["dense_300"]
-    assert request_bytes(fast) == expected_bytes(profile.session(len(inference_verdicts(fast))))
-    assert request_bytes(slow) == expected_bytes(profile.session(len(inference_verdicts(slow))))
-    print(f"[vm] verdicts unpaced {inference_verdicts(fast)}, paced {inference_verdicts(slow)}")
-    assert set(inference_verdicts(slow)) == {"compute-paced"}
-    assert set(inference_verdicts(fast)) == {"usb-bound"}

@@ -368,11 +368,6 @@ def _print_summary(path: Path, hooks: RunnerHooks) -> None:
     if hooks.summary is not None:
         hooks.summary(path)
         return
-    import importlib.util
-
-    if importlib.util.find_spec("usbtrace.cli.summarize_cmd") is None:
-        print(f"usbtrace: (summarize is not available in this build; run it on {path})")
-        return
-    from usbtrace.cli.main import main
+    from usbtrace.cli.main import main  # the summary is the CLI's: imported only when wanted
 
     main(["summarize", str(path)])

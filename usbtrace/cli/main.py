@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -55,10 +54,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in COMMANDS:
         if only is not None and name != only:
             continue
-        module_name = f"usbtrace.cli.{name}_cmd"
-        if importlib.util.find_spec(module_name) is None:
-            continue  # a command still being built
-        importlib.import_module(module_name).register(sub)
+        importlib.import_module(f"usbtrace.cli.{name}_cmd").register(sub)
     return parser
 
 
