@@ -84,7 +84,7 @@ def usbmon_headers(
         hdr["status"] = np.fromiter((r.status for r in records), np.int32, n)
         hdr["urb_len"] = np.fromiter((r.urb_len & 0xFFFFFFFF for r in records), np.uint32, n)
         hdr["data_len"] = np.fromiter((r.data_len & 0xFFFFFFFF for r in records), np.uint32, n)
-        for i in np.flatnonzero(has_setup):
+        for i in np.flatnonzero(has_setup).tolist():
             hdr["setup"][i] = np.frombuffer(records[i].setup or bytes(8), np.uint8)
         hdr["interval"] = np.fromiter((r.interval for r in records), np.int32, n)
         hdr["start_frame"] = np.fromiter((r.start_frame for r in records), np.int32, n)
@@ -92,8 +92,11 @@ def usbmon_headers(
     out = hdr.astype(header_dtype(LINKTYPE_USB_LINUX_MMAPPED, order))
     if linktype == LINKTYPE_USB_LINUX_MMAPPED:
         return out
-    # link type 189: the same fields up to the setup packet
-    return out[list(header_dtype(linktype, order).names)].astype(header_dtype(linktype, order))
+    # link type 189: the same fields up to the setup packet, copied field by field
+    short = np.zeros(n, header_dtype(linktype, order))
+    for name in short.dtype.names or ():
+        short[name] = out[name]
+    return short
 
 
 def header_len(linktype: int) -> int:

@@ -44,5 +44,5 @@ def ops_per_inference(family: str, size: int) -> int | None:
     if family == "dense":
         macs = DENSE_INPUTS * DENSE_UNITS + (size - 1) * DENSE_UNITS * DENSE_UNITS + DENSE_UNITS
         return MAC_OPS * macs
-    macs = _PUBLISHED_MACS.get((family, size))
-    return None if macs is None else MAC_OPS * macs
+    published = _PUBLISHED_MACS.get((family, size))
+    return None if published is None else MAC_OPS * published

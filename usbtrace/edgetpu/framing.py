@@ -104,8 +104,8 @@ class TransferStore:
         for i, (name, t) in enumerate(self.FIELDS):
             parts = [c[i] for c in self.chunks]
             out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=t)
-        for t, length in self.length_override.items():
-            out["length"][t] = length
+        for tidx, length in self.length_override.items():
+            out["length"][tidx] = length
         return out
 
 

@@ -61,7 +61,8 @@ class RecordBatch:
 
 
 SUB_BATCH = 1 << 16  # records gathered at once: bounds the temporary index arrays
-_HDR_OFFSET = RECORD.fields["hdr"][1]
+assert RECORD.fields is not None  # a structured dtype
+_HDR_OFFSET: int = RECORD.fields["hdr"][1]
 assert RECORD.fields["head"][1] == _HDR_OFFSET + HEADER.itemsize
 _HEAD_WORDS = (64 + HEAD_BYTES) // 4
 # _KEEP[n]: 0xFF for the first n of HEAD_BYTES bytes, 0 after
@@ -131,8 +132,8 @@ def extract_usbmon(
             src = np.ascontiguousarray(raw[:, :hdr_len]).view(header_dtype(linktype, byteorder))
             src = src.reshape(hi - lo)
             dst = out["hdr"][lo:hi]
-            for name in HEADER.names:
-                if name in src.dtype.names:
+            for name in HEADER.names or ():
+                if name in (src.dtype.names or ()):
                     dst[name] = src[name]
                 else:
                     dst[name] = 0

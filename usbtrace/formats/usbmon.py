@@ -60,4 +60,4 @@ _FIELDS_64 = [
 def header_dtype(linktype: int, byteorder: str) -> np.dtype:
     """Structured dtype of the usbmon header for a link type, ``byteorder`` '<' or '>'."""
     fields = _FIELDS_64 if linktype == LINKTYPE_USB_LINUX_MMAPPED else _FIELDS_48
-    return np.dtype([(n, byteorder + t, *rest) for n, t, *rest in fields])
+    return np.dtype([(str(f[0]), byteorder + str(f[1]), *f[2:]) for f in fields])
