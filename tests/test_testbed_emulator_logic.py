@@ -28,7 +28,7 @@ from lab.testbed.profile import (
     BUILTIN_PROFILES,
     KIND_CACHING,
     KIND_INFERENCE,
-    DeviceProfile,
+    EmulatorProfile,
     load_profile,
     profile_from_model_summary,
     profile_from_requests,
@@ -292,7 +292,7 @@ def test_profile_from_model_summary_orders_instructions_input_parameters() -> No
 def test_profile_from_requests_keeps_distinct_shapes() -> None:
     reqs = [("caching", [(0, 10), (2, 20)], 0)] + [("inference", [(0, 5), (1, 16)], 8)] * 5
     prof = profile_from_requests("x", reqs)
-    assert isinstance(prof, DeviceProfile) and len(prof.requests) == 2
+    assert isinstance(prof, EmulatorProfile) and len(prof.requests) == 2
 
 
 def test_host_payloads_have_the_announced_sizes() -> None:

@@ -49,7 +49,7 @@ MS = 1_000_000
 
 
 @dataclass
-class Session:
+class BaseSession:
     records: list[UsbRecord] = field(default_factory=list)
     # index of the record that completes the first inference (its event): a cut after it must
     # still leave at least one full inference to report
@@ -174,14 +174,14 @@ def edgetpu_session(
     cached: int = 200_000,
     instructions: int = 12_000,
     enumerate_device: bool = True,
-) -> Session:
+) -> BaseSession:
     """One device's traffic: open, a caching request, ``inferences`` inferences."""
     b = _Builder(rng, bus, dev, t0_ns)
     if enumerate_device:
         b.descriptor()
     b.csr_write(CSR_DESCR_EP, 0xF0)
     b.csr_write(CSR_OUTFEED_CHUNK_LENGTH, OUTFEED_CHUNK_SUPERSPEED)
-    session = Session()
+    session = BaseSession()
     # parameter caching request
     b.transfer(Tag.INSTRUCTIONS, rng.randrange(1000, 9000) // 4 * 4)
     done = b.transfer(Tag.PARAMETERS, cached)

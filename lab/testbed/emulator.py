@@ -28,7 +28,7 @@ from lab.testbed.gadgetfs import (
     controller_file,
 )
 from lab.testbed.matcher import CompletedRequest, RequestMatcher
-from lab.testbed.profile import DeviceProfile
+from lab.testbed.profile import EmulatorProfile
 from lab.testbed.registers import RegisterFile, csr_address
 from usbtrace.edgetpu.constants import (
     COMPLETION_TAG,
@@ -89,7 +89,7 @@ class EdgeTpuEmulator:
     def __init__(
         self,
         mount: Path,
-        profile: DeviceProfile,
+        profile: EmulatorProfile,
         pace: float = 0.0,
         link_rate: float = 0.0,
         compute_s: float = 0.0,

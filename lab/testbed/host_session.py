@@ -13,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from lab.testbed.profile import DeviceProfile, RequestShape
+from lab.testbed.profile import EmulatorProfile, RequestShape
 from lab.testbed.registers import OUTFEED_CHUNK_UNIT
 from usbtrace.edgetpu.constants import (
     CSR_REQUEST_32,
@@ -137,7 +137,7 @@ class HostSession:
         event = bytes(self.dev.read(EP_EVENT_IN, EVENT_LEN, TIMEOUT_MS))
         return PlayedRequest(shape.kind, got, event, t_start, time.time())
 
-    def play(self, profile: DeviceProfile, count: int, interval: float) -> list[PlayedRequest]:
+    def play(self, profile: EmulatorProfile, count: int, interval: float) -> list[PlayedRequest]:
         self.open()
         played = []
         for i, shape in enumerate(profile.session(count)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lab.testbed.profile import DeviceProfile, RequestShape
+from lab.testbed.profile import EmulatorProfile, RequestShape
 from usbtrace.edgetpu.constants import Tag
 
 KIND_UNKNOWN = "unknown"
@@ -26,7 +26,7 @@ class CompletedRequest:
 
 @dataclass
 class RequestMatcher:
-    profile: DeviceProfile
+    profile: EmulatorProfile
     _pending: list[tuple[int, int]] = field(default_factory=list)
     _count: int = 0
 

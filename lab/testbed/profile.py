@@ -48,7 +48,7 @@ class RequestShape:
 
 
 @dataclass(frozen=True)
-class DeviceProfile:
+class EmulatorProfile:
     name: str
     requests: tuple[RequestShape, ...]
 
@@ -79,7 +79,7 @@ class DeviceProfile:
         }
 
     @classmethod
-    def from_json(cls, data: Any, source: str | None = None) -> DeviceProfile:
+    def from_json(cls, data: Any, source: str | None = None) -> EmulatorProfile:
         try:
             requests = tuple(
                 RequestShape(
@@ -118,14 +118,14 @@ INS, INP, PAR = Tag.INSTRUCTIONS, Tag.INPUT, Tag.PARAMETERS
 # Shapes of the two complete real captures (protocol reference §9.2, §9.3): conv x50 caches all its
 # parameters; dense x300 streams 2.8 MiB of parameters with every inference.
 BUILTIN_PROFILES = {
-    "conv_50": DeviceProfile(
+    "conv_50": EmulatorProfile(
         "conv_50",
         (
             _shape(KIND_CACHING, [(INS, 7_856), (PAR, 2_471_488)], 0),
             _shape(KIND_INFERENCE, [(INS, 93_360), (INP, 16)], 8),
         ),
     ),
-    "dense_300": DeviceProfile(
+    "dense_300": EmulatorProfile(
         "dense_300",
         (
             _shape(KIND_CACHING, [(INS, 21_168), (PAR, 1_040_896)], 0),
@@ -147,7 +147,7 @@ BUILTIN_PROFILES = {
 }
 
 
-def load_profile(spec: str) -> DeviceProfile:
+def load_profile(spec: str) -> EmulatorProfile:
     """A built-in name, a ``.json`` profile, or a capture file (``.pcapng``/``.pcap``)."""
     if spec in BUILTIN_PROFILES:
         return BUILTIN_PROFILES[spec]
@@ -162,31 +162,31 @@ def load_profile(spec: str) -> DeviceProfile:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(path, f"cannot read as JSON ({exc})") from None
     if isinstance(data, dict) and "requests" in data:
-        return DeviceProfile.from_json(data, str(path))
+        return EmulatorProfile.from_json(data, str(path))
     return profile_from_model_summary(data, source=str(path))
 
 
 def profile_from_requests(
     name: str, requests: Sequence[tuple[str, Sequence[tuple[int, int]], int]]
-) -> DeviceProfile:
+) -> EmulatorProfile:
     """Distinct request shapes in first-seen order, from (kind, [(tag, length)], output)."""
     seen: dict[tuple[str, tuple[tuple[int, int], ...]], RequestShape] = {}
     for kind, transfers, output in requests:
         shape = _shape(kind, [(Tag(t), n) for t, n in transfers], output)
         seen.setdefault((kind, shape.key), shape)
-    profile = DeviceProfile(name, tuple(seen.values()))
+    profile = EmulatorProfile(name, tuple(seen.values()))
     profile.check(name)
     return profile
 
 
-def profile_from_capture(path: Path) -> DeviceProfile:
+def profile_from_capture(path: Path) -> EmulatorProfile:
     """The request shapes of a recorded capture (needs the capture decoder)."""
     from lab.testbed.capture_profile import requests_of_capture
 
     return profile_from_requests(path.stem, requests_of_capture(path))
 
 
-def profile_from_model_summary(data: Any, source: str | None = None) -> DeviceProfile:
+def profile_from_model_summary(data: Any, source: str | None = None) -> EmulatorProfile:
     """Request shapes from a compiled model's summary (the inspector's JSON).
 
     Accepted form: ``{"name": ..., "executables": [{"type": "parameter_caching" |
@@ -216,6 +216,6 @@ def profile_from_model_summary(data: Any, source: str | None = None) -> DevicePr
             shapes.append(_shape(KIND_INFERENCE, transfers, int(exe.get("output_bytes", 0))))
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(source, f"not a model summary or request profile ({exc})") from None
-    profile = DeviceProfile(name, tuple(shapes))
+    profile = EmulatorProfile(name, tuple(shapes))
     profile.check(source)
     return profile

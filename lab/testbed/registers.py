@@ -35,7 +35,7 @@ OUTFEED_CHUNK_UNIT = 8
 
 
 @dataclass(frozen=True)
-class CsrAccess:
+class RegisterAccess:
     address: int
     width: int  # 32 or 64
     write: bool
@@ -45,7 +45,7 @@ class CsrAccess:
 @dataclass
 class RegisterFile:
     values: dict[int, int] = field(default_factory=dict)
-    log: list[CsrAccess] = field(default_factory=list)
+    log: list[RegisterAccess] = field(default_factory=list)
     unknown: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -61,7 +61,7 @@ class RegisterFile:
         with self._lock:
             self._note(address)
             value = self.values.get(address, 0) & ((1 << width) - 1)
-            self.log.append(CsrAccess(address, width, False, value))
+            self.log.append(RegisterAccess(address, width, False, value))
             return value
 
     def write(self, address: int, width: int, value: int) -> None:
@@ -70,7 +70,7 @@ class RegisterFile:
             if address == CSR_SCU_CTRL_3:
                 value &= ~SCU_CTRL_3_POWER_STATE_MASK
             self.values[address] = value
-            self.log.append(CsrAccess(address, width, True, value))
+            self.log.append(RegisterAccess(address, width, True, value))
 
     def output_chunk_bytes(self) -> int:
         """Largest bulk-IN chunk for output activations, as the host configured it.
