@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from usbtrace.edgetpu.constants import (  # noqa: E402
     MAX_BULK_OUT_CHUNK,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_event, encode_header  # noqa: E402
 from usbtrace.formats.usbmon import (  # noqa: E402
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -69,7 +69,7 @@ class _Writer:
         self.t += 2000
 
     def transfer(self, tag: int, length: int) -> None:
-        self.out(struct.pack("<IB3x", length, tag), 8, 20)
+        self.out(encode_header(tag, length), 8, 20)
         left = length
         while left:
             n = min(left, MAX_BULK_OUT_CHUNK)
@@ -95,7 +95,7 @@ def make_capture(path: Path, size: int) -> tuple[int, int]:
             w.transfer(Tag.INPUT, 150_528)
             w.transfer(Tag.PARAMETERS, 8 * MAX_BULK_OUT_CHUNK)
             w.read(EP_OUTPUT_IN, 1024, bytes(1001))
-            w.read(EP_EVENT_IN, 16, bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3))
+            w.read(EP_EVENT_IN, 16, encode_event(Tag.INTERRUPT0))
             inferences += 1
     return path.stat().st_size, inferences
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab lives in
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, StreamWriter
 from usbtrace.edgetpu import constants as c
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -63,7 +63,7 @@ def build(path: Path, requests: int, param_bytes: int) -> int:
             rec(urb, URB_COMPLETE, c.EP_BULK_OUT, data_len, b"", 0)
 
         def transfer(tag: int, length: int) -> None:
-            out(c.HEADER_LEN, struct.pack("<IB3x", length, tag))
+            out(c.HEADER_LEN, encode_header(tag, length))
             left = length
             while left:
                 n = min(left, c.MAX_BULK_OUT_CHUNK)

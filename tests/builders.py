@@ -16,6 +16,7 @@ from lab.usb import descriptors
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, encode
 from usbtrace.edgetpu import constants as C
+from usbtrace.edgetpu.wire import encode_event, encode_header
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -96,7 +97,7 @@ class CaptureBuilder:
     # -- Edge TPU level -------------------------------------------------------------------------
 
     def header(self, tag: int, length: int, t_submit: int, t_complete: int) -> None:
-        data = struct.pack("<IB3x", length, tag)
+        data = encode_header(tag, length)
         self.urb(C.EP_BULK_OUT, XFER_BULK, t_submit, t_complete, length=8, out_data=data)
 
     def payload(self, length: int, t_submit: int, t_complete: int | None, fill: int = 0x80) -> None:
@@ -115,7 +116,7 @@ class CaptureBuilder:
         self.payload(length, t_submit + 1, t_complete)
 
     def event(self, t_submit: int, t_complete: int, tag: int = C.Tag.INTERRUPT0) -> None:
-        data = bytes(12) + bytes([tag, 0, 0, 0])
+        data = encode_event(tag)
         self.urb(C.EP_EVENT_IN, XFER_BULK, t_submit, t_complete, length=16, in_data=data)
 
     def output(self, nbytes: int, t_submit: int, t_complete: int, read: int = 1024) -> None:
@@ -145,10 +146,9 @@ class CaptureBuilder:
         """A CSR write (``value``) or read (``read_value``), completing 100 µs later."""
         nbytes = width // 8
         request = C.CSR_REQUEST_64 if width == 64 else C.CSR_REQUEST_32
-        write = value is not None
-        rt = C.REQTYPE_VENDOR_OUT if write else C.REQTYPE_VENDOR_IN
-        setup = struct.pack("<BBHHH", rt, request, address & 0xFFFF, address >> 16, nbytes)
-        if write:
+        rt = C.REQTYPE_VENDOR_OUT if value is not None else C.REQTYPE_VENDOR_IN
+        setup = descriptors.setup_packet(rt, request, address & 0xFFFF, address >> 16, nbytes)
+        if value is not None:
             self.urb(
                 0x00,
                 XFER_CONTROL,

@@ -27,6 +27,7 @@ from usbtrace.edgetpu.constants import (
     VID_GOOGLE,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_event, encode_header
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -177,7 +178,7 @@ class SessionWriter:
         self._emit(urb, URB_COMPLETE, XFER_BULK, EP_BULK_OUT, urb_len=len(data))
 
     def transfer(self, tag: int, payload: bytes, chunk: int = 1 << 20) -> None:
-        self._bulk_out(struct.pack("<IB3x", len(payload), tag))
+        self._bulk_out(encode_header(tag, len(payload)))
         for i in range(0, len(payload), chunk):
             self._bulk_out(payload[i : i + chunk])
 
@@ -190,7 +191,7 @@ class SessionWriter:
         self._read(EP_OUTPUT_IN, 1024, data)
 
     def event(self) -> None:
-        self._read(EP_EVENT_IN, 16, bytes(12) + bytes([Tag.INTERRUPT0]) + bytes(3))
+        self._read(EP_EVENT_IN, 16, encode_event(Tag.INTERRUPT0))
 
     def session(self, inferences: int = 3, *, instr: int = 300, params: int = 5000) -> bytes:
         """Open, a caching request, ``inferences`` inferences (the first overlaps it), close."""

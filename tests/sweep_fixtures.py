@@ -9,7 +9,6 @@ writes it. ``SweepPoint`` is the ground truth the tests compare the reports agai
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from usbtrace.edgetpu.constants import (
     MAX_BULK_OUT_CHUNK,
     Tag,
 )
+from usbtrace.edgetpu.wire import encode_event, encode_header
 from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
@@ -134,7 +134,7 @@ class _Writer:
 
     def transfer(self, t: int, tag: int, length: int, rate: float) -> int:
         """Header then payload URBs, one at a time; returns when the last payload completed."""
-        self.urb(EP_BULK_OUT, t, t + HEADER_NS, 8, struct.pack("<IB3x", length, tag))
+        self.urb(EP_BULK_OUT, t, t + HEADER_NS, 8, encode_header(tag, length))
         t += HEADER_NS
         left = length
         while left:
@@ -148,7 +148,7 @@ class _Writer:
     def finish(self, t_post: int, t_end: int, output: bool) -> None:
         if output:
             self.urb(EP_OUTPUT_IN, t_post, t_end - 5_000, 1024, bytes(8))
-        event = bytes(12) + bytes([Tag.INTERRUPT0, 0, 0, 0])
+        event = encode_event(Tag.INTERRUPT0)
         self.urb(EP_EVENT_IN, t_post, t_end, 16, event)
 
 

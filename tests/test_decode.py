@@ -9,6 +9,7 @@ from builders import CaptureBuilder, inference
 
 from usbtrace.edgetpu import constants as C
 from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.errors import InputError
 from usbtrace.report.inspect_view import inspect_rows
 
@@ -81,8 +82,8 @@ def test_payload_of_eight_bytes_is_not_a_header(tmp_path):
     b = CaptureBuilder()
     b.header(C.Tag.INPUT, 16, 0, 1)
     # two 8-byte payload URBs that happen to look like a header
-    b.urb(0x01, 3, 2, 3, length=8, out_data=struct.pack("<IB3x", 100, 2))
-    b.urb(0x01, 3, 4, 5, length=8, out_data=struct.pack("<IB3x", 100, 2))
+    b.urb(0x01, 3, 2, 3, length=8, out_data=encode_header(2, 100))
+    b.urb(0x01, 3, 4, 5, length=8, out_data=encode_header(2, 100))
     b.event(0, 10)
     (tpu,) = decode_capture(b.write(tmp_path / "a.pcapng")).devices
     assert [(t.tag, t.length, t.complete) for t in tpu.transfers] == [(1, 16, True)]

@@ -13,6 +13,7 @@ import pytest
 from lab.fuzzing.session import edgetpu_session
 from lab.usb.writer import Layout, encode, idb
 from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.edgetpu.wire import encode_header
 from usbtrace.errors import InputError
 from usbtrace.formats import capture
 from usbtrace.formats.capture import Capture, Interface, _ts_to_ns
@@ -140,8 +141,8 @@ def test_mixed_endpoints_in_one_batch_frame_0x01_headers_as_single_ep() -> None:
 
     # header(16) + 16 B payload on 0x01, then a stray URB on 0x02, then header + payload
     hdr = np.zeros((5, 16), dtype=np.uint8)
-    hdr[0, :8] = list(struct.pack("<IB3x", 16, 1))
-    hdr[3, :8] = list(struct.pack("<IB3x", 16, 1))
+    hdr[0, :8] = list(encode_header(1, 16))
+    hdr[3, :8] = list(encode_header(1, 16))
     ep = np.array([1, 1, 2, 1, 1], dtype=np.uint8)
     length = np.array([8, 16, 100, 8, 16])
     cap = np.array([8, 16, 16, 8, 16])
