@@ -348,3 +348,19 @@ def test_profile_from_a_recorded_capture(sample: str, builtin: str) -> None:
 def test_profile_from_the_real_captures_matches_the_builtin(shared_file, name: str) -> None:
     path = shared_file(f"captures/real/{name}.pcapng")
     assert load_profile(str(path)).requests == BUILTIN_PROFILES[name].requests
+
+
+def test_gadget_endpoints_have_the_coral_addresses_and_files() -> None:
+    """What GadgetFS enables (the emulator keys its endpoint files by address)."""
+    from lab.testbed.descriptors import ENDPOINTS
+
+    assert [ep.address for ep in ENDPOINTS] == [0x01, 0x81, 0x82, 0x83]
+    assert [ep.gadgetfs_name for ep in ENDPOINTS] == [
+        "ep1out-bulk",
+        "ep1in-bulk",
+        "ep2in-bulk",
+        "ep5in-int",
+    ]
+    for ep in ENDPOINTS:
+        assert ep.descriptor(high_speed=True)[2] == ep.address
+        assert ep.descriptor(high_speed=False)[2] == ep.address

@@ -45,6 +45,10 @@ class GadgetEndpoint:
     high: Endpoint
     gadgetfs_name: str  # the endpoint file dummy_udc offers for it
 
+    @property
+    def address(self) -> int:
+        return self.high.address
+
     def descriptor(self, high_speed: bool) -> bytes:
         return desc.endpoint_descriptor(self.high if high_speed else self.full)
 
