@@ -83,11 +83,11 @@ def _table_with_fields() -> bytes:
 
 def test_flatbuffer_table_reads_slots_and_defaults() -> None:
     table = root_table(_table_with_fields(), b"TEST")
-    assert table.int(0) == 42
+    assert table.integer(0) == 42
     assert table.string(1) == "layer"
     assert bytes(table.bytes(2)) == b"\x01\x02\x03"
-    assert table.int(3, default=7) == 7  # absent from the vtable
-    assert table.int(10, default=-1) == -1  # beyond the vtable: newer schema field
+    assert table.integer(3, default=7) == 7  # absent from the vtable
+    assert table.integer(10, default=-1) == -1  # beyond the vtable: newer schema field
 
 
 def test_flatbuffer_checks_identifier_and_bounds() -> None:
@@ -99,7 +99,7 @@ def test_flatbuffer_checks_identifier_and_bounds() -> None:
     corrupt = bytearray(data)
     corrupt[0:4] = (len(data) + 100).to_bytes(4, "little")
     with pytest.raises(FlatbufferError):
-        root_table(bytes(corrupt)).int(0)
+        root_table(bytes(corrupt)).integer(0)
 
 
 def test_custom_options_round_trip_property() -> None:

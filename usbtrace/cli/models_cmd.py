@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from usbtrace.cli.flags import Deprecated
@@ -106,44 +107,57 @@ def _inspect_if_present(entry: CatalogEntry) -> ModelSummary | None:
     return inspect_model(entry.compiled) if entry.compiled_exists else None
 
 
+@dataclass(frozen=True)
+class _ListRow:
+    """One catalog model as `models list` shows it (None: not built, compiled or inspected)."""
+
+    name: str
+    family: str | None
+    size: int | None
+    source: str | None
+    source_bytes: int | None
+    compiled: str | None
+    compiled_bytes: int | None
+    cached_bytes: int | None
+    streamed_bytes: int | None
+    instruction_bytes: int | None
+
+
+def _list_row(entry: CatalogEntry) -> _ListRow:
+    summary = _inspect_if_present(entry)
+    known = summary if summary is not None and summary.compiled else None
+    return _ListRow(
+        name=entry.name,
+        family=entry.family,
+        size=entry.size,
+        source=str(entry.source) if entry.source_exists else None,
+        source_bytes=entry.source.stat().st_size if entry.source_exists else None,
+        compiled=str(entry.compiled) if entry.compiled_exists else None,
+        compiled_bytes=entry.compiled.stat().st_size if entry.compiled_exists else None,
+        cached_bytes=known.cached_bytes if known else None,
+        streamed_bytes=known.streamed_bytes if known else None,
+        instruction_bytes=known.instruction_bytes if known else None,
+    )
+
+
 def run_list(args: argparse.Namespace) -> int:
-    rows = []
-    for entry in catalog_entries():
-        summary = _inspect_if_present(entry)
-        rows.append(
-            {
-                "name": entry.name,
-                "family": entry.family,
-                "size": entry.size,
-                "source": str(entry.source) if entry.source_exists else None,
-                "source_bytes": entry.source.stat().st_size if entry.source_exists else None,
-                "compiled": str(entry.compiled) if entry.compiled_exists else None,
-                "compiled_bytes": entry.compiled.stat().st_size if entry.compiled_exists else None,
-                "cached_bytes": summary.cached_bytes if summary and summary.compiled else None,
-                "streamed_bytes": summary.streamed_bytes if summary and summary.compiled else None,
-                "instruction_bytes": summary.instruction_bytes
-                if summary and summary.compiled
-                else None,
-            }
-        )
+    rows = [_list_row(entry) for entry in catalog_entries()]
     if args.json:
-        print(json.dumps({"models_dir": str(models_dir()), "models": rows}, indent=2))
+        models = [asdict(row) for row in rows]
+        print(json.dumps({"models_dir": str(models_dir()), "models": models}, indent=2))
         return 0
     print(f"models in {models_dir()}")
     header = ("name", "built", "compiled", "cached", "streamed", "instr/inf")
-    table = [header]
+    table: list[tuple[str, ...]] = [header]
     for row in rows:
-        table.append(
-            (
-                row["name"],
-                _mib(row["source_bytes"]) if row["source_bytes"] is not None else "-",
-                _mib(row["compiled_bytes"]) if row["compiled_bytes"] is not None else "-",
-                *(
-                    _mib(row[key]) if row[key] is not None else "-"
-                    for key in ("cached_bytes", "streamed_bytes", "instruction_bytes")
-                ),
-            )
+        sizes = (
+            row.source_bytes,
+            row.compiled_bytes,
+            row.cached_bytes,
+            row.streamed_bytes,
+            row.instruction_bytes,
         )
+        table.append((row.name, *(_mib(n) if n is not None else "-" for n in sizes)))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     for r in table:
         print(
@@ -152,8 +166,8 @@ def run_list(args: argparse.Namespace) -> int:
                 for i, (c, w) in enumerate(zip(r, widths, strict=True))
             )
         )
-    built = sum(1 for r in rows if r["source"])
-    compiled = sum(1 for r in rows if r["compiled"])
+    built = sum(1 for r in rows if r.source)
+    compiled = sum(1 for r in rows if r.compiled)
     print(f"{len(rows)} models, {built} built, {compiled} compiled")
     if built < len(rows):
         print(

@@ -15,7 +15,7 @@ to 8. Every other field must match exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from usbtrace.edgetpu.constants import OUTPUT_PAD_MULTIPLE, Tag
 from usbtrace.models.inspect import ModelSummary, hint_sequence
@@ -140,18 +140,36 @@ class ObservedRequestBytes:
 
     @classmethod
     def from_request(
-        cls, request: object, sequence: list[tuple[int, int]] | None = None
+        cls, request: RequestBytes, sequence: list[tuple[int, int]] | None = None
     ) -> ObservedRequestBytes:
         """From any object with ``kind``, ``instructions``, ``input``, ``parameters`` and
         ``output`` attributes (such as the analysis layer's per-request metrics)."""
+        kind = str(request.kind)
+        if kind not in (INFERENCE, PARAMETER_CACHING):
+            raise ValueError(f"a model predicts inference and caching requests, not {kind!r}")
         return cls(
-            kind=str(request.kind),  # type: ignore[attr-defined]
-            instructions=int(request.instructions),  # type: ignore[attr-defined]
-            input=int(request.input),  # type: ignore[attr-defined]
-            parameters=int(request.parameters),  # type: ignore[attr-defined]
-            output=int(request.output),  # type: ignore[attr-defined]
+            kind=INFERENCE if kind == INFERENCE else PARAMETER_CACHING,
+            instructions=int(request.instructions),
+            input=int(request.input),
+            parameters=int(request.parameters),
+            output=int(request.output),
             sequence=sequence,
-        )  # type: ignore[arg-type]
+        )
+
+
+class RequestBytes(Protocol):
+    """What ``ObservedRequestBytes.from_request`` reads of a request."""
+
+    @property
+    def kind(self) -> object: ...
+    @property
+    def instructions(self) -> int: ...
+    @property
+    def input(self) -> int: ...
+    @property
+    def parameters(self) -> int: ...
+    @property
+    def output(self) -> int: ...
 
 
 @dataclass(frozen=True)

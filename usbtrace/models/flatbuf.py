@@ -86,7 +86,7 @@ class Table:
         fmt = struct.Struct(SCALAR_FORMATS[kind])
         return _unpack(fmt, self.buf, pos)
 
-    def int(self, slot: int, kind: str = "int32", default: int = 0) -> int:
+    def integer(self, slot: int, kind: str = "int32", default: int = 0) -> int:
         return int(self.scalar(slot, kind, default))
 
     def _indirect(self, slot: int) -> int | None:

@@ -51,9 +51,12 @@ class DmaHint:
             return f"Int{self.index}"
         if self.kind == DmaHintKind.FENCE:
             return "Fence"
-        name = {DmaDescriptorKind.PARAMETER: "PARAM"}.get(
-            self.descriptor, self.descriptor.name if self.descriptor is not None else "?"
-        )
+        if self.descriptor is None:
+            name = "?"
+        elif self.descriptor == DmaDescriptorKind.PARAMETER:
+            name = "PARAM"
+        else:
+            name = self.descriptor.name
         return f"{name} {self.size_bytes}"
 
 
@@ -91,16 +94,16 @@ class Package:
 def _layer(table: Table) -> LayerInfo:
     return LayerInfo(
         name=table.string(0),
-        size_bytes=table.int(1),
-        shape=(table.int(2), table.int(3), table.int(4)),
-        execution_count=table.int(9, default=1),
+        size_bytes=table.integer(1),
+        shape=(table.integer(2), table.integer(3), table.integer(4)),
+        execution_count=table.integer(9, default=1),
     )
 
 
 def _hint(table: Table) -> DmaHint:
-    kind_code = table.int(0, "uint8")
+    kind_code = table.integer(0, "uint8")
     value = table.table(1)
-    outfeed = table.int(2, "int16") == 1
+    outfeed = table.integer(2, "int16") == 1
     try:
         kind = DmaHintKind(kind_code)
     except ValueError:
@@ -111,10 +114,10 @@ def _hint(table: Table) -> DmaHint:
         return DmaHint(kind, outfeed=outfeed)
     if kind == DmaHintKind.DESCRIPTOR:
         meta = value.table(0)
-        desc = meta.int(0, "int16") if meta is not None else DmaDescriptorKind.OUTPUT
-        return DmaHint(kind, DmaDescriptorKind(desc), size_bytes=value.int(2), outfeed=outfeed)
+        desc = meta.integer(0, "int16") if meta is not None else DmaDescriptorKind.OUTPUT
+        return DmaHint(kind, DmaDescriptorKind(desc), size_bytes=value.integer(2), outfeed=outfeed)
     if kind in (DmaHintKind.INSTRUCTION, DmaHintKind.INTERRUPT):
-        index = value.int(0, "int32" if kind == DmaHintKind.INSTRUCTION else "int16")
+        index = value.integer(0, "int32" if kind == DmaHintKind.INSTRUCTION else "int16")
         return DmaHint(kind, index=index, outfeed=outfeed)
     return DmaHint(kind, outfeed=outfeed)
 
@@ -124,9 +127,9 @@ def parse_executable(data: memoryview) -> Executable:
     bitstreams = [bs.bytes(0) for bs in table.tables(5)]
     hints_table = table.table(7)
     hints = [_hint(h) for h in hints_table.tables(0)] if hints_table is not None else []
-    token = table.int(14, "uint64")
+    token = table.integer(14, "uint64")
     return Executable(
-        type=ExecutableType(table.int(13, "int16")),
+        type=ExecutableType(table.integer(13, "int16")),
         caching_token=token or None,
         instruction_bitstream_bytes=[len(b) for b in bitstreams],
         parameter_bytes=table.vector_len(6),
@@ -134,9 +137,9 @@ def parse_executable(data: memoryview) -> Executable:
         outputs=[_layer(t) for t in table.tables(9)],
         dma_hints=hints,
         fully_deterministic=bool(hints_table.scalar(1, "bool", False)) if hints_table else False,
-        batch_size=table.int(3, default=1) or 1,
+        batch_size=table.integer(3, default=1) or 1,
         chip=table.string(10),
-        estimated_cycles=table.int(11),
+        estimated_cycles=table.integer(11),
         instruction_prefixes=[bytes(b[:24]) for b in bitstreams],
     )
 
@@ -146,7 +149,7 @@ def parse_package(data: memoryview) -> Package:
     package = nested_root(data, PACKAGE_IDENTIFIER)
     multi = nested_root(package.bytes(1))
     return Package(
-        min_runtime_version=package.int(0),
+        min_runtime_version=package.integer(0),
         compiler_version=package.string(4),
         executables=[parse_executable(raw) for raw in multi.byte_vectors(0)],
     )

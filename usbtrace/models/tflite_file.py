@@ -92,11 +92,11 @@ class TfliteModel:
 
 
 def _op_name(code: Table) -> tuple[str, bool]:
-    builtin = max(code.int(0, "int8"), code.int(3, "int32"))
+    builtin = max(code.integer(0, "int8"), code.integer(3, "int32"))
     if builtin == CUSTOM_CODE:
         return code.string(1, "?"), True
     if builtin == _PLACEHOLDER_FOR_GREATER_OP_CODES:
-        builtin = code.int(3, "int32")
+        builtin = code.integer(3, "int32")
     return BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), False
 
 
@@ -119,13 +119,13 @@ def parse_tflite(data: bytes | memoryview, path: Path) -> TfliteModel:
             TensorInfo(
                 name=t.string(3),
                 shape=tuple(int(d) for d in t.scalars(0, "int32")),
-                type=t.int(1, "int8"),
+                type=t.integer(1, "int8"),
             )
             for t in main.tables(0)
         ]
         operators = []
         for op in main.tables(3):
-            index = op.int(0, "uint32")
+            index = op.integer(0, "uint32")
             if index >= len(codes):
                 raise InputError(path, f"operator uses opcode {index} of {len(codes)}", op.pos)
             name, custom = codes[index]
@@ -140,7 +140,7 @@ def parse_tflite(data: bytes | memoryview, path: Path) -> TfliteModel:
             )
         return TfliteModel(
             path=path,
-            version=model.int(0, "uint32"),
+            version=model.integer(0, "uint32"),
             operators=operators,
             tensors=tensors,
             inputs=[int(i) for i in main.scalars(1, "int32")],

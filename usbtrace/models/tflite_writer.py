@@ -234,7 +234,7 @@ def _write_options(b: flatbuffers.Builder, options: Options) -> int:
     vectors = {
         slot: _int32_vector(b, value)
         for slot, (kind, value) in options.fields.items()
-        if kind == "int32_vector"
+        if kind == "int32_vector" and isinstance(value, tuple)
     }
     b.StartObject(max(options.fields, default=-1) + 1)
     for slot, (kind, value) in options.fields.items():

@@ -94,8 +94,10 @@ def constants_lua() -> str:
     fatal_bits = [bit for bit, meaning in c.INTERRUPT_BITS.items() if meaning == "fatal error"]
     scalars["INTERRUPT_FATAL_MASK"] = sum(1 << bit for bit in fatal_bits)
     dtype = usbmon.header_dtype(usbmon.LINKTYPE_USB_LINUX_MMAPPED, "<")
+    fields = dtype.fields
+    assert fields is not None  # a structured dtype always has fields
     for name in USBMON_FIELDS:
-        scalars[f"USBMON_{name.upper()}_OFFSET"] = dtype.fields[name][1]
+        scalars[f"USBMON_{name.upper()}_OFFSET"] = fields[name][1]
     scalars |= {
         "URB_SUBMIT": usbmon.URB_SUBMIT,
         "URB_COMPLETE": usbmon.URB_COMPLETE,
