@@ -135,6 +135,20 @@ def test_what_the_runner_writes_passes_unchanged() -> None:
     assert back == meta and back.problems == []
 
 
+def test_null_fields_are_not_known_not_bad() -> None:
+    """The capture runner writes null where it has no value (model_summary without a compiled
+    model, bus before the device was found): absent, not a problem to report."""
+    payload = METADATA_MAGIC + json.dumps(
+        {"usbtrace_metadata": 1, "model": None, "bus": None, "link_speed": None,
+         "model_summary": None, "label": "usb2"}
+    ).encode()  # fmt: skip
+    meta = metadata_from_blocks([(METADATA_PEN, payload)])
+    assert meta is not None
+    assert meta.problems == []
+    assert (meta.model, meta.bus, meta.link_speed, meta.label) == (None, None, None, "usb2")
+    assert "model_summary" not in meta.extra
+
+
 def test_summary_reports_dropped_fields_in_integrity(tmp_path: Path) -> None:
     path = capture_with_block(tmp_path / "c.pcapng", HOSTILE["huge-int"])
     (s,) = summarize_file(path)

@@ -104,8 +104,8 @@ class CaptureMetadata:
         """Every known field checked against ``SCHEMA``; a bad one is dropped and named."""
         meta = cls()
         for key, check in SCHEMA.items():
-            if key not in data:
-                continue
+            if data.get(key) is None:
+                continue  # absent, or null: JSON's "not known" (the runner writes nulls)
             why = check(data[key])
             if why is None:
                 setattr(meta, key, data[key])
@@ -117,6 +117,8 @@ class CaptureMetadata:
         for key, value in data.items():
             if key in SCHEMA or key in ("invokes", "usbtrace_metadata"):
                 continue
+            if value is None and key in EXTRA_SCHEMA:
+                continue  # a known optional field the writer had no value for
             why = EXTRA_SCHEMA[key](value) if key in EXTRA_SCHEMA else _plain(value)
             if why is None:
                 meta.extra[key] = value
