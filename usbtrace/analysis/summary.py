@@ -272,7 +272,7 @@ def summarize_trace(
     seg = segment_arrays(trace)
     metrics = all_request_metrics(trace, seg)
     peak = link_peak_out(trace, metrics)
-    apply_verdicts(metrics, peak)
+    apply_verdicts(trace, seg, metrics)
     _align_host(metrics, decoded.metadata)
     integrity = _integrity(decoded, trace, metrics, unassigned_chunks(seg))
     reconciliation = None
