@@ -243,8 +243,8 @@ def apply_verdicts(trace: EdgeTpuTrace, seg: Segmentation, metrics: list[Request
             caching_seen = True
     if not metrics:
         return
-    link = link_model(trace.link_speed)
     sched = out_schedule(trace, seg.transfer_request, seg.events["t_ns"])
+    link = link_model(trace.link_speed, sched)
     timing = request_timing(
         sched.start_ns,
         sched.complete_ns,

@@ -29,7 +29,7 @@ paced (the same duration comes back) or at link pace (the same time, scaled by 1
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -97,15 +97,15 @@ SUPER = LinkModel(
 # (published.md). Usable throughput and per-transfer cost are calibrated on exactly the two
 # visible reference runs (published.md, the study's USB 3 vs USB 2 table: conv_50 43.6 ms and
 # dense_300 95.3 ms on USB 2), by replaying the USB 3 captures with this model
-# (scripts/calibrate_link.py prints the fit): 35.5 MB/s, 230 us per transfer. Two runs fix two
+# (scripts/calibrate_link.py prints the fit): 36.5 MB/s, 250 us per transfer. Two runs fix two
 # constants exactly, so they calibrate and do not validate; both land in the physical range (a
 # real host's USB 2 bulk rate is below the 53.2 MB/s ceiling; a transfer costs about two
 # microframes when the host learns of a completion by interrupt and then submits the next).
 HIGH = LinkModel(
     name="high",
-    out_Bps=35.5e6,
-    in_Bps=35.5e6,
-    transfer_ns=230_000,
+    out_Bps=36.5e6,
+    in_Bps=36.5e6,
+    transfer_ns=250_000,
     in_chunk=OUTPUT_READ_LEN_USB2,
     ceiling_Bps=LINK_CEILING_BPS["high"],
 )
@@ -117,9 +117,32 @@ PACED_TOLERANCE = 1.25  # a URB held 25 % longer than the link needs was paced b
 NS = 1_000_000_000
 
 
-def link_model(speed: str | None) -> LinkModel:
-    """The model of a captured link; an unknown speed is taken as SuperSpeed (said so)."""
-    return LINKS.get(speed or "super", SUPER)
+FIT_MIN_BYTES = 256 * 1024  # URBs long enough for their rate to show through the per-transfer cost
+FIT_MIN_URBS = 3
+FIT_RANGE = (0.75, 1.25)  # a measured host within this of the model is believed
+
+
+def link_model(speed: str | None, sched: OutSchedule | None = None) -> LinkModel:
+    """The model of a captured link; an unknown speed is taken as SuperSpeed (said so).
+
+    With the capture's bulk-OUT URBs, the usable throughput is the one this host reached: the
+    median rate of its URBs of 256 KiB or more, after the per-transfer cost, when it lies within
+    25 % of the model's (a faster or slower host). Outside that, the URBs were paced by the device
+    (which shows nothing of the link), and the model stands."""
+    model = LINKS.get(speed or "super", SUPER)
+    if sched is None:
+        return model
+    big = sched.length >= FIT_MIN_BYTES
+    d = (sched.complete_ns - sched.start_ns)[big] - model.transfer_ns
+    ok = d > 0
+    if np.count_nonzero(ok) < FIT_MIN_URBS:
+        return model
+    rate = float(np.median(sched.length[big][ok] * 1e9 / d[ok]))
+    rate = min(rate, model.ceiling_Bps)
+    lo, hi = FIT_RANGE
+    if not lo * model.out_Bps <= rate <= hi * model.out_Bps:
+        return model
+    return replace(model, out_Bps=rate, in_Bps=rate)
 
 
 @dataclass(frozen=True)
@@ -159,7 +182,8 @@ def replay(
     scenario: Scenario,
 ) -> Replay:
     """Replay a device's requests under ``scenario`` (see the module docstring)."""
-    new = LINKS[scenario.link]
+    # the captured link itself keeps the throughput this host reached on it
+    new = captured if scenario.link == captured.name else LINKS[scenario.link]
     f = captured_clock_mhz / scenario.clock_mhz  # device work stretches by this
     n = len(t_start_ns)
     s, e, c, length = sched.submit_ns, sched.start_ns, sched.complete_ns, sched.length
@@ -286,13 +310,13 @@ def predict_trace(
     """Replay every request of one Edge TPU under ``scenario`` (see the module docstring)."""
     seg = segment_arrays(trace)
     notes: list[str] = []
-    captured = link_model(trace.link_speed)
     if trace.link_speed not in LINKS:
         notes.append(f"link speed {trace.link_speed or 'unknown'}: replayed as SuperSpeed")
     clock = runtime_clock_mhz(trace)
     if clock is None:
         notes.append("runtime clock not in the capture: taken as max (500 MHz)")
     sched = out_schedule(trace, seg.transfer_request, seg.events["t_ns"])
+    captured = link_model(trace.link_speed, sched)
     rep = replay(
         sched,
         np.array([m.t_start_ns for m in metrics], dtype=np.int64),

@@ -23,6 +23,7 @@ from usbtrace.errors import UsbtraceError
 COMMANDS = (
     "capture",
     "summarize",
+    "predict",
     "inspect",
     "verify",
     "models",
