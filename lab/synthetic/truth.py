@@ -19,13 +19,12 @@ memory (``cached_bytes``), so it has streamed bytes 0 and overlap 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
-from collections.abc import Callable
 
 from usbtrace.edgetpu.constants import Tag
-
 
 
 @dataclass

@@ -27,7 +27,8 @@ LINK_SHARE = 0.1  # streamed parameters worth a finding: the link bounds a tenth
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "link" | "streaming" | "clock" | "cache-fill" | "cache-refill" | "host" | "interrupt"
+    # "link", "streaming", "clock", "cache-fill", "cache-refill", "host" or "interrupt"
+    kind: str
     text: str
     value: float  # the finding's own number, in ``unit``
     unit: str

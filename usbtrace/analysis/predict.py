@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from usbtrace.analysis.requests import KIND_INFERENCE, segment_arrays
+from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, segment_arrays
 from usbtrace.analysis.timing import OutSchedule, out_schedule, request_timing, runtime_clock_mhz
 from usbtrace.edgetpu.constants import (
     GCB_CLOCK_MHZ,
@@ -112,6 +112,9 @@ HIGH = LinkModel(
 LINKS = {m.name: m for m in (SUPER, HIGH)}
 
 CLOCKS = {"max": GCB_CLOCK_MHZ[0], "std": GCB_CLOCK_MHZ[1]}  # libedgetpu (published.md)
+# On-chip memory for parameters: "roughly 8 MB of SRAM" (Coral's compiler documentation,
+# parameter data caching). A scenario that caches more than this is only a bound.
+ONCHIP_BYTES = 8 * 1024 * 1024
 PACED_TOLERANCE = 1.25  # a URB held 25 % longer than the link needs was paced by the device
 
 NS = 1_000_000_000
@@ -228,22 +231,26 @@ def replay(
     kept_c_new: list[float] = []
     for i in range(m):
         r = rl[i]
-        # host: the latest captured cause before this submit, moved as the replay moved it
-        cause_cap, cause_new = -np.inf, -np.inf
-        if prev_s_new is not None:
-            cause_cap, cause_new = sl[i - 1], prev_s_new
-        if len(kept_c_cap) >= MAX_ASYNC_BULK_OUT:
-            slot_cap = kept_c_cap[-MAX_ASYNC_BULK_OUT]
-            if cause_cap < slot_cap <= sl[i]:
-                cause_cap, cause_new = slot_cap, kept_c_new[-MAX_ASYNC_BULK_OUT]
+        # host: it submits a fixed delay after the latest of what it waited for in the capture
+        # (its previous submit, a free slot, an earlier request's result); in the replay, after
+        # the latest of those same causes as replayed. A URB cached away waits for nothing.
+        causes_cap = [sl[i - 1]] if i else []
+        causes_new = [prev_s_new] if prev_s_new is not None else []
+        if i >= MAX_ASYNC_BULK_OUT and cl[i - MAX_ASYNC_BULK_OUT] <= sl[i]:
+            causes_cap.append(cl[i - MAX_ASYNC_BULK_OUT])
+        if len(kept_c_cap) >= MAX_ASYNC_BULK_OUT and kept_c_cap[-MAX_ASYNC_BULK_OUT] <= sl[i]:
+            causes_new.append(kept_c_new[-MAX_ASYNC_BULK_OUT])
         k = bisect_right(sorted_ends, sl[i]) - 1
-        if k >= 0 and cause_cap < sorted_ends[k]:
+        if k >= 0:
             j = int(end_index[k])
             if started[j]:  # the host waited for that request's result
-                cause_cap = sorted_ends[k]
-                cause_new = t_end_ns[j] + shift_at[j] + end_extra[j]
-        s_new = sl[i] if cause_cap == -np.inf else cause_new + (sl[i] - cause_cap)
-        prev_s_new = s_new
+                causes_cap.append(sorted_ends[k])
+                causes_new.append(t_end_ns[j] + shift_at[j] + end_extra[j])
+        s_new = sl[i]
+        if causes_cap and causes_new:
+            s_new = max(causes_new) + (sl[i] - max(causes_cap))
+        if not dr[i]:
+            prev_s_new = s_new
         if 0 <= r < n and not started[r]:
             started[r] = True
             new_start[r] += s_new - sl[i]
@@ -328,6 +335,14 @@ def predict_trace(
         clock or CLOCKS["max"],
         scenario,
     )
+    if scenario.cache_all:
+        cached = next((m.parameters for m in metrics if m.kind == KIND_CACHING), 0)
+        streamed = max((m.parameters for m in metrics if m.kind == KIND_INFERENCE), default=0)
+        if cached + streamed > ONCHIP_BYTES:
+            notes.append(
+                f"caching everything needs {(cached + streamed) / 2**20:.1f} MiB on chip; the "
+                f"Edge TPU has about {ONCHIP_BYTES / 2**20:.0f} MiB: the prediction is a bound"
+            )
     idx = [m.index for m in metrics if m.kind == KIND_INFERENCE and m.has_event]
     measured = np.array([metrics[i].latency_ns for i in idx], dtype=np.int64)
     return Prediction(

@@ -74,7 +74,7 @@ def prediction_json(summary: CaptureSummary, pred: Prediction) -> dict:
     sc = pred.scenario
     lat = summary.latencies_s()
     predicted = [verdict_name(int(b)) for b in pred.predicted_bounds]
-    out = {
+    out: dict[str, object] = {
         "file": summary.file,
         "device": summary.device,
         "model": summary.model,

@@ -12,8 +12,8 @@ from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
-from usbtrace.report.jsonout import write_json
 from usbtrace.report.findings_text import print_findings
+from usbtrace.report.jsonout import write_json
 from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
