@@ -2,7 +2,7 @@
 
 * ``conv_50`` / ``dense_300``: the (tag, length) sequences of the real captures of the same names,
   with timing close to theirs (inference ≈ 40.6 ms and ≈ 9.3 ms on USB 3).
-* ``conv_300``: compute-paced streaming (≈ 60 MB/s parameters, first one after ≈ 58 ms; ≈ 249 ms).
+* ``conv_300``: device-paced streaming (≈ 60 MB/s parameters, first one after ≈ 58 ms; ≈ 249 ms).
 * ``overlap_full`` (overlap exactly 1), ``overlap_none`` (nothing streamed: 0) and
   ``overlap_half`` (exactly 1/2: the device computes after streaming for as long as it streamed).
 * ``dense_300_usb2``: dense_300 on a high-speed link (256-byte output reads, 0x20 outfeed chunks).
@@ -143,7 +143,7 @@ def overlap_full(**session: object) -> SessionProfile:
 
 
 def overlap_none(**session: object) -> SessionProfile:
-    """No parameters streamed: overlap 0, verdict no-streaming."""
+    """No parameters streamed: overlap 0, device-bound."""
     dev = DeviceProfile(
         caching=((INSTR, 8_192), (P, 1_048_576)),
         inference=((INSTR, 32_768), (IN, 150_528)),
@@ -155,7 +155,7 @@ def overlap_none(**session: object) -> SessionProfile:
 
 
 def overlap_half(**session: object) -> SessionProfile:
-    """USB-bound streaming, then compute for exactly as long: overlap exactly 1/2."""
+    """Link-speed streaming, then compute for exactly as long: overlap exactly 1/2."""
     from lab.synthetic.session import generate  # the tail depends on a first, shorter run
 
     timing = replace(_OVERLAP_TIMING, param_bytes_per_s=None, read_timeout_us=None)
