@@ -192,6 +192,10 @@ def replay(
     s, e, c, length = sched.submit_ns, sched.start_ns, sched.complete_ns, sched.length
     req = sched.request
     m = len(c)
+    # times since the first one: epoch nanoseconds (~1.7e18) would lose ~256 ns in a float64
+    base = int(min(t_start_ns.min() if n else 0, s.min() if m else 0)) if n or m else 0
+    s, e, c = s - base, e - base, c - base
+    t_start_ns, t_end_ns = t_start_ns - base, t_end_ns - base
     d = c - e
     need_cap = captured.out_ns(length)
     need_new = new.out_ns(length)
@@ -281,11 +285,13 @@ def replay(
     en, cn = e_new[keep], c_new[keep]
     need_kept = need_new[keep]
     req_kept = req[keep]
-    ts = np.round(new_start).astype(np.int64)
-    te = np.round(new_end).astype(np.int64)
+    ts = np.round(new_start).astype(np.int64) + base
+    te = np.round(new_end).astype(np.int64) + base
+    en = np.round(en).astype(np.int64) + base
+    cn = np.round(cn).astype(np.int64) + base
     timing = request_timing(
-        np.round(en).astype(np.int64),
-        np.round(cn).astype(np.int64),
+        en,
+        cn,
         np.round(need_kept).astype(np.int64),
         req_kept,
         ts,
