@@ -77,29 +77,47 @@ def out_schedule(
     """The completed bulk-OUT URBs of a trace in link order (see the module docstring)."""
     u = trace.out_urbs
     done = (u["c_frame"] > 0) & (u["s_ts"] > 0)
-    u = u[done]
-    order = np.lexsort((u["s_ts"], u["c_ts"]))
-    u = u[order]
-    tidx = u["tidx"]
-    framed = (tidx >= 0) & ((u["role"] == ROLE_PAYLOAD) | (u["role"] == ROLE_HEADER))
+    # columns, not rows: a long capture has millions of URBs
+    sub, comp = u["s_ts"][done], u["c_ts"][done]
+    order = None
+    if not ((comp[1:] >= comp[:-1]).all() and _ties_by_submit(comp, sub)):
+        order = np.lexsort((sub, comp))  # usually skipped: FIFO completions come in order
+        sub, comp = sub[order], comp[order]
+
+    def col(name: str) -> np.ndarray:
+        x = u[name][done]
+        return x if order is None else x[order]
+
+    tidx, role = col("tidx"), col("role")
+    framed = (tidx >= 0) & ((role == ROLE_PAYLOAD) | (role == ROLE_HEADER))
+    safe = np.maximum(tidx, 0)
     req = np.where(
         framed,
-        transfer_request[np.maximum(tidx, 0)] if len(transfer_request) else -1,
-        np.searchsorted(event_t_ns, u["c_ts"], "left"),
+        transfer_request[safe] if len(transfer_request) else -1,
+        np.searchsorted(event_t_ns, comp, "left"),
     )
-    tag = np.where(framed, trace.table["tag"][np.maximum(tidx, 0)] if len(trace.table) else -1, -1)
-    c = u["c_ts"].astype(np.int64)
-    prev = np.concatenate([[np.iinfo(np.int64).min], np.maximum.accumulate(c)[:-1]])
-    start = np.minimum(np.maximum(u["s_ts"], prev), c)
+    tag = np.where(framed, trace.table["tag"][safe] if len(trace.table) else -1, -1)
+    c = comp.astype(np.int64)
+    prev = np.empty_like(c)
+    if len(c):
+        prev[0] = np.iinfo(np.int64).min
+        prev[1:] = c[:-1]  # sorted: the previous completion is the latest so far
+    start = np.minimum(np.maximum(sub, prev), c)
     return OutSchedule(
         request=req.astype(np.int64),
-        submit_ns=u["s_ts"].astype(np.int64),
+        submit_ns=sub.astype(np.int64),
         start_ns=start,
         complete_ns=c,
-        length=u["length"].astype(np.int64),
+        length=col("length").astype(np.int64),
         tag=tag.astype(np.int64),
-        header=u["role"] == ROLE_HEADER,
+        header=role == ROLE_HEADER,
     )
+
+
+def _ties_by_submit(comp: np.ndarray, sub: np.ndarray) -> bool:
+    """Equal completion times are in submit order (what the lexsort would give)."""
+    tie = comp[1:] == comp[:-1]
+    return bool((sub[1:][tie] >= sub[:-1][tie]).all())
 
 
 def _coverage(starts: np.ndarray, ends: np.ndarray, at: np.ndarray) -> np.ndarray:
