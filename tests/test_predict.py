@@ -267,3 +267,17 @@ def test_cache_refills_cost_and_finding(tmp_path):
     assert refill.total_ms == pytest.approx(4.2)
     trace = decode_capture(s.file).devices[0]
     assert [f.kind for f in find(trace, s.requests, None)] == [f.kind for f in s.findings]
+
+
+def test_the_issue_example_is_device_bound(tmp_path):
+    """Issue 18: a synthetic conv_300 on USB 3 streams 29 ms of a 242 ms inference (overlap 0.12):
+    the device bounds it, not the link; on USB 2 (35 MB/s) the link does."""
+    from sweep_fixtures import plan, write_capture
+
+    (fast,) = summarize_file(write_capture(tmp_path, plan(300, "usb3")))
+    (slow,) = summarize_file(write_capture(tmp_path, plan(300, "usb2")))
+    r = fast.inferences[1]
+    assert r.overlap == pytest.approx(0.12, abs=0.01)
+    assert r.latency_ns == pytest.approx(242e6, rel=0.01)
+    assert fast.verdict == "device-bound" and r.verdict_share > 0.8
+    assert slow.verdict == "link-bound"
