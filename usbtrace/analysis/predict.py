@@ -44,8 +44,8 @@ from usbtrace.edgetpu.constants import (
     OUTPUT_READS_QUEUED,
     Tag,
 )
-from usbtrace.usb.link import LINK_CEILING_BPS
 from usbtrace.edgetpu.trace import EdgeTpuTrace
+from usbtrace.usb.link import LINK_CEILING_BPS
 
 if TYPE_CHECKING:  # metrics imports this module's link models
     from usbtrace.analysis.metrics import RequestMetrics

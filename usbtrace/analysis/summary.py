@@ -84,6 +84,7 @@ class CaptureSummary:
     def model_label(self) -> str | None:
         """``model`` as tables show it: ``dense_900?`` when guessed from the file name."""
         return self.identity.label
+
     runtime_clock_mhz: float | None = None  # scu_ctrl_3 at open
     interrupts: list[dict] = field(default_factory=list)  # 0x83 words, with their names
     findings: list[Finding] = field(default_factory=list)  # costliest first
