@@ -209,7 +209,7 @@ def test_rate_above_the_ceiling_is_a_problem_not_a_rate(tmp_path):
     assert inf.stream_rate_Bps is None
     assert s.link_peak_out_Bps is None
     assert not s.integrity.ok
-    assert any("above the link's ceiling" in p for p in s.integrity.problems)
+    assert any("above the super-speed link's ceiling" in p for p in s.integrity.problems)
 
 
 def test_no_event_no_rate_no_verdict(tmp_path):
