@@ -7,7 +7,7 @@
 * sample-synthetic-conv.pcapng: a conv_50-like session (caching request, 5 inferences, no
   streamed parameters), with a metadata block naming model conv_50 and the host invoke times.
 * sample-synthetic-dense.pcapng: a dense_300-like session (2.8 MiB of parameters streamed every
-  inference, USB-bound).
+  inference, link-bound).
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ def test_different_model_changes_bytes(caps):
     d = diff_captures(_one(caps[(50, "usb3")]), _one(caps[(200, "usb3")]))
     st = _status(d)
     assert st["cache fill bytes"] == CHANGED and st["parameters bytes/inf"] == CHANGED
-    assert st["verdict"] == CHANGED
+    # both are bound by the device: conv_50 computes on cached parameters, conv_200's streaming
+    # is paced by the device on USB 3
+    assert st["verdict"] == SAME
     assert any("different models" in w for w in d.warnings)
 
 

@@ -31,7 +31,8 @@ def test_shortest_distinguishing_paths():
 
 def _table(o) -> list[list[str]]:
     assert o.status == 0, o.stderr
-    return [line.split() for line in o.stdout.splitlines()[1:]]
+    table = o.stdout.split("\n\n")[0]  # the findings follow the table, after a blank line
+    return [line.split() for line in table.splitlines()[1:]]
 
 
 def test_same_model_in_two_folders_gets_a_capture_column(tmp_path: Path):

@@ -52,7 +52,8 @@ def test_streaming_starts_past_the_cache(sweep):
     for r in rows:
         fits = r.size * PARAM_BYTES_PER_LAYER <= CACHE_BYTES
         assert (r.streamed_bytes == 0) == fits
-        assert (r.verdict == "no-streaming") == fits
+        if fits:  # nothing streamed: the device's execution bounds the inference
+            assert r.verdict == "device-bound"
         if not fits:
             assert r.overlap > 0 and r.stream_rate_Bps > 0
 
@@ -147,7 +148,7 @@ def test_real_captures(shared_file, tmp_path, monkeypatch):
     assert (c.family, c.size, c.label, c.ops) == ("?", None, "usb3", None)  # a guess: no ops
     assert c.inferences == 5 and c.streamed_bytes == 0 and c.cache_fill_bytes == 2_471_488
     assert c.latency_s == pytest.approx(0.0406, abs=0.0005)  # README: ≈ 40.6 ms
-    assert c.verdict == "no-streaming"
+    assert c.verdict == "device-bound"
     assert d.streamed_bytes == 2_943_616 and d.cache_fill_bytes == 1_040_896
     assert d.latency_s == pytest.approx(0.0093, abs=0.0002)  # README: ≈ 9.3 ms
     assert d.ops is None and d.ops_per_s is None

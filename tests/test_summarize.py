@@ -26,7 +26,10 @@ def test_conv_50_requests(shared_file):
     assert cache.latency_ns == pytest.approx(7.2e6, rel=0.01)
     for r in s.requests[1:]:
         assert (r.instructions, r.input, r.parameters, r.output) == (93_360, 16, 0, 8)
-        assert r.verdict == "no-streaming" and r.overlap == 0.0
+        assert r.verdict == "device-bound" and r.overlap == 0.0
+        # 40 ms of execution after a 93 KB instruction stream: the device's share
+        assert r.verdict_share > 0.9
+        assert r.stream_rate_Bps is None
     assert s.requests[1].latency_ns == pytest.approx(43.6e6, rel=0.01)
     for r in s.requests[2:]:
         assert r.latency_ns == pytest.approx(40.6e6, rel=0.01)
@@ -44,8 +47,14 @@ def test_dense_300_requests(shared_file):
     assert cache.latency_ns == pytest.approx(3.8e6, rel=0.01)
     for r in s.requests[1:]:
         assert (r.instructions, r.input, r.parameters, r.output) == (543_840, 16, 2_943_616, 8)
-        assert r.verdict == "usb-bound"
+        assert r.verdict == "link-bound"
+        assert 0.8 < r.verdict_share <= 1.0
         assert r.overlap == pytest.approx(0.996, abs=0.005)
+        # the parts add up to the latency; the link was busy nearly all of it
+        parts = r.link_ns + r.device_wait_ns + r.host_gap_ns
+        assert parts == pytest.approx(r.latency_ns, abs=1000)
+        assert r.link_busy_ns > 0.95 * r.latency_ns
+        assert r.stream_rate_Bps < 500e6
     assert s.requests[1].latency_ns == pytest.approx(10.9e6, rel=0.01)
     for r in s.requests[2:]:
         assert r.latency_ns == pytest.approx(9.3e6, rel=0.01)
@@ -95,9 +104,9 @@ def scenario(tmp_path, kind: str):
 @pytest.mark.parametrize(
     "kind, overlap, verdict, busy_us, rate",
     [
-        ("overlapped", 1.0, "usb-bound", 900, 3e8),
-        ("after", 0.4, "compute-paced", 400, 1.5e8),
-        ("none", 0.0, "no-streaming", 0, None),
+        ("overlapped", 1.0, "link-bound", 900, 3e8),
+        ("after", 0.4, "device-bound", 400, 1.5e8),
+        ("none", 0.0, "device-bound", 0, None),
     ],
 )
 def test_overlap_scenarios(tmp_path, kind, overlap, verdict, busy_us, rate):
@@ -248,7 +257,7 @@ def test_real_json_schema(shared_file, capsys):
     assert rc == 0
     doc = json.loads(out)
     check_schema(doc)
-    assert doc["captures"][0]["summary"]["verdict"] == "usb-bound"
+    assert doc["captures"][0]["summary"]["verdict"] == "link-bound"
 
 
 def test_table_rows_are_ordered_by_family_and_size(tmp_path, capsys):
@@ -269,7 +278,7 @@ def test_csv_and_per_inference(tmp_path, capsys):
     assert rc == 0 and "#1 inference" in out
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("file,device,model") and len(lines) == 1 + 1 + 2
-    assert ",inference," in lines[3] and "compute-paced" in lines[3]
+    assert ",inference," in lines[3] and "device-bound" in lines[3]
 
 
 # -- reconciliation with the compiled model (summarize --model) ---------------------------------

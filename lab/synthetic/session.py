@@ -33,6 +33,7 @@ from lab.synthetic.truth import (
     SessionTruth,
     TransferTruth,
     UrbTruth,
+    bound_verdict,
     streaming_figures,
 )
 from lab.usb.descriptors import bos_descriptor, setup_packet
@@ -327,6 +328,7 @@ class _DeviceSim:
             link_peak_out=dev.timing.link_out_bytes_per_s,
         )
         self.invokes: list[InvokeTruth] = []
+        self.link_urbs: list[tuple[int, int, int]] = []  # (start on the link, completion, bytes)
 
     # --- control-transfer helpers -------------------------------------------------------------
 
@@ -611,8 +613,17 @@ class _DeviceSim:
         streamed_bytes = param_bytes if streamed else 0
         exec_start = req.input_complete_us
         window = (exec_start, t_end) if exec_start is not None else None
-        overlap, busy, rate, verdict = streaming_figures(
-            params, streamed_bytes, window, self.truth.link_peak_out
+        overlap, busy, rate = streaming_figures(params, streamed_bytes, window)
+        for u in sorted(req.urbs, key=lambda u: u.complete_us):
+            on_link = max(u.submit_us, self.link_urbs[-1][1] if self.link_urbs else u.submit_us)
+            self.link_urbs.append((on_link, u.complete_us, u.length))
+        t = self.t
+        verdict = bound_verdict(
+            self.link_urbs,
+            (req.urbs[0].submit_us, t_end),
+            req.last_complete_us,
+            sum(transfer_us(n, t.link_in_bytes_per_s) for _, n in chunks),
+            lambda n: t.urb_overhead_us + transfer_us(n, t.link_out_bytes_per_s),
         )
         return RequestTruth(
             index=req.index,

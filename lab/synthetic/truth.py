@@ -7,22 +7,24 @@ Definitions (from the summarize issue), all on whole microseconds:
 * overlap = length(union of the streamed-parameter URB intervals [submit, completion] ∩ window)
   / length(window); 0 when nothing is streamed (or the request has no input);
 * stream_busy = length of the union of those intervals; stream_rate = streamed bytes / stream_busy;
-* verdict = "usb-bound" if stream_rate ≥ 0.8 × link_peak_out, else "compute-paced";
-  "no-streaming" when the request streams no parameters.
+* verdict = what bounds the request, from the simulator's own link model: each bulk-OUT URB's time
+  on the link splits into what the link needs (``urb_overhead_us`` + its bytes at the link rate) and
+  what the device held it beyond that; after the request's last bulk-OUT URB the device works,
+  except for its output's time on the link; with no URB in flight before that, the host is late.
+  "link-bound", "device-bound" or "host-bound": the largest of the three.
 
 Only inference requests stream parameters: a parameter-caching request's PARAMETERS go into on-chip
-memory (``cached_bytes``), so it has streamed bytes 0, overlap 0 and verdict "no-streaming".
+memory (``cached_bytes``), so it has streamed bytes 0 and overlap 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from usbtrace.edgetpu.constants import Tag
-
-USB_BOUND_FRACTION = Fraction(8, 10)
 
 
 @dataclass
@@ -60,7 +62,7 @@ class RequestTruth:
     streamed_bytes: int
     cached_bytes: int
     stream_rate: float  # bytes per second; 0.0 without streaming
-    verdict: str  # "usb-bound" | "compute-paced" | "no-streaming"
+    verdict: str  # "link-bound" | "device-bound" | "host-bound"
     event_frame: int = 0
     event_serial: int = 0
 
@@ -150,23 +152,41 @@ def streaming_figures(
     intervals: list[tuple[int, int]],
     streamed_bytes: int,
     window: tuple[int, int] | None,
-    link_peak_out: int,
-) -> tuple[Fraction, int, float, str]:
-    """(overlap, stream_busy_us, stream_rate, verdict) per the definitions above."""
+) -> tuple[Fraction, int, float]:
+    """(overlap, stream_busy_us, stream_rate) per the definitions above."""
     if not streamed_bytes:
-        return Fraction(0), 0, 0.0, "no-streaming"
+        return Fraction(0), 0, 0.0
     busy = union_length(intervals)
     rate = streamed_bytes * 1e6 / busy if busy else float("inf")
     overlap = Fraction(0)
     if window is not None and window[1] > window[0]:
         overlap = Fraction(union_length(clipped(intervals, *window)), window[1] - window[0])
-    verdict = (
-        "usb-bound"
-        if streamed_bytes * 1_000_000 * USB_BOUND_FRACTION.denominator
-        >= USB_BOUND_FRACTION.numerator * link_peak_out * busy
-        else "compute-paced"
-    )
-    return overlap, busy, rate, verdict
+    return overlap, busy, rate
+
+
+def bound_verdict(
+    urbs: list[tuple[int, int, int]],
+    window: tuple[int, int],
+    last_out_us: int,
+    output_link_us: int,
+    need_us: Callable[[int], int],
+) -> str:
+    """The verdict per the definitions above. ``urbs``: (start on the link, completion, bytes) of
+    every bulk-OUT URB of the device; ``need_us(bytes)``: what the link needs for one."""
+    lo, hi = window
+    link = held = 0
+    for start, done, length in urbs:
+        split = start + min(need_us(length), done - start)
+        link += max(0, min(split, hi) - max(start, lo))
+        held += max(0, min(done, hi) - max(split, lo))
+    after = hi - max(min(last_out_us, hi), lo)
+    idle_after = after - sum(max(0, min(d, hi) - max(s, last_out_us, lo)) for s, d, _ in urbs)
+    out_link = min(output_link_us, idle_after)
+    device = held + idle_after - out_link
+    link += out_link
+    host = max(hi - lo - link - device, 0)
+    parts = [(link, "link-bound"), (device, "device-bound"), (host, "host-bound")]
+    return max(parts, key=lambda p: p[0])[1]
 
 
 def truth_to_json(truth: SessionTruth) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES_PER_S",
         help="consume streamed parameters (those of requests with input) at most this fast, "
         "like a device whose compute sets the pace; cached parameters always go at link speed; "
-        "0 = as fast as the link delivers (USB-bound) (default: %(default)s)",
+        "0 = as fast as the link delivers (link-bound) (default: %(default)s)",
     )
     emu.add_argument(
         "--link-rate",

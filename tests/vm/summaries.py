@@ -35,3 +35,9 @@ def request_bytes(entry: dict[str, Any]) -> list[tuple[str, dict[str, int]]]:
 
 def inference_verdicts(entry: dict[str, Any]) -> list[str]:
     return [r["verdict"] for r in entry["requests"] if r["kind"] == "inference"]
+
+
+def median_device_wait(entry: dict[str, Any]) -> float:
+    """Median seconds the inferences waited on the device (``device_wait_s``)."""
+    waits = sorted(r["device_wait_s"] for r in entry["requests"] if r["kind"] == "inference")
+    return waits[len(waits) // 2]

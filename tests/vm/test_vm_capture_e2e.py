@@ -15,7 +15,12 @@ import pytest
 from lab.testbed import vm
 from tests.pcapng_blocks import metadata, packet_count
 from tests.vm.conftest import SCENARIOS, source_capture
-from tests.vm.summaries import inference_verdicts, request_bytes, summarize
+from tests.vm.summaries import (
+    inference_verdicts,
+    median_device_wait,
+    request_bytes,
+    summarize,
+)
 
 
 def runner_output(folder: Path) -> tuple[int, str, Path | None]:
@@ -82,8 +87,12 @@ def test_replayed_verdicts_follow_the_pace_setting(guest) -> None:
         f"[vm] replay verdicts: unpaced {inference_verdicts(fast)}, "
         f"paced {inference_verdicts(slow)}"
     )
-    assert set(inference_verdicts(fast)) == {"usb-bound"}
-    assert set(inference_verdicts(slow)) == {"compute-paced"}
+    # the emulator's 4 MB/s (and its 1.5 MB/s pace) are far below what a High-Speed link carries
+    # (36.5 MB/s in usbtrace's link model): usbtrace calls both device-bound, and the paced run
+    # waits on the device longer
+    assert set(inference_verdicts(fast)) == {"device-bound"}
+    assert set(inference_verdicts(slow)) == {"device-bound"}
+    assert median_device_wait(slow) > median_device_wait(fast)
     assert request_bytes(fast) == request_bytes(slow)
 
 

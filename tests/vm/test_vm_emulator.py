@@ -109,4 +109,4 @@ def test_summarize_reads_the_played_session(guest) -> None:
     assert entry["link_speed"] == "high"
     assert entry["summary"]["integrity"] == {"ok": True, "problems": []}
     assert request_bytes(entry) == expected_bytes(BUILTIN_PROFILES["conv_50"].session(5))
-    assert inference_verdicts(entry) == ["no-streaming"] * 5
+    assert inference_verdicts(entry) == ["device-bound"] * 5

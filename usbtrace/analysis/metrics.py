@@ -10,10 +10,11 @@ Definitions (also in the README, and used exactly):
   stream_rate = streamed bytes / stream_busy.
 * link_peak_out: the highest bulk-OUT rate in the capture, over logical transfers of 256 KiB or
   more (length / union of their payload URB intervals) and over inference requests' stream_rate.
-* verdict per inference: usb-bound if stream_rate >= 0.8 x link_peak_out, compute-paced if lower,
-  no-streaming if nothing is streamed.
 * a rate above the link's physical ceiling (``usbtrace.usb.link``) cannot have happened: it is
-  not reported (null) and is named as an integrity problem instead.
+  not reported (null) and is named as an integrity problem instead; nor is a rate whose interval
+  has no measured end (a request without its event).
+* verdict per request (``timing.py``): link-bound, device-bound or host-bound, whichever of the
+  link's time, the wait on the device and the host's gaps takes the largest share of the latency.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from itertools import repeat
 
 import numpy as np
 
+from usbtrace.analysis.predict import link_model
 from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentation
+from usbtrace.analysis.timing import VERDICT_NA, out_schedule, request_timing, verdict_name
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
@@ -31,11 +34,6 @@ from usbtrace.intervals import segmented_clipped_length, segmented_union_length
 from usbtrace.usb.link import link_ceiling_Bps
 
 PEAK_TRANSFER_MIN_BYTES = 256 * 1024
-USB_BOUND_FRACTION = 0.8
-VERDICT_USB = "usb-bound"
-VERDICT_COMPUTE = "compute-paced"
-VERDICT_NONE = "no-streaming"
-VERDICT_NA = "n/a"  # not an inference
 
 
 @dataclass(slots=True)
@@ -58,6 +56,12 @@ class RequestMetrics:
     problems: list[str] = field(default_factory=list)
     host_start_ns: int | None = None
     host_end_ns: int | None = None
+    # who waited for whom (timing.py): set with the verdict
+    link_busy_ns: int = 0
+    link_ns: int = 0
+    device_wait_ns: int = 0
+    host_gap_ns: int = 0
+    verdict_share: float | None = None
 
     @property
     def latency_ns(self) -> int:
@@ -86,6 +90,10 @@ class RequestMetrics:
             "stream_busy_s": self.stream_busy_ns / NS,
             "stream_rate_Bps": self.stream_rate_Bps,
             "verdict": self.verdict,
+            "verdict_share": self.verdict_share,
+            "link_busy_s": self.link_busy_ns / NS,
+            "device_wait_s": self.device_wait_ns / NS,
+            "host_gap_s": self.host_gap_ns / NS,
         }
         if self.cache_refill:
             out["cache_refill"] = True
@@ -164,8 +172,10 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     for r in range(len(seg.events), n):
         problems.setdefault(r, []).insert(0, "no completion event (capture ended mid-request?)")
 
-    by_tag = seg.bytes_by_tag
     n_events = len(seg.events)
+    # a rate needs both ends of its interval: no event, no rate
+    rate[np.arange(n) >= n_events] = np.nan
+    by_tag = seg.bytes_by_tag
     rates = [None if x != x else x for x in rate.tolist()]  # NaN: no stream rate
     cols = zip(
         range(n),
@@ -181,7 +191,7 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
         rates,
         window.tolist(),
         (np.arange(n) < n_events).tolist(),
-        repeat(VERDICT_NA),  # verdicts come later, from the whole capture's link peak
+        repeat(VERDICT_NA),  # verdicts come later (apply_verdicts)
         repeat(False),  # cache_refill, likewise
         [problems.get(r, []) for r in range(n)],
     )
@@ -224,24 +234,32 @@ def impossible_rates(trace: EdgeTpuTrace) -> list[str]:
     return [_over_ceiling(what, float(over.max()), trace.link_speed)]
 
 
-def apply_verdicts(metrics: list[RequestMetrics], peak: float | None) -> None:
+def apply_verdicts(trace: EdgeTpuTrace, seg: Segmentation, metrics: list[RequestMetrics]) -> None:
+    """Who bounds each request (``timing.request_timing``), and which caching requests refill."""
     caching_seen = False
     for m in metrics:
         if m.kind == KIND_CACHING:
             m.cache_refill = caching_seen
             caching_seen = True
-        if m.kind != KIND_INFERENCE:
-            m.verdict = VERDICT_NA
-        elif not m.parameters:
-            m.verdict = VERDICT_NONE
-        elif (
-            m.stream_rate_Bps is not None
-            and peak
-            and m.stream_rate_Bps >= USB_BOUND_FRACTION * peak
-        ):
-            m.verdict = VERDICT_USB
-        else:
-            m.verdict = VERDICT_COMPUTE
+    if not metrics:
+        return
+    sched = out_schedule(trace, seg.transfer_request, seg.events["t_ns"])
+    link = link_model(trace.link_speed, sched)
+    timing = request_timing(
+        sched.start_ns,
+        sched.complete_ns,
+        np.round(link.out_ns(sched.length)).astype(np.int64),
+        sched.request,
+        np.array([m.t_start_ns for m in metrics], dtype=np.int64),
+        np.array([m.t_end_ns for m in metrics], dtype=np.int64),
+        np.round(link.output_ns(np.array([m.output for m in metrics]))).astype(np.int64),
+        np.array([m.has_event for m in metrics], dtype=bool),
+    )
+    for m, row in zip(metrics, timing.tolist()):
+        busy, link_ns, device, host, bound, share = row
+        m.link_busy_ns, m.link_ns, m.device_wait_ns, m.host_gap_ns = busy, link_ns, device, host
+        m.verdict = verdict_name(bound)
+        m.verdict_share = share if m.verdict != VERDICT_NA else None
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usbtrace.analysis.findings import Finding, find, interrupts_json, refill_costs
 from usbtrace.analysis.metrics import (
     VERDICT_NA,
     RequestMetrics,
@@ -23,6 +24,7 @@ from usbtrace.analysis.requests import (
     tag_sequences,
     unassigned_chunks,
 )
+from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.formats.metadata import CaptureMetadata
@@ -83,6 +85,10 @@ class CaptureSummary:
         """``model`` as tables show it: ``dense_900?`` when guessed from the file name."""
         return self.identity.label
 
+    runtime_clock_mhz: float | None = None  # scu_ctrl_3 at open
+    interrupts: list[dict] = field(default_factory=list)  # 0x83 words, with their names
+    findings: list[Finding] = field(default_factory=list)  # costliest first
+
     @property
     def inferences(self) -> list[RequestMetrics]:
         return [r for r in self.requests if r.kind == KIND_INFERENCE]
@@ -126,7 +132,14 @@ class CaptureSummary:
             "stream_rate_median_Bps": percentile(rates, 50),
             "link_peak_out_Bps": self.link_peak_out_Bps,
             "verdict": self.verdict,
+            "verdict_share_median": percentile(
+                [r.verdict_share for r in self.inferences if r.verdict_share is not None], 50
+            ),
+            "runtime_clock_mhz": self.runtime_clock_mhz,
             "cache_refills": self.cache_refills,
+            "cache_refill_costs": [c.to_json() for c in refill_costs(self.requests)],
+            "interrupts": self.interrupts,
+            "findings": [f.to_json() for f in self.findings],
             "csr_accesses": {
                 "total": self.csr.total,
                 "open": self.csr.at_open,
@@ -272,7 +285,7 @@ def summarize_trace(
     seg = segment_arrays(trace)
     metrics = all_request_metrics(trace, seg)
     peak = link_peak_out(trace, metrics)
-    apply_verdicts(metrics, peak)
+    apply_verdicts(trace, seg, metrics)
     _align_host(metrics, decoded.metadata)
     integrity = _integrity(decoded, trace, metrics, unassigned_chunks(seg))
     reconciliation = None
@@ -280,6 +293,7 @@ def summarize_trace(
         reconciliation = _reconcile(trace, seg, metrics, model, integrity)
     fw = trace.firmware
     identity = model_name(decoded, metrics, model_option)
+    clock = runtime_clock_mhz(trace)
     return CaptureSummary(
         file=decoded.path,
         device=trace.name,
@@ -303,6 +317,9 @@ def summarize_trace(
             "ok": fw.status_ok,
         },
         other_devices=[f"{b}.{a}" for b, a, _ in decoded.other_devices],
+        runtime_clock_mhz=clock,
+        interrupts=interrupts_json(trace),
+        findings=find(trace, metrics, clock),
     )
 
 

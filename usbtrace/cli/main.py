@@ -22,6 +22,7 @@ from usbtrace.errors import UsbtraceError
 COMMANDS = (
     "capture",
     "summarize",
+    "predict",
     "inspect",
     "verify",
     "models",
@@ -37,7 +38,8 @@ COMMANDS = (
 DESCRIPTION = """\
 USB traffic capture and protocol analysis for the Google Coral Edge TPU USB Accelerator.
 Splits every inference into instructions, input, cached and streamed parameters, output and
-completion, and tells whether the USB link or the device sets the pace."""
+completion, tells what bounds each inference (the link, the device or the host), and predicts
+what another link, clock or caching would gain."""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

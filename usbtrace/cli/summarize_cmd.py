@@ -12,6 +12,7 @@ from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
+from usbtrace.report.findings_text import print_findings
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
@@ -20,8 +21,9 @@ DESCRIPTION = """\
 Analyse usbmon captures of a Coral Edge TPU. Each request on the device (closed by a completion
 event) is split into instructions, input, parameters (cached by a parameter-caching request,
 streamed by an inference) and output, with its latency, the overlap of parameter streaming with
-execution, and a verdict: usb-bound (streaming at >= 80% of the fastest bulk-OUT rate seen),
-compute-paced, or no-streaming. One row per capture (per Edge TPU), ordered by model family and
+execution, and a verdict: link-bound, device-bound or host-bound (whichever of the link, the
+device or the host takes the largest share of the latency), then the findings that cost each
+capture the most time. One row per capture (per Edge TPU), ordered by model family and
 size. Exit status: 0 all files analysed, 1 some failed (the rest are still reported), 2 usage
 error or no valid input."""
 
@@ -103,6 +105,7 @@ def _emit(
         write_json({"captures": [s.to_json() for s in summaries]}, out)
     else:
         print_summary_table(summaries, per_request=args.per_inference, stream=out)
+        print_findings(summaries, out)
         for s in summaries:
             for p in s.integrity.problems:
                 print(f"usbtrace: {s.file} ({s.device}): {p}", file=sys.stderr)

@@ -168,6 +168,11 @@ CSR_SCU_CTRL_3 = 0x1A318
 OUTFEED_CHUNK_SUPERSPEED = 0x80
 OUTFEED_CHUNK_HIGHSPEED = 0x20
 
+# scu_ctrl_3 bits 28-29: the GCB (Edge TPU core) clock the runtime set (driver source; the 2019
+# captures write 0x85025c: 500 MHz). libedgetpu "max" = 500 MHz, "std" = 250 MHz.
+SCU_CTRL_3_CLOCK_SHIFT = 28
+SCU_CTRL_3_CLOCK_MASK = 0x3
+GCB_CLOCK_MHZ = (500.0, 250.0, 125.0, 62.5)
 SCU_CTRL_3_ASLEEP = 0xC5025C  # read twice at open
 SCU_CTRL_3_MAX_CLOCKS = 0x85025C  # written at open
 SCU_CTRL_3_AWAKE = 0x850004  # read back until seen

@@ -16,6 +16,7 @@ from usbtrace.edgetpu.constants import (
     EVENT_LENGTH_OFFSET,
     EVENT_TAG_OFFSET,
     HEADER_LEN,
+    INTERRUPT_BITS,
     TAG_MASK,
     Tag,
 )
@@ -72,3 +73,10 @@ def event_columns(head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def event_tag_captured(captured: np.ndarray) -> np.ndarray:
     """Whether an event's tag byte is among the ``captured`` data bytes of its completion."""
     return captured > EVENT_TAG_OFFSET
+
+
+def interrupt_names(value: int) -> list[str]:
+    """The names of the bits set in a 4-byte interrupt word on 0x83 (bit 0 fatal error, bits 1-4
+    the top-level interrupts: thermal shutdown, PCIe error, MBIST, thermal warning); a bit
+    without a name is given as ``bit N``."""
+    return [INTERRUPT_BITS.get(b, f"bit {b}") for b in range(32) if value >> b & 1]

@@ -63,7 +63,7 @@ REQUEST_COLUMNS = (
     ExportColumn("overlap", "float64", "share of the execution window with parameter streaming"),
     ExportColumn("stream_busy_s", "float64", "union of parameter URB intervals"),
     ExportColumn("stream_rate_Bps", "float64", "streamed bytes / stream_busy_s (null if none)"),
-    ExportColumn("verdict", "string", "usb-bound / compute-paced / no-streaming / n/a"),
+    ExportColumn("verdict", "string", "link-bound / device-bound / host-bound / n/a"),
     ExportColumn("cache_refill", "bool", "a parameter-caching request after the first one"),
     ExportColumn("host_latency_s", "float64", "host invoke() duration from metadata, or null"),
     ExportColumn("ok", "bool", "no problem found in this request"),

@@ -80,6 +80,16 @@ def _size_table(rows: Sequence[SizeRow]) -> str:
     return f'<table id="size-table"><tr>{head}</tr>{"".join(body)}</table>'
 
 
+def _findings(summaries: Sequence[CaptureSummary]) -> str:
+    """Per capture, what costs the most time, costliest first (analysis/findings.py)."""
+    items = []
+    for s in summaries:
+        if s.findings:
+            li = "".join(f"<li>{html.escape(f.text)}</li>" for f in s.findings)
+            items.append(f"<li>{html.escape(s.file)} ({html.escape(s.device)})<ol>{li}</ol></li>")
+    return f'<ul id="findings">{"".join(items)}</ul>' if items else "<p>No finding.</p>"
+
+
 def _integrity_table(summaries: Sequence[CaptureSummary]) -> str:
     head = "".join(
         f"<th>{t}</th>"
@@ -174,6 +184,8 @@ event (median over inferences). MiB = 2<sup>20</sup> bytes; MB/s = 10<sup>6</sup
 <h2>Timelines</h2>
 <div id="timelines">{tls}</div>
 {"".join(f'<p class="meta">{html.escape(n)}</p>' for n in notes)}
+<h2>Findings</h2>
+{_findings(summaries)}
 <h2>Per-capture integrity</h2>
 {_integrity_table(summaries)}
 <script>{_SCRIPT}</script>

@@ -10,6 +10,7 @@ import numpy as np
 from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_INTERRUPT_IN, EP_OUTPUT_IN
 from usbtrace.edgetpu.decode import DecodedCapture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
+from usbtrace.edgetpu.wire import interrupt_names
 from usbtrace.usb.link import link_ceiling_Bps
 
 
@@ -93,7 +94,15 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
         )
     for i in trace.interrupts:
         rows.append(
-            InspectRow(i.t_ns, i.frame, "IN", EP_INTERRUPT_IN, f"interrupt {i.value:#x}", 4, None)
+            InspectRow(
+                i.t_ns,
+                i.frame,
+                "IN",
+                EP_INTERRUPT_IN,
+                f"interrupt {i.value:#x} ({', '.join(interrupt_names(i.value)) or 'none'})",
+                4,
+                None,
+            )
         )
     for c in trace.csr:
         note = "" if c.status == 0 else f"status {c.status}"
