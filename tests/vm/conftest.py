@@ -26,12 +26,18 @@ SHARED = Path(os.environ.get("USBTRACE_SHARED", vm.REPO.parent / "shared"))
 GUEST_TIMEOUT_S = 280  # the whole VM part stays under 5 minutes
 
 
+# dummy_hcd has no bandwidth limit: unpaced, it moves bursts above what a real High-Speed link
+# can carry (53.2 MB/s), which usbtrace rightly reports as impossible. Every scenario's emulator
+# therefore stands in for a High-Speed link of at most this rate.
+HIGH_SPEED_RATE = 40_000_000
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     template: str
     profile: str = "conv_50"
     pace: float = 0
-    link_rate: float = 0
+    link_rate: float = HIGH_SPEED_RATE
     count: int = 5
     source: str | None = None  # "synthetic:NAME" or "real:NAME" (see source_capture)
 
