@@ -8,8 +8,8 @@ import pytest
 from builders import CaptureBuilder, inference
 
 from usbtrace.edgetpu import constants as C
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError
+from usbtrace.pipeline import decode_capture
 from usbtrace.report.inspect_view import inspect_rows
 
 # -- real captures -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from usbtrace.models.package import DmaDescriptorKind, DmaHint, DmaHintKind, Lay
 from usbtrace.models.package_writer import ExecutableType, make_executable, write_compiled_model
 
 synthetic = pytest.importorskip("lab.synthetic", reason="synthetic capture generator absent")
-decode = pytest.importorskip("usbtrace.edgetpu.decode", reason="decoder absent")
+decode = pytest.importorskip("usbtrace.pipeline", reason="decoder absent")
 requests_module = pytest.importorskip("usbtrace.analysis.requests", reason="analysis absent")
 metrics_module = pytest.importorskip("usbtrace.analysis.metrics", reason="analysis absent")
 

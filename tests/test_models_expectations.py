@@ -182,7 +182,7 @@ def test_reconcile_requests_of_a_capture(tmp_path: Path) -> None:
 
 
 def _summaries(capture: str):
-    summary_module = pytest.importorskip("usbtrace.analysis.summary")
+    summary_module = pytest.importorskip("usbtrace.pipeline")
     return summary_module.summarize_file(shared_path(f"captures/real/{capture}"))
 
 

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from usbtrace.analysis.summary import summarize_file
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.diff import CHANGED, REGRESSION, SAME, diff_captures
 from usbtrace.report.size_table import size_rows
 

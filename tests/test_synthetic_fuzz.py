@@ -101,7 +101,7 @@ def test_random_sessions_are_consistent(profile: SessionProfile) -> None:
 @FUZZ
 @given(profiles())
 def test_summarize_agrees_on_random_single_ep_sessions(profile: SessionProfile) -> None:
-    summary = pytest.importorskip("usbtrace.analysis.summary")
+    summary = pytest.importorskip("usbtrace.pipeline")
     assume(not profile.devices[0].multi_ep)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.pcapng"

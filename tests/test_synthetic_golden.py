@@ -11,7 +11,7 @@ import pytest
 
 from lab.synthetic import PRESETS, preset, write_session
 
-summary = pytest.importorskip("usbtrace.analysis.summary", reason="summarize not built yet")
+summary = pytest.importorskip("usbtrace.pipeline", reason="summarize not built yet")
 
 
 @pytest.fixture(scope="module")

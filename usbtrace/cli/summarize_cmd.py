@@ -12,7 +12,7 @@ from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
-from usbtrace.report.jsonout import write_json
+from usbtrace.report.jsonout import write_captures_json
 from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
@@ -100,7 +100,7 @@ def _emit(
     elif as_csv:
         write_csv(summaries, out)
     elif args.json:
-        write_json({"captures": [s.to_json() for s in summaries]}, out)
+        write_captures_json(summaries, out)
     else:
         print_summary_table(summaries, per_request=args.per_inference, stream=out)
         for s in summaries:

@@ -158,7 +158,7 @@ def timeline_for_file(path: str | Path, request: int | None, device: str | None)
     """The timeline of request ``request`` (default: see ``default_request``) of one capture."""
     from usbtrace.analysis.requests import segment
     from usbtrace.analysis.summary import summarize_trace
-    from usbtrace.edgetpu.decode import decode_capture
+    from usbtrace.pipeline import decode_capture
 
     decoded = decode_capture(path, device, partial_ok=True)
     if not decoded.devices:
