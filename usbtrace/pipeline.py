@@ -27,7 +27,12 @@ import numpy as np
 
 from usbtrace.analysis.metrics import REQUEST, RequestTable, all_request_metrics
 from usbtrace.analysis.requests import final_count, segment_arrays
-from usbtrace.analysis.summary import CaptureSummary, RequestLog, summarize_trace
+from usbtrace.analysis.summary import (
+    CaptureSummary,
+    RequestLog,
+    option_model_name,
+    summarize_trace,
+)
 from usbtrace.background import prefetch
 from usbtrace.edgetpu.constants import DFU_IDS, Tag
 from usbtrace.edgetpu.decode import DecodedCapture, Decoder, Paired
@@ -177,6 +182,7 @@ def summarize_file(
     ``model`` (a compiled file or catalog name) is reconciled with every request; without it,
     the model named by the capture's metadata is used when it is at hand.
     """
+    option = option_model_name(model) if model is not None else None
     streamer = _Streamer({})
     decoded = decode(
         path,
@@ -187,7 +193,8 @@ def summarize_file(
         window_frames=window_frames,
     )
     summaries = [
-        summarize_trace(decoded, t, streamer.logs.get((t.bus, t.address))) for t in decoded.devices
+        summarize_trace(decoded, t, streamer.logs.get((t.bus, t.address)), option)
+        for t in decoded.devices
     ]
     reconcile_all(summaries, decoded, model)
     return summaries
