@@ -172,7 +172,7 @@ def timeline_for_file(path: str | Path, request: int | None, device: str | None)
     requests = segment(trace)
     if not requests:
         raise UsageError(f"{path}: no request on the device")
-    k = default_request(metrics) if request is None else request
+    k = default_request(list(metrics)) if request is None else request
     if not 0 <= k < len(requests):
         raise UsageError(
             f"{path}: --request {k}: the capture has requests 0 to {len(requests) - 1}"
