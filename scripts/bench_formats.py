@@ -21,7 +21,7 @@ from lab.usb.darwin import write_darwin
 from lab.usb.usbmon_text import write_usbmon_text
 from lab.usb.usbpcap import write_usbpcap
 from lab.usb.writer import write_capture
-from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.pipeline import decode_capture
 
 
 def main() -> int:

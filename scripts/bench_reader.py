@@ -32,8 +32,8 @@ from benchlib import (
 )
 
 from lab.synthetic.bench import parse_size
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.formats.crosscheck import compare, ours, tshark_tally
+from usbtrace.pipeline import decode_capture
 
 
 def main() -> int:
@@ -83,7 +83,7 @@ def main() -> int:
             snaplen=args.big_snaplen or 65_536,
         )
         code = (
-            "from usbtrace.edgetpu.decode import decode_capture\n"
+            "from usbtrace.pipeline import decode_capture\n"
             f"d = decode_capture({str(big)!r})\n"
             "print(d.info.packets)\n"
         )

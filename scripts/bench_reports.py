@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.synthetic import presets, write_session
-from usbtrace.analysis.summary import summarize_file
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.html_report import build_report
 from usbtrace.report.plots import plot_specs, render
 from usbtrace.report.size_table import size_rows

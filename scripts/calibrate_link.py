@@ -22,7 +22,7 @@ import numpy as np
 
 from usbtrace.analysis import predict as P
 from usbtrace.analysis.summary import summarize_trace
-from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.pipeline import decode_capture
 
 REFERENCE = {"conv_50": (40.7, 43.6), "dense_300": (9.4, 95.3)}  # ms: USB 3, USB 2
 

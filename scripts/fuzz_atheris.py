@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 with atheris.instrument_imports(include=["usbtrace"]):
     from lab.fuzzing.mutate import make_case
     from usbtrace.analysis.summary import summarize_trace
-    from usbtrace.edgetpu.decode import decode_capture
     from usbtrace.errors import InputError
+    from usbtrace.pipeline import decode_capture
 
 TMP = Path(tempfile.mkdtemp(prefix="usbtrace-atheris-")) / "input.pcapng"
 

@@ -9,7 +9,7 @@ from capture_fakes import SessionWriter
 
 from usbtrace.capture.replay_script import BulkOutStep, ControlStep, ReplayScript, WaitStep
 from usbtrace.edgetpu.constants import EP_EVENT_IN, EP_OUTPUT_IN
-from usbtrace.edgetpu.decode import decode_capture
+from usbtrace.pipeline import decode_capture
 
 PROJECT = Path(__file__).resolve().parents[1]
 

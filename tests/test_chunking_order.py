@@ -10,9 +10,9 @@ import pytest
 from builders import CaptureBuilder, inference
 
 from usbtrace.edgetpu import constants as C
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.formats import capture
 from usbtrace.formats.usbmon import XFER_CONTROL
+from usbtrace.pipeline import decode_capture
 from usbtrace.report.inspect_view import inspect_rows
 
 # -- a superseded submit carried across a batch boundary ------------------------------------

@@ -8,9 +8,9 @@ import pytest
 from builders import CaptureBuilder, inference
 
 from usbtrace.edgetpu import constants as C
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.edgetpu.wire import encode_header
 from usbtrace.errors import InputError
+from usbtrace.pipeline import decode_capture
 from usbtrace.report.inspect_view import inspect_rows
 
 # -- real captures -----------------------------------------------------------------------------

@@ -21,10 +21,9 @@ from lab.synthetic.presets import preset
 from lab.synthetic.session import generate, write_session
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, write_capture
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.edgetpu import constants as C
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.formats.usbmon import URB_COMPLETE
+from usbtrace.pipeline import decode_capture, summarize_file
 
 NOTE = "event payloads not captured: tags assumed"
 NOT_CAPTURED = "event shorter than 16 bytes or not captured"

@@ -17,10 +17,9 @@ from lab.synthetic.presets import preset
 from lab.synthetic.session import generate
 from lab.usb.record import UsbRecord
 from lab.usb.writer import Layout, write_capture
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.edgetpu import constants as C
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.formats.usbmon import URB_SUBMIT, XFER_CONTROL
+from usbtrace.pipeline import decode_capture, summarize_file
 from usbtrace.report.inspect_view import inspect_rows
 from usbtrace.usb.descriptors import GET_DESCRIPTOR
 

@@ -35,11 +35,11 @@ from lab.usb.usbmon_text import write_usbmon_text
 from lab.usb.usbpcap import packets as usbpcap_packets
 from lab.usb.usbpcap import write_usbpcap
 from usbtrace.cli.main import main
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, read_all
 from usbtrace.formats.metadata import METADATA_PEN, encode_metadata
 from usbtrace.formats.usbpcap import LINKTYPE_USBPCAP, errno_to_usbd, usbd_to_errno
+from usbtrace.pipeline import decode_capture
 
 METADATA_FIELDS = {
     "model",

@@ -12,12 +12,12 @@ import pytest
 
 from lab.fuzzing.session import edgetpu_session
 from lab.usb.writer import Layout, encode, idb
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.edgetpu.wire import encode_header
 from usbtrace.errors import InputError
 from usbtrace.formats import capture
 from usbtrace.formats.capture import Capture, Interface, _ts_to_ns
 from usbtrace.formats.metadata import CaptureMetadata
+from usbtrace.pipeline import decode_capture
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "c.pcapng") -> Path:
@@ -157,7 +157,7 @@ def test_mixed_endpoints_in_one_batch_frame_0x01_headers_as_single_ep() -> None:
 def test_results_do_not_depend_on_the_read_chunk_size(
     tmp_path: Path, chunk: int, monkeypatch
 ) -> None:
-    from usbtrace.analysis.summary import summarize_file
+    from usbtrace.pipeline import summarize_file
 
     path = Path(__file__).parent / "corpus" / "multi-ep-switch-mid-capture.pcapng"
     want = [s.to_json() for s in summarize_file(path)]

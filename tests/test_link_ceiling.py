@@ -11,9 +11,9 @@ import json
 import pytest
 from builders import CaptureBuilder
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli.main import main
 from usbtrace.edgetpu import constants as C
+from usbtrace.pipeline import summarize_file
 from usbtrace.usb.link import LINK_CEILING_BPS, link_ceiling_Bps
 
 INSTR, IN, P = C.Tag.INSTRUCTIONS, C.Tag.INPUT, C.Tag.PARAMETERS

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from builders import CaptureBuilder, inference
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.formats.metadata import (
     MAX_DEPTH,
     METADATA_MAGIC,
@@ -23,6 +22,7 @@ from usbtrace.formats.metadata import (
     parse_metadata_payload,
 )
 from usbtrace.formats.pcapng_writer import PcapngWriter
+from usbtrace.pipeline import summarize_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

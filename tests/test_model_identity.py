@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from builders import CaptureBuilder, inference
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli.main import main
 from usbtrace.edgetpu import constants as C
 from usbtrace.formats.metadata import CaptureMetadata, append_metadata
 from usbtrace.models.package_writer import study_like_executables, write_compiled_model
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.size_table import size_rows
 
 INSTR, P = C.Tag.INSTRUCTIONS, C.Tag.PARAMETERS

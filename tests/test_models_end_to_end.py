@@ -13,7 +13,7 @@ from pathlib import Path
 import lab.synthetic as synthetic
 import usbtrace.analysis.metrics as metrics_module
 import usbtrace.analysis.requests as requests_module
-import usbtrace.edgetpu.decode as decode
+import usbtrace.pipeline as decode
 from usbtrace.models.expectations import ExpectedTraffic, reconcile_requests
 from usbtrace.models.inspect import inspect_model
 from usbtrace.models.package import DmaDescriptorKind, DmaHint, DmaHintKind, LayerInfo

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from conftest import shared_path
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.models.expectations import (
     ExpectedTraffic,
     ObservedRequestBytes,
@@ -22,6 +21,7 @@ from usbtrace.models.package_writer import (
     study_like_executables,
     write_compiled_model,
 )
+from usbtrace.pipeline import summarize_file
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from lab.synthetic import write_session
 from lab.synthetic.presets import on_usb2, preset
 from usbtrace.analysis.findings import find
 from usbtrace.analysis.predict import CLOCKS, HIGH, SUPER, Scenario, predict_trace
-from usbtrace.analysis.summary import summarize_file, summarize_trace
+from usbtrace.analysis.summary import summarize_trace
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.cli.main import main
 from usbtrace.edgetpu import constants as C
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.edgetpu.wire import interrupt_names
+from usbtrace.pipeline import decode_capture, summarize_file
 
 INSTR, IN, P = C.Tag.INSTRUCTIONS, C.Tag.INPUT, C.Tag.PARAMETERS
 # The study's host-timed medians, ms (published.md): USB 3 (the captures) and USB 2.

@@ -7,8 +7,8 @@ import json
 import pytest
 from sweep_fixtures import plan, write_capture
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli.main import main
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.diff import CHANGED, IMPROVEMENT, REGRESSION, SAME, diff_captures
 
 

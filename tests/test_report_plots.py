@@ -7,8 +7,8 @@ import json
 import pytest
 from sweep_fixtures import CACHE_BYTES, write_sweep
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli.main import main
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.plots import plot_specs, render
 from usbtrace.report.size_table import MIB, size_rows
 

@@ -10,8 +10,8 @@ import pytest
 from sweep_fixtures import CACHE_BYTES, PARAM_BYTES_PER_LAYER, write_sweep
 
 from usbtrace.analysis.ops import ops_per_inference
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli.main import main
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.size_table import family_size, fmt_si, print_size_table, size_rows
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import lab.synthetic as synthetic
 import lab.synthetic.presets as presets
-from usbtrace.analysis.summary import summarize_file
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.diff import CHANGED, REGRESSION, SAME, diff_captures
 from usbtrace.report.size_table import size_rows
 

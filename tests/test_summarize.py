@@ -7,10 +7,10 @@ import json
 import pytest
 from builders import T0_US, CaptureBuilder, inference
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli.main import main
 from usbtrace.edgetpu import constants as C
 from usbtrace.formats.metadata import CaptureMetadata, InvokeTiming, append_metadata
+from usbtrace.pipeline import summarize_file
 
 INSTR, IN, P = C.Tag.INSTRUCTIONS, C.Tag.INPUT, C.Tag.PARAMETERS
 

@@ -9,11 +9,10 @@ from types import SimpleNamespace
 import pytest
 from sweep_fixtures import plan, write_capture
 
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.cli import sweep_cmd
 from usbtrace.cli.main import main
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import UsageError
+from usbtrace.pipeline import decode_capture, summarize_file
 from usbtrace.report.size_table import size_rows
 
 

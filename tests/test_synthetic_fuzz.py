@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from synthetic_pcapng_walker import out_transfers, pair_urbs, walk
 
 from lab.synthetic import DeviceProfile, SessionProfile, Timing, write_session
-from usbtrace.analysis import summary
+from usbtrace import pipeline as summary
 
 MiB = 1 << 20
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from lab.synthetic import PRESETS, preset, write_session
-from usbtrace.analysis import summary
+from usbtrace import pipeline as summary
 
 
 @pytest.fixture(scope="module")

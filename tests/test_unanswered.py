@@ -7,9 +7,9 @@ import pytest
 from lab.synthetic.presets import preset
 from lab.synthetic.session import write_session
 from lab.synthetic.unanswered import write_unanswered
-from usbtrace.analysis.summary import summarize_file
-from usbtrace.edgetpu.decode import NEVER_COMPLETED_NORMAL, decode_capture
+from usbtrace.edgetpu.decode import NEVER_COMPLETED_NORMAL
 from usbtrace.formats import capture
+from usbtrace.pipeline import decode_capture, summarize_file
 from usbtrace.usb import pairing
 
 

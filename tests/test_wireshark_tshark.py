@@ -613,7 +613,7 @@ def test_single_record_captures(lua_script, tshark_env, shared_file):
 def decoder_view(path: Path) -> tuple[dict[int, tuple], dict[str, tuple[int, int, int]]]:
     """Per frame, what usbtrace's decoder says about it, in the dissector's terms; and per
     boot-loader device the decoder folded into a firmware download: (blocks, bytes, uploaded)."""
-    from usbtrace.edgetpu.decode import decode_capture
+    from usbtrace.pipeline import decode_capture
 
     view: dict[int, tuple] = {}
     firmware: dict[str, tuple[int, int, int]] = {}

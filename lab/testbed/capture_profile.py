@@ -10,8 +10,8 @@ from pathlib import Path
 
 from usbtrace.analysis.metrics import all_request_metrics
 from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, segment_arrays, tag_sequences
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.errors import InputError
+from usbtrace.pipeline import decode_capture
 
 # the profile's kind names for the analyzer's
 _KINDS = {KIND_CACHING: "caching", KIND_INFERENCE: "inference"}

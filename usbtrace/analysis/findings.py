@@ -4,7 +4,9 @@ Each finding says in plain words what costs time, carries its number, and what i
 per occurrence (per inference, per cache switch, once for the first inference) and
 ``total_ms`` over the capture, by which findings are ranked. Findings that need a prediction
 (another link, another clock) replay the capture (``predict.py``); the others read the
-per-request timing (``timing.py``) and the requests.
+per-request timing (``timing.py``) and the requests. Everything comes from the compact
+request rows, so findings need no URB after its window: the replays are run per window, on
+its URBs (``metrics._timing``), and stored in the rows.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from usbtrace.analysis.metrics import RequestMetrics
-from usbtrace.analysis.predict import CLOCKS, Scenario, predict_trace
-from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE
+from usbtrace.analysis.metrics import RequestTable
+from usbtrace.analysis.predict import CLOCKS
+from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, KINDS
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.edgetpu.wire import interrupt_names
 
@@ -58,39 +60,47 @@ class RefillCost:
         return {"index": self.index, "bytes": self.bytes, "ms": round(self.ms, 3)}
 
 
-def refill_costs(requests: list[RequestMetrics]) -> list[RefillCost]:
+def refill_costs(requests: RequestTable) -> list[RefillCost]:
+    r = requests.rows
+    which = r["cache_refill"] & r["has_event"] & (r["kind"] == KINDS.index(KIND_CACHING))
+    mine = r[which]
     return [
-        RefillCost(r.index, r.instructions + r.parameters, r.latency_ns / MS)
-        for r in requests
-        if r.kind == KIND_CACHING and r.cache_refill and r.has_event
+        RefillCost(i, ins + par, (te - ts) / MS)
+        for i, ins, par, ts, te in zip(
+            mine["index"].tolist(),
+            mine["instructions"].tolist(),
+            mine["parameters"].tolist(),
+            mine["t_start_ns"].tolist(),
+            mine["t_end_ns"].tolist(),
+        )
     ]
 
 
-def _median_ms(values: list[int]) -> float:
-    return float(np.median(values)) / MS if values else 0.0
+def _median_ms(values: np.ndarray) -> float:
+    return float(np.median(values)) / MS if len(values) else 0.0
 
 
-def _gain(
-    trace: EdgeTpuTrace, requests: list[RequestMetrics], scenario: Scenario
-) -> tuple[float, float] | None:
-    """(predicted median ms, ms saved per inference) under ``scenario``; None without one."""
-    pred = predict_trace(trace, requests, scenario)
-    if not len(pred.predicted_ns):
+def _gain(infs: np.ndarray, column: str) -> tuple[float, float] | None:
+    """(predicted median ms, ms saved per inference) from a replayed-latency column of the
+    rows (``metrics._timing`` replays each window's URBs); None without one."""
+    predicted = infs[column]
+    if not len(infs) or (predicted < 0).any():
         return None
-    now = float(np.median(pred.measured_ns)) / MS
-    then = float(np.median(pred.predicted_ns)) / MS
+    now = float(np.median(infs["t_end_ns"] - infs["t_start_ns"])) / MS
+    then = float(np.median(predicted)) / MS
     return then, now - then
 
 
-def find(
-    trace: EdgeTpuTrace, requests: list[RequestMetrics], clock_mhz: float | None
-) -> list[Finding]:
-    """The findings of one Edge TPU's capture, costliest first."""
-    infs = [r for r in requests if r.kind == KIND_INFERENCE and r.has_event]
+def find(trace: EdgeTpuTrace, requests: RequestTable, clock_mhz: float | None) -> list[Finding]:
+    """The findings of one Edge TPU's capture, costliest first (``trace``: its link speed and
+    interrupts; ``requests``: every request's compact row)."""
+    r = requests.rows
+    infs = r[(r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"]]
+    latency = infs["t_end_ns"] - infs["t_start_ns"]
     n = len(infs)
     out: list[Finding] = []
     if n and trace.link_speed == "high":
-        g = _gain(trace, requests, Scenario("super", clock_mhz or CLOCKS["max"]))
+        g = _gain(infs, "usb3_latency_ns")
         if g is not None and g[1] > 0:
             then, saved = g
             pct = saved / (then + saved) * 100
@@ -104,10 +114,10 @@ def find(
                     saved * n,
                 )
             )
-    streamed = [r.parameters for r in infs if r.parameters]
-    if streamed:
-        link_ms = _median_ms([r.link_ns for r in infs])
-        lat_ms = _median_ms([r.latency_ns for r in infs])
+    streamed = infs["parameters"][infs["parameters"] > 0]
+    if len(streamed):
+        link_ms = _median_ms(infs["link_ns"])
+        lat_ms = _median_ms(latency)
         if lat_ms and link_ms >= LINK_SHARE * lat_ms:
             mb = float(np.median(streamed)) / 1e6
             out.append(
@@ -122,22 +132,22 @@ def find(
                 )
             )
     if n and clock_mhz is not None and clock_mhz < CLOCKS["max"]:
-        g = _gain(trace, requests, Scenario(trace.link_speed or "super", CLOCKS["max"]))
+        g = _gain(infs, "max_clock_latency_ns")
         saved = g[1] if g else 0.0
         name = next((k for k, v in CLOCKS.items() if v == clock_mhz), "slow")
         text = f"{name} clock ({clock_mhz:g} MHz)"
         if g:
             text += f": at max clock ≈ {g[0]:.1f} ms"
         out.append(Finding("clock", text, clock_mhz, "MHz", saved, saved * n))
-    caching = [r for r in requests if r.kind == KIND_CACHING]
-    if caching and n >= 2:
-        extra = infs[0].latency_ns / MS - _median_ms([r.latency_ns for r in infs[1:]])
+    caching = r[r["kind"] == KINDS.index(KIND_CACHING)][:1]
+    if len(caching) and n >= 2:
+        extra = float(latency[0]) / MS - _median_ms(latency[1:])
         if extra > 0:
             out.append(
                 Finding(
                     "cache-fill",
                     f"first inference +{extra:.1f} ms: cache fill "
-                    f"({caching[0].parameters / 1e6:.1f} MB of parameters)",
+                    f"({int(caching['parameters'][0]) / 1e6:.1f} MB of parameters)",
                     round(extra, 3),
                     "ms",
                     extra,
@@ -160,8 +170,8 @@ def find(
             )
         )
     if n:
-        host_ms = _median_ms([r.host_gap_ns for r in infs])
-        lat_ms = _median_ms([r.latency_ns for r in infs])
+        host_ms = _median_ms(infs["host_gap_ns"])
+        lat_ms = _median_ms(latency)
         if lat_ms and host_ms >= HOST_SHARE * lat_ms:
             out.append(
                 Finding(

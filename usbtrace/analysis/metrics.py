@@ -15,18 +15,35 @@ Definitions (also in the README, and used exactly):
   has no measured end (a request without its event).
 * verdict per request (``timing.py``): link-bound, device-bound or host-bound, whichever of the
   link's time, the wait on the device and the host's gaps takes the largest share of the latency.
+  It is computed with the requests' metrics, from the URBs at hand: the whole capture when it is
+  shorter than one pipeline window, else the window's (its link model fitted on them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from typing import overload
 
 import numpy as np
 
-from usbtrace.analysis.predict import link_model
-from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, Segmentation
-from usbtrace.analysis.timing import VERDICT_NA, out_schedule, request_timing, verdict_name
+from usbtrace.analysis.predict import CLOCKS, LINKS, Scenario, link_model, replay
+from usbtrace.analysis.requests import (
+    KIND_CACHING,
+    KIND_INFERENCE,
+    KINDS,
+    RequestKind,
+    Segmentation,
+)
+from usbtrace.analysis.timing import (
+    VERDICT_DEVICE,
+    VERDICT_HOST,
+    VERDICT_LINK,
+    VERDICT_NA,
+    out_schedule,
+    request_timing,
+    runtime_clock_mhz,
+)
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
@@ -34,12 +51,14 @@ from usbtrace.intervals import segmented_clipped_length, segmented_union_length
 from usbtrace.usb.link import link_ceiling_Bps
 
 PEAK_TRANSFER_MIN_BYTES = 256 * 1024
+# by code in tables: ``timing.REQUEST_TIMING["bound"] + 1`` (its BOUND_NA, -1, is 0 here)
+VERDICTS = (VERDICT_NA, VERDICT_LINK, VERDICT_DEVICE, VERDICT_HOST)
 
 
 @dataclass(slots=True)
 class RequestMetrics:
     index: int
-    kind: str
+    kind: RequestKind
     t_start_ns: int
     t_end_ns: int
     instructions: int
@@ -105,8 +124,188 @@ class RequestMetrics:
         return out
 
 
-def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestMetrics]:
-    """Metrics of every request of a trace, computed on arrays (see the module docstring)."""
+# The compact form of requests: one row each (about 100 bytes), what a capture keeps of every
+# finished request. ``RequestMetrics`` objects are views made on demand.
+REQUEST = np.dtype(
+    [
+        ("index", "<i8"),
+        ("kind", "i1"),  # position in KINDS
+        ("t_start_ns", "<i8"),
+        ("t_end_ns", "<i8"),
+        ("instructions", "<i8"),
+        ("input", "<i8"),
+        ("parameters", "<i8"),
+        ("output", "<i8"),
+        ("overlap", "<f8"),
+        ("stream_busy_ns", "<i8"),
+        ("stream_rate_Bps", "<f8"),  # NaN: no rate
+        ("exec_window_ns", "<i8"),
+        ("has_event", "?"),
+        ("verdict", "i1"),  # position in VERDICTS
+        ("cache_refill", "?"),
+        ("has_host", "?"),
+        ("host_start_ns", "<i8"),
+        ("host_end_ns", "<i8"),
+        # who waited for whom (timing.py), per window: see ``_timing``
+        ("link_busy_ns", "<i8"),
+        ("link_ns", "<i8"),
+        ("device_wait_ns", "<i8"),
+        ("host_gap_ns", "<i8"),
+        ("verdict_share", "<f8"),  # NaN: no verdict
+        # replayed latency on USB 3 / at the max clock (findings); -1: not replayed
+        ("usb3_latency_ns", "<i8"),
+        ("max_clock_latency_ns", "<i8"),
+    ]
+)
+
+
+class RequestTable(Sequence[RequestMetrics]):
+    """Requests as ``REQUEST`` rows, read as a sequence of ``RequestMetrics``.
+
+    ``problems`` maps a request's ``index`` to its problems (few requests have any).
+    """
+
+    def __init__(self, rows: np.ndarray, problems: dict[int, list[str]] | None = None) -> None:
+        self.rows = rows
+        self.problems = problems if problems is not None else {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> RequestMetrics: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> RequestTable: ...
+
+    def __getitem__(self, i: int | slice) -> RequestMetrics | RequestTable:
+        if isinstance(i, slice):
+            return RequestTable(self.rows[i], self.problems)
+        return next(self._objects(self.rows[i : i + 1 or None]))
+
+    def __iter__(self) -> Iterator[RequestMetrics]:
+        for lo in range(0, len(self.rows), 4096):  # objects a block at a time
+            yield from self._objects(self.rows[lo : lo + 4096])
+
+    def select(self, which: np.ndarray) -> RequestTable:
+        return RequestTable(self.rows[which], self.problems)
+
+    def of_kind(self, kind: RequestKind) -> RequestTable:
+        return self.select(self.rows["kind"] == KINDS.index(kind))
+
+    def _objects(self, rows: np.ndarray) -> Iterator[RequestMetrics]:
+        cols = [rows[n].tolist() for n in REQUEST.names or ()]
+        probs = self.problems
+        for (
+            i,
+            k,
+            ts,
+            te,
+            ins,
+            inp,
+            par,
+            out,
+            ov,
+            busy,
+            rate,
+            win,
+            ev,
+            v,
+            refill,
+            host,
+            hs,
+            he,
+            lbusy,
+            lns,
+            dev,
+            hgap,
+            share,
+            *_,
+        ) in zip(*cols):
+            yield RequestMetrics(
+                i, KINDS[k], ts, te, ins, inp, par, out, ov, busy,
+                None if rate != rate else rate, win, ev, VERDICTS[v], refill,
+                list(probs.get(i, ())), hs if host else None, he if host else None,
+                lbusy, lns, dev, hgap, None if share != share else share,
+            )  # fmt: skip
+
+    @staticmethod
+    def concat(tables: list[RequestTable]) -> RequestTable:
+        """One table of ``tables``, which is emptied: each piece is let go once copied, so
+        the peak is the result plus one piece, not twice the result."""
+        pieces = [t.rows for t in tables]
+        problems: dict[int, list[str]] = {}
+        for t in tables:
+            problems.update(t.problems)
+        tables.clear()
+        return RequestTable(take_all(pieces, REQUEST), problems)
+
+    def to_json_rows(self) -> Iterator[dict]:
+        """Each request's JSON object (README, "summarize --json"), without objects in between."""
+        r = self.rows
+        names: tuple[str, ...] = (
+            "index",
+            "kind",
+            "t_start_ns",
+            "t_end_ns",
+            "instructions",
+            "input",
+        )
+        names += ("parameters", "output", "overlap", "stream_busy_ns", "stream_rate_Bps")
+        names += ("verdict", "cache_refill", "has_host", "host_start_ns", "host_end_ns")
+        names += ("verdict_share", "link_busy_ns", "device_wait_ns", "host_gap_ns")
+        for lo in range(0, len(r), 4096):
+            part = r[lo : lo + 4096]
+            cols = [part[n].tolist() for n in names]
+            for (
+                i, k, ts, te, ins, inp, par, out, ov, busy, rate, v, refill, host, hs, he,
+                share, lbusy, dev, hgap,
+            ) in zip(*cols):  # fmt: skip
+                lat = te - ts
+                doc = {
+                    "index": i,
+                    "kind": KINDS[k].value,
+                    "t_start": ts / NS,
+                    "t_end": te / NS,
+                    "latency_s": lat / NS,
+                    "bytes": {"instructions": ins, "input": inp, "parameters": par, "output": out},
+                    "overlap": ov,
+                    "stream_busy_s": busy / NS,
+                    "stream_rate_Bps": None if rate != rate else rate,
+                    "verdict": VERDICTS[v],
+                    "verdict_share": None if share != share else share,
+                    "link_busy_s": lbusy / NS,
+                    "device_wait_s": dev / NS,
+                    "host_gap_s": hgap / NS,
+                }
+                if refill:
+                    doc["cache_refill"] = True
+                if host:
+                    doc["host_latency_s"] = (he - hs) / NS
+                    doc["host_overhead_s"] = ((he - hs) - lat) / NS
+                p = self.problems.get(i)
+                if p:
+                    doc["problems"] = list(p)
+                yield doc
+
+
+def take_all(pieces: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """``np.concatenate(pieces)``, emptying ``pieces`` as it copies them."""
+    out = np.empty(sum(len(p) for p in pieces), dtype=dtype)
+    at = 0
+    pieces.reverse()
+    while pieces:
+        p = pieces.pop()
+        out[at : at + len(p)] = p
+        at += len(p)
+    return out
+
+
+def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> RequestTable:
+    """Metrics of every request of a trace (or window), computed on arrays (see the module
+    docstring). Indices are the window's. Verdicts come from the same URBs (a long capture's
+    link model is fitted per window, see ``_timing``); cache refills come later, from the
+    whole capture."""
     n = seg.n_requests
     tab = trace.table
     treq = seg.transfer_request
@@ -175,28 +374,73 @@ def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> list[RequestM
     n_events = len(seg.events)
     # a rate needs both ends of its interval: no event, no rate
     rate[np.arange(n) >= n_events] = np.nan
+    rows = np.zeros(n, dtype=REQUEST)
+    rows["index"] = np.arange(n)
+    rows["kind"] = seg.kind_codes()
+    rows["t_start_ns"], rows["t_end_ns"] = t_start, t_end
     by_tag = seg.bytes_by_tag
-    rates = [None if x != x else x for x in rate.tolist()]  # NaN: no stream rate
-    cols = zip(
-        range(n),
-        seg.kinds(),
-        t_start.tolist(),
-        t_end.tolist(),
-        by_tag[:, Tag.INSTRUCTIONS].tolist(),
-        by_tag[:, Tag.INPUT].tolist(),
-        streamed.tolist(),
-        out_bytes.tolist(),
-        overlap.tolist(),
-        busy.tolist(),
-        rates,
-        window.tolist(),
-        (np.arange(n) < n_events).tolist(),
-        repeat(VERDICT_NA),  # verdicts come later (apply_verdicts)
-        repeat(False),  # cache_refill, likewise
-        [problems.get(r, []) for r in range(n)],
+    rows["instructions"] = by_tag[:, Tag.INSTRUCTIONS]
+    rows["input"] = by_tag[:, Tag.INPUT]
+    rows["parameters"] = streamed
+    rows["output"] = out_bytes
+    rows["overlap"] = overlap
+    rows["stream_busy_ns"] = busy
+    rows["stream_rate_Bps"] = rate
+    rows["exec_window_ns"] = window
+    rows["has_event"] = np.arange(n) < n_events
+    rows["verdict_share"] = np.nan
+    rows["usb3_latency_ns"] = -1
+    rows["max_clock_latency_ns"] = -1
+    if n:
+        _timing(trace, seg, rows)
+    return RequestTable(rows, problems)
+
+
+def _timing(trace: EdgeTpuTrace, seg: Segmentation, rows: np.ndarray) -> None:
+    """Who bounds each request (``timing.request_timing``), with the link model fitted on these
+    URBs only (a window's, in a long capture), and the latencies the findings compare with:
+    on USB 3 (a High-Speed capture) and at the max clock (a slower one), replayed on these
+    URBs (``predict.replay``)."""
+    sched = out_schedule(trace, seg.transfer_request, seg.events["t_ns"])
+    link = link_model(trace.link_speed, sched)
+    output = rows["output"]
+    timing = request_timing(
+        sched.start_ns,
+        sched.complete_ns,
+        np.round(link.out_ns(sched.length)).astype(np.int64),
+        sched.request,
+        rows["t_start_ns"],
+        rows["t_end_ns"],
+        np.round(link.output_ns(output)).astype(np.int64),
+        rows["has_event"],
     )
-    # positional: the fields in RequestMetrics' declaration order (kwargs cost 2x here)
-    return [RequestMetrics(*c) for c in cols]
+    for name in ("link_busy_ns", "link_ns", "device_wait_ns", "host_gap_ns"):
+        rows[name] = timing[name]
+    rows["verdict"] = timing["bound"].astype(np.int8) + 1
+    measured = timing["bound"] >= 0
+    rows["verdict_share"] = np.where(measured, timing["share"], np.nan)
+
+    clock = runtime_clock_mhz(trace)
+    scenarios = []
+    if trace.link_speed == "high":
+        scenarios.append(("usb3_latency_ns", Scenario("super", clock or CLOCKS["max"])))
+    if clock is not None and clock < CLOCKS["max"]:
+        speed = trace.link_speed if trace.link_speed in LINKS else "super"
+        scenarios.append(("max_clock_latency_ns", Scenario(speed or "super", CLOCKS["max"])))
+    inference = rows["kind"] == KINDS.index(KIND_INFERENCE)
+    for column, scenario in scenarios:
+        rep = replay(
+            sched,
+            rows["t_start_ns"],
+            rows["t_end_ns"],
+            output,
+            rows["has_event"],
+            inference,
+            link,
+            clock or CLOCKS["max"],
+            scenario,
+        )
+        rows[column] = rep.latency_ns
 
 
 def _over_ceiling(what: str, rate: float, link_speed: str | None) -> str:
@@ -208,60 +452,57 @@ def _over_ceiling(what: str, rate: float, link_speed: str | None) -> str:
     )
 
 
-def _transfer_rates(trace: EdgeTpuTrace) -> np.ndarray:
-    """Rates of the big complete bulk-OUT transfers (both ends of every payload URB measured)."""
-    tab = trace.table
-    ok = (tab["length"] >= PEAK_TRANSFER_MIN_BYTES) & (tab["busy_ns"] > 0) & tab["complete"]
-    return tab["length"][ok] * NS / tab["busy_ns"][ok]
+@dataclass
+class TransferPeak:
+    """The big complete bulk-OUT transfers' rates, as far as the capture has been read: the
+    highest possible one, and those above the link's ceiling (left out, and named)."""
+
+    peak: float | None = None
+    over: int = 0
+    over_max: float = 0.0
+
+    def add(self, table: np.ndarray, link_speed: str | None) -> None:
+        ok = (table["length"] >= PEAK_TRANSFER_MIN_BYTES) & (table["busy_ns"] > 0)
+        ok &= table["complete"]
+        if not ok.any():
+            return
+        rates = table["length"][ok] * NS / table["busy_ns"][ok]
+        high = rates > link_ceiling_Bps(link_speed)
+        if high.any():
+            self.over += int(np.count_nonzero(high))
+            self.over_max = max(self.over_max, float(rates[high].max()))
+        if not high.all():
+            best = float(rates[~high].max())
+            self.peak = best if self.peak is None else max(self.peak, best)
+
+    def problems(self, link_speed: str | None) -> list[str]:
+        """Integrity problems: bulk-OUT transfers faster than the link can carry."""
+        if not self.over:
+            return []
+        what = f"{self.over} bulk-OUT transfer rate(s), up to"
+        return [_over_ceiling(what, self.over_max, link_speed)]
 
 
-def link_peak_out(trace: EdgeTpuTrace, metrics: list[RequestMetrics]) -> float | None:
-    rates = _transfer_rates(trace)
-    possible = rates[rates <= link_ceiling_Bps(trace.link_speed)].tolist()
-    possible += [
-        m.stream_rate_Bps for m in metrics if m.kind == KIND_INFERENCE and m.stream_rate_Bps
-    ]
-    return max(possible) if possible else None
+def link_peak_out(transfer_peak: float | None, requests: RequestTable) -> float | None:
+    """link_peak_out: the transfers' peak (``transfer_peak_out``, over the whole capture) or
+    an inference's stream rate, whichever is higher."""
+    r = requests.rows
+    rate = r["stream_rate_Bps"][(r["kind"] == KINDS.index(KIND_INFERENCE))]
+    rate = rate[(rate == rate) & (rate > 0)]
+    rates = [transfer_peak] if transfer_peak is not None else []
+    if len(rate):
+        rates.append(float(rate.max()))
+    return max(rates) if rates else None
 
 
-def impossible_rates(trace: EdgeTpuTrace) -> list[str]:
-    """Integrity problems: bulk-OUT transfers faster than the link can carry (left out above)."""
-    rates = _transfer_rates(trace)
-    over = rates[rates > link_ceiling_Bps(trace.link_speed)]
-    if not len(over):
-        return []
-    what = f"{len(over)} bulk-OUT transfer rate(s), up to"
-    return [_over_ceiling(what, float(over.max()), trace.link_speed)]
+def mark_cache_refills(requests: RequestTable) -> None:
+    """Which caching requests refilled the cache: every one after the first."""
+    r = requests.rows
+    caching = np.flatnonzero(r["kind"] == KINDS.index(KIND_CACHING))
+    r["cache_refill"] = False
+    r["cache_refill"][caching[1:]] = True
 
 
-def apply_verdicts(trace: EdgeTpuTrace, seg: Segmentation, metrics: list[RequestMetrics]) -> None:
-    """Who bounds each request (``timing.request_timing``), and which caching requests refill."""
-    caching_seen = False
-    for m in metrics:
-        if m.kind == KIND_CACHING:
-            m.cache_refill = caching_seen
-            caching_seen = True
-    if not metrics:
-        return
-    sched = out_schedule(trace, seg.transfer_request, seg.events["t_ns"])
-    link = link_model(trace.link_speed, sched)
-    timing = request_timing(
-        sched.start_ns,
-        sched.complete_ns,
-        np.round(link.out_ns(sched.length)).astype(np.int64),
-        sched.request,
-        np.array([m.t_start_ns for m in metrics], dtype=np.int64),
-        np.array([m.t_end_ns for m in metrics], dtype=np.int64),
-        np.round(link.output_ns(np.array([m.output for m in metrics]))).astype(np.int64),
-        np.array([m.has_event for m in metrics], dtype=bool),
-    )
-    for m, row in zip(metrics, timing.tolist()):
-        busy, link_ns, device, host, bound, share = row
-        m.link_busy_ns, m.link_ns, m.device_wait_ns, m.host_gap_ns = busy, link_ns, device, host
-        m.verdict = verdict_name(bound)
-        m.verdict_share = share if m.verdict != VERDICT_NA else None
-
-
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default), None for no values."""
-    return float(np.percentile(values, q)) if values else None
+    return float(np.percentile(values, q)) if len(values) else None

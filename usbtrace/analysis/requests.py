@@ -20,15 +20,34 @@ that want to walk one request.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
 from usbtrace.edgetpu.constants import Tag
+from usbtrace.edgetpu.framing import ROLE_PAYLOAD
 from usbtrace.edgetpu.trace import EdgeTpuTrace, Event, LogicalTransfer
 
-KIND_INFERENCE = "inference"
-KIND_CACHING = "parameter-caching"
-KIND_OTHER = "other"
+
+class RequestKind(str, Enum):
+    """What a request did (README, "Definitions"). A ``str``: it compares, prints and
+    serialises as its value."""
+
+    INFERENCE = "inference"  # it has an input transfer
+    CACHING = "parameter-caching"  # no input, parameters: the cache fill (or a refill)
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value
+
+    # as its value: a dict keyed by the plain string finds it
+    __hash__ = str.__hash__
+
+
+KINDS = tuple(RequestKind)  # by code: the order of the ``kind`` column of request tables
+KIND_INFERENCE = RequestKind.INFERENCE
+KIND_CACHING = RequestKind.CACHING
+KIND_OTHER = RequestKind.OTHER
 NTAGS = 8
 
 
@@ -41,20 +60,15 @@ class Segmentation:
     bytes_by_tag: np.ndarray  # (requests, 8): sum of header lengths per tag
     has_tag: np.ndarray  # (requests, 8): a transfer of that tag is present
     input_done_ns: np.ndarray  # per request: last input payload completion, 0 if none
-    _kinds: list[str] | None = None
 
-    def kind(self, r: int) -> str:
-        return self.kinds()[r]
+    def kind_codes(self) -> np.ndarray:
+        """Every request's kind, as its position in ``KINDS``."""
+        return np.where(
+            self.has_tag[:, Tag.INPUT], 0, np.where(self.has_tag[:, Tag.PARAMETERS], 1, 2)
+        ).astype(np.int8)
 
-    def kinds(self) -> list[str]:
-        """Every request's kind, computed once for all."""
-        if self._kinds is None:
-            code = np.where(
-                self.has_tag[:, Tag.INPUT], 0, np.where(self.has_tag[:, Tag.PARAMETERS], 1, 2)
-            )
-            names = (KIND_INFERENCE, KIND_CACHING, KIND_OTHER)
-            self._kinds = [names[c] for c in code.tolist()]
-        return self._kinds
+    def kind(self, r: int) -> RequestKind:
+        return KINDS[int(self.kind_codes()[r])]
 
 
 @dataclass
@@ -65,7 +79,7 @@ class Request:
     event: Event | None
     transfer_ids: np.ndarray
     chunk_rows: np.ndarray
-    kind: str
+    kind: RequestKind
     _trace: EdgeTpuTrace
 
     @property
@@ -131,6 +145,38 @@ def segment(trace: EdgeTpuTrace) -> list[Request]:
         )
         for r in range(seg.n_requests)
     ]
+
+
+def final_count(trace: EdgeTpuTrace, seg: Segmentation, watermark_ns: int) -> int:
+    """How many of the window's first requests are final: nothing read after the watermark
+    (every later record is stamped at or after it) can change them.
+
+    Request r is final when (1) its event completed before the watermark, so a transfer that
+    completes later belongs to a later request; (2) no transfer that more URBs may still join
+    can end up in it or before it: such a transfer completes, at the earliest, when its first
+    payload URB that already completed did (its other URBs may never complete); (3) an output
+    chunk that completes later cannot be its: a request that is final by (1) and (2) had its
+    input complete at or after r's (a chunk goes to the latest such request; a later
+    request's input may still grow, so only a final one counts).
+    Timestamps that go backwards break (1); the result then still does not depend on the read
+    chunking (windows end at fixed frames), but may differ from a whole-file analysis.
+    """
+    ev_t = seg.events["t_ns"]
+    a = int(np.searchsorted(ev_t, watermark_ns, "left"))  # events strictly before it
+    if trace.unsettled is not None and trace.unsettled.any():
+        u = trace.out_urbs
+        done = (u["role"] == ROLE_PAYLOAD) & (u["c_frame"] > 0) & (u["status"] == 0)
+        done &= trace.unsettled[u["tidx"]]
+        if done.any():
+            earliest = int(u["c_ts"][done].min())
+            a = min(a, int(np.searchsorted(ev_t, earliest, "left")))
+    if a <= 0:
+        return 0
+    done_ns = seg.input_done_ns[:a]
+    if not done_ns.any():
+        return a
+    # the request a later chunk could still go to: the greatest (input done, index)
+    return int(a - 1 - np.argmax(done_ns[::-1]))
 
 
 def unassigned_chunks(seg: Segmentation) -> int:

@@ -1,37 +1,46 @@
-"""Per-capture (per Edge TPU) summary: the numbers ``usbtrace summarize`` prints and exports."""
+"""Per-capture (per Edge TPU) summary: the numbers ``usbtrace summarize`` prints and exports.
+
+While a capture streams, each device's finished requests go into a ``RequestLog`` (a compact
+row each, and capture-wide scalars); ``summarize_trace`` adds what is left at the end and
+computes what needs the whole capture (the link peak, medians, host timing, findings). The
+verdicts are measured with each window's requests (``metrics._timing``).
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from usbtrace.analysis.findings import Finding, find, interrupts_json, refill_costs
 from usbtrace.analysis.metrics import (
     VERDICT_NA,
-    RequestMetrics,
+    VERDICTS,
+    RequestTable,
+    TransferPeak,
     all_request_metrics,
-    apply_verdicts,
-    impossible_rates,
     link_peak_out,
+    mark_cache_refills,
     percentile,
+    take_all,
 )
 from usbtrace.analysis.requests import (
     KIND_CACHING,
     KIND_INFERENCE,
+    KINDS,
+    Segmentation,
     segment_arrays,
-    tag_sequences,
-    unassigned_chunks,
 )
 from usbtrace.analysis.timing import runtime_clock_mhz
-from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
-from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
+from usbtrace.edgetpu.constants import Tag
+from usbtrace.edgetpu.decode import DecodedCapture
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
 from usbtrace.formats.metadata import CaptureMetadata
-from usbtrace.models.catalog import entry_for_path, model_for_capture, resolve
-from usbtrace.models.expectations import reconcile_requests
+from usbtrace.models.catalog import entry_for_path, resolve
 from usbtrace.models.identify import ModelIdentity, identify_model, wire_bytes
-from usbtrace.models.inspect import ModelSummary, inspect_model
 
 
 @dataclass
@@ -55,13 +64,17 @@ class CsrCounts:
     open_duration_ns: int | None
 
 
+# per logical transfer: its request (global index), tag and announced length
+TRANSFER_TAG = np.dtype([("request", "<u4"), ("tag", "u1"), ("length", "<u4")])
+
+
 @dataclass
 class CaptureSummary:
     file: str
     device: str
     link_speed: str | None
     model: str | None
-    requests: list[RequestMetrics]
+    requests: RequestTable
     link_peak_out_Bps: float | None
     integrity: Integrity
     csr: CsrCounts
@@ -70,6 +83,9 @@ class CaptureSummary:
     other_devices: list[str] = field(default_factory=list)
     reconciliation: dict | None = None
     model_source: str | None = None  # how ``model`` is known: usbtrace.models.identify
+    # per logical transfer, in transfer order: (request index, tag, length), for reconciling
+    # the bulk-OUT order with a model
+    transfer_tags: np.ndarray = field(default_factory=lambda: np.zeros(0, TRANSFER_TAG))
 
     @property
     def identity(self) -> ModelIdentity:
@@ -90,20 +106,34 @@ class CaptureSummary:
     findings: list[Finding] = field(default_factory=list)  # costliest first
 
     @property
-    def inferences(self) -> list[RequestMetrics]:
-        return [r for r in self.requests if r.kind == KIND_INFERENCE]
+    def inferences(self) -> RequestTable:
+        return self.requests.of_kind(KIND_INFERENCE)
+
+    @cached_property
+    def _is_inference(self) -> np.ndarray:
+        return self.requests.rows["kind"] == KINDS.index(KIND_INFERENCE)
+
+    def _inference_column(self, name: str) -> np.ndarray:
+        """One column of the inferences (a copy of that column only, not of whole rows)."""
+        return self.requests.rows[name][self._is_inference]
 
     @property
     def cache_fill_bytes(self) -> int:
-        first = next((r for r in self.requests if r.kind == KIND_CACHING), None)
-        return first.parameters if first else 0
+        r = self.requests.rows
+        first = np.flatnonzero(r["kind"] == KINDS.index(KIND_CACHING))[:1]
+        return int(r["parameters"][first[0]]) if len(first) else 0
 
     @property
     def cache_refills(self) -> int:
-        return sum(1 for r in self.requests if r.cache_refill)
+        return int(np.count_nonzero(self.requests.rows["cache_refill"]))
+
+    def _latencies_ns(self) -> np.ndarray:
+        r = self.requests.rows
+        m = self._is_inference & r["has_event"]
+        return r["t_end_ns"][m] - r["t_start_ns"][m]
 
     def latencies_s(self) -> list[float]:
-        return [r.latency_ns / NS for r in self.inferences if r.has_event]
+        return (self._latencies_ns() / NS).tolist()
 
     def median(self, attr: str) -> float | None:
         values = [getattr(r, attr) for r in self.inferences]
@@ -111,30 +141,47 @@ class CaptureSummary:
 
     @property
     def verdict(self) -> str:
-        votes = Counter(r.verdict for r in self.inferences)
-        return votes.most_common(1)[0][0] if votes else VERDICT_NA
+        """The inferences' most common verdict (a tie goes to the one seen first)."""
+        codes = self._inference_column("verdict")
+        if not len(codes):
+            return VERDICT_NA
+        counts = np.bincount(codes, minlength=len(VERDICTS))
+        tied = np.flatnonzero(counts == counts.max())
+        first_seen = [int(np.argmax(codes == c)) for c in tied]
+        return VERDICTS[int(tied[int(np.argmin(first_seen))])]
+
+    def sequences(self) -> dict[int, list[tuple[int, int]]]:
+        """Per request index, its bulk-OUT (tag, length) order."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        t = self.transfer_tags
+        for r, tag, length in zip(t["request"].tolist(), t["tag"].tolist(), t["length"].tolist()):
+            out.setdefault(r, []).append((tag, length))
+        return out
 
     def summary_json(self) -> dict:
-        lat = self.latencies_s()
-        overlaps = [r.overlap for r in self.inferences]
-        rates = [r.stream_rate_Bps for r in self.inferences if r.stream_rate_Bps]
-        host = [r.host_latency_ns / NS for r in self.inferences if r.host_latency_ns is not None]
+        lat = self._latencies_ns() / NS
+        overlaps = self._inference_column("overlap")
+        rates = self._inference_column("stream_rate_Bps")
+        rates = rates[(rates == rates) & (rates != 0)]
+        shares = self._inference_column("verdict_share")
+        r = self.requests.rows
+        m = self._is_inference & r["has_host"]
+        host_ns = r["host_end_ns"][m] - r["host_start_ns"][m]
+        host = host_ns / NS
         out = {
-            "inferences": len(self.inferences),
+            "inferences": int(np.count_nonzero(self._is_inference)),
             "cache_fill_bytes": self.cache_fill_bytes,
             "latency_median_s": percentile(lat, 50),
             "latency_p90_s": percentile(lat, 90),
-            "latency_min_s": min(lat) if lat else None,
-            "latency_max_s": max(lat) if lat else None,
-            "first_inference_latency_s": lat[0] if lat else None,
+            "latency_min_s": float(lat.min()) if len(lat) else None,
+            "latency_max_s": float(lat.max()) if len(lat) else None,
+            "first_inference_latency_s": float(lat[0]) if len(lat) else None,
             "steady_latency_median_s": percentile(lat[1:], 50),
             "overlap_median": percentile(overlaps, 50),
             "stream_rate_median_Bps": percentile(rates, 50),
             "link_peak_out_Bps": self.link_peak_out_Bps,
             "verdict": self.verdict,
-            "verdict_share_median": percentile(
-                [r.verdict_share for r in self.inferences if r.verdict_share is not None], 50
-            ),
+            "verdict_share_median": percentile(shares[shares == shares], 50),
             "runtime_clock_mhz": self.runtime_clock_mhz,
             "cache_refills": self.cache_refills,
             "cache_refill_costs": [c.to_json() for c in refill_costs(self.requests)],
@@ -152,47 +199,142 @@ class CaptureSummary:
             "other_devices": self.other_devices,
             "integrity": self.integrity.to_json(),
         }
-        if host:
+        if len(host):
             out["host_latency_median_s"] = percentile(host, 50)
-            overhead = [
-                (r.host_latency_ns - r.latency_ns) / NS
-                for r in self.inferences
-                if r.host_latency_ns is not None
-            ]
-            out["host_overhead_median_s"] = percentile(overhead, 50)
+            device_ns = r["t_end_ns"][m] - r["t_start_ns"][m]
+            out["host_overhead_median_s"] = percentile((host_ns - device_ns) / NS, 50)
         if self.reconciliation is not None:
             out["reconciliation"] = self.reconciliation
         return out
 
-    def to_json(self) -> dict:
+    def head_json(self) -> dict:
+        """The capture's keys that come before its requests."""
         return {
             "file": self.file,
             "device": self.device,
             "link_speed": self.link_speed,
             "model": self.model,
             "model_source": self.model_source,
-            "requests": [r.to_json() for r in self.requests],
+        }
+
+    def to_json(self) -> dict:
+        return {
+            **self.head_json(),
+            "requests": list(self.requests.to_json_rows()),
             "summary": self.summary_json(),
         }
 
 
+@dataclass
+class RequestLog:
+    """What one device's finished requests leave behind while the capture streams on: a
+    compact row per request and a few capture-wide scalars (``add`` per window)."""
+
+    tables: list[RequestTable] = field(default_factory=list)
+    tags: list[np.ndarray] = field(default_factory=list)  # TRANSFER_TAG
+    count: int = 0  # requests finished so far: the next window's first global index
+    transfer_peak: TransferPeak = field(default_factory=TransferPeak)
+    first_out_ns: int | None = None  # first bulk-OUT submit
+    last_event_ns: int | None = None
+    unassigned_chunks: int = 0
+    transfer_problems: list[tuple[int, str]] = field(default_factory=list)  # (index, text)
+
+    def add(self, trace: EdgeTpuTrace, seg: Segmentation, table: RequestTable, k: int) -> None:
+        """Keep the window's first ``k`` requests (final), their transfers' share of the
+        capture-wide values, and the output chunks no request can ever take."""
+        offset = self.count
+        rows = table.rows[:k].copy()
+        rows["index"] += offset
+        problems = {r + offset: p for r, p in table.problems.items() if r < k}
+        self.tables.append(RequestTable(rows, problems))
+        self.count += k
+        tab = trace.table
+        done = seg.transfer_request < k
+        mine = tab[done]
+        self.transfer_peak.add(mine, trace.link_speed)
+        sub = mine["t_submit_ns"][mine["t_submit_ns"] > 0]
+        if len(sub):
+            first = int(sub.min())
+            self.first_out_ns = (
+                first if self.first_out_ns is None else min(self.first_out_ns, first)
+            )
+        ev_t = trace.event_table["t_ns"][done_events(trace, seg, k)]
+        if len(ev_t):
+            last = int(ev_t.max())
+            self.last_event_ns = (
+                last if self.last_event_ns is None else max(self.last_event_ns, last)
+            )
+        self.unassigned_chunks += int(np.count_nonzero(seg.chunk_request < 0))
+        gidx = _global(trace)
+        for i in np.flatnonzero(done).tolist():
+            p = trace.transfer_problems.get(i)
+            if p is not None:
+                name = tag_name(int(tab["tag"][i]))
+                g = int(gidx[i])
+                self.transfer_problems.append(
+                    (g, f"transfer {g} ({name}, header frame {int(tab['header_frame'][i])}): {p}")
+                )
+        tags = np.zeros(int(np.count_nonzero(done)), dtype=TRANSFER_TAG)
+        tags["request"] = seg.transfer_request[done] + offset
+        tags["tag"] = tab["tag"][done]
+        tags["length"] = tab["length"][done]
+        self.tags.append(tags)
+
+    def released(
+        self, trace: EdgeTpuTrace, seg: Segmentation, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the window's first ``k`` requests let go of: transfers (global indices), events
+        and output chunks (masks). Events that close no request and chunks no request can take
+        are let go too: their part is in the scalars already."""
+        transfers = _global(trace)[seg.transfer_request < k]
+        events = done_events(trace, seg, k)
+        chunks = (seg.chunk_request < k) | (seg.chunk_request < 0)
+        return transfers, events, chunks
+
+
+def _global(trace: EdgeTpuTrace) -> np.ndarray:
+    if trace.transfer_index is not None:
+        return trace.transfer_index
+    return np.arange(len(trace.table), dtype=np.int64)
+
+
+def done_events(trace: EdgeTpuTrace, seg: Segmentation, k: int) -> np.ndarray:
+    """Mask over the event table: the closing events of the first ``k`` requests, and every
+    event that closes no request."""
+    ev = trace.event_table
+    closing = np.flatnonzero(ev["tag"] == Tag.INTERRUPT0)
+    order = closing[np.argsort(ev["t_ns"][closing], kind="stable")]
+    out = ev["tag"] != Tag.INTERRUPT0
+    out[order[:k]] = True
+    return out
+
+
 def model_name(
-    decoded: DecodedCapture, metrics: list[RequestMetrics], option: str | None = None
+    decoded: DecodedCapture, requests: RequestTable, option: str | None = None
 ) -> ModelIdentity:
     """The capture's model: ``--model``, the metadata, a match of its bytes, or a guess.
 
     A guess (from the file name) is marked as one: see ``usbtrace.models.identify``.
     """
-    caching = [(m.instructions, m.parameters) for m in metrics if m.kind == KIND_CACHING]
-    inferences = [
-        (m.instructions, m.input, m.parameters)
-        for m in metrics
-        if m.kind == KIND_INFERENCE and m.has_event and not m.problems
-    ]
+    r = requests.rows
+    caching = r[r["kind"] == KINDS.index(KIND_CACHING)][:1]
+    clean = np.ones(len(r), dtype=bool)
+    clean[[i for i in requests.problems if requests.problems[i]]] = False
+    inf = r[(r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"] & clean]
+    common: list[tuple[int, int, int]] = []
+    if len(inf):
+        # the most common (instructions, input, parameters); a tie goes to the first seen
+        keys = np.stack([inf["instructions"], inf["input"], inf["parameters"]], axis=1)
+        uniq, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+        tied = np.flatnonzero(counts == counts.max())
+        best = tied[np.argmin(first[tied])]
+        common = [tuple(int(x) for x in uniq[best])] * int(counts[best])  # type: ignore[list-item]
     return identify_model(
         option=option,
         metadata=decoded.metadata.model if decoded.metadata else None,
-        seen=wire_bytes(caching, inferences),
+        seen=wire_bytes(
+            [(int(c["instructions"]), int(c["parameters"])) for c in caching], common[:1]
+        ),
         path=decoded.path,
     )
 
@@ -210,12 +352,8 @@ def metadata_note(meta: CaptureMetadata) -> str:
     return "metadata: dropped " + "; ".join(meta.problems)
 
 
-def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
-    submits = trace.table["t_submit_ns"]
-    submits = submits[submits > 0]
-    first_out = int(submits.min()) if len(submits) else None
-    ev_t = trace.event_table["t_ns"]
-    last_event = int(ev_t.max()) if len(ev_t) else None
+def _csr_counts(trace: EdgeTpuTrace, log: RequestLog) -> CsrCounts:
+    first_out, last_event = log.first_out_ns, log.last_event_ns
     opening = [c for c in trace.csr if first_out is None or c.t_ns < first_out]
     closing = [c for c in trace.csr if last_event is not None and c.t_ns > last_event]
     return CsrCounts(
@@ -227,7 +365,7 @@ def _csr_counts(trace: EdgeTpuTrace) -> CsrCounts:
     )
 
 
-def _align_host(metrics: list[RequestMetrics], meta: CaptureMetadata | None) -> None:
+def _align_host(requests: RequestTable, meta: CaptureMetadata | None) -> None:
     """Give each inference the host invoke that contains its start on the wire.
 
     One binary search per invoke (the runner records one invoke per inference, so a long
@@ -235,64 +373,57 @@ def _align_host(metrics: list[RequestMetrics], meta: CaptureMetadata | None) -> 
     """
     if not meta or not meta.invokes:
         return
-    infs = sorted((m for m in metrics if m.kind == KIND_INFERENCE), key=lambda m: m.t_start_ns)
-    starts = [m.t_start_ns for m in infs]
-    taken = [False] * len(infs)
+    r = requests.rows
+    which = np.flatnonzero(r["kind"] == KINDS.index(KIND_INFERENCE))
+    which = which[np.argsort(r["t_start_ns"][which], kind="stable")]
+    starts = r["t_start_ns"][which].tolist()
+    taken = [False] * len(starts)
     for inv in meta.invokes:
         k = bisect_left(starts, inv.start_ns)
-        while k < len(infs) and taken[k] and starts[k] <= inv.end_ns:
+        while k < len(starts) and taken[k] and starts[k] <= inv.end_ns:
             k += 1
-        if k < len(infs) and not taken[k] and starts[k] <= inv.end_ns:
+        if k < len(starts) and not taken[k] and starts[k] <= inv.end_ns:
             taken[k] = True
-            infs[k].host_start_ns, infs[k].host_end_ns = inv.start_ns, inv.end_ns
+            row = which[k]
+            r["has_host"][row] = True
+            r["host_start_ns"][row], r["host_end_ns"][row] = inv.start_ns, inv.end_ns
 
 
 def _integrity(
-    decoded: DecodedCapture, trace: EdgeTpuTrace, metrics: list[RequestMetrics], chunks_left: int
+    decoded: DecodedCapture, trace: EdgeTpuTrace, requests: RequestTable, log: RequestLog
 ) -> Integrity:
     problems = list(decoded.problems_for(trace))
-    problems += trace.problems
-    problems += impossible_rates(trace)
-    for m in metrics:
-        problems += [f"request {m.index}: {p}" for p in m.problems]
-    if chunks_left:
-        problems.append(f"{chunks_left} output chunk(s) outside any request")
+    problems += [text for _, text in sorted(log.transfer_problems)]
+    if trace.unframed_urbs:
+        problems.append(f"{trace.unframed_urbs} bulk-OUT URB(s) outside any header's transfer")
+    problems += trace.errors
+    problems += log.transfer_peak.problems(trace.link_speed)
+    for index, found in sorted(requests.problems.items()):
+        problems += [f"request {index}: {p}" for p in found]
+    if log.unassigned_chunks:
+        problems.append(f"{log.unassigned_chunks} output chunk(s) outside any request")
     if decoded.metadata is not None and decoded.metadata.problems:
         problems.append(metadata_note(decoded.metadata))
     return Integrity(problems)
 
 
-def _reconcile(
-    trace: EdgeTpuTrace,
-    seg: object,
-    metrics: list[RequestMetrics],
-    model: ModelSummary,
-    integrity: Integrity,
-) -> dict:
-    """Compare every request's bytes (and bulk-OUT order) with the compiled model's."""
-    sequences = dict(enumerate(tag_sequences(trace, seg)))
-    result = reconcile_requests(model, metrics, sequences)
-    integrity.problems.extend(f"model: {p}" for p in result.problems())
-    return result.to_json()
-
-
 def summarize_trace(
     decoded: DecodedCapture,
     trace: EdgeTpuTrace,
-    model: ModelSummary | None = None,
+    log: RequestLog | None = None,
     model_option: str | None = None,
 ) -> CaptureSummary:
+    """The summary of one Edge TPU: the requests the log kept while streaming, then the rest
+    of the trace (everything is final at the end of the capture)."""
+    log = log or RequestLog()
     seg = segment_arrays(trace)
-    metrics = all_request_metrics(trace, seg)
-    peak = link_peak_out(trace, metrics)
-    apply_verdicts(trace, seg, metrics)
-    _align_host(metrics, decoded.metadata)
-    integrity = _integrity(decoded, trace, metrics, unassigned_chunks(seg))
-    reconciliation = None
-    if model is not None and model.compiled:
-        reconciliation = _reconcile(trace, seg, metrics, model, integrity)
+    log.add(trace, seg, all_request_metrics(trace, seg), seg.n_requests)
+    requests = RequestTable.concat(log.tables)  # empties log.tables
+    peak = link_peak_out(log.transfer_peak.peak, requests)
+    mark_cache_refills(requests)
+    _align_host(requests, decoded.metadata)
     fw = trace.firmware
-    identity = model_name(decoded, metrics, model_option)
+    identity = model_name(decoded, requests, model_option)
     clock = runtime_clock_mhz(trace)
     return CaptureSummary(
         file=decoded.path,
@@ -300,11 +431,10 @@ def summarize_trace(
         link_speed=trace.link_speed,
         model=identity.name,
         model_source=identity.source,
-        requests=metrics,
+        requests=requests,
         link_peak_out_Bps=peak,
-        integrity=integrity,
-        reconciliation=reconciliation,
-        csr=_csr_counts(trace),
+        integrity=_integrity(decoded, trace, requests, log),
+        csr=_csr_counts(trace, log),
         metadata=decoded.metadata,
         firmware=None
         if fw is None
@@ -317,25 +447,12 @@ def summarize_trace(
             "ok": fw.status_ok,
         },
         other_devices=[f"{b}.{a}" for b, a, _ in decoded.other_devices],
+        transfer_tags=_concat_tags(log),
         runtime_clock_mhz=clock,
         interrupts=interrupts_json(trace),
-        findings=find(trace, metrics, clock),
+        findings=find(trace, requests, clock),
     )
 
 
-def summarize_file(
-    path: str | Path, device: str | None = None, model: str | Path | None = None
-) -> list[CaptureSummary]:
-    """One summary per Edge TPU in the file; a broken tail is reported, the prefix still used.
-
-    ``model`` (a compiled file or catalog name) is reconciled with every request; without it,
-    the model named by the capture's metadata is used when it is at hand.
-    """
-    decoded = decode_capture(path, device, partial_ok=True)
-    meta = decoded.metadata
-    model_path = model_for_capture(
-        model, meta.model_path if meta else None, meta.model if meta else None
-    )
-    summary = inspect_model(model_path) if model_path else None
-    option = option_model_name(model) if model is not None else None
-    return [summarize_trace(decoded, t, summary, option) for t in decoded.devices]
+def _concat_tags(log: RequestLog) -> np.ndarray:
+    return take_all(log.tags, TRANSFER_TAG)  # empties log.tags

@@ -31,11 +31,12 @@ from usbtrace.edgetpu.constants import (
     REQTYPE_VENDOR_IN,
     REQTYPE_VENDOR_OUT,
 )
-from usbtrace.edgetpu.decode import DecodedCapture, decode_capture
+from usbtrace.edgetpu.decode import DecodedCapture
 from usbtrace.edgetpu.framing import ROLE_HEADER, ROLE_UNFRAMED
 from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.errors import InputError
 from usbtrace.formats.capture import Capture
+from usbtrace.pipeline import decode_capture
 from usbtrace.usb.descriptors import DIR_IN
 
 

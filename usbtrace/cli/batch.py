@@ -10,13 +10,14 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from usbtrace.analysis.summary import CaptureSummary, metadata_note, summarize_file
+from usbtrace.analysis.summary import CaptureSummary, metadata_note
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.errors import InputError, UsageError
+from usbtrace.pipeline import Progress, summarize_file
 
 
 def add_input_arguments(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
@@ -44,25 +45,31 @@ def jobs_count(text: str) -> int:
 
 
 def _progress(files: list[Path]):
-    """A rich progress bar on stderr for long inputs; None when it would only be noise."""
+    """A rich progress bar of the bytes read, on stderr whenever stderr is a terminal (stdout
+    may be redirected: the bar never goes there); None otherwise."""
     if not sys.stderr.isatty():
         return None
-    total = sum(f.stat().st_size for f in files if f.is_file())
-    if len(files) < 4 and total < 200 << 20:
-        return None
+    from rich.console import Console
     from rich.progress import Progress
 
-    return Progress(transient=True, console=None)
+    return Progress(transient=True, console=Console(stderr=True))
+
+
+def _size(f: Path) -> int:
+    try:
+        return f.stat().st_size if f.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _summarize_one(
-    f: Path, device: str | None, model: str | None
+    f: Path, device: str | None, model: str | None, progress: Progress | None = None
 ) -> tuple[list[CaptureSummary], str | None]:
     """One file's summaries, or its failure message: what a worker process sends back."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a cut file is reported in its integrity
         try:
-            found = summarize_file(f, device, model)
+            found = summarize_file(f, device, model, progress=progress)
         except InputError as exc:
             return [], str(exc)
     if not found:
@@ -71,12 +78,19 @@ def _summarize_one(
 
 
 def _results(
-    files: list[Path], device: str | None, model: str | None, jobs: int
+    files: list[Path],
+    device: str | None,
+    model: str | None,
+    jobs: int,
+    progress: Callable[[Path], Progress] | None = None,
 ) -> Iterator[tuple[list[CaptureSummary], str | None]]:
-    """Per file, in input order whatever ``jobs`` is, so parallel output equals serial output."""
+    """Per file, in input order whatever ``jobs`` is, so parallel output equals serial output.
+    ``progress`` gives, per file, what to call with the bytes read so far (serial only)."""
     jobs = min(jobs, len(files))
     if jobs <= 1:
-        yield from (_summarize_one(f, device, model) for f in files)
+        yield from (
+            _summarize_one(f, device, model, progress(f) if progress else None) for f in files
+        )
         return
     # Each worker opens one capture at a time and closes it, so thousands of files need no more
     # file handles than a serial run; small chunks keep the progress bar moving.
@@ -91,13 +105,20 @@ def analyse(
 ) -> tuple[list[CaptureSummary], list[str]]:
     summaries: list[CaptureSummary] = []
     failures: list[str] = []
-    progress = _progress(files)
-    task = None
-    if progress is not None:
-        progress.start()
-        task = progress.add_task("summarizing", total=len(files))
+    bar = _progress(files)
+    sizes = [_size(f) for f in files]
+    done = 0  # bytes of the files finished
+    per_file = None
+    if bar is not None:
+        bar.start()
+        # a pipe or FIFO has no size: the bar then counts without a total
+        task = bar.add_task("reading", total=sum(sizes) if all(sizes) else None)
+
+        def per_file(f: Path) -> Progress:
+            return lambda read: bar.update(task, completed=done + read)
+
     try:
-        for found, failure in _results(files, device, model, jobs):
+        for size, (found, failure) in zip(sizes, _results(files, device, model, jobs, per_file)):
             if failure is not None:
                 failures.append(failure)
             if found and found[0].metadata is not None and found[0].metadata.problems:
@@ -107,11 +128,12 @@ def analyse(
                     file=sys.stderr,
                 )
             summaries.extend(found)
-            if progress is not None:
-                progress.advance(task)
+            done += size
+            if bar is not None:
+                bar.update(task, completed=done)
     finally:
-        if progress is not None:
-            progress.stop()
+        if bar is not None:
+            bar.stop()
     return summaries, failures
 
 

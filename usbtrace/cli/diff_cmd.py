@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from usbtrace.analysis.summary import summarize_file
+    from usbtrace.pipeline import summarize_file
     from usbtrace.report.diff import diff_captures, pick, print_diff, summary_line
 
     if not 0 <= args.threshold < 10:

@@ -44,6 +44,9 @@ def expand_inputs(args: list[str]) -> tuple[list[Path], list[str]]:
     files: list[Path] = []
     missing: list[str] = []
     for a in args:
+        if a == "-":  # standard input: read as a stream by the pipeline
+            files.append(Path(a))
+            continue
         try:
             mode: int | None = os.stat(a).st_mode
         except FileNotFoundError:

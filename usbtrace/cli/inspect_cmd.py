@@ -1,4 +1,9 @@
-"""``usbtrace inspect FILE``: every logical transfer, event, output and CSR access in time order."""
+"""``usbtrace inspect FILE``: every logical transfer, event, output and CSR access in time order.
+
+Rows are printed as the capture is read (``usbtrace.pipeline.inspect``), so the first ones
+appear at once and ``| head`` stops the reading. The plain table's columns therefore have
+fixed minimum widths rather than the widths of the longest cell of the whole capture.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import argparse
 import sys
 import warnings
 
-from usbtrace.edgetpu.decode import decode_capture
-from usbtrace.report.inspect_view import device_heading, inspect_rows
+from usbtrace.edgetpu.trace import EdgeTpuTrace
+from usbtrace.pipeline import inspect
+from usbtrace.report.inspect_view import InspectRow, device_heading
 from usbtrace.report.jsonout import write_json_lines
-from usbtrace.report.table import Column, fmt_bytes, fmt_rate, render_table
+from usbtrace.report.table import Column, fmt_bytes, fmt_rate
 
 COLUMNS = (
     Column("time s", "right", priority=90),
@@ -22,6 +28,8 @@ COLUMNS = (
     Column("MB/s", "right", priority=75),
     Column("note", priority=50),
 )
+# minimum widths of the streamed table (a longer cell widens its column from there on)
+WIDTHS = [10, 7, 3, 4, 40, 10, 11, 7, 0]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="list logical transfers, events, outputs and CSR accesses of a capture",
         description=(
-            "Decode one usbmon capture (pcap or pcapng) and print, in time order, one line per "
-            "Edge TPU logical bulk-OUT transfer (tag, length), completion event, output, "
-            "interrupt, CSR read/write and firmware-download block. Times are seconds from the "
-            "first record of the capture."
+            "Decode one usbmon capture (pcap or pcapng; - reads standard input) and print, in "
+            "time order, one line per Edge TPU logical bulk-OUT transfer (tag, length), "
+            "completion event, output, interrupt, CSR read/write and firmware-download block. "
+            "Times are seconds from the first record of the capture. Lines are printed as "
+            "the capture is read."
         ),
     )
     p.add_argument("file", help="capture file (.pcapng or .pcap, usbmon link type 220 or 189)")
@@ -41,28 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        decoded = decode_capture(args.file, args.device)
-    for w in caught:
-        print(f"usbtrace: warning: {w.message}", file=sys.stderr)
-    if not decoded.devices:
-        others = ", ".join(f"{b}.{a}" for b, a, _ in decoded.other_devices) or "none"
-        print(
-            f"usbtrace: {args.file}: no Edge TPU found (devices seen: {others}); "
-            "name one with --device BUS.ADDR",
-            file=sys.stderr,
-        )
-        return 1
-    t0 = decoded.first_ts_ns
-    for trace in decoded.devices:
-        rows = inspect_rows(trace)
-        if args.json:
-            write_json_lines(r.to_json(trace.name) for r in rows)
-            continue
-        cells = [
-            [
+class _Table:
+    """The plain table, written a block of rows at a time, a heading per device."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.device: str | None = None
+        self.widths = list(WIDTHS)
+
+    def __call__(self, trace: EdgeTpuTrace, rows: list[InspectRow], t0: int) -> None:
+        out = sys.stdout
+        if trace.name != self.device:
+            self.device = trace.name
+            out.write(f"# {device_heading(self.path, trace)}\n")
+            out.write(self._line([c.title for c in COLUMNS]) + "\n")
+        for r in rows:
+            cells = [
                 f"{(r.t_ns - t0) / 1e9:.6f}",
                 str(r.frame),
                 r.direction,
@@ -73,9 +76,43 @@ def run(args: argparse.Namespace) -> int:
                 fmt_rate(r.rate_bps),
                 r.note,
             ]
-            for r in rows
-        ]
-        render_table(COLUMNS, cells, title=device_heading(decoded, trace))
+            out.write(self._line(cells) + "\n")
+        out.flush()
+
+    def _line(self, cells: list[str]) -> str:
+        parts = []
+        for i, (c, cell) in enumerate(zip(COLUMNS, cells)):
+            self.widths[i] = max(self.widths[i], len(cell))
+            w = self.widths[i]
+            parts.append(cell.rjust(w) if c.align == "right" else cell.ljust(w))
+        return "  ".join(parts).rstrip()
+
+
+def run(args: argparse.Namespace) -> int:
+    table = _Table(args.file)
+
+    def emit(trace: EdgeTpuTrace, rows: list[InspectRow], t0: int) -> None:
+        if args.json:
+            write_json_lines(r.to_json(trace.name) for r in rows)
+        else:
+            table(trace, rows, t0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decoded = inspect(args.file, args.device, emit)
+    for w in caught:
+        print(f"usbtrace: warning: {w.message}", file=sys.stderr)
+    if decoded.error is not None:
+        print(f"usbtrace: {args.file}: {decoded.problems[0]}", file=sys.stderr)
+    if not decoded.devices:
+        others = ", ".join(f"{b}.{a}" for b, a, _ in decoded.other_devices) or "none"
+        print(
+            f"usbtrace: {args.file}: no Edge TPU found (devices seen: {others}); "
+            "name one with --device BUS.ADDR",
+            file=sys.stderr,
+        )
+        return 1
+    for trace in decoded.devices:
         for p in trace.problems:
             print(f"usbtrace: {args.file}: {trace.name}: {p}", file=sys.stderr)
     return 0

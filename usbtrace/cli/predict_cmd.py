@@ -14,9 +14,9 @@ from usbtrace.analysis.predict import CLOCKS, LINKS, Prediction, Scenario, predi
 from usbtrace.analysis.summary import CaptureSummary, summarize_trace
 from usbtrace.analysis.timing import VERDICT_NA, runtime_clock_mhz, verdict_name
 from usbtrace.cli.inputs import expand_inputs
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.edgetpu.trace import NS
 from usbtrace.errors import InputError, UsageError
+from usbtrace.pipeline import decode_capture
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.table import Column, render_table
 

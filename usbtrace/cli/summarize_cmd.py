@@ -13,7 +13,7 @@ from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 from usbtrace.report.findings_text import print_findings
-from usbtrace.report.jsonout import write_json
+from usbtrace.report.jsonout import write_captures_json
 from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
@@ -102,7 +102,7 @@ def _emit(
     elif as_csv:
         write_csv(summaries, out)
     elif args.json:
-        write_json({"captures": [s.to_json() for s in summaries]}, out)
+        write_captures_json(summaries, out)
     else:
         print_summary_table(summaries, per_request=args.per_inference, stream=out)
         print_findings(summaries, out)

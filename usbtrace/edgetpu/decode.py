@@ -1,20 +1,18 @@
-"""Decode a capture into Edge TPU traces: the one entry point later layers call.
+"""Decode URB batches into Edge TPU traces, one per device (the pipeline feeds it).
 
-Streaming: record batches from the reader are paired into URBs (in the reader's thread, see
-``Decoder.pair``), then control transfers decoded, the bulk-OUT submit stream framed, and IN
-completions collected per device, keeping only compact arrays; the per-transfer view is
-assembled once at the end (``assemble.py``).
+Per batch: control transfers decoded, the bulk-OUT submit stream framed, IN completions
+collected per device, keeping only compact arrays. The per-transfer view is assembled when the
+pipeline asks for a window (``Decoder.window``); what the analysis has finished with is
+released (``Decoder.release``), so memory follows the requests in flight (``assemble.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from usbtrace.background import prefetch
-from usbtrace.edgetpu.assemble import OUT_COLUMNS, assemble_transfers
+from usbtrace.edgetpu.assemble import OUT_COLUMNS, OutState
 from usbtrace.edgetpu.constants import (
     APP_IDS,
     COMPLETION_TAG,
@@ -48,10 +46,10 @@ from usbtrace.edgetpu.trace import (
     Interrupt,
 )
 from usbtrace.edgetpu.wire import event_columns, event_tag_captured
-from usbtrace.errors import InputError, UsageError
-from usbtrace.formats.capture import Capture, CaptureInfo
+from usbtrace.errors import InputError
+from usbtrace.formats.capture import CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, metadata_from_blocks
-from usbtrace.formats.records import RecordBatch, concat_rows, endpoint_sums, take
+from usbtrace.formats.records import RecordBatch, concat_rows, take
 from usbtrace.formats.usbmon import (
     STATUS_CANCELLED,
     STATUS_CONNRESET,
@@ -76,17 +74,6 @@ GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no hea
 # The driver keeps a few reads posted on 0x81-0x83 at all times, so some URBs of a device are
 # always left open when a capture ends; more than this many never completed is a flood.
 NEVER_COMPLETED_NORMAL = 64
-EP_STAT = np.dtype(
-    [
-        ("bus", "<u2"),
-        ("dev", "u1"),
-        ("ep", "u1"),
-        ("type", "u1"),
-        ("count", "<i8"),
-        ("urb_len", "<i8"),
-        ("data_len", "<i8"),
-    ]
-)
 
 
 @dataclass
@@ -96,10 +83,11 @@ class _Device:
     descriptor: DeviceDescriptor | None = None
     config: ConfigDescriptor | None = None
     framer: OutFramer = field(default_factory=OutFramer)
-    # bulk-OUT URB columns (OUT_COLUMNS), one piece per batch
+    state: OutState = field(default_factory=OutState)  # bulk-OUT transfers not yet released
+    # bulk-OUT URB columns (OUT_COLUMNS) paired since the last window, one piece per batch
     out: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    chunks: list[np.ndarray] = field(default_factory=list)
-    events: list[np.ndarray] = field(default_factory=list)  # EVENT
+    chunks: list[np.ndarray] = field(default_factory=list)  # OUTPUT_CHUNK not yet released
+    events: list[np.ndarray] = field(default_factory=list)  # EVENT not yet released
     interrupts: list[Interrupt] = field(default_factory=list)
     csr: list[CsrAccess] = field(default_factory=list)
     dfu: list[DfuStep] = field(default_factory=list)
@@ -114,6 +102,7 @@ class _Device:
     multi_ep_from: int = 0  # completion frame of the multi_bo_ep := 1 write, 0 if none
     descr_events_from: int = 0  # completion frame of a descr_ep write enabling tags 0-3
     assumed_event_tags: int = 0  # events whose tag byte was not captured (tag 4 assumed)
+    taken: tuple[int, int, int, int] = (0, 0, 0, 0)  # control items handed on (take_controls)
 
     @property
     def ids(self) -> tuple[int, int] | None:
@@ -127,7 +116,6 @@ class DecodedCapture:
     info: CaptureInfo
     devices: list[EdgeTpuTrace]
     other_devices: list[tuple[int, int, tuple[int, int] | None]]  # bus, address, (vid, pid)
-    endpoint_stats: np.ndarray  # EP_STAT: per bus/device/endpoint/urb type
     first_ts_ns: int
     last_ts_ns: int
     orphan_completions: int
@@ -166,22 +154,44 @@ class DecodedCapture:
 
 
 @dataclass
-class _Paired:
+class Paired:
+    """A record batch and its URBs: what the USB layer hands to the Edge TPU decoder."""
+
     batch: RecordBatch
-    present: list[tuple[int, int]]  # (bus, device)s with records in the batch
+    present: list[tuple[int, int]]  # (bus, device)s with records in the batch, sorted
     urbs: Urbs
+    # submit time of the oldest control or bulk-OUT URB still open after the batch
+    oldest_open_ns: int | None = None
+
+
+def present_devices(records: np.ndarray) -> list[tuple[int, int]]:
+    """The (bus, device)s that have records in a batch, sorted."""
+    if not len(records):
+        return []
+    h = records["hdr"]
+    key = h["busnum"].astype(np.int64) << 8 | h["devnum"]
+    lo, hi = int(key.min()), int(key.max())
+    keys = [lo] if lo == hi else np.unique(key).tolist()
+    return [(k >> 8, k & 0xFF) for k in keys]
 
 
 class Decoder:
-    def __init__(self, path: str | Path, device: str | None = None) -> None:
-        self.path = str(path)
-        self.only = _parse_device(device) if device else None
+    """The Edge TPU protocol of every device on the bus, fed URB batch after URB batch.
+
+    ``only`` is the (bus, address) the user named, to decode whatever its traffic looks like.
+    Streaming: ``window`` gives a device's traffic not yet released as a trace, ``release``
+    lets go of what the analysis has finished with; ``finish`` gives what is left.
+    """
+
+    def __init__(self, only: tuple[int, int] | None = None) -> None:
+        self.only = only
         self.pairer = UrbPairer()
         self.devices: dict[tuple[int, int], _Device] = {}
-        self.stats: dict[tuple[int, int, int, int], list[int]] = {}
         # None until a record is seen: 0 (or less) is a timestamp a capture can hold
         self.first_ts: int | None = None
         self.last_ts: int | None = None
+        self._closed = False
+        self._oldest_open: int | None = None
 
     def dev(self, bus: int, dev: int) -> _Device:
         d = self.devices.get((bus, dev))
@@ -191,20 +201,29 @@ class Decoder:
 
     # -- per batch ------------------------------------------------------------------------------
 
-    def pair(self, batch: RecordBatch) -> _Paired:
-        """The USB-level half of a batch: endpoint statistics and submit/completion pairing.
+    def pair(self, batch: RecordBatch) -> Paired:
+        """The USB-level half of a batch: submit/completion pairing.
 
-        It touches only the pairer and the statistics, never the devices, so ``decode_capture``
-        runs it in the reader thread while the main thread frames the previous batch.
+        It touches only the pairer, never the devices, so the pipeline runs it in the reader
+        thread while the main thread frames the previous batch.
         """
-        return _Paired(batch, self._stats(batch.records), self.pairer.feed(batch.records))
+        urbs = self.pairer.feed(batch.records)
+        # read here: the pairer runs ahead of the decoder. Only the URBs whose submit time
+        # stamps what they become count: control accesses and bulk-OUT transfers (reads are
+        # stamped at their completion, and the driver keeps some posted for ever)
+        h = self.pairer.carry["hdr"]
+        stamped = (h["xfer"] == XFER_CONTROL) | ((h["xfer"] == XFER_BULK) & (h["epnum"] < DIR_IN))
+        ts = self.pairer.carry["ts_ns"][stamped]
+        oldest = int(ts.min()) if len(ts) else None
+        return Paired(batch, present_devices(batch.records), urbs, oldest)
 
     def feed(self, batch: RecordBatch) -> None:
         self.feed_paired(self.pair(batch))
 
-    def feed_paired(self, paired: _Paired) -> None:
+    def feed_paired(self, paired: Paired) -> None:
         """The Edge TPU half of a batch, in batch order."""
         recs, present, urbs = paired.batch.records, paired.present, paired.urbs
+        self._oldest_open = paired.oldest_open_ns
         if not len(recs):
             return
         ts = recs["ts_ns"]
@@ -227,17 +246,6 @@ class Decoder:
             self._control(urbs.select(ctrl).rows(), paired.batch.control_payloads)
         self._frame_out(recs, present, devkey)
         self._urbs(urbs)
-
-    def _stats(self, records: np.ndarray) -> list[tuple[int, int]]:
-        """Add the batch to the per-endpoint statistics; return its (bus, device)s, sorted."""
-        present: set[tuple[int, int]] = set()
-        for key, count, urb_len, data_len in endpoint_sums(records):
-            s = self.stats.setdefault(key, [0, 0, 0])
-            s[0] += count
-            s[1] += urb_len
-            s[2] += data_len
-            present.add(key[:2])
-        return sorted(present)
 
     def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
         for u in urbs:
@@ -402,11 +410,65 @@ class Decoder:
         rows["address"], rows["length"] = address, length
         d.events.append(rows)
 
+    # -- streaming windows ---------------------------------------------------------------------
+
+    def candidates(self) -> list[tuple[int, int]]:
+        """Devices whose traffic can be an Edge TPU's so far (the final choice is ``finish``'s)."""
+        return [
+            k
+            for k, d in sorted(self.devices.items())
+            if d.dev != 0
+            and not d.abandoned
+            and (d.framer.valid_headers or d.framer.multi_ep or d.events or d.chunks)
+        ]
+
+    def window(self, key: tuple[int, int]) -> EdgeTpuTrace:
+        """The device's traffic not yet released, as a trace (``transfer_index`` and
+        ``unsettled`` say which transfers these are and which may still grow)."""
+        d = self.devices[key]
+        return self._trace(d, self._identify(d) or "signature", None, None)
+
+    def identify(self, key: tuple[int, int]) -> str | None:
+        """How the device is an Edge TPU so far ("descriptor", "signature", "--device"), or
+        None."""
+        return self._identify(self.devices[key])
+
+    def oldest_open_ns(self) -> int | None:
+        """The submit time of the oldest control or bulk-OUT URB not yet completed: what it may
+        still become (a transfer, a control access) is stamped no earlier."""
+        return self._oldest_open
+
+    def take_controls(
+        self, key: tuple[int, int]
+    ) -> tuple[list[Interrupt], list[CsrAccess], list[DfuStep], list[StandardRequest]]:
+        """The interrupts and control accesses decoded since the last call (in close order)."""
+        d = self.devices[key]
+        ni, nc, nd, ns = d.taken
+        d.taken = (len(d.interrupts), len(d.csr), len(d.dfu), len(d.standard))
+        return d.interrupts[ni:], d.csr[nc:], d.dfu[nd:], d.standard[ns:]
+
+    def close_pending(self) -> None:
+        """End of the capture: the URBs still open become submit-only URBs."""
+        if not self._closed:
+            self._closed = True
+            self._urbs(self.pairer.finish())
+
+    def release(
+        self, key: tuple[int, int], transfers: np.ndarray, events: np.ndarray, chunks: np.ndarray
+    ) -> None:
+        """Let go of transfers (global indices), and of events and output chunks (boolean masks
+        over the last ``window``'s tables): the analysis is done with them."""
+        d = self.devices[key]
+        d.state.release(d.framer, transfers)
+        if d.events:
+            d.events = [d.events[0][~events]]
+        if d.chunks:
+            d.chunks = [d.chunks[0][~chunks]]
+
     # -- end of capture -------------------------------------------------------------------------
 
     def finish(self, info: CaptureInfo, error: InputError | None = None) -> DecodedCapture:
-        pending = self.pairer.finish()
-        self._urbs(pending)
+        self.close_pending()
         metadata = metadata_from_blocks(info.custom_blocks)
         traces: list[EdgeTpuTrace] = []
         others: list[tuple[int, int, tuple[int, int] | None]] = []
@@ -428,16 +490,12 @@ class Decoder:
             traces.append(self._trace(d, how, downloads.get((bus, dev)), metadata))
         if self.only and not traces:
             bus, dev = self.only
-            raise InputError(self.path, f"no traffic of device {bus}.{dev} in this capture")
-        stats = np.zeros(len(self.stats), dtype=EP_STAT)
-        for i, (k, v) in enumerate(sorted(self.stats.items())):
-            stats[i] = (*k, *v)
+            raise InputError(info.path, f"no traffic of device {bus}.{dev} in this capture")
         return DecodedCapture(
-            self.path,
+            info.path,
             info,
             traces,
             others,
-            stats,
             self.first_ts or 0,
             self.last_ts or 0,
             self.pairer.orphan_completions,
@@ -496,11 +554,14 @@ class Decoder:
     def _trace(
         self, d: _Device, how: str, download: _Device | None, meta: CaptureMetadata | None
     ) -> EdgeTpuTrace:
-        out_urbs, table, transfer_problems = assemble_transfers(d.framer, d.out)
-        d.out = {}
+        d.state.update(d.framer, d.out)
+        held = d.state.table(d.framer)
+        # one piece each from now on: ``release`` masks them
         chunks = concat_rows(d.chunks) if d.chunks else np.zeros(0, dtype=OUTPUT_CHUNK)
-        chunks = _by_frame(chunks)
-        events = _by_frame(concat_rows(d.events) if d.events else np.zeros(0, dtype=EVENT))
+        d.chunks = [_by_frame(chunks)]
+        events = concat_rows(d.events) if d.events else np.zeros(0, dtype=EVENT)
+        d.events = [_by_frame(events)]
+        chunks, events = d.chunks[0], d.events[0]
         speed, source = _link_speed(d, meta)
         trace = EdgeTpuTrace(
             bus=d.bus,
@@ -511,9 +572,9 @@ class Decoder:
             link_speed=speed,
             link_speed_source=source,
             multi_ep=d.framer.multi_ep or bool(d.multi_ep_from),
-            table=table,
-            transfer_problems=transfer_problems,
-            out_urbs=out_urbs,
+            table=held.table,
+            transfer_problems=held.problems,
+            out_urbs=held.rows,
             event_table=events,
             interrupts=d.interrupts,
             output_chunks=chunks,
@@ -529,18 +590,12 @@ class Decoder:
             errors=[f"{msg} ({n}x)" for msg, n in sorted(d.errors.items())],
             first_frame=d.first_frame,
             last_frame=d.last_frame,
+            transfer_index=held.gidx,
+            unsettled=held.unsettled,
         )
         if download is not None:
             trace.firmware = _firmware(download)
         return trace
-
-
-def _parse_device(text: str) -> tuple[int, int]:
-    try:
-        bus, dev = text.split(".")
-        return int(bus), int(dev)
-    except ValueError:
-        raise UsageError(f"--device takes BUS.ADDRESS, e.g. 2.4 (got {text!r})") from None
 
 
 def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, str | None]:
@@ -578,25 +633,3 @@ def _by_frame(rows: np.ndarray) -> np.ndarray:
     if (f[1:] >= f[:-1]).all():
         return rows  # the usual case: URBs come back in capture order
     return take(rows, np.argsort(f, kind="stable"))
-
-
-def decode_capture(
-    path: str | Path, device: str | None = None, *, partial_ok: bool = False
-) -> DecodedCapture:
-    """Read and decode a whole capture, streaming. ``device`` is "BUS.ADDRESS" to force one.
-
-    With ``partial_ok`` a file that breaks off in the middle (a lying block length, garbage)
-    still yields what its readable prefix holds, with the error recorded; otherwise the
-    ``InputError`` propagates.
-    """
-    decoder = Decoder(path, device)
-    cap = Capture(path)
-    error: InputError | None = None
-    try:
-        for paired in prefetch(map(decoder.pair, cap.batches())):
-            decoder.feed_paired(paired)
-    except InputError as exc:
-        if not partial_ok or exc.offset is None or not cap.info.interfaces:
-            raise
-        error = exc
-    return decoder.finish(cap.info, error)

@@ -64,7 +64,8 @@ def header_lengths(head: np.ndarray) -> np.ndarray:
 
 class TransferStore:
     """Per-transfer fields, appended in transfer order, kept as numpy chunks (not Python ints:
-    a long capture has millions of transfers)."""
+    a long capture has millions of transfers). Transfers before ``base`` were handed on
+    (``drop_before``) and are no longer held."""
 
     FIELDS = (("tag", np.int8), ("length", np.int64), ("endpoint", np.uint8), ("frame", np.int64))
 
@@ -72,6 +73,7 @@ class TransferStore:
         self.chunks: list[tuple[np.ndarray, ...]] = []
         self.singles: list[tuple[int, int, int, int]] = []
         self.count = 0
+        self.base = 0
         self.length_override: dict[int, int] = {}  # multi-EP transfers grow after creation
 
     def _flush(self) -> None:
@@ -99,14 +101,23 @@ class TransferStore:
         self.count += n
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The held transfers' fields (from ``base``), lengths as created: a multi-EP
+        transfer's grown length is in ``length_override``."""
         self._flush()
         out = {}
         for i, (name, t) in enumerate(self.FIELDS):
             parts = [c[i] for c in self.chunks]
             out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=t)
-        for tidx, length in self.length_override.items():
-            out["length"][tidx] = length
         return out
+
+    def drop_before(self, n: int) -> None:
+        """Let go of the transfers before index ``n`` (copied out by the caller)."""
+        arrays = self.arrays()
+        keep = n - self.base
+        self.chunks = (
+            [tuple(arrays[name][keep:] for name, _ in self.FIELDS)] if n < self.count else []
+        )
+        self.base = n
 
 
 @dataclass
@@ -130,6 +141,16 @@ class OutFramer:
     @property
     def count(self) -> int:
         return self.store.count
+
+    @property
+    def open_transfer(self) -> int:
+        """The transfer whose payload is still due, -1 when none."""
+        return self._open
+
+    @property
+    def open_by_endpoint(self) -> list[int]:
+        """Multi-EP transfers still open (a later URB on their endpoint may join them)."""
+        return list(self._open_by_ep.values())
 
     def feed(
         self,

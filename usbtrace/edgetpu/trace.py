@@ -54,9 +54,12 @@ OUTPUT_CHUNK = np.dtype(
 )
 
 
+# Tag is an IntEnum: a plain int finds its entry; a list, since inspect asks once per row
+_TAG_NAMES = [TAG_NAMES.get(t) or f"tag{t}" for t in range(256)]
+
+
 def tag_name(tag: int) -> str:
-    # Tag is an IntEnum: a plain int finds its entry
-    return TAG_NAMES.get(tag) or f"tag{tag}"
+    return _TAG_NAMES[tag] if 0 <= tag < 256 else f"tag{tag}"
 
 
 @dataclass(slots=True)
@@ -164,6 +167,12 @@ class EdgeTpuTrace:
     errors: list[str] = field(default_factory=list)  # other non-zero statuses
     first_frame: int = 0
     last_frame: int = 0
+    # streaming windows: the global index of each transfer row (None: the row number), and
+    # the transfers more URBs may still join (None: none, the capture has ended)
+    transfer_index: np.ndarray | None = None
+    unsettled: np.ndarray | None = None
+    # (transfer index, text) of the problems of transfers released before (inspect)
+    released_problems: list[tuple[int, str]] = field(default_factory=list)
 
     _transfers: list[LogicalTransfer] | None = field(default=None, repr=False)
     _outputs: list[Output] | None = field(default=None, repr=False)
@@ -240,11 +249,18 @@ class EdgeTpuTrace:
 
     @property
     def problems(self) -> list[str]:
-        out = [
-            f"transfer {i} ({tag_name(int(self.table['tag'][i]))}, header frame "
-            f"{int(self.table['header_frame'][i])}): {p}"
-            for i, p in sorted(self.transfer_problems.items())
-        ]
+        index = self.transfer_index
+        found = list(self.released_problems)
+        for i, p in self.transfer_problems.items():
+            g = i if index is None else int(index[i])
+            found.append(
+                (
+                    g,
+                    f"transfer {g} ({tag_name(int(self.table['tag'][i]))}, header frame "
+                    f"{int(self.table['header_frame'][i])}): {p}",
+                )
+            )
+        out = [text for _, text in sorted(found)]
         if self.unframed_urbs:
             out.append(f"{self.unframed_urbs} bulk-OUT URB(s) outside any header's transfer")
         out.extend(self.errors)

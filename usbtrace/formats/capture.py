@@ -13,13 +13,18 @@ therefore never used: the chain jumps over it.
 
 from __future__ import annotations
 
+import io
 import os
+import select
+import stat
 import struct
+import sys
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -42,6 +47,8 @@ MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 MAX_COMMENTS = 1000
+STDIN = "-"  # the file name that means standard input
+FIFO_WAIT_S = 60.0  # how long a FIFO nobody writes to is waited for
 MAX_TSOFFSET_S = 9_000_000_000  # ~285 years: keeps offset + timestamp within int64 nanoseconds
 
 
@@ -80,6 +87,7 @@ class CaptureInfo:
     non_usb_packets: int = 0
     short_records: int = 0  # packets too short for a usbmon header
     cut_at: int | None = None  # byte offset of an incomplete last block, if the file was cut
+    bytes_read: int = 0  # so far: what a progress bar shows
     warnings: list[str] = field(default_factory=list)
     # USBPcap and macOS only: per (bus, device, endpoint, "S"/"C") packets, 0, data bytes, as
     # Wireshark counts their packets (USBPcap: several make one usbmon record); for ``verify``
@@ -199,10 +207,12 @@ class _Reader:
 
     # -- pcapng ----------------------------------------------------------------------------------
 
-    def pcapng(self) -> Iterator[RecordBatch]:
-        # one reusable buffer: unread bytes move to its front, the next chunk is read behind them
-        store = np.empty(CHUNK_BYTES * 2, dtype=np.uint8)
-        held = 0  # bytes in store
+    def pcapng(self, head: bytes = b"") -> Iterator[RecordBatch]:
+        # one reusable buffer: unread bytes move to its front, the next chunk is read behind them;
+        # it starts with the bytes format detection read (a pipe cannot be rewound)
+        store = np.empty(max(CHUNK_BYTES * 2, len(head)), dtype=np.uint8)
+        store[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+        held = len(head)  # bytes in store
         base = 0  # file offset of store[0]
         eof = False
         need = 0
@@ -213,8 +223,9 @@ class _Reader:
                     grown = np.empty(held + want, dtype=np.uint8)
                     grown[:held] = store[:held]
                     store = grown
-                got = self.stream.readinto(memoryview(store)[held : held + want])
-                eof = got < want
+                got = _read_some(self.stream, memoryview(store)[held : held + want])
+                self.info.bytes_read += got
+                eof = got == 0
                 held += got
             buf = store[:held]
             consumed, batches, need = self._scan_pcapng(buf, base, eof)
@@ -457,7 +468,9 @@ class _Reader:
         rec = struct.Struct(self.order + "IIII")
         eof = False
         while True:
-            data = b"" if eof else self.stream.read(CHUNK_BYTES)
+            chunk = bytearray(CHUNK_BYTES)
+            data = b"" if eof else bytes(chunk[: _read_some(self.stream, memoryview(chunk))])
+            self.info.bytes_read += len(data)
             eof = eof or not data
             if data:
                 buf = np.concatenate([buf, np.frombuffer(data, dtype=np.uint8)])
@@ -506,60 +519,186 @@ class _Reader:
                 return
 
 
+def _fill(stream: Any, view: memoryview) -> int:
+    """Read until ``view`` is full or the input ends: a pipe hands over what it has, so one
+    short read does not mean the end of the file."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _read_some(stream: Any, view: memoryview) -> int:
+    """Read what is there, up to ``len(view)``; 0 only at the end of the input. A live pipe
+    (``dumpcap -w - | usbtrace inspect -``) is then decoded as its data arrives, rather than
+    once 8 MiB have."""
+    read1 = getattr(stream, "readinto1", None)
+    if read1 is None or _is_regular(stream):
+        return _fill(stream, view)  # a file: full reads (one read may still come back short)
+    got = 0
+    while got < len(view):
+        n = read1(view[got:])
+        if n is None:  # a non-blocking stream with nothing yet
+            time.sleep(0.01)
+            continue
+        got += n
+        # go on while more is waiting (a pipe hands over 64 KiB at a time), not for more
+        if not n or not select.select([stream], [], [], 0)[0]:
+            break
+    return got
+
+
+def _is_regular(stream: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return True  # an in-memory stream: read like a file
+
+
+def _wait_for_writer(path: Path, fd: int, wait_s: float, notify: Callable[[str], None]) -> None:
+    """A FIFO opened without blocking: wait (bounded) until a writer has sent data or gone."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    if poller.poll(200):
+        return
+    notify(f"usbtrace: {path}: waiting up to {wait_s:g} s for a writer on this FIFO")
+    if not poller.poll(max(0, int((wait_s - 0.2) * 1000))):
+        raise InputError(path, f"no writer opened this FIFO within {wait_s:g} s")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def open_source(
+    path: str | Path,
+    *,
+    fifo_wait_s: float | None = None,
+    notify: Callable[[str], None] = _stderr,
+) -> tuple[BinaryIO, int, str]:
+    """Open a capture for reading: (stream, size in bytes or 0 when unknown, name to report).
+
+    The only place a capture is opened. ``-`` is standard input; a FIFO is opened without
+    blocking and waited for (``FIFO_WAIT_S``), since a FIFO nobody writes to would otherwise
+    block forever. Pipes and FIFOs are read as streams: nothing is ever seeked.
+    """
+    if str(path) == STDIN:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("-", "standard input is a terminal, not a capture (pipe one in)")
+        return sys.stdin.buffer, 0, "-"
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory, not a capture file")
+    try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                _wait_for_writer(
+                    path, fd, FIFO_WAIT_S if fifo_wait_s is None else fifo_wait_s, notify
+                )
+                os.set_blocking(fd, True)
+            except BaseException:
+                os.close(fd)
+                raise
+            return open(fd, "rb"), 0, str(path)
+        stream: BinaryIO = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+    return stream, os.fstat(stream.fileno()).st_size, str(path)
+
+
+def detect_format(head: bytes) -> str | None:
+    """The capture format, by content (magic bytes): "pcapng", "pcap" or None. New readers add
+    their magic here."""
+    magic = struct.unpack("<I", head[:4].ljust(4, b"\0"))[0]
+    if magic == bt.BT_SHB:
+        return "pcapng"
+    if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic in (
+        int.from_bytes(PCAP_MAGIC_US.to_bytes(4, "little"), "big"),
+        int.from_bytes(PCAP_MAGIC_NS.to_bytes(4, "little"), "big"),
+    ):
+        return "pcap"
+    return None
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that cannot be rewound, with the bytes format detection read put back."""
+
+    def __init__(self, prefix: bytes, stream: Any) -> None:
+        self.prefix, self.stream = prefix, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n], self.prefix = self.prefix[:n], self.prefix[n:]
+            return n
+        return self.stream.readinto(b)
+
+
 class Capture:
-    """An open capture file. Iterate ``batches()`` once; ``info`` fills in as blocks are read.
+    """An open capture (a file, a FIFO or a pipe). Iterate ``batches()`` once; ``info`` fills
+    in as blocks are read, and ``info.bytes_read`` counts what was read (for progress bars).
 
     ``keep_data`` keeps every record's captured data in ``RecordBatch.data`` (memory grows with
     the bytes captured: for replaying a recording, not for analysis).
     """
 
-    def __init__(self, path: str | Path, *, keep_data: bool = False) -> None:
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise InputError(self.path, "is a directory, not a capture file")
-        try:
-            self.stream: BinaryIO = open(self.path, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(self.path, exc.strerror or str(exc)) from None
-        size = os.fstat(self.stream.fileno()).st_size
-        head = self.stream.read(24)
+    def __init__(
+        self,
+        source: str | Path | BinaryIO,
+        name: str | None = None,
+        *,
+        keep_data: bool = False,
+    ) -> None:
+        if isinstance(source, (str, Path)):
+            self.stream, size, shown = open_source(source)
+        else:
+            self.stream, size, shown = source, 0, name or "-"
+        self.path = Path(name or shown)
+        first = bytearray(24)
+        head = bytes(first[: _fill(self.stream, memoryview(first))])
         self.info = CaptureInfo(path=str(self.path), size=size)
+        self.info.bytes_read = len(head)
         self._reader = _Reader(self.path, self.stream, size, self.info, keep_data)
+        self._head = head
         if not head:
             self.close()
             raise InputError(self.path, "is empty", 0)
-        magic = struct.unpack("<I", head[:4].ljust(4, b"\0"))[0]
-        if magic == bt.BT_SHB:
-            self.info.format = "pcapng"
-            self.stream.seek(0)
-        elif magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic in (
-            int.from_bytes(PCAP_MAGIC_US.to_bytes(4, "little"), "big"),
-            int.from_bytes(PCAP_MAGIC_NS.to_bytes(4, "little"), "big"),
-        ):
-            if len(head) < 24:
-                self.close()
-                raise InputError(self.path, "pcap file header is cut short", len(head))
-            self.info.format = "pcap"
-            self._head = head
-        elif looks_like(head + self.stream.read(200)):
-            self.info.format = USBMON_TEXT
-            self.info.sections = 1
-            self.info.interfaces.append(Interface(1, LINKTYPE_TEXT, 0, name="usbmon text"))
-            self.stream.seek(0)
-        else:
+        fmt = detect_format(head)
+        if fmt == "pcap" and len(head) < 24:
+            self.close()
+            raise InputError(self.path, "pcap file header is cut short", len(head))
+        if fmt is None:
+            more = bytearray(200)
+            head += bytes(more[: _fill(self.stream, memoryview(more))])
+            self.info.bytes_read = len(head)
+            if looks_like(head):
+                fmt = USBMON_TEXT
+                self.info.sections = 1
+                self.info.interfaces.append(Interface(1, LINKTYPE_TEXT, 0, name="usbmon text"))
+                # the text reader starts from the first byte: put back what was read
+                self._text_stream = io.BufferedReader(_Prefixed(head, self.stream))
+        if fmt is None:
             self.close()
             raise InputError(
                 self.path,
                 "is not a pcap or pcapng capture (unknown magic) nor usbmon text",
                 0,
             )
+        self.info.format = fmt
 
     def batches(self) -> Iterator[RecordBatch]:
         try:
             if self.info.format == "pcapng":
-                yield from self._reader.pcapng()
+                yield from self._reader.pcapng(self._head)
             elif self.info.format == USBMON_TEXT:
-                text = UsbmonTextReader(self.path, self.stream)
+                text = UsbmonTextReader(self.path, self._text_stream)
                 for batch in text.batches():
                     self.info.packets = text.events
                     yield batch
@@ -579,7 +718,8 @@ class Capture:
             )
 
     def close(self) -> None:
-        self.stream.close()
+        if self.stream is not getattr(sys.stdin, "buffer", None):
+            self.stream.close()
 
     def __enter__(self) -> Capture:
         return self

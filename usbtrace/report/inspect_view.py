@@ -7,9 +7,24 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from usbtrace.edgetpu.constants import EP_BULK_OUT, EP_EVENT_IN, EP_INTERRUPT_IN, EP_OUTPUT_IN
-from usbtrace.edgetpu.decode import DecodedCapture
-from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
+from usbtrace.edgetpu.constants import (
+    EP_BULK_OUT,
+    EP_EVENT_IN,
+    EP_INTERRUPT_IN,
+    EP_OUTPUT_IN,
+    Tag,
+)
+from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest
+from usbtrace.edgetpu.trace import (
+    EVENT,
+    NS,
+    EdgeTpuTrace,
+    Event,
+    Interrupt,
+    Output,
+    group_outputs,
+    tag_name,
+)
 from usbtrace.edgetpu.wire import interrupt_names
 from usbtrace.usb.link import link_ceiling_Bps
 
@@ -49,6 +64,27 @@ class InspectRow:
 
 
 def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
+    """Every row of a trace, in time order."""
+    rows = transfer_rows(trace, np.ones(len(trace.table), dtype=bool))
+    rows += event_rows(trace.event_table)
+    rows += output_rows(trace.outputs)
+    rows += control_rows(trace.interrupts, trace.csr, trace.dfu_steps, trace.standard)
+    rows.sort(key=row_order)
+    return with_ceiling(rows, trace.link_speed)
+
+
+def with_ceiling(rows: list[InspectRow], link_speed: str | None) -> list[InspectRow]:
+    """The rows, their rates checked against the link's ceiling (``usbtrace.usb.link``)."""
+    ceiling = link_ceiling_Bps(link_speed)
+    return [replace(row, ceiling_Bps=ceiling) for row in rows]
+
+
+def row_order(r: InspectRow) -> tuple[int, int]:
+    return (r.t_ns, r.frame)
+
+
+def transfer_rows(trace: EdgeTpuTrace, which: np.ndarray) -> list[InspectRow]:
+    """The rows of the transfers ``which`` (a mask over the trace's table) selects."""
     rows: list[InspectRow] = []
     tab = trace.table
     # the frame shown is the header's; multi-EP transfers have none: their first payload URB's
@@ -58,53 +94,70 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
     first_frame[have] = pay["s_frame"][bounds[:-1][have]]
     frame = np.where(tab["header_frame"] > 0, tab["header_frame"], first_frame)
     endpoint = np.where(tab["endpoint"] > 0, tab["endpoint"], EP_BULK_OUT)
-    for i, (ts, tc, fr, ep, tag, length, complete) in enumerate(
-        zip(
-            tab["t_submit_ns"].tolist(),
-            tab["t_complete_ns"].tolist(),
-            frame.tolist(),
-            endpoint.tolist(),
-            tab["tag"].tolist(),
-            tab["length"].tolist(),
-            tab["complete"].tolist(),
-        )
+    idx = np.flatnonzero(which)
+    for i, ts, tc, fr, ep, tag, length, complete in zip(
+        idx.tolist(),
+        tab["t_submit_ns"][idx].tolist(),
+        tab["t_complete_ns"][idx].tolist(),
+        frame[idx].tolist(),
+        endpoint[idx].tolist(),
+        tab["tag"][idx].tolist(),
+        tab["length"][idx].tolist(),
+        tab["complete"][idx].tolist(),
     ):
         # Python ints: a garbage timestamp must not wrap the difference around in int64
         dur = tc - ts if tc else None
         note = trace.transfer_problems.get(i) or ("" if complete else "incomplete")
         rows.append(InspectRow(ts, fr, "OUT", ep, tag_name(tag), length, dur, note))
-    for e in trace.events:
+    return rows
+
+
+def event_rows(events: np.ndarray) -> list[InspectRow]:
+    rows = []
+    for e in map(Event, *(events[n].tolist() for n in EVENT.names or ())):
         kind = f"event {e.tag_name}"
         note = "request done" if e.tag == 4 else f"address {e.address:#x}"
         rows.append(
             InspectRow(e.t_ns, e.frame, "IN", EP_EVENT_IN, kind, e.length or 16, None, note)
         )
-    for o in trace.outputs:
-        rows.append(
-            InspectRow(
-                o.t_first_ns,
-                o.first_frame,
-                "IN",
-                EP_OUTPUT_IN,
-                "output",
-                o.nbytes,
-                o.t_last_ns - o.t_first_ns or None,
-                f"{o.chunks} chunk(s)",
-            )
+    return rows
+
+
+def output_rows(outputs: list[Output]) -> list[InspectRow]:
+    return [
+        InspectRow(
+            o.t_first_ns,
+            o.first_frame,
+            "IN",
+            EP_OUTPUT_IN,
+            "output",
+            o.nbytes,
+            o.t_last_ns - o.t_first_ns or None,
+            f"{o.chunks} chunk(s)",
         )
-    for i in trace.interrupts:
-        rows.append(
-            InspectRow(
-                i.t_ns,
-                i.frame,
-                "IN",
-                EP_INTERRUPT_IN,
-                f"interrupt {i.value:#x} ({', '.join(interrupt_names(i.value)) or 'none'})",
-                4,
-                None,
-            )
+        for o in outputs
+    ]
+
+
+def control_rows(
+    interrupts: list[Interrupt],
+    csr: list[CsrAccess],
+    dfu: list[DfuStep],
+    standard: list[StandardRequest],
+) -> list[InspectRow]:
+    rows = [
+        InspectRow(
+            i.t_ns,
+            i.frame,
+            "IN",
+            EP_INTERRUPT_IN,
+            f"interrupt {i.value:#x} ({', '.join(interrupt_names(i.value)) or 'none'})",
+            4,
+            None,
         )
-    for c in trace.csr:
+        for i in interrupts
+    ]
+    for c in csr:
         note = "" if c.status == 0 else f"status {c.status}"
         rows.append(
             InspectRow(
@@ -118,18 +171,34 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
                 note,
             )
         )
-    for d in trace.dfu_steps:
+    for d in dfu:
         rows.append(
             InspectRow(d.t_ns, d.frame, "IN" if d.inbound else "OUT", 0, d.text, d.length, None)
         )
-    for s in trace.standard:
+    for s in standard:
         rows.append(InspectRow(s.t_ns, s.frame, "IN", 0, s.text, None, None))
-    rows.sort(key=lambda r: (r.t_ns, r.frame))
-    ceiling = link_ceiling_Bps(trace.link_speed)
-    return [replace(row, ceiling_Bps=ceiling) for row in rows]
+    return rows
 
 
-def device_heading(decoded: DecodedCapture, trace: EdgeTpuTrace) -> str:
+def open_output(chunks: np.ndarray, events: np.ndarray, watermark_ns: int) -> int:
+    """Where the last output of these chunks (frame order) starts if more chunks may still
+    join it, else ``len(chunks)``: a short chunk ended it, or a completion event came after it
+    (a later chunk then starts a new output)."""
+    n = len(chunks)
+    if not n:
+        return 0
+    last = chunks[-1]
+    if last["length"] < last["asked"]:
+        return n
+    ev_t = events["t_ns"][events["tag"] == Tag.INTERRUPT0]
+    if ((ev_t >= last["t_ns"]) & (ev_t < watermark_ns)).any():
+        return n
+    done = ev_t[ev_t < watermark_ns]
+    groups = group_outputs(chunks, done)
+    return n - groups[-1].chunks
+
+
+def device_heading(path: str, trace: EdgeTpuTrace) -> str:
     ids = (
         f"{trace.vendor:04x}:{trace.product:04x}"
         if trace.vendor is not None
@@ -137,7 +206,7 @@ def device_heading(decoded: DecodedCapture, trace: EdgeTpuTrace) -> str:
     )
     speed = trace.link_speed or "unknown"
     return (
-        f"{decoded.path}: Edge TPU {trace.name} ({ids}, found by {trace.identified_by}), "
+        f"{path}: Edge TPU {trace.name} ({ids}, found by {trace.identified_by}), "
         f"link {speed}{' (' + trace.link_speed_source + ')' if trace.link_speed_source else ''}"
         f"{', multi-endpoint mode' if trace.multi_ep else ''}"
     )

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from typing import Any, TextIO
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from usbtrace.analysis.summary import CaptureSummary
 
 try:
     import orjson
@@ -50,4 +53,33 @@ def write_json_lines(docs: Iterable[Any], stream: TextIO | None = None) -> None:
             buffer.write(b"".join(block))
             block = []
     buffer.write(b"".join(block))
+    buffer.flush()
+
+
+def write_captures_json(summaries: Sequence[CaptureSummary], stream: TextIO | None = None) -> None:
+    """``{"captures": [...]}`` (README, "summarize --json"), each capture's requests encoded a
+    block at a time from its compact table: the document is never built whole (a long
+    capture's is hundreds of MB of objects). The bytes are those of ``write_json`` on it."""
+    stream = stream or sys.stdout
+    buffer = getattr(stream, "buffer", None) if orjson is not None else None
+    if buffer is None:
+        write_json({"captures": [s.to_json() for s in summaries]}, stream)
+        return
+    stream.flush()
+    dumps = orjson.dumps
+    buffer.write(b'{"captures":[')
+    for n, s in enumerate(summaries):
+        head = dumps(s.head_json())
+        buffer.write((b"," if n else b"") + head[:-1] + b',"requests":[')
+        block: list[bytes] = []
+        first = True
+        for doc in s.requests.to_json_rows():
+            block.append(dumps(doc))
+            if len(block) >= 4096:
+                buffer.write((b"" if first else b",") + b",".join(block))
+                first, block = False, []
+        if block:
+            buffer.write((b"" if first else b",") + b",".join(block))
+        buffer.write(b'],"summary":' + dumps(s.summary_json()) + b"}")
+    buffer.write(b"]}\n")
     buffer.flush()

@@ -158,7 +158,7 @@ def timeline_for_file(path: str | Path, request: int | None, device: str | None)
     """The timeline of request ``request`` (default: see ``default_request``) of one capture."""
     from usbtrace.analysis.requests import segment
     from usbtrace.analysis.summary import summarize_trace
-    from usbtrace.edgetpu.decode import decode_capture
+    from usbtrace.pipeline import decode_capture
 
     decoded = decode_capture(path, device, partial_ok=True)
     if not decoded.devices:
@@ -172,7 +172,7 @@ def timeline_for_file(path: str | Path, request: int | None, device: str | None)
     requests = segment(trace)
     if not requests:
         raise UsageError(f"{path}: no request on the device")
-    k = default_request(metrics) if request is None else request
+    k = default_request(list(metrics)) if request is None else request
     if not 0 <= k < len(requests):
         raise UsageError(
             f"{path}: --request {k}: the capture has requests 0 to {len(requests) - 1}"

@@ -1,0 +1,350 @@
+"""The one pipeline, from a capture to summaries, read top to bottom.
+
+    source    formats/capture.py     a file, a FIFO or stdin -> RecordBatch (numpy records)
+    urbs      usb/pairing.py         submit/completion -> Urbs (the reader thread pairs them)
+    edgetpu   edgetpu/decode.py      devices, control, framing, events, outputs -> EdgeTpuTrace
+    requests  analysis/requests.py   the completion rule -> Segmentation; final_count
+    metrics   analysis/metrics.py    per request -> RequestTable
+    summary   analysis/summary.py    RequestLog per device while streaming -> CaptureSummary
+    model     models/expectations    reconcile(summary, model), its own step at the end
+
+Streaming: every ``WINDOW_FRAMES`` frames (fixed frame numbers, so results do not depend on
+how the file was read), each device's traffic not yet released becomes a window trace; the
+requests that nothing later in the capture can change (``final_count``) are measured, kept as
+compact rows in the device's ``RequestLog``, and their URBs, transfers, events and chunks are
+released. Memory follows the requests in flight, not the length of the capture. What needs
+the whole capture (the link peak, verdicts, medians, host timing from the metadata block that
+the capture runner appends at the end) is computed at the end, from the compact rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from usbtrace.analysis.metrics import REQUEST, RequestTable, all_request_metrics
+from usbtrace.analysis.requests import final_count, segment_arrays
+from usbtrace.analysis.summary import (
+    CaptureSummary,
+    RequestLog,
+    option_model_name,
+    summarize_trace,
+)
+from usbtrace.background import prefetch
+from usbtrace.edgetpu.constants import DFU_IDS, Tag
+from usbtrace.edgetpu.decode import DecodedCapture, Decoder, Paired
+from usbtrace.edgetpu.trace import EdgeTpuTrace, group_outputs, tag_name
+from usbtrace.errors import InputError, UsageError
+from usbtrace.formats.capture import Capture
+from usbtrace.formats.records import RecordBatch
+from usbtrace.report.inspect_view import (
+    InspectRow,
+    control_rows,
+    event_rows,
+    open_output,
+    output_rows,
+    row_order,
+    transfer_rows,
+    with_ceiling,
+)
+
+WINDOW_FRAMES = 1 << 16  # frames between two windows: bounds what is held between them
+INSPECT_WINDOW_FRAMES = 1 << 13  # inspect's first rows come out after this many frames
+
+Progress = Callable[[int], None]  # called with the bytes read so far
+
+
+def parse_device(text: str | None) -> tuple[int, int] | None:
+    """``--device BUS.ADDRESS`` as numbers (a usage error when it is not that)."""
+    if not text:
+        return None
+    try:
+        bus, dev = text.split(".")
+        return int(bus), int(dev)
+    except ValueError:
+        raise UsageError(f"--device takes BUS.ADDRESS, e.g. 2.4 (got {text!r})") from None
+
+
+def open_capture(path: str | Path) -> Capture:
+    """The source stage: a capture file, a FIFO or ``-`` (standard input), format by content."""
+    return Capture(path)
+
+
+def _windows(batches: Iterator[RecordBatch], every: int) -> Iterator[tuple[RecordBatch, bool]]:
+    """Batches cut at every ``every``-th frame; True marks a batch that ends a window."""
+    for batch in batches:
+        frames = batch.records["frame"]
+        while len(frames):
+            edge = ((int(frames[0]) - 1) // every + 1) * every  # this window's last frame
+            k = int(np.searchsorted(frames, edge, "right"))
+            if k == len(frames):
+                yield batch, int(frames[-1]) == edge
+                break
+            head, batch = _split(batch, k)
+            yield head, True
+            frames = batch.records["frame"]
+
+
+def _split(batch: RecordBatch, k: int) -> tuple[RecordBatch, RecordBatch]:
+    recs = batch.records
+    last = int(recs["frame"][k - 1])
+    ctrl = batch.control_payloads
+    first = RecordBatch(recs[:k], {f: d for f, d in ctrl.items() if f <= last})
+    first.short_records = batch.short_records
+    rest = RecordBatch(recs[k:], {f: d for f, d in ctrl.items() if f > last})
+    return first, rest
+
+
+Window = Callable[[Decoder], None]
+
+
+def _paired(decoder: Decoder, cap: Capture, every: int) -> Iterator[tuple[Paired, bool]]:
+    """The URB stage, run in the reader thread: each batch paired, and whether it ends a
+    window."""
+    for batch, ends in _windows(cap.batches(), every):
+        yield decoder.pair(batch), ends
+
+
+def decode(
+    path: str | Path,
+    device: str | None = None,
+    *,
+    partial_ok: bool = False,
+    on_window: Window | None = None,
+    progress: Progress | None = None,
+    window_frames: int | None = None,
+) -> DecodedCapture:
+    """Read and decode a capture, streaming; ``on_window`` is called at every window's end.
+
+    With ``partial_ok`` a file that breaks off in the middle (a lying block length, garbage)
+    still yields what its readable prefix holds, with the error recorded; otherwise the
+    ``InputError`` propagates.
+    """
+    decoder = Decoder(parse_device(device))
+    cap = open_capture(path)
+    every = window_frames or WINDOW_FRAMES
+    error: InputError | None = None
+
+    try:
+        for item, ends in prefetch(_paired(decoder, cap, every)):
+            decoder.feed_paired(item)
+            if ends and on_window is not None:
+                on_window(decoder)
+            if progress is not None:
+                progress(cap.info.bytes_read)
+    except InputError as exc:
+        if not partial_ok or exc.offset is None or not cap.info.interfaces:
+            raise
+        error = exc
+    return decoder.finish(cap.info, error)
+
+
+def decode_capture(
+    path: str | Path, device: str | None = None, *, partial_ok: bool = False
+) -> DecodedCapture:
+    """The whole capture's traces, nothing released (for inspecting and tests)."""
+    return decode(path, device, partial_ok=partial_ok)
+
+
+@dataclass
+class _Streamer:
+    """The requests, metrics and summary stages while the capture streams."""
+
+    logs: dict[tuple[int, int], RequestLog]
+
+    def __call__(self, decoder: Decoder) -> None:
+        watermark = decoder.last_ts
+        if watermark is None:
+            return
+        for key in decoder.candidates():
+            trace = decoder.window(key)
+            seg = segment_arrays(trace)
+            k = final_count(trace, seg, watermark)
+            log = self.logs.setdefault(key, RequestLog())
+            table = all_request_metrics(trace, seg) if k else RequestTable(np.zeros(0, REQUEST))
+            log.add(trace, seg, table, k)
+            decoder.release(key, *log.released(trace, seg, k))
+
+
+def summarize_file(
+    path: str | Path,
+    device: str | None = None,
+    model: str | Path | None = None,
+    *,
+    progress: Progress | None = None,
+    window_frames: int | None = None,
+) -> list[CaptureSummary]:
+    """One summary per Edge TPU in the capture; a broken tail is reported, the prefix used.
+
+    ``model`` (a compiled file or catalog name) is reconciled with every request; without it,
+    the model named by the capture's metadata is used when it is at hand.
+    """
+    option = option_model_name(model) if model is not None else None
+    streamer = _Streamer({})
+    decoded = decode(
+        path,
+        device,
+        partial_ok=True,
+        on_window=streamer,
+        progress=progress,
+        window_frames=window_frames,
+    )
+    summaries = [
+        summarize_trace(decoded, t, streamer.logs.get((t.bus, t.address)), option)
+        for t in decoded.devices
+    ]
+    reconcile_all(summaries, decoded, model)
+    return summaries
+
+
+def reconcile_all(
+    summaries: list[CaptureSummary], decoded: DecodedCapture, model: str | Path | None
+) -> None:
+    """The model stage: every request against the compiled model, a mismatch an integrity
+    problem. The model is ``model`` or the one the capture's metadata names, when at hand."""
+    from usbtrace.models.catalog import model_for_capture
+    from usbtrace.models.expectations import reconcile_requests
+    from usbtrace.models.inspect import inspect_model
+
+    meta = decoded.metadata
+    path = model_for_capture(model, meta.model_path if meta else None, meta.model if meta else None)
+    found = inspect_model(path) if path else None
+    if found is None or not found.compiled:
+        return
+    for s in summaries:
+        result = reconcile_requests(found, list(s.requests), s.sequences())
+        s.integrity.problems.extend(f"model: {p}" for p in result.problems())
+        s.reconciliation = result.to_json()
+
+
+# a device's trace (for its name and heading), rows in time order, the capture's first time
+RowSink = Callable[[EdgeTpuTrace, list[InspectRow], int], None]
+
+
+@dataclass
+class _Inspector:
+    """inspect's stages while the capture streams: rows go out, in time order, as soon as
+    nothing read later can come before them; what they show is released."""
+
+    emit: RowSink
+    held: dict[tuple[int, int], list[InspectRow]] = field(default_factory=dict)
+    problems: dict[tuple[int, int], list[tuple[int, str]]] = field(default_factory=dict)
+    t0: int = 0  # the first record's time
+
+    def __call__(self, decoder: Decoder) -> None:
+        if decoder.last_ts is None:
+            return
+        self.t0 = decoder.first_ts or 0
+        floor = decoder.last_ts
+        oldest = decoder.oldest_open_ns()
+        if oldest is not None:
+            floor = min(floor, oldest)
+        for key in decoder.candidates():
+            if decoder.identify(key) is None:
+                continue
+            trace = decoder.window(key)
+            unsettled = trace.unsettled
+            assert unsettled is not None  # a window trace says which transfers may grow
+            mark = floor
+            starts = trace.table["t_submit_ns"][unsettled]
+            if (starts > 0).any():
+                mark = min(mark, int(starts[starts > 0].min()))
+            chunks, events = trace.output_chunks, trace.event_table
+            k = open_output(chunks, events, decoder.last_ts)
+            if k < len(chunks):
+                mark = min(mark, int(chunks["t_ns"][k]))
+            closing = events["t_ns"][events["tag"] == Tag.INTERRUPT0]
+            # an event stamped at the watermark may still split the open output from a chunk
+            # read next: it stays (and is shown) until the next window
+            seen = events["t_ns"] < decoder.last_ts
+            rows = transfer_rows(trace, ~unsettled)
+            rows += event_rows(events[seen])
+            rows += output_rows(group_outputs(chunks[:k], closing))
+            rows += control_rows(*decoder.take_controls(key))
+            rows += self._download(decoder, key)
+            self._note(key, trace, ~unsettled)
+            self._send(key, trace, rows, mark)
+            keep_chunks = np.zeros(len(chunks), dtype=bool)
+            keep_chunks[:k] = True
+            assert trace.transfer_index is not None
+            decoder.release(
+                key,
+                trace.transfer_index[~unsettled],
+                seen,
+                keep_chunks,
+            )
+
+    def _download(self, decoder: Decoder, key: tuple[int, int]) -> list[InspectRow]:
+        """The DFU steps of a boot loader that left the bus before this Edge TPU appeared on
+        it: its firmware download, shown with it (as ``EdgeTpuTrace.dfu_steps`` does)."""
+        d = decoder.devices[key]
+        rows: list[InspectRow] = []
+        for k, x in decoder.devices.items():
+            gone = k != key and x.bus == d.bus and x.dfu and x.last_frame < d.first_frame
+            if gone and (decoder.identify(k) is None or x.ids == DFU_IDS):
+                rows += control_rows([], [], decoder.take_controls(k)[2], [])
+        return rows
+
+    def _note(self, key: tuple[int, int], trace: EdgeTpuTrace, which: np.ndarray) -> None:
+        index = trace.transfer_index
+        mine = self.problems.setdefault(key, [])
+        for i, p in trace.transfer_problems.items():
+            if which[i]:
+                g = i if index is None else int(index[i])
+                tag = tag_name(int(trace.table["tag"][i]))
+                hf = int(trace.table["header_frame"][i])
+                mine.append((g, f"transfer {g} ({tag}, header frame {hf}): {p}"))
+
+    def _send(
+        self, key: tuple[int, int], trace: EdgeTpuTrace, rows: list[InspectRow], mark: int | None
+    ) -> None:
+        held = self.held.setdefault(key, []) + rows
+        if mark is None:
+            ready, self.held[key] = held, []
+        else:
+            ready = [r for r in held if r.t_ns < mark]
+            self.held[key] = [r for r in held if r.t_ns >= mark]
+        if ready:
+            ready.sort(key=row_order)
+            self.emit(trace, with_ceiling(ready, trace.link_speed), self.t0)
+
+    def finish(self, decoder: Decoder, info: object, error: InputError | None) -> DecodedCapture:
+        decoder.close_pending()
+        tails = {k: decoder.take_controls(k) for k in decoder.devices}
+        decoded = decoder.finish(info, error)  # type: ignore[arg-type]
+        self.t0 = decoded.first_ts_ns
+        for trace in decoded.devices:
+            key = (trace.bus, trace.address)
+            rows = transfer_rows(trace, np.ones(len(trace.table), dtype=bool))
+            rows += event_rows(trace.event_table)
+            rows += output_rows(trace.outputs)
+            rows += control_rows(*tails[key])
+            fw = trace.firmware
+            if fw is not None and (fw.bus, fw.address) != key:
+                rows += control_rows([], [], tails[(fw.bus, fw.address)][2], [])
+            self._send(key, trace, rows, None)
+            trace.released_problems = self.problems.get(key, [])
+        return decoded
+
+
+def inspect(path: str | Path, device: str | None, emit: RowSink) -> DecodedCapture:
+    """Every logical transfer, event, output, interrupt and control access of each Edge TPU,
+    handed to ``emit`` in time order as soon as it is known (a window at a time); a file that
+    breaks off gives its readable prefix, the damage in ``DecodedCapture.problems``."""
+    inspector = _Inspector(emit)
+    decoder = Decoder(parse_device(device))
+    cap = open_capture(path)
+    error: InputError | None = None
+    try:
+        for item, ends in prefetch(_paired(decoder, cap, INSPECT_WINDOW_FRAMES)):
+            decoder.feed_paired(item)
+            if ends:
+                inspector(decoder)
+    except InputError as exc:
+        if exc.offset is None or not cap.info.interfaces:
+            raise
+        error = exc
+    return inspector.finish(decoder, cap.info, error)
