@@ -29,6 +29,7 @@ paced (the same duration comes back) or at link pace (the same time, scaled by 1
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -318,7 +319,7 @@ class Prediction:
 
 
 def predict_trace(
-    trace: EdgeTpuTrace, metrics: list[RequestMetrics], scenario: Scenario
+    trace: EdgeTpuTrace, metrics: Sequence[RequestMetrics], scenario: Scenario
 ) -> Prediction:
     """Replay every request of one Edge TPU under ``scenario`` (see the module docstring)."""
     seg = segment_arrays(trace)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from usbtrace.analysis.requests import KIND_INFERENCE, segment_arrays
+from usbtrace.analysis.requests import KIND_INFERENCE, KINDS, segment_arrays
 from usbtrace.edgetpu.constants import (
     CSR_REQUEST_32,
     CSR_REQUEST_64,
@@ -249,7 +249,7 @@ def _invoke_starts(trace: EdgeTpuTrace) -> tuple[list[int], int | None]:
     requests after the last inference belong to the close.
     """
     seg = segment_arrays(trace)
-    inference = np.array([k == KIND_INFERENCE for k in seg.kinds()], dtype=bool)
+    inference = seg.kind_codes() == KINDS.index(KIND_INFERENCE)
     # a request's invoke: how many inferences come before it
     group = np.cumsum(inference) - inference
     urbs = trace.out_urbs

@@ -55,7 +55,8 @@ OUTPUT_CHUNK = np.dtype(
 
 
 # Tag is an IntEnum: a plain int finds its entry; a list, since inspect asks once per row
-_TAG_NAMES = [TAG_NAMES.get(t) or f"tag{t}" for t in range(256)]
+_BY_INT = {int(t): name for t, name in TAG_NAMES.items()}
+_TAG_NAMES = [_BY_INT.get(t) or f"tag{t}" for t in range(256)]
 
 
 def tag_name(tag: int) -> str:
@@ -195,7 +196,9 @@ class EdgeTpuTrace:
     def events(self) -> list[Event]:
         """The event table as objects (built once, on first use)."""
         if self._events is None:
-            self._events = list(map(Event, *(self.event_table[n].tolist() for n in EVENT.names)))
+            self._events = list(
+                map(Event, *(self.event_table[n].tolist() for n in EVENT.names or ()))
+            )
         return self._events
 
     @property

@@ -223,7 +223,7 @@ class _Reader:
                     grown = np.empty(held + want, dtype=np.uint8)
                     grown[:held] = store[:held]
                     store = grown
-                got = _read_some(self.stream, memoryview(store)[held : held + want])
+                got = _read_some(self.stream, store.data[held : held + want])
                 self.info.bytes_read += got
                 eof = got == 0
                 held += got

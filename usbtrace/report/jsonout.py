@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 try:
     import orjson
 except ImportError:  # pragma: no cover - exercised where orjson is absent
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 
 def write_json(doc: Any, stream: TextIO | None = None) -> None:

@@ -29,7 +29,11 @@ from usbtrace.usb.link import link_ceiling_Bps
 LANE_HOST = "host invoke"
 LANE_EVENT = "event"
 LANE_OUTPUT = "output"
-OUT_LANES = {Tag.INSTRUCTIONS: "instructions", Tag.INPUT: "input", Tag.PARAMETERS: "parameters"}
+OUT_LANES: dict[int, str] = {
+    Tag.INSTRUCTIONS: "instructions",
+    Tag.INPUT: "input",
+    Tag.PARAMETERS: "parameters",
+}
 MARK_LANES = (LANE_OUTPUT, LANE_EVENT)
 RATE_MIN_BYTES = 4096  # below this a "rate" is just URB overhead
 LANE_ORDER = (LANE_HOST, "instructions", "input", "parameters", LANE_OUTPUT, LANE_EVENT)
