@@ -128,6 +128,14 @@ def test_predict_cli_json(shared_file, capsys):
         assert [r["index"] for r in pr["requests"]] == [1, 2, 3, 4, 5]
         assert pr["latency_median_s"] > p["measured"]["latency_median_s"]
     assert doc["predictions"][1]["predicted"]["verdict"] == "link-bound"
+    # the real captures carry no metadata: their model is only guessed from the file name
+    assert {p["model_source"] for p in doc["predictions"]} <= {"file name (guess)", "bytes"}
+
+
+def test_predict_table_shows_a_guessed_model_as_a_guess(shared_file, capsys):
+    assert main(["predict", str(shared_file("captures/real/dense_300.pcapng"))]) == 0
+    out = capsys.readouterr().out
+    assert "dense_300?" in out
 
 
 def test_predict_cli_errors(tmp_path, capsys):

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from lab.usb.record import UsbRecord
+from lab.usb.writer import write_packets
 from usbtrace.formats.darwin import (
     HEADER_LEN,
     LINKTYPE_USB_DARWIN,
@@ -23,7 +24,6 @@ from usbtrace.formats.darwin import (
     TYPE_BY_XFER,
     errno_to_ioreturn,
 )
-from usbtrace.formats.pcapng_writer import PcapngWriter
 from usbtrace.formats.usbmon import URB_SUBMIT, XFER_CONTROL, XFER_ISO
 
 _HEADER = struct.Struct("<HBBIIIQIBBBB")
@@ -65,18 +65,13 @@ def write_darwin(
     custom_blocks: Iterable[tuple[int, bytes, int]] = (),
 ) -> None:
     """Write ``records`` as a macOS USB ``container`` ("pcap" or "pcapng")."""
-    if container == "pcap":
-        stream.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_USB_DARWIN))
-        for ts_ns, data, orig in packets(records):
-            sec, nsec = divmod(ts_ns, 1_000_000_000)
-            kept = data[:snaplen]
-            stream.write(struct.pack("<IIII", sec, nsec // 1000, len(kept), orig) + kept)
-        return
-    if container != "pcapng":
-        raise ValueError(f"unknown container {container!r}")
-    writer = PcapngWriter(stream, comment=comment, application="usbtrace lab.usb")
-    writer.interface(linktype=LINKTYPE_USB_DARWIN, snaplen=snaplen, name="XHC20")
-    for ts_ns, data, orig in packets(records):
-        writer.packet(data[:snaplen], ts_ns, orig_len=orig)
-    for pen, payload, btype in custom_blocks:
-        writer.custom(pen, payload, copyable=btype == 0x00000BAD)
+    write_packets(
+        stream,
+        packets(records),
+        linktype=LINKTYPE_USB_DARWIN,
+        interface="XHC20",
+        container=container,
+        snaplen=snaplen,
+        comment=comment,
+        custom_blocks=custom_blocks,
+    )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from lab.usb.record import UsbRecord
-from usbtrace.formats.pcapng_writer import PcapngWriter
+from lab.usb.writer import write_packets
 from usbtrace.formats.usbmon import URB_SUBMIT, XFER_CONTROL, XFER_ISO
 from usbtrace.formats.usbpcap import (
     BASE_LEN,
@@ -76,18 +76,13 @@ def write_usbpcap(
 
     ``custom_blocks`` (pcapng only: PEN, data, block type) carry usbtrace's metadata along.
     """
-    if container == "pcap":
-        stream.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_USBPCAP))
-        for ts_ns, data, orig in packets(records):
-            sec, nsec = divmod(ts_ns, 1_000_000_000)
-            kept = data[:snaplen]
-            stream.write(struct.pack("<IIII", sec, nsec // 1000, len(kept), orig) + kept)
-        return
-    if container != "pcapng":
-        raise ValueError(f"unknown container {container!r}")
-    writer = PcapngWriter(stream, comment=comment, application="usbtrace lab.usb")
-    writer.interface(linktype=LINKTYPE_USBPCAP, snaplen=snaplen, name="USBPcap1")
-    for ts_ns, data, orig in packets(records):
-        writer.packet(data[:snaplen], ts_ns, orig_len=orig)
-    for pen, payload, btype in custom_blocks:
-        writer.custom(pen, payload, copyable=btype == 0x00000BAD)
+    write_packets(
+        stream,
+        packets(records),
+        linktype=LINKTYPE_USBPCAP,
+        interface="USBPcap1",
+        container=container,
+        snaplen=snaplen,
+        comment=comment,
+        custom_blocks=custom_blocks,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -217,3 +217,38 @@ class StreamWriter:
         if lay.statistics:
             end = self._last_ts_ns * 10**lay.tsresol_exp // 1_000_000_000
             self.stream.write(isb(lay.order, end, self.records + lay.dropped, lay.dropped))
+
+
+# A packet of another link type: (time in ns, the bytes of the packet, its original length).
+Packet = tuple[int, bytes, int]
+
+
+def write_packets(
+    stream: BinaryIO,
+    packets: Iterable[Packet],
+    *,
+    linktype: int,
+    interface: str,
+    container: str = "pcapng",
+    snaplen: int = 65535,
+    comment: str | None = None,
+    custom_blocks: Iterable[tuple[int, bytes, int]] = (),
+) -> None:
+    """Packets of any link type (USBPcap, macOS) in a pcap or pcapng ``container``, cut at
+    ``snaplen``. ``custom_blocks`` (pcapng only: PEN, data, block type) carry usbtrace's
+    metadata along."""
+    if container == "pcap":
+        stream.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+        for ts_ns, data, orig in packets:
+            sec, nsec = divmod(ts_ns, 1_000_000_000)
+            kept = data[:snaplen]
+            stream.write(struct.pack("<IIII", sec, nsec // 1000, len(kept), orig) + kept)
+        return
+    if container != "pcapng":
+        raise ValueError(f"unknown container {container!r}")
+    writer = bt.PcapngWriter(stream, comment=comment, application="usbtrace lab.usb")
+    writer.interface(linktype=linktype, snaplen=snaplen, name=interface)
+    for ts_ns, data, orig in packets:
+        writer.packet(data[:snaplen], ts_ns, orig_len=orig)
+    for pen, payload, btype in custom_blocks:
+        writer.custom(pen, payload, copyable=btype == 0x00000BAD)

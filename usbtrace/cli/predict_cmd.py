@@ -16,6 +16,7 @@ from usbtrace.analysis.timing import VERDICT_NA, runtime_clock_mhz, verdict_name
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.edgetpu.trace import NS
 from usbtrace.errors import InputError, UsageError
+from usbtrace.models.identify import ModelIdentity
 from usbtrace.pipeline import decode_capture
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.table import Column, render_table
@@ -78,6 +79,7 @@ def prediction_json(summary: CaptureSummary, pred: Prediction) -> dict:
         "file": summary.file,
         "device": summary.device,
         "model": summary.model,
+        "model_source": summary.model_source,
         "measured": {
             "link_speed": summary.link_speed,
             "latency_median_s": float(np.median(lat)) if lat else None,
@@ -143,7 +145,7 @@ def print_table(docs: list[dict]) -> None:
         rows.append(
             [
                 Path(d["file"]).name,
-                d["model"] or "-",
+                ModelIdentity(d["model"], d["model_source"]).label or "-",
                 f"{m['link_speed'] or '?'} -> {sc['link']}",
                 str(sc["clock"]),
                 "yes" if sc["cache_all"] else "no",

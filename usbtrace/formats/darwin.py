@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usbtrace.formats.records import HEAD_BYTES, RECORD, RecordBatch
+from usbtrace.formats.records import HEAD_BYTES, KEEP_HEAD, RECORD, RecordBatch
+from usbtrace.formats.status import StatusMap
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -72,22 +73,15 @@ IORETURN_TO_ERRNO = {
     0xE00002E7: -121,  # kIOReturnUnderrun -> EREMOTEIO
     0xE000404F: -32,  # kIOUSBPipeStalled -> EPIPE
 }
-ERRNO_TO_IORETURN = {v: k for k, v in IORETURN_TO_ERRNO.items()}
-_KNOWN = np.array(sorted(IORETURN_TO_ERRNO), dtype=np.uint32)
-_KNOWN_ERRNO = np.array([IORETURN_TO_ERRNO[k] for k in _KNOWN.tolist()], dtype=np.int32)
-_KEEP = np.where(np.arange(HEAD_BYTES) < np.arange(HEAD_BYTES + 1)[:, None], 0xFF, 0).astype(
-    np.uint8
-)
+_STATUS = StatusMap(IORETURN_TO_ERRNO)
 
 
 def ioreturn_to_errno(status: np.ndarray) -> np.ndarray:
-    status = status.astype(np.uint32)
-    i = np.minimum(np.searchsorted(_KNOWN, status), len(_KNOWN) - 1)
-    return np.where(_KNOWN[i] == status, _KNOWN_ERRNO[i], status.view(np.int32))
+    return _STATUS.to_errno(status)
 
 
 def errno_to_ioreturn(status: int) -> int:
-    return ERRNO_TO_IORETURN.get(status, status & 0xFFFFFFFF)
+    return _STATUS.from_errno(status)
 
 
 @dataclass
@@ -160,7 +154,7 @@ class DarwinConverter:
         out["caplen"] = cap
         hidx = start[:, None] + np.arange(HEAD_BYTES, dtype=np.int64)
         np.minimum(hidx, len(buf) - 1, out=hidx)
-        out["head"] = buf[hidx] & _KEEP[np.minimum(cap, HEAD_BYTES)]
+        out["head"] = buf[hidx] & KEEP_HEAD[np.minimum(cap, HEAD_BYTES)]
         payloads: dict[int, bytes] = {}
         for i in np.flatnonzero((xfer == XFER_CONTROL) & (cap > 0)).tolist():
             s = int(start[i])

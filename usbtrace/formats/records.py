@@ -65,9 +65,11 @@ assert RECORD.fields is not None  # a structured dtype
 _HDR_OFFSET: int = RECORD.fields["hdr"][1]
 assert RECORD.fields["head"][1] == _HDR_OFFSET + HEADER.itemsize
 _HEAD_WORDS = (64 + HEAD_BYTES) // 4
-# _KEEP[n]: 0xFF for the first n of HEAD_BYTES bytes, 0 after
-_KEEP = np.where(np.arange(HEAD_BYTES) < np.arange(HEAD_BYTES + 1)[:, None], 0xFF, 0)
-_KEEP = _KEEP.astype(np.uint8)
+# KEEP_HEAD[n]: 0xFF for the first n of HEAD_BYTES bytes, 0 after (a mask every reader applies
+# to a record's head, so bytes past what was captured read as zero)
+KEEP_HEAD = np.where(np.arange(HEAD_BYTES) < np.arange(HEAD_BYTES + 1)[:, None], 0xFF, 0).astype(
+    np.uint8
+)
 
 
 def extract_usbmon(
@@ -123,7 +125,7 @@ def extract_usbmon(
         head = raw[:, hdr_len:]  # raw is a gathered copy: safe to change in place
         # bytes past the captured data belong to padding or the next block: zero them, by an
         # AND with a per-length mask (a masked where on the short rows was 3x slower)
-        head &= _KEEP[np.minimum(data_cap[lo:hi], HEAD_BYTES)]
+        head &= KEEP_HEAD[np.minimum(data_cap[lo:hi], HEAD_BYTES)]
         if native:
             # "hdr" and "head" are adjacent in RECORD: one row copy fills both
             out_bytes[lo:hi, _HDR_OFFSET : _HDR_OFFSET + span] = raw

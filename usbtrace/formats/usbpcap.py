@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usbtrace.formats.records import HEAD_BYTES, RECORD, RecordBatch
+from usbtrace.formats.records import HEAD_BYTES, KEEP_HEAD, RECORD, RecordBatch
+from usbtrace.formats.status import StatusMap
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
     URB_COMPLETE,
@@ -92,28 +93,17 @@ USBD_TO_ERRNO = {
     0xC0006000: -110,  # TIMEOUT -> ETIMEDOUT
     0xC0007000: -19,  # DEVICE_GONE -> ENODEV
 }
-ERRNO_TO_USBD = {v: k for k, v in reversed(list(USBD_TO_ERRNO.items()))}
-_KNOWN = np.array(sorted(USBD_TO_ERRNO), dtype=np.uint32)
-_KNOWN_ERRNO = np.array([USBD_TO_ERRNO[k] for k in _KNOWN.tolist()], dtype=np.int32)
-
-_KEEP = np.where(np.arange(HEAD_BYTES) < np.arange(HEAD_BYTES + 1)[:, None], 0xFF, 0).astype(
-    np.uint8
-)
+_STATUS = StatusMap(USBD_TO_ERRNO)
 
 
 def usbd_to_errno(status: np.ndarray) -> np.ndarray:
     """USBD_STATUS values (uint32) as usbmon statuses (int32)."""
-    status = status.astype(np.uint32)
-    i = np.minimum(np.searchsorted(_KNOWN, status), len(_KNOWN) - 1)
-    known = _KNOWN[i] == status
-    return np.where(known, _KNOWN_ERRNO[i], status.view(np.int32))
+    return _STATUS.to_errno(status)
 
 
 def errno_to_usbd(status: int) -> int:
     """A usbmon status as the USBD_STATUS USBPcap would show (for the project's writer)."""
-    if status in ERRNO_TO_USBD:
-        return ERRNO_TO_USBD[status]
-    return status & 0xFFFFFFFF
+    return _STATUS.from_errno(status)
 
 
 @dataclass
@@ -209,7 +199,7 @@ class UsbpcapConverter:
         keep = np.minimum(cap, HEAD_BYTES)
         hidx = start[:, None] + np.arange(HEAD_BYTES, dtype=np.int64)
         np.minimum(hidx, len(buf) - 1, out=hidx)
-        out["head"] = buf[hidx] & _KEEP[keep]
+        out["head"] = buf[hidx] & KEEP_HEAD[keep]
 
         payloads: dict[int, bytes] = {}
         for i in np.flatnonzero(ctrl & (cap > 0)).tolist():
