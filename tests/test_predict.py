@@ -289,3 +289,31 @@ def test_the_issue_example_is_device_bound(tmp_path):
     assert r.latency_ns == pytest.approx(242e6, rel=0.01)
     assert fast.verdict == "device-bound" and r.verdict_share > 0.8
     assert slow.verdict == "link-bound"
+
+
+@pytest.mark.parametrize("name", ["conv_50", "dense_300", "firmware", "two_tpus"])
+def test_streamed_predict_replays_windows_like_the_whole_capture(tmp_path, name):
+    """``usbtrace predict`` streams: each window's requests are replayed on the window's URBs.
+    A capture within one window gives exactly ``predict_trace``'s replay; in windows of 500
+    frames the same inferences are replayed, to within 1 % of the whole capture's median."""
+    from lab.synthetic import preset, write_session
+    from usbtrace import pipeline
+
+    path = tmp_path / f"{name}.pcapng"
+    write_session(preset(name), path)
+    decoded = decode_capture(path)
+    scenario = Scenario("high", CLOCKS["std"])
+    for trace in decoded.devices:
+        whole = predict_trace(trace, summarize_trace(decoded, trace).requests, scenario)
+        assert len(whole.indices) >= 2
+        ((_, exact),) = pipeline.predict_file(path, trace.name, lambda s, c: scenario)
+        assert exact.indices == whole.indices and exact.replay is None
+        assert exact.predicted_ns.tolist() == whole.predicted_ns.tolist()
+        assert exact.predicted_bounds.tolist() == whole.predicted_bounds.tolist()
+        ((_, windowed),) = pipeline.predict_file(
+            path, trace.name, lambda s, c: scenario, window_frames=500
+        )
+        assert windowed.indices == whole.indices
+        assert windowed.measured_ns.tolist() == whole.measured_ns.tolist()
+        want = float(np.median(whole.predicted_ns))
+        assert float(np.median(windowed.predicted_ns)) == pytest.approx(want, rel=0.01)

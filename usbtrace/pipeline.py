@@ -25,14 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
-from usbtrace.analysis.metrics import REQUEST, RequestTable, all_request_metrics
-from usbtrace.analysis.requests import final_count, segment_arrays
+from usbtrace.analysis.metrics import REQUEST, RequestTable, all_request_metrics, take_all
+from usbtrace.analysis.predict import (
+    PREDICTED,
+    Prediction,
+    Scenario,
+    predict_window,
+    prediction_from_rows,
+)
+from usbtrace.analysis.requests import Segmentation, final_count, segment_arrays
 from usbtrace.analysis.summary import (
     CaptureSummary,
     RequestLog,
     option_model_name,
     summarize_trace,
 )
+from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.background import prefetch
 from usbtrace.edgetpu.constants import DFU_IDS, Tag
 from usbtrace.edgetpu.decode import DecodedCapture, Decoder, Paired
@@ -149,11 +157,17 @@ def decode_capture(
     return decode(path, device, partial_ok=partial_ok)
 
 
+# also told of each window's requests before their URBs are released: (device, window trace,
+# its segmentation, its requests' metrics, how many of them are final)
+RowsHook = Callable[[tuple[int, int], EdgeTpuTrace, Segmentation, RequestTable, int], None]
+
+
 @dataclass
 class _Streamer:
     """The requests, metrics and summary stages while the capture streams."""
 
     logs: dict[tuple[int, int], RequestLog]
+    on_rows: RowsHook | None = None
 
     def __call__(self, decoder: Decoder) -> None:
         watermark = decoder.last_ts
@@ -166,6 +180,8 @@ class _Streamer:
             log = self.logs.setdefault(key, RequestLog())
             table = all_request_metrics(trace, seg) if k else RequestTable(np.zeros(0, REQUEST))
             log.add(trace, seg, table, k)
+            if k and self.on_rows is not None:
+                self.on_rows(key, trace, seg, table, k)
             decoder.release(key, *log.released(trace, seg, k))
 
 
@@ -198,6 +214,63 @@ def summarize_file(
     ]
     reconcile_all(summaries, decoded, model)
     return summaries
+
+
+ScenarioOf = Callable[[str | None, float | None], Scenario]  # (link speed, clock) -> scenario
+
+
+@dataclass
+class _Predictor:
+    """``predict``'s stage while the capture streams: each window's final requests replayed
+    on the window's URBs, one ``PREDICTED`` row each; the URBs are then released."""
+
+    scenario_of: ScenarioOf
+    scenarios: dict[tuple[int, int], Scenario] = field(default_factory=dict)
+    rows: dict[tuple[int, int], list[np.ndarray]] = field(default_factory=dict)
+
+    def scenario(self, key: tuple[int, int], trace: EdgeTpuTrace) -> Scenario:
+        """One scenario per device, from what is known when its first requests are final."""
+        if key not in self.scenarios:
+            clock = runtime_clock_mhz(trace)
+            self.scenarios[key] = self.scenario_of(trace.link_speed, clock)
+        return self.scenarios[key]
+
+    def __call__(
+        self,
+        key: tuple[int, int],
+        trace: EdgeTpuTrace,
+        seg: Segmentation,
+        table: RequestTable,
+        k: int,
+    ) -> None:
+        done = predict_window(trace, seg, table, self.scenario(key, trace))[:k]
+        self.rows.setdefault(key, []).append(done)
+
+
+def predict_file(
+    path: str | Path,
+    device: str | None,
+    scenario_of: ScenarioOf,
+    *,
+    window_frames: int | None = None,
+) -> list[tuple[CaptureSummary, Prediction]]:
+    """``usbtrace predict``, streaming: per Edge TPU its summary and the replay of its
+    requests under ``scenario_of(link speed, clock)``, window by window (a capture shorter
+    than one window is replayed whole, as ``predict_trace`` does)."""
+    predictor = _Predictor(scenario_of)
+    streamer = _Streamer({}, predictor)
+    decoded = decode(path, device, partial_ok=True, on_window=streamer, window_frames=window_frames)
+    out = []
+    for t in decoded.devices:
+        key = (t.bus, t.address)
+        seg = segment_arrays(t)
+        rest = predict_window(t, seg, all_request_metrics(t, seg), predictor.scenario(key, t))
+        rows = take_all([*predictor.rows.pop(key, []), rest], PREDICTED)
+        summary = summarize_trace(decoded, t, streamer.logs.get(key))
+        out.append(
+            (summary, prediction_from_rows(t, summary.requests, rows, predictor.scenario(key, t)))
+        )
+    return out
 
 
 def reconcile_all(

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, segment_arrays
+from usbtrace.analysis.requests import (
+    KIND_CACHING,
+    KIND_INFERENCE,
+    KINDS,
+    Segmentation,
+    segment_arrays,
+)
 from usbtrace.analysis.timing import OutSchedule, out_schedule, request_timing, runtime_clock_mhz
 from usbtrace.edgetpu.constants import (
     GCB_CLOCK_MHZ,
@@ -49,7 +55,7 @@ from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.usb.link import LINK_CEILING_BPS
 
 if TYPE_CHECKING:  # metrics imports this module's link models
-    from usbtrace.analysis.metrics import RequestMetrics
+    from usbtrace.analysis.metrics import RequestMetrics, RequestTable
 
 
 @dataclass(frozen=True)
@@ -314,7 +320,7 @@ class Prediction:
     measured_ns: np.ndarray
     predicted_ns: np.ndarray
     predicted_bounds: np.ndarray  # REQUEST_TIMING["bound"] of those inferences
-    replay: Replay
+    replay: Replay | None  # the whole capture's replay; None when replayed window by window
     notes: list[str]
 
 
@@ -345,11 +351,7 @@ def predict_trace(
     if scenario.cache_all:
         cached = next((m.parameters for m in metrics if m.kind == KIND_CACHING), 0)
         streamed = max((m.parameters for m in metrics if m.kind == KIND_INFERENCE), default=0)
-        if cached + streamed > ONCHIP_BYTES:
-            notes.append(
-                f"caching everything needs {(cached + streamed) / 2**20:.1f} MiB on chip; the "
-                f"Edge TPU has about {ONCHIP_BYTES / 2**20:.0f} MiB: the prediction is a bound"
-            )
+        notes += _on_chip_note(cached, streamed)
     idx = [m.index for m in metrics if m.kind == KIND_INFERENCE and m.has_event]
     measured = np.array([metrics[i].latency_ns for i in idx], dtype=np.int64)
     return Prediction(
@@ -361,5 +363,76 @@ def predict_trace(
         predicted_ns=rep.latency_ns[idx],
         predicted_bounds=rep.timing["bound"][idx],
         replay=rep,
+        notes=notes,
+    )
+
+
+def _on_chip_note(cached: int, streamed: int) -> list[str]:
+    if cached + streamed <= ONCHIP_BYTES:
+        return []
+    return [
+        f"caching everything needs {(cached + streamed) / 2**20:.1f} MiB on chip; the "
+        f"Edge TPU has about {ONCHIP_BYTES / 2**20:.0f} MiB: the prediction is a bound"
+    ]
+
+
+# A replayed request, kept per window by the streaming ``predict`` (``usbtrace.pipeline``).
+PREDICTED = np.dtype([("latency_ns", "<i8"), ("bound", "i1")])
+
+
+def predict_window(
+    trace: EdgeTpuTrace, seg: Segmentation, requests: RequestTable, scenario: Scenario
+) -> np.ndarray:
+    """``PREDICTED`` for every request of a trace or window, replayed on its own URBs (the
+    captured link fitted on them, as ``metrics`` does for the verdict)."""
+    r = requests.rows
+    sched = out_schedule(trace, seg.transfer_request, seg.events["t_ns"])
+    clock = runtime_clock_mhz(trace)
+    rep = replay(
+        sched,
+        r["t_start_ns"],
+        r["t_end_ns"],
+        r["output"],
+        r["has_event"],
+        r["kind"] == KINDS.index(KIND_INFERENCE),
+        link_model(trace.link_speed, sched),
+        clock or CLOCKS["max"],
+        scenario,
+    )
+    out = np.zeros(len(r), dtype=PREDICTED)
+    out["latency_ns"] = rep.latency_ns
+    out["bound"] = rep.timing["bound"]
+    return out
+
+
+def prediction_from_rows(
+    trace: EdgeTpuTrace, requests: RequestTable, predicted: np.ndarray, scenario: Scenario
+) -> Prediction:
+    """A ``Prediction`` from the rows the streaming ``predict`` kept (``predicted`` is
+    ``PREDICTED``, one per request, in request order)."""
+    notes: list[str] = []
+    if trace.link_speed not in LINKS:
+        notes.append(f"link speed {trace.link_speed or 'unknown'}: replayed as SuperSpeed")
+    clock = runtime_clock_mhz(trace)
+    if clock is None:
+        notes.append("runtime clock not in the capture: taken as max (500 MHz)")
+    r = requests.rows
+    inference = r["kind"] == KINDS.index(KIND_INFERENCE)
+    if scenario.cache_all:
+        caching = r["parameters"][r["kind"] == KINDS.index(KIND_CACHING)]
+        streamed = r["parameters"][inference]
+        notes += _on_chip_note(
+            int(caching[0]) if len(caching) else 0, int(streamed.max()) if len(streamed) else 0
+        )
+    idx = np.flatnonzero(inference & r["has_event"])
+    return Prediction(
+        scenario=scenario,
+        measured_link=trace.link_speed,
+        measured_clock_mhz=clock,
+        indices=r["index"][idx].tolist(),
+        measured_ns=(r["t_end_ns"] - r["t_start_ns"])[idx],
+        predicted_ns=predicted["latency_ns"][idx],
+        predicted_bounds=predicted["bound"][idx],
+        replay=None,
         notes=notes,
     )

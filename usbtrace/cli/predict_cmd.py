@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from usbtrace.analysis.predict import CLOCKS, LINKS, Prediction, Scenario, predict_trace
-from usbtrace.analysis.summary import CaptureSummary, summarize_trace
-from usbtrace.analysis.timing import VERDICT_NA, runtime_clock_mhz, verdict_name
+from usbtrace.analysis.predict import CLOCKS, LINKS, Prediction, Scenario
+from usbtrace.analysis.summary import CaptureSummary
+from usbtrace.analysis.timing import VERDICT_NA, verdict_name
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.edgetpu.trace import NS
 from usbtrace.errors import InputError, UsageError
 from usbtrace.models.identify import ModelIdentity
-from usbtrace.pipeline import decode_capture
+from usbtrace.pipeline import predict_file
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.table import Column, render_table
 
@@ -107,13 +107,7 @@ def predict_path(
 ) -> list[tuple[CaptureSummary, Prediction]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a cut file is reported in its integrity
-        decoded = decode_capture(path, device, partial_ok=True)
-    out = []
-    for trace in decoded.devices:
-        summary = summarize_trace(decoded, trace)
-        scenario = scenario_for(trace.link_speed, runtime_clock_mhz(trace), args)
-        out.append((summary, predict_trace(trace, summary.requests, scenario)))
-    return out
+        return predict_file(path, device, lambda speed, clock: scenario_for(speed, clock, args))
 
 
 def _fmt_ms(s: float | None) -> str:
