@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.testbed import vm
-from tests.vm import scenarios
+from tests.vm import scenarios, scenarios_modes
 
 SHARED = Path(os.environ.get("USBTRACE_SHARED", vm.REPO.parent / "shared"))
 
@@ -70,6 +70,12 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         FROM_SOURCE,  # the emulator takes its request shapes from the capture it is sent
         link_rate=LINK_RATE,
         source="real:dense_300",
+    ),
+    # the user's own program (the pyusb replay of a real capture) at the emulated link's full
+    # rate (HIGH_SPEED_RATE): the live view must cost the capture no packet
+    "wrap_real_dense_300": ScenarioSpec(scenarios_modes.WRAP, FROM_SOURCE, source="real:dense_300"),
+    "attach_real_dense_300": ScenarioSpec(
+        scenarios_modes.ATTACH, FROM_SOURCE, source="real:dense_300"
     ),
     "fault_unplug": ScenarioSpec(scenarios.UNPLUG, "conv_50", source="synthetic:conv_50"),
     "fault_kill_dumpcap": ScenarioSpec(

@@ -336,9 +336,8 @@ def run_capture(config: CaptureConfig, hooks: RunnerHooks | None = None) -> Capt
     finally:
         with _signals_deferred():
             close_error = workload.close(interrupted)
-            if live_started and hooks.live is not None:
-                hooks.live.stop()
-            outcome = _finish(dumpcap, path, meta, status, error or close_error)
+            live = hooks.live if live_started else None
+            outcome = _finish(dumpcap, path, meta, status, error or close_error, live)
     if outcome.path is None:
         outcome.exit_status = EXIT_INTERRUPTED if status == "interrupted" else 2
     elif outcome.status == status:
@@ -357,8 +356,11 @@ def _finish(
     meta: CaptureMetadata,
     status: str,
     error: str | None,
+    live: LiveWatch | None = None,
 ) -> CaptureOutcome:
     result = dumpcap.stop()
+    if live is not None:
+        live.stop()  # after the drain: its last frame shows every packet of the file
     if status == "complete" and result.returncode not in (0, -signal.SIGINT):
         status, error = "failed", f"dumpcap ended with status {result.returncode}"
     check = check_file(path) if path.exists() else None

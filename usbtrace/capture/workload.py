@@ -156,7 +156,7 @@ class InvokeWorkload(Workload):
 
 
 class AttachWorkload(Workload):
-    """Starts nothing: records the bus for ``duration`` seconds, or until Ctrl-C (None)."""
+    """Starts nothing: records the bus for ``duration`` seconds, or until Ctrl-C/SIGTERM (None)."""
 
     mode = MODE_ATTACH
 
@@ -175,12 +175,11 @@ class AttachWorkload(Workload):
                 if left <= 0:
                     break
                 time.sleep(min(POLL_S, left))
-        except Terminated:
-            raise
         except KeyboardInterrupt:
             if self.duration is not None:
                 raise  # stopped before the time asked for: an interrupted capture
-            # without --duration, Ctrl-C is how the capture is meant to end
+            # without --duration, Ctrl-C (or SIGTERM, from `timeout` or a service manager) is
+            # how the capture is meant to end
         finally:
             session.meta.extra.setdefault("attach", {})["recorded_s"] = round(
                 time.monotonic() - start, 3

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.text import Text
 
 from usbtrace.analysis.live import LiveFigures, LiveStats
-from usbtrace.analysis.live_feed import LiveFeed, SnapshotFeed
+from usbtrace.analysis.live_feed import FeedUpdate, LiveFeed, SnapshotFeed
 
 REFRESH_PER_S = 4
 MIN_POLL_S = 0.25
@@ -135,18 +135,24 @@ class LiveView:
             except Exception as exc:  # the view must never take the capture down
                 self.console.print(f"usbtrace: live view stopped: {type(exc).__name__}: {exc}")
                 return
-            self.stats.packets = update.packets
-            for request in update.requests:
-                self.stats.add(request)
-            for warning in update.warnings:
-                self.stats.warn(warning)
+            self._apply(update)
             self._stop.wait(max(MIN_POLL_S, POLL_COST_FACTOR * update.seconds))
+
+    def _apply(self, update: FeedUpdate) -> None:
+        self.stats.packets = update.packets
+        for request in update.requests:
+            self.stats.add(request)
+        for warning in update.warnings:
+            self.stats.warn(warning)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
         self._relay.flush()
+        if self._feed is not None:
+            with contextlib.suppress(Exception):  # one last look at the finished file
+                self._apply(self._feed.poll())
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
