@@ -154,6 +154,11 @@ def _validate(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"{', '.join(given)} run the model through usbtrace's own backend: not with {mode}"
             )
+    if mode is None and not args.model and not args.backend.startswith("replay:"):
+        raise UsageError(
+            "what should run? --model NAME|PATH (a model through usbtrace's backend),"
+            " -- CMD [ARGS...] (your own program) or --attach/--duration SECONDS (whatever runs)"
+        )
     if args.duration is not None and not args.duration > 0:
         raise UsageError(f"--duration must be more than 0 seconds, not {args.duration}")
     for key, value in MODEL_RUN_DEFAULTS.items():
