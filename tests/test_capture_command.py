@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from capture_fakes import SessionWriter, require_loopback_dumpcap
 
+from lab.usb.writer import encode
 from usbtrace.capture.pcapng_check import check_file, read_metadata_payloads
 from usbtrace.capture.runner import RunnerHooks, _print_summary
 from usbtrace.cli.capture_cmd import command_name
@@ -25,6 +26,11 @@ from usbtrace.cli.main import build_parser, main
 from usbtrace.formats.metadata import merge_metadata
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _encoded(writer: SessionWriter) -> bytes:
+    """The records a SessionWriter holds so far, as the pcapng it writes."""
+    return encode(writer.records, writer.layout).data
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +162,7 @@ def test_note_when_the_capture_holds_no_edge_tpu_request(tmp_path):
     writer = SessionWriter()
     writer.csr_read32(0x1A30C, 0x59)  # a register read: traffic, but no request
     path = tmp_path / "quiet.pcapng"
-    path.write_bytes(writer.buf.getvalue())
+    path.write_bytes(_encoded(writer))
     summaries: list[Path] = []
     log = io.StringIO()
     _print_summary(path, RunnerHooks(summary=summaries.append), "command", log)

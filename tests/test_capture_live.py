@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from capture_fakes import SessionWriter
 
+from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
 from usbtrace.analysis.live_feed import SnapshotFeed
 from usbtrace.analysis.summary import summarize_file
@@ -21,6 +22,11 @@ from usbtrace.formats.follow import PcapngFollower
 from usbtrace.report.live_view import render_lines
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _encoded(writer: SessionWriter) -> bytes:
+    """The records a SessionWriter holds so far, as the pcapng it writes."""
+    return encode(writer.records, writer.layout).data
 
 
 def _blocks(data: bytes) -> list[int]:
@@ -70,7 +76,7 @@ def test_follower_reports_damage_instead_of_raising(tmp_path):
 def test_follower_reads_a_block_larger_than_one_read(tmp_path):
     writer = SessionWriter()
     writer.transfer(2, bytes(5000))
-    data = writer.buf.getvalue()
+    data = _encoded(writer)
     path = tmp_path / "big.pcapng"
     path.write_bytes(data)
     follower = PcapngFollower(path, max_read=256)
