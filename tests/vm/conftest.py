@@ -25,7 +25,7 @@ SHARED = Path(os.environ.get("USBTRACE_SHARED", vm.REPO.parent / "shared"))
 
 GUEST_TIMEOUT_S = 280  # the whole VM part stays under 5 minutes...
 # ...for the 8 scenarios it had; each scenario takes 25-50 s of emulation on a loaded machine
-PER_SCENARIO_S = 40
+PER_SCENARIO_S = 50
 
 
 # dummy_hcd has no bandwidth limit: unpaced, it moves bursts above what a real High-Speed link
