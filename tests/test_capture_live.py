@@ -16,7 +16,7 @@ from capture_fakes import SessionWriter
 
 from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
-from usbtrace.analysis.live_feed import SnapshotFeed
+from usbtrace.analysis.live_feed import SnapshotFeed, SubprocessFeed
 from usbtrace.analysis.summary import summarize_file
 from usbtrace.formats.follow import PcapngFollower
 from usbtrace.report.live_view import render_lines
@@ -114,13 +114,14 @@ def test_stats_print_only_figures_that_can_be_true():
     assert "  ! 3 packet(s) dropped by the capture" in lines
 
 
-def test_snapshot_feed_on_a_growing_capture(tmp_path):
+@pytest.mark.parametrize("feed_class", [SnapshotFeed, SubprocessFeed])
+def test_feed_on_a_growing_capture(tmp_path, feed_class):
     data = SessionWriter().session(3)
     truth = summarize_file(_whole(tmp_path, data))[0]
     ends = _blocks(data)
     path = tmp_path / "live.pcapng"
     path.write_bytes(b"")
-    feed = SnapshotFeed(path)
+    feed = feed_class(path)
     seen: list[LiveRequest] = []
     warnings: list[IntegrityEvent] = []
     # grow the file a few blocks at a time, each time stopping inside a block

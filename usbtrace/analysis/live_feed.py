@@ -7,10 +7,21 @@ file has grown, analyses its complete blocks again with the same code as ``summa
 handing on only what is new. That costs a pass over the file each time, so the caller spaces
 the polls by the time the last one took. **This class is the one place to switch to the
 pipeline**; the view and the runner do not change.
+
+``SubprocessFeed`` runs a ``SnapshotFeed`` in a child process at a lower priority
+(``python3 -m usbtrace.analysis.live_feed FILE``, one JSON line per poll), so the analysis never
+holds the interpreter lock of the process that runs the model's inferences and stamps their
+host times.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -119,3 +130,88 @@ class SnapshotFeed:
 
     def close(self) -> None:
         self.follower.close()
+
+
+FEED_NICE = 10  # the feed yields the processor to dumpcap and the program being captured
+
+
+class SubprocessFeed:
+    """A ``SnapshotFeed`` in a child process; the same answers, none of the interpreter lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "usbtrace.analysis.live_feed", str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal Ctrl-C is for the capture, not for the view
+            text=True,
+        )
+
+    def poll(self) -> FeedUpdate:
+        proc = self.process
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("poll\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise OSError(f"the live feed process ended (status {proc.poll()})")
+        return decode_update(line)
+
+    def close(self) -> None:
+        proc = self.process
+        with contextlib.suppress(OSError, ValueError):
+            assert proc.stdin is not None
+            proc.stdin.close()  # end of input: the child stops
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def encode_update(update: FeedUpdate) -> str:
+    return json.dumps(
+        {
+            "requests": [
+                [r.device, r.index, r.kind, r.t_end_ns, r.latency_s, r.streamed_bytes, r.verdict]
+                for r in update.requests
+            ],
+            "warnings": [w.message for w in update.warnings],
+            "packets": update.packets,
+            "seconds": update.seconds,
+        }
+    )
+
+
+def decode_update(line: str) -> FeedUpdate:
+    data = json.loads(line)
+    return FeedUpdate(
+        requests=[LiveRequest(*r) for r in data["requests"]],
+        warnings=[IntegrityEvent(m) for m in data["warnings"]],
+        packets=data["packets"],
+        seconds=data["seconds"],
+    )
+
+
+def serve(path: str) -> int:
+    """The child's side: one poll per "poll" line on stdin, answered as one JSON line."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, FEED_NICE)
+    feed = SnapshotFeed(path)
+    try:
+        for _ in sys.stdin:  # ends when the parent closes the pipe, or dies
+            sys.stdout.write(encode_update(feed.poll()) + "\n")
+            sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    finally:
+        feed.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1]))

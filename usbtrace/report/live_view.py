@@ -1,10 +1,11 @@
 """The live view while ``usbtrace capture`` runs: rich Live on stderr, fed as dumpcap writes.
 
-A feed thread polls the feed (``usbtrace.analysis.live_feed``) and adds what it finds to the
-running figures (``LiveStats``); rich redraws them four times a second from its own thread. The
-feed thread runs at a lower CPU priority and spaces its polls by three times what the last one
-cost, so the capture (dumpcap, the user's program) keeps the processor. Only figures that can be
-true are drawn: a rate needs two completions, a percentile one inference.
+A feed thread polls the feed (``usbtrace.analysis.live_feed``; by default it analyses in a child
+process at nice 10) and adds what it finds to the running figures (``LiveStats``); rich redraws
+them four times a second from its own thread. Polls are spaced by three times what the last one
+cost, so the capture (dumpcap, the user's program, the model's inferences) keeps the processor.
+Only figures that can be true are drawn: a rate needs two completions, a percentile one
+inference.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from usbtrace.analysis.live import LiveFigures, LiveStats
-from usbtrace.analysis.live_feed import FeedUpdate, LiveFeed, SnapshotFeed
+from usbtrace.analysis.live_feed import FeedUpdate, LiveFeed, SubprocessFeed
 
 REFRESH_PER_S = 4
 MIN_POLL_S = 0.25
@@ -93,7 +94,7 @@ class LiveView:
     def __init__(
         self,
         console: Console | None = None,
-        feed_factory: Callable[[Path], LiveFeed] = SnapshotFeed,
+        feed_factory: Callable[[Path], LiveFeed] = SubprocessFeed,
     ) -> None:
         self.console = console or Console(stderr=True)
         self.feed_factory = feed_factory
