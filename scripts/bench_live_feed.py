@@ -4,9 +4,9 @@ A synthetic capture (``lab.synthetic``) is written into a new file piece by piec
 ``--seconds``, as dumpcap would (pieces end anywhere, also inside blocks), while the live view
 follows it as during ``usbtrace capture`` (``LiveView`` with its console sent to a buffer), except
 that the feed's analysis runs in this process (``SnapshotFeed``) rather than in the child process
-``usbtrace capture`` gives it, so that its cost can be measured. Prints the polls made, what each cost, the processor time used as a share of the
-wall time, how long after the last byte the view had every request, and whether its
-counts equal ``summarize``'s.
+``usbtrace capture`` gives it, so that its cost can be measured. Prints the polls made, what
+each cost, the processor time used as a share of the wall time, how long after the last byte the
+view had every request, and whether its counts equal ``summarize``'s.
 
     python3 scripts/bench_live_feed.py --preset dense_300 --inferences 3000 --seconds 30
 """
