@@ -94,6 +94,8 @@ def test_stats_print_only_figures_that_can_be_true():
     stats = LiveStats()
     figures = stats.snapshot()
     assert (figures.requests, figures.inferences_per_s, figures.latency_median_s) == (0, None, None)
+    assert figures.packets is None  # not "0 packets" before the feed has read anything
+    assert "reading the capture" in render_lines(figures, 0.1, "x.pcapng")[0]
     stats.add(_request(0, kind="parameter-caching", streamed=0, v="n/a"))
     stats.add(_request(1, t_end_s=10.0, latency=0.010))
     one = stats.snapshot()

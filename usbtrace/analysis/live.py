@@ -46,7 +46,7 @@ class LiveStats:
     requests: int = 0
     inferences: int = 0
     warnings_seen: int = 0
-    packets: int = 0
+    packets: int | None = None  # None until the feed has looked at the file once
     _recent: deque[LiveRequest] = field(default_factory=lambda: deque(maxlen=WINDOW))
     _warnings: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_WARNINGS))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,7 +96,7 @@ class LiveStats:
 class LiveFigures:
     requests: int
     inferences: int
-    packets: int
+    packets: int | None
     window: int  # inferences behind the figures below
     inferences_per_s: float | None
     latency_median_s: float | None

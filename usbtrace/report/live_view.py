@@ -33,7 +33,8 @@ FEED_NICE = 10
 def render_lines(figures: LiveFigures, elapsed_s: float, path: str) -> list[str]:
     """The view as plain lines (what the terminal shows, without colour)."""
     f = figures
-    lines = [f"usbtrace live  {path}  {elapsed_s:.1f} s  {f.packets:,} packets"]
+    packets = "reading the capture" if f.packets is None else f"{f.packets:,} packets"
+    lines = [f"usbtrace live  {path}  {elapsed_s:.1f} s  {packets}"]
     rate = "-" if f.inferences_per_s is None else f"{f.inferences_per_s:.1f}"
     lines.append(f"requests {f.requests}  inferences {f.inferences}  inf/s {rate}")
     if f.window:
