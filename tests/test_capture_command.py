@@ -48,7 +48,7 @@ def _env() -> dict[str, str]:
 
 def _capture(out: Path, *argv: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "usbtrace", "capture", "--out", str(out), *argv],
+        [sys.executable, "-m", "usbtrace", "capture", "--out-dir", str(out), *argv],
         capture_output=True,
         text=True,
         env=_env(),
@@ -183,7 +183,7 @@ def test_summary_says_there_are_no_host_timestamps(tmp_path):
 
 def _spawn(tmp_path: Path, *argv: str, **kw) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "usbtrace", "capture", "--out", str(tmp_path / "out"), *argv],
+        [sys.executable, "-m", "usbtrace", "capture", "--out-dir", str(tmp_path / "out"), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 WRAP = """
 tb_emulator_start {name} {emulator_args} || exit 12
 "$PYTHON" "$REPO/tests/vm/in_pty.py" "$S/capture.tty" -- \\
-  "$PYTHON" -m usbtrace capture --bus "$TB_BUS" --out "$S/runs" --label {name} -- \\
+  "$PYTHON" -m usbtrace capture --bus "$TB_BUS" --out-dir "$S/runs" --label {name} -- \\
   "$PYTHON" -m lab.testbed.replay_app "{src}" --count {count} --bus "$TB_BUS"
 echo "$?" >"$S/capture.rc"
 tb_emulator_stop
@@ -24,7 +24,7 @@ exit 0
 # on its own; SIGTERM (as `timeout` or a service manager sends) ends the capture.
 ATTACH = """
 tb_emulator_start {name} {emulator_args} || exit 12
-"$PYTHON" -m usbtrace capture --attach --bus "$TB_BUS" --out "$S/runs" --label {name} \\
+"$PYTHON" -m usbtrace capture --attach --bus "$TB_BUS" --out-dir "$S/runs" --label {name} \\
   >"$S/capture.out" 2>"$S/capture.err" &
 runner=$!
 tb_capturing() {{ for f in "$S"/runs/*.pcapng; do tb_file_has_header "$f" && return 0; done; \\

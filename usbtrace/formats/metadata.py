@@ -296,7 +296,7 @@ def _command(raw: Any) -> tuple[CommandRun | None, str | None]:
         return None, f"argv is not a list of 1..{MAX_ARGS} strings"
     if not all(isinstance(a, str) and len(a) <= 1 << 16 for a in argv):
         return None, "argv holds something other than strings of at most 64 KiB"
-    if not _is_int(start) or not 0 <= start < 2**63:
+    if not isinstance(start, int) or not _is_int(start) or not 0 <= start < 2**63:
         return None, "start_ns is not a time in ns"
     run = CommandRun(argv=argv, start_ns=start)
     end, status, seconds = raw.get("end_ns"), raw.get("exit_status"), raw.get("run_time_s")
