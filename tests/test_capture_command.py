@@ -292,3 +292,36 @@ def test_attach_until_ctrl_c_is_a_complete_capture(loopback_dumpcap, tmp_path):
 def _peek(tmp_path: Path) -> str:
     out = tmp_path / "out"
     return "capturing" if out.exists() and list(out.glob("*.pcapng")) else ""
+
+
+# -- the metadata fields of these modes ----------------------------------------------------------
+
+
+def test_command_metadata_round_trip_and_untrusted_values():
+    from usbtrace.formats.metadata import CaptureMetadata, CommandRun
+
+    run = CommandRun(["python3", "app.py"], 10, 20, exit_status=3, run_time_s=0.5)
+    back = CaptureMetadata.from_json(CaptureMetadata(mode="command", command=run).to_json())
+    assert (back.mode, back.command, back.problems) == ("command", run, [])
+    bad = CaptureMetadata.from_json(
+        {
+            "mode": "daemon",
+            "command": {"argv": ["a"], "start_ns": 10, "end_ns": 5, "exit_status": 0},
+        }
+    )
+    assert bad.mode is None
+    assert bad.command == CommandRun(["a"], 10)  # what was valid before the bad field
+    assert bad.problems == [
+        "mode is not one of model, command, attach",
+        "command end_ns is not a time in ns after start_ns",
+    ]
+    for raw, why in [
+        ([], "is not an object (list)"),
+        ({"argv": "python3 app.py", "start_ns": 1}, "argv is not a list of 1..4096 strings"),
+        ({"argv": ["a", 1], "start_ns": 1}, "argv holds something other than strings"),
+        ({"argv": ["a"], "start_ns": -1}, "start_ns is not a time in ns"),
+        ({"argv": ["a"], "start_ns": 1, "exit_status": 300}, "exit_status is not 0..255"),
+        ({"argv": ["a"], "start_ns": 1, "run_time_s": "1"}, "run_time_s is not a number"),
+    ]:
+        problems = CaptureMetadata.from_json({"command": raw}).problems
+        assert len(problems) == 1 and problems[0].startswith(f"command {why}"), problems
