@@ -1,16 +1,22 @@
-"""``usbtrace capture``: record the USB traffic of an Edge TPU model run, then summarize it."""
+"""``usbtrace capture``: record the USB traffic of an Edge TPU model run, the user's own program
+(``-- CMD``) or whatever uses the Edge TPU now (``--attach``/``--duration``), then summarize it."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from usbtrace.capture.backends.base import Backend
 from usbtrace.cli.flags import Deprecated
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
+
+if TYPE_CHECKING:
+    from usbtrace.capture.runner import LiveWatch
 
 DESCRIPTION = """\
 Capture the USB traffic of a model running on a Coral USB Accelerator into one pcapng file,
@@ -28,6 +34,16 @@ Writes DIR/NAME[-LABEL]-YYYYmmddTHHMMSS.pcapng and never overwrites a file. Ctrl
 cleanly and keeps the file with what ran (exit 130); a failure during the run keeps the file
 too (exit 1); a failed check exits 2.
 
+Your own program: `usbtrace capture [options] -- CMD [ARGS...]` runs CMD once dumpcap records;
+its output passes through, the capture stops when it exits, and usbtrace exits with its status.
+The command line, exit status and run time go into the metadata. There are no host invoke
+timestamps then (the program runs its own inferences). --attach records whatever already uses
+the Edge TPU until Ctrl-C, --duration SECONDS for that long, without running anything.
+
+On a terminal a live view (stderr) shows requests, inferences per second, latency, streamed
+bytes per inference, the verdict and integrity warnings as dumpcap writes; --no-live turns it
+off (it is off when stderr is not a terminal).
+
 Backends: tflite (tflite-runtime or ai-edge-litert with libedgetpu's delegate), pycoral
 (Google's, from the Coral apt repository; PyPI's pycoral is unrelated), replay:CAPTURE
 (re-issues a recorded session's transfers with pyusb; refuses a real Edge TPU when the
@@ -39,8 +55,11 @@ EPILOG = """\
 examples:
   usbtrace capture --model conv_300
   usbtrace capture --model models/mine_edgetpu.tflite --count 20 --warmup 2 --label usb2
-  usbtrace capture --backend replay:captures/conv_50.pcapng --count 5 --bus 1 --out /run/out"""
+  usbtrace capture --backend replay:captures/conv_50.pcapng --count 5 --bus 1 --out /run/out
+  usbtrace capture --label cam -- python3 my_camera_loop.py --frames 100
+  usbtrace capture --duration 30                  # attach: whatever runs now, for 30 s"""
 
+INTERFACE_ENV = "USBTRACE_CAPTURE_INTERFACE"
 _LABEL = re.compile(r"^[A-Za-z0-9._+-]+$")
 USBMON_HEADER_BYTES = 64
 
@@ -61,12 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="catalog name (models/NAME_edgetpu.tflite) or path of an Edge TPU-compiled model;"
         " optional with --backend replay:CAPTURE",
     )
-    p.add_argument("--count", type=int, default=5, metavar="N", help="measured inferences (5)")
-    p.add_argument("--warmup", type=int, default=1, metavar="W", help="warm-up inferences (1)")
+    p.add_argument("--count", type=int, metavar="N", help="measured inferences (5)")
+    p.add_argument("--warmup", type=int, metavar="W", help="warm-up inferences (1)")
     p.add_argument(
         "--interval",
         type=float,
-        default=0.5,
         metavar="SECONDS",
         help="idle time between inferences, so each stands apart in the capture (0.5)",
     )
@@ -97,10 +115,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="what drives the Edge TPU (auto)",
     )
     p.add_argument("--label", metavar="TEXT", help="added to the file name and the metadata")
+    p.add_argument(
+        "--attach",
+        action="store_true",
+        help="run nothing: record whatever uses the Edge TPU now, until Ctrl-C",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="attach (run nothing) and record for this long; Ctrl-C stops earlier",
+    )
+    p.add_argument(
+        "--no-live", action="store_true", help="no live view on the terminal while capturing"
+    )
+    p.add_argument(
+        "command",
+        nargs="*",
+        metavar="-- CMD [ARGS...]",
+        help="your own program to run under the capture (after --)",
+    )
     p.set_defaults(func=run)
 
 
+# what the model-running options default to; with a command or attach they must not be given
+MODEL_RUN_DEFAULTS = {"count": 5, "warmup": 1, "interval": 0.5}
+
+
 def _validate(args: argparse.Namespace) -> None:
+    mode = "-- CMD" if args.command else "--attach/--duration" if _attaching(args) else None
+    if args.command and _attaching(args):
+        raise UsageError("--attach/--duration record without running anything: not with -- CMD")
+    if mode is not None:
+        given = [f"--{k}" for k in MODEL_RUN_DEFAULTS if getattr(args, k) is not None]
+        if args.backend != "auto":
+            given.append("--backend")
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} run the model through usbtrace's own backend: not with {mode}"
+            )
+    if mode is None and not args.model and not args.backend.startswith("replay:"):
+        raise UsageError(
+            "what should run? --model NAME|PATH (a model through usbtrace's backend),"
+            " -- CMD [ARGS...] (your own program) or --attach/--duration SECONDS (whatever runs)"
+        )
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(f"--duration must be more than 0 seconds, not {args.duration}")
+    for key, value in MODEL_RUN_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.count < 1:
         raise UsageError(f"--count must be at least 1, not {args.count}")
     if args.warmup < 0:
@@ -174,19 +237,68 @@ def make_backend(spec: str, model_path: Path | None, bus: int | None) -> Backend
     return TfliteBackend(model_path)
 
 
+def _attaching(args: argparse.Namespace) -> bool:
+    return bool(args.attach or args.duration is not None)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def command_name(argv: list[str]) -> str:
+    """A file-name stem for a wrapped command: the script or module an interpreter runs, else
+    the program itself (``python3 -m pkg.app`` -> ``app``, ``./bench.sh`` -> ``bench``)."""
+    words = [Path(w).name for w in argv]
+    name = words[0]
+    if re.match(r"^(python[0-9.]*|pypy[0-9.]*|bash|sh|node|ruby|perl)$", name):
+        rest = argv[1:]
+        for i, word in enumerate(rest):
+            if word == "-c":
+                break  # inline code: the interpreter's name is all there is
+            if word == "-m" and i + 1 < len(rest):
+                name = rest[i + 1].rsplit(".", 1)[-1]
+                break
+            if not word.startswith("-"):
+                name = Path(word).name
+                break
+    stem = _UNSAFE.sub("_", name.rsplit(".", 1)[0] if "." in name[1:] else name).strip("._")
+    return stem or "command"
+
+
+def _live_view(args: argparse.Namespace) -> LiveWatch | None:
+    import sys
+
+    if args.no_live or not sys.stderr.isatty():
+        return None
+    from usbtrace.report.live_view import LiveView
+
+    return LiveView()
+
+
 def run(args: argparse.Namespace) -> int:
-    from usbtrace.capture.runner import CaptureConfig, run_capture
+    from usbtrace.capture.runner import CaptureConfig, RunnerHooks, run_capture
 
     _validate(args)
     name, model_path = resolve_model(args.model) if args.model else (None, None)
-    backend = make_backend(args.backend, model_path, args.bus)
+    if args.command or _attaching(args):
+        # the program runs its own model; --model only says which, for summarize's checks
+        backend = None
+        stem = command_name(args.command) if args.command else "attach"
+        name = name or stem
+    else:
+        backend = make_backend(args.backend, model_path, args.bus)
     if name is None:
         replayed = args.backend.removeprefix("replay:")
         name = "replay-" + Path(replayed).name.removesuffix(".pcapng")
+    hooks = RunnerHooks(live=_live_view(args))
+    # tests and the docs' examples without USB: capture another dumpcap interface (e.g. lo)
+    interface = os.environ.get(INTERFACE_ENV) or None
     config = CaptureConfig(
         model=name if args.model else None,
         model_path=model_path,
         backend=backend,
+        command=list(args.command) if args.command else None,
+        attach=_attaching(args),
+        duration=args.duration,
         count=args.count,
         warmup=args.warmup,
         interval=args.interval,
@@ -195,5 +307,7 @@ def run(args: argparse.Namespace) -> int:
         snaplen=args.snaplen,
         label=args.label,
         name=name,
+        interface=interface,
+        skip_device_check=interface is not None,
     )
-    return run_capture(config).exit_status
+    return run_capture(config, hooks).exit_status

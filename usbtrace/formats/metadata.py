@@ -67,6 +67,24 @@ class InvokeTiming:
 
 
 @dataclass
+class CommandRun:
+    """The user's own command a capture wrapped (``usbtrace capture -- CMD``).
+
+    ``exit_status`` is as a shell reports it (128+N when signal N ended it); times are
+    CLOCK_REALTIME ns; ``run_time_s`` is measured on the monotonic clock.
+    """
+
+    argv: list[str]
+    start_ns: int
+    end_ns: int | None = None
+    exit_status: int | None = None
+    run_time_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass
 class CaptureMetadata:
     """What the capture runner knows about a capture. Unknown keys survive a round trip.
 
@@ -82,6 +100,10 @@ class CaptureMetadata:
     bus: int | None = None
     device: int | None = None
     invokes: list[InvokeTiming] = field(default_factory=list)
+    # what ran during the capture: "model" (a backend's invokes), "command" (the user's own
+    # program: no host invoke timestamps) or "attach" (nothing started by usbtrace)
+    mode: str | None = None
+    command: CommandRun | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -97,6 +119,8 @@ class CaptureMetadata:
                 {"index": i.index, "start_ns": i.start_ns, "end_ns": i.end_ns, "warmup": i.warmup}
                 for i in self.invokes
             ]
+        if self.command is not None:
+            out["command"] = self.command.to_json()
         return out
 
     @classmethod
@@ -114,8 +138,11 @@ class CaptureMetadata:
         meta.invokes, why = _invokes(data.get("invokes"))
         if why:
             meta.problems.append(f"invokes: {why}")
+        meta.command, why = _command(data.get("command"))
+        if why:
+            meta.problems.append(f"command {why}")
         for key, value in data.items():
-            if key in SCHEMA or key in ("invokes", "usbtrace_metadata"):
+            if key in SCHEMA or key in ("invokes", "command", "usbtrace_metadata"):
                 continue
             if value is None and key in EXTRA_SCHEMA:
                 continue  # a known optional field the writer had no value for
@@ -178,6 +205,16 @@ def _sha256(value: Any) -> str | None:
     return None if ok else "is not 64 lowercase hex digits"
 
 
+MODES = ("model", "command", "attach")
+
+
+def _one_of(values: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in values else f"is not one of {', '.join(values)}"
+
+    return check
+
+
 def _link_speed(value: Any) -> str | None:
     return None if value in LINK_SPEEDS else f"is not one of {', '.join(LINK_SPEEDS)}"
 
@@ -190,6 +227,7 @@ SCHEMA: dict[str, Callable[[Any], str | None]] = {
     "link_speed": _link_speed,
     "bus": _int_in(1, 255),  # usbmon's bus numbers
     "device": _int_in(1, 127),  # USB device addresses
+    "mode": _one_of(MODES),
 }
 _FIELDS = tuple(SCHEMA)
 
@@ -242,6 +280,37 @@ def _invokes(raw: Any) -> tuple[list[InvokeTiming], str | None]:
     good = [i for i in map(_invoke, raw) if i is not None]
     bad = len(raw) - len(good)
     return good, (f"{bad} of {len(raw)} dropped (not index, start_ns <= end_ns)" if bad else None)
+
+
+MAX_ARGS = 4096
+
+
+def _command(raw: Any) -> tuple[CommandRun | None, str | None]:
+    """The wrapped command: argv strings, integer CLOCK_REALTIME times, status, seconds."""
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        return None, f"is not an object ({_kind(raw)})"
+    argv, start = raw.get("argv"), raw.get("start_ns")
+    if not isinstance(argv, list) or not 0 < len(argv) <= MAX_ARGS:
+        return None, f"argv is not a list of 1..{MAX_ARGS} strings"
+    if not all(isinstance(a, str) and len(a) <= 1 << 16 for a in argv):
+        return None, "argv holds something other than strings of at most 64 KiB"
+    if not isinstance(start, int) or not _is_int(start) or not 0 <= start < 2**63:
+        return None, "start_ns is not a time in ns"
+    run = CommandRun(argv=argv, start_ns=start)
+    end, status, seconds = raw.get("end_ns"), raw.get("exit_status"), raw.get("run_time_s")
+    if end is not None and (not _is_int(end) or not start <= end < 2**63):
+        return run, "end_ns is not a time in ns after start_ns"
+    run.end_ns = end
+    if status is not None and (not _is_int(status) or not 0 <= status <= 255):
+        return run, "exit_status is not 0..255"
+    run.exit_status = status
+    number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+    if seconds is not None and not (number and 0 <= seconds <= MAX_SECONDS):
+        return run, f"run_time_s is not a number of seconds in 0..{MAX_SECONDS:g}"
+    run.run_time_s = seconds
+    return run, None
 
 
 def _invoke(item: Any) -> InvokeTiming | None:
