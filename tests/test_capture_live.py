@@ -17,8 +17,8 @@ from capture_fakes import SessionWriter
 from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
 from usbtrace.analysis.live_feed import SnapshotFeed, SubprocessFeed
-from usbtrace.analysis.summary import summarize_file
 from usbtrace.formats.follow import PcapngFollower
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.live_view import render_lines
 
 PROJECT = Path(__file__).resolve().parents[1]

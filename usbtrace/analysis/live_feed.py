@@ -31,10 +31,10 @@ from typing import Protocol
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest
 from usbtrace.analysis.requests import KIND_INFERENCE
 from usbtrace.analysis.summary import summarize_trace
-from usbtrace.edgetpu.decode import decode_capture
 from usbtrace.edgetpu.trace import NS
 from usbtrace.errors import CaptureWarning, InputError
 from usbtrace.formats.follow import PcapngFollower
+from usbtrace.pipeline import decode_capture
 
 
 @dataclass
