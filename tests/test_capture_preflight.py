@@ -8,6 +8,8 @@ from capture_fakes import edgetpu_entry, fake_host
 from usbtrace.capture import preflight as pf
 from usbtrace.capture.sysfs import HostPaths, find_edgetpus, speed_name
 from usbtrace.edgetpu.constants import PID_EDGETPU_DFU, VID_GLOBAL_UNICHIP
+from usbtrace.models.builders import build_model
+from usbtrace.models.package_writer import study_like_executables, write_compiled_model
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -118,14 +120,16 @@ def test_speed_names(raw, name):
 
 def test_uncompiled_model_refused(tmp_path):
     model = tmp_path / "plain.tflite"
-    model.write_bytes(b"\x18\x00\x00\x00TFL3" + bytes(100))
+    model.write_bytes(build_model("conv", 10))  # a real TFLite file, never compiled
     with pytest.raises(pf.PreflightError) as exc:
-        pf.check_model(model, pf.marker_inspector)
+        pf.check_model(model, pf.default_inspector())
     line = _one_line(exc)
     assert "edgetpu_compiler" in line and "CPU" in line
-    compiled = tmp_path / "m_edgetpu.tflite"
-    compiled.write_bytes(b"TFL3" + pf.EDGETPU_MARKER + bytes(10))
-    assert pf.check_model(compiled, pf.marker_inspector).compiled
+    compiled = write_compiled_model(
+        tmp_path / "m_edgetpu.tflite", [study_like_executables(1000, 0, [800], 100)]
+    )
+    summary = pf.check_model(compiled, pf.default_inspector())
+    assert summary.compiled and summary.cached_bytes == 1000
 
 
 def test_real_compiled_and_uncompiled_models(shared_file):

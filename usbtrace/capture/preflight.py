@@ -11,59 +11,30 @@ import os
 import platform
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from usbtrace.capture.backends.base import Backend, BackendUnavailable, RuntimeInfo
 from usbtrace.capture.dumpcap import dumpcap_path
 from usbtrace.capture.sysfs import HostPaths, UsbDevice, find_edgetpus, list_devices, usbmon_buses
 from usbtrace.errors import UsageError
+from usbtrace.models.inspect import ModelSummary, inspect_model
 
 # A capture with the default snaplen is a few hundred KiB; keep room for the OS and a margin.
 MIN_FREE_BYTES = 64 * 1024 * 1024
 # what dumpcap's usbmon records add per transfer beyond the data, roughly (pcapng + usbmon header)
 RECORD_OVERHEAD = 100
 
-EDGETPU_MARKER = b"edgetpu-custom-op"
-
 
 class PreflightError(UsageError):
     """A host, device or model problem found before capturing; the message names the fix."""
 
 
-class ModelSummaryLike(Protocol):
-    compiled: bool
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-ModelInspector = Callable[[Path], ModelSummaryLike]
-
-
-@dataclass(frozen=True)
-class MarkerSummary:
-    """Stand-in for the model inspector's summary: only knows whether the Edge TPU op is there."""
-
-    compiled: bool
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"compiled": self.compiled, "file_bytes": self.size, "inspector": "marker"}
-
-
-def marker_inspector(path: Path) -> MarkerSummary:
-    data = path.read_bytes()
-    return MarkerSummary(compiled=EDGETPU_MARKER in data, size=len(data))
+ModelInspector = Callable[[Path], ModelSummary]
 
 
 def default_inspector() -> ModelInspector:
-    """The models package's inspector when it is installed, else the marker check."""
-    try:
-        from usbtrace.models.inspect import inspect_model  # type: ignore[import-not-found]
-    except ImportError:
-        return marker_inspector
-    return inspect_model  # type: ignore[no-any-return]
+    """The models package's inspector (tests pass their own)."""
+    return inspect_model
 
 
 def check_platform(system: str | None = None) -> None:
@@ -174,16 +145,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_model(path: Path, inspector: ModelInspector) -> ModelSummaryLike:
+def check_model(path: Path, inspector: ModelInspector) -> ModelSummary:
     try:
         summary = inspector(path)
     except OSError as exc:
         raise PreflightError(f"{path}: cannot read the model: {exc.strerror}") from exc
     if not summary.compiled:
-        reason = (
-            getattr(summary, "reason", None)
-            or "not compiled for the Edge TPU: no edgetpu-custom-op"
-        )
+        reason = summary.reason or "not compiled for the Edge TPU: no edgetpu-custom-op"
         raise PreflightError(
             f"{path}: {reason}; it would run on the CPU and move nothing over USB:"
             f" compile it: edgetpu_compiler -o {path.parent} {path}"
@@ -211,14 +179,12 @@ def check_disk(directory: Path, needed: int) -> int:
     return free
 
 
-def bytes_needed(summary: ModelSummaryLike | None, runs: int, snaplen: int) -> int:
+def bytes_needed(summary: ModelSummary | None, runs: int, snaplen: int) -> int:
     """A generous estimate of the file size; only matters when full payloads are kept."""
     if snaplen != 0 or summary is None:
         return MIN_FREE_BYTES
-    per_run = sum(
-        int(getattr(summary, name, 0) or 0)
-        for name in ("instruction_bytes", "input_bytes", "streamed_bytes", "output_bytes")
-    )
-    cached = int(getattr(summary, "cached_bytes", 0) or 0)
+    s = summary
+    per_run = s.instruction_bytes + s.input_bytes + s.streamed_bytes + s.output_bytes
+    cached = s.cached_bytes
     transfers = (per_run + cached) // 1024 + 1
     return MIN_FREE_BYTES + 2 * (cached + runs * per_run) + transfers * RECORD_OVERHEAD

@@ -126,8 +126,11 @@ class Urbs:
         return out
 
 
+_RECORD_FIELDS = frozenset(RECORD.names or ())  # the rest are usbmon header fields
+
+
 def _field(records: np.ndarray, name: str) -> np.ndarray:
-    return records[name] if name in RECORD.names else records["hdr"][name]
+    return records[name] if name in _RECORD_FIELDS else records["hdr"][name]
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
