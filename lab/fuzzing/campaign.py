@@ -41,7 +41,7 @@ def run_case(seed: int, path: Path, inspect_every: int, chunk_every: int = 3) ->
     if chunk_every and seed % chunk_every == 0 and not ref.traceback:
         outcomes.append(check_chunking(path, ref, 64 + 4 * (seed % 200)))
     if inspect_every and seed % inspect_every == 0:
-        outcomes.append(check_inspect(path))
+        outcomes.append(check_inspect(path, expect_result=case.expect_result))
     return [
         Failure(seed, o.command, o.violations, _where(o), case.base, case.mutations)
         for o in outcomes

@@ -92,7 +92,10 @@ def check_summarize(
     return o
 
 
-def check_inspect(path: Path) -> Outcome:
+def check_inspect(path: Path, *, expect_result: bool = False) -> Outcome:
+    """``inspect`` keeps the contract, and like ``summarize`` keeps a damaged file's readable
+    prefix: with the damage after the first complete inference (a lying block length, a cut),
+    that inference's completion event must be listed."""
     o = run_cli(["inspect", "--json", str(path)])
     if o.traceback:
         o.violations.append("traceback")
@@ -100,13 +103,16 @@ def check_inspect(path: Path) -> Outcome:
     if o.status not in (0, 1, 2):
         o.violations.append(f"exit status {o.status} (want 0, 1 or 2)")
     o.violations += _stderr_violations(o)
+    rows = []
     if o.status == 0:
         for line in o.stdout.splitlines():
             try:
-                json.loads(line)
+                rows.append(json.loads(line))
             except ValueError:
                 o.violations.append(f"inspect --json printed a non-JSON line: {line[:100]!r}")
                 break
+    if expect_result and not any(str(r.get("kind", "")).startswith("event") for r in rows):
+        o.violations.append("no event listed although the damage lies after the first inference")
     return o
 
 
