@@ -52,3 +52,21 @@ def test_same_model_in_two_folders_gets_a_capture_column(tmp_path: Path):
 def test_distinct_models_need_no_capture_column(tmp_path: Path):
     head, *rows = _table(run_cli(["summarize", str(CONV), str(DENSE)]))
     assert "capture" not in head and [r[0] for r in rows] == ["conv_50", "dense_300"]
+
+
+def test_a_file_name_is_never_shown_as_a_model(tmp_path: Path):
+    """Without metadata or a catalog match, the model cell says "-", and the files' names go in
+    the capture column, never under "model" (a name like dense.txt would read as a model)."""
+    for name in ("dense.txt", "other.txt"):
+        shutil.copy(DENSE, tmp_path / name)
+        path = tmp_path / name
+        data = path.read_bytes()
+        # drop the metadata block (the last block, usbtrace's custom block): no model known
+        end = data.rfind(b"USBTRACE-META")
+        assert end > 0
+        start = data.rfind(b"\xad\x0b\x00\x00", 0, end)  # custom block type 0x00000BAD
+        path.write_bytes(data[:start])
+    files = [str(tmp_path / "dense.txt"), str(tmp_path / "other.txt")]
+    head, *rows = _table(run_cli(["summarize", *files]))
+    assert head[:3] == ["model", "capture", "link"]
+    assert [r[:2] for r in rows] == [["-", "dense.txt"], ["-", "other.txt"]]

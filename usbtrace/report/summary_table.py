@@ -79,8 +79,10 @@ def _ms(seconds: float | None) -> str:
 
 
 def row_name(s: CaptureSummary) -> str:
-    """A capture's first cell: its model (a guess shows as "dense_900?"), else its file name."""
-    return s.model_label or s.file.rsplit("/", 1)[-1]
+    """A capture's first cell, under "model": its model (a guess shows as "dense_900?"), or "-"
+    when none is known. A file name is never shown as a model: rows that this leaves alike get
+    a "capture" column (``capture_names``)."""
+    return s.model_label or "-"
 
 
 def capture_cells(s: CaptureSummary, compact: bool = False) -> list[str]:
