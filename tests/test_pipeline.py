@@ -202,6 +202,21 @@ def test_fifo_without_a_writer_gives_up_with_a_message(tmp_path):
     assert said and "waiting up to 0.5 s for a writer" in said[0]
 
 
+def _open_fifo_writer(fifo: Path, proc: subprocess.Popen, deadline: float) -> int:
+    """The FIFO's write end, once the reader has opened it (never blocks: a reader that died
+    before opening it fails the test instead of hanging it)."""
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            assert time.monotonic() < deadline, "inspect never opened the FIFO"
+            time.sleep(0.02)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
 def test_inspect_prints_rows_before_its_input_ends(tmp_path):
     """Streaming for real: with the FIFO's writer still open, the first rows are out."""
     fifo = tmp_path / "slow.fifo"
@@ -216,18 +231,35 @@ def test_inspect_prints_rows_before_its_input_ends(tmp_path):
         stderr=subprocess.PIPE,
         env=env,
     )
-    writer = open(fifo, "wb")  # noqa: SIM115
+    deadline = time.monotonic() + 60
+    fd = _open_fifo_writer(fifo, proc, deadline)
+    # the write blocks while inspect has not read it: a thread, so the test can time out
+    writer = threading.Thread(target=os.write, args=(fd, data[: len(data) // 2]), daemon=True)
     try:
-        writer.write(data[: len(data) // 2])
-        writer.flush()
-        first = proc.stdout.readline()  # arrives while half the capture is still unwritten
+        writer.start()
+        first = _readline_by(proc, deadline)  # arrives while half the capture is unwritten
         assert json.loads(first)["device"] == "2.4"
         assert proc.poll() is None
     finally:
-        writer.close()
+        writer.join(timeout=max(0.0, deadline - time.monotonic()))
+        os.close(fd)
+        if proc.poll() is None and writer.is_alive():
+            proc.kill()
     proc.stdout.close()  # the reader goes away (`| head`): inspect stops, without a traceback
     assert proc.wait(timeout=60) == 0
     assert b"Traceback" not in proc.stderr.read()
+
+
+def _readline_by(proc: subprocess.Popen, deadline: float) -> bytes:
+    """One line of the child's stdout, or a failure (not a hang) past the deadline."""
+    line: list[bytes] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout=max(0.0, deadline - time.monotonic()))
+    if not line:
+        proc.kill()
+        raise AssertionError("inspect printed no line within 60 s while its input was open")
+    return line[0]
 
 
 def test_inspect_keeps_the_readable_prefix_like_summarize(tmp_path):
