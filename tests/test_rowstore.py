@@ -7,7 +7,7 @@ import pytest
 
 from usbtrace.analysis import rowstore
 from usbtrace.analysis.metrics import REQUEST
-from usbtrace.analysis.rowstore import RowStore, select
+from usbtrace.analysis.rowstore import RowStore, TransferSequences, select
 
 
 @pytest.mark.parametrize("sizes", [[0], [1], [7, 0, 3, 11, 1], [25], [4, 4, 4, 4, 4, 4, 1]])
@@ -41,3 +41,24 @@ def test_select_copies_only_the_named_columns_of_the_chosen_rows():
     assert out.dtype.itemsize < REQUEST.itemsize
     assert out["parameters"].tolist() == [30, 40, 50]
     assert out["t_end_ns"].tolist() == [3, 4, 5]
+
+
+def test_transfer_sequences_give_each_request_its_transfers_in_order():
+    rng = np.random.default_rng(7)
+    expected: dict[int, list[tuple[int, int]]] = {}
+    seqs = TransferSequences()
+    offset = 0
+    for k in (3, 0, 5, 1, 4):
+        n = int(rng.integers(0, 12))
+        request = rng.integers(0, max(k, 1), n) if k else np.zeros(0, dtype=np.int64)
+        # a few sequences repeat (as a model's do), one length is above 2**24
+        tag = rng.integers(0, 3, len(request)).astype(np.uint8)
+        length = rng.choice([8, 16, 2_943_616, 40_000_000], len(request)).astype(np.uint32)
+        for r, t, n_ in zip(request.tolist(), tag.tolist(), length.tolist()):
+            expected.setdefault(r + offset, []).append((t, n_))
+        seqs.add(request, tag, length, k)
+        offset += k
+    seqs.close()
+    assert len(seqs.ids) == offset
+    assert seqs.sequences() == expected
+    assert len(seqs.distinct) <= offset

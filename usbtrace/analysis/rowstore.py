@@ -72,3 +72,54 @@ def select(rows: np.ndarray, which: np.ndarray, names: tuple[str, ...]) -> np.nd
     for n in names:
         out[n] = rows[n][which]
     return out
+
+
+# one bulk-OUT logical transfer as a model reconciliation compares it: (tag, announced length)
+TAG_LENGTH = np.dtype([("tag", "u1"), ("length", "<u4")])
+
+
+class TransferSequences:
+    """Per request, the (tag, length) order of its bulk-OUT transfers, for reconciling with a
+    model. A model runs the same sequence request after request, so each distinct sequence is
+    kept once and a request keeps only its number (4 bytes, rather than 9 per transfer: 27 MB
+    on a 14.4 M-frame capture of 3 M transfers)."""
+
+    def __init__(self) -> None:
+        self._ids = RowStore(np.dtype("<u4"))  # per request, in index order
+        self._known: dict[bytes, int] = {}
+        self.distinct: list[bytes] = []  # TAG_LENGTH records, packed
+        self.ids = np.zeros(0, dtype="<u4")  # set by ``close``
+
+    def add(self, request: np.ndarray, tag: np.ndarray, length: np.ndarray, k: int) -> None:
+        """The next ``k`` requests' transfers: ``request`` numbers them 0..k-1 (each request's
+        transfers in transfer order)."""
+        order = np.argsort(request, kind="stable")
+        packed = np.empty(len(order), dtype=TAG_LENGTH)
+        packed["tag"] = tag[order]
+        packed["length"] = length[order]
+        data = packed.tobytes()
+        ends = (np.cumsum(np.bincount(request, minlength=k)) * TAG_LENGTH.itemsize).tolist()
+        ids = np.empty(k, dtype="<u4")
+        start = 0
+        for i, end in enumerate(ends):
+            key = data[start:end]
+            found = self._known.get(key)
+            if found is None:
+                found = self._known[key] = len(self.distinct)
+                self.distinct.append(key)
+            ids[i] = found
+            start = end
+        self._ids.append(ids)
+
+    def close(self) -> None:
+        """No more requests: join the per-request numbers."""
+        self.ids = self._ids.take()
+        self._known.clear()
+
+    def sequences(self) -> dict[int, list[tuple[int, int]]]:
+        """Per request index (requests without a transfer are left out), its sequence."""
+        decoded = [
+            [(int(t), int(n)) for t, n in np.frombuffer(d, dtype=TAG_LENGTH).tolist()]
+            for d in self.distinct
+        ]
+        return {i: list(decoded[s]) for i, s in enumerate(self.ids.tolist()) if decoded[s]}

@@ -34,7 +34,7 @@ from usbtrace.analysis.requests import (
     Segmentation,
     segment_arrays,
 )
-from usbtrace.analysis.rowstore import RowStore, select
+from usbtrace.analysis.rowstore import RowStore, TransferSequences, select
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.decode import DecodedCapture
@@ -65,10 +65,6 @@ class CsrCounts:
     open_duration_ns: int | None
 
 
-# per logical transfer: its request (global index), tag and announced length
-TRANSFER_TAG = np.dtype([("request", "<u4"), ("tag", "u1"), ("length", "<u4")])
-
-
 @dataclass
 class CaptureSummary:
     file: str
@@ -84,9 +80,8 @@ class CaptureSummary:
     other_devices: list[str] = field(default_factory=list)
     reconciliation: dict | None = None
     model_source: str | None = None  # how ``model`` is known: usbtrace.models.identify
-    # per logical transfer, in transfer order: (request index, tag, length), for reconciling
-    # the bulk-OUT order with a model
-    transfer_tags: np.ndarray = field(default_factory=lambda: np.zeros(0, TRANSFER_TAG))
+    # per request, its bulk-OUT transfers' (tag, length) order, for reconciling with a model
+    transfer_sequences: TransferSequences = field(default_factory=TransferSequences)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -153,11 +148,7 @@ class CaptureSummary:
 
     def sequences(self) -> dict[int, list[tuple[int, int]]]:
         """Per request index, its bulk-OUT (tag, length) order."""
-        out: dict[int, list[tuple[int, int]]] = {}
-        t = self.transfer_tags
-        for r, tag, length in zip(t["request"].tolist(), t["tag"].tolist(), t["length"].tolist()):
-            out.setdefault(r, []).append((tag, length))
-        return out
+        return self.transfer_sequences.sequences()
 
     def summary_json(self) -> dict:
         lat = self._latencies_ns() / NS
@@ -233,7 +224,7 @@ class RequestLog:
 
     rows: RowStore = field(default_factory=lambda: RowStore(REQUEST))
     problems: dict[int, list[str]] = field(default_factory=dict)  # by global request index
-    tags: RowStore = field(default_factory=lambda: RowStore(TRANSFER_TAG))
+    tags: TransferSequences = field(default_factory=TransferSequences)
     count: int = 0  # requests finished so far: the next window's first global index
     transfer_peak: TransferPeak = field(default_factory=TransferPeak)
     first_out_ns: int | None = None  # first bulk-OUT submit
@@ -276,11 +267,7 @@ class RequestLog:
                 self.transfer_problems.append(
                     (g, f"transfer {g} ({name}, header frame {int(tab['header_frame'][i])}): {p}")
                 )
-        tags = np.zeros(int(np.count_nonzero(done)), dtype=TRANSFER_TAG)
-        tags["request"] = seg.transfer_request[done] + offset
-        tags["tag"] = tab["tag"][done]
-        tags["length"] = tab["length"][done]
-        self.tags.append(tags)
+        self.tags.add(seg.transfer_request[done], tab["tag"][done], tab["length"][done], k)
 
     def table(self) -> RequestTable:
         """Every row kept, in one table; the log's rows are emptied (see ``RowStore.take``)."""
@@ -458,12 +445,13 @@ def summarize_trace(
             "ok": fw.status_ok,
         },
         other_devices=[f"{b}.{a}" for b, a, _ in decoded.other_devices],
-        transfer_tags=_concat_tags(log),
+        transfer_sequences=_close_tags(log),
         runtime_clock_mhz=clock,
         interrupts=interrupts_json(trace),
         findings=find(trace, requests, clock),
     )
 
 
-def _concat_tags(log: RequestLog) -> np.ndarray:
-    return log.tags.take()  # empties log.tags
+def _close_tags(log: RequestLog) -> TransferSequences:
+    log.tags.close()
+    return log.tags
