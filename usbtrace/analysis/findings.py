@@ -19,6 +19,7 @@ import numpy as np
 from usbtrace.analysis.metrics import RequestTable
 from usbtrace.analysis.predict import CLOCKS
 from usbtrace.analysis.requests import KIND_CACHING, KIND_INFERENCE, KINDS
+from usbtrace.analysis.rowstore import select
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.edgetpu.wire import interrupt_names
 
@@ -91,11 +92,16 @@ def _gain(infs: np.ndarray, column: str) -> tuple[float, float] | None:
     return then, now - then
 
 
+# the columns of the inferences ``find`` reads (a copy of those, not of whole rows)
+FIND_FIELDS: tuple[str, ...] = ("t_start_ns", "t_end_ns", "parameters", "link_ns")
+FIND_FIELDS += ("host_gap_ns", "usb3_latency_ns", "max_clock_latency_ns")
+
+
 def find(trace: EdgeTpuTrace, requests: RequestTable, clock_mhz: float | None) -> list[Finding]:
     """The findings of one Edge TPU's capture, costliest first (``trace``: its link speed and
     interrupts; ``requests``: every request's compact row)."""
     r = requests.rows
-    infs = r[(r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"]]
+    infs = select(r, (r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"], FIND_FIELDS)
     latency = infs["t_end_ns"] - infs["t_start_ns"]
     n = len(infs)
     out: list[Finding] = []

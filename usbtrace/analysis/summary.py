@@ -17,6 +17,7 @@ import numpy as np
 
 from usbtrace.analysis.findings import Finding, find, interrupts_json, refill_costs
 from usbtrace.analysis.metrics import (
+    REQUEST,
     VERDICT_NA,
     VERDICTS,
     RequestTable,
@@ -25,7 +26,6 @@ from usbtrace.analysis.metrics import (
     link_peak_out,
     mark_cache_refills,
     percentile,
-    take_all,
 )
 from usbtrace.analysis.requests import (
     KIND_CACHING,
@@ -34,6 +34,7 @@ from usbtrace.analysis.requests import (
     Segmentation,
     segment_arrays,
 )
+from usbtrace.analysis.rowstore import RowStore, TransferSequences, select
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.decode import DecodedCapture
@@ -64,10 +65,6 @@ class CsrCounts:
     open_duration_ns: int | None
 
 
-# per logical transfer: its request (global index), tag and announced length
-TRANSFER_TAG = np.dtype([("request", "<u4"), ("tag", "u1"), ("length", "<u4")])
-
-
 @dataclass
 class CaptureSummary:
     file: str
@@ -83,9 +80,8 @@ class CaptureSummary:
     other_devices: list[str] = field(default_factory=list)
     reconciliation: dict | None = None
     model_source: str | None = None  # how ``model`` is known: usbtrace.models.identify
-    # per logical transfer, in transfer order: (request index, tag, length), for reconciling
-    # the bulk-OUT order with a model
-    transfer_tags: np.ndarray = field(default_factory=lambda: np.zeros(0, TRANSFER_TAG))
+    # per request, its bulk-OUT transfers' (tag, length) order, for reconciling with a model
+    transfer_sequences: TransferSequences = field(default_factory=TransferSequences)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -152,11 +148,7 @@ class CaptureSummary:
 
     def sequences(self) -> dict[int, list[tuple[int, int]]]:
         """Per request index, its bulk-OUT (tag, length) order."""
-        out: dict[int, list[tuple[int, int]]] = {}
-        t = self.transfer_tags
-        for r, tag, length in zip(t["request"].tolist(), t["tag"].tolist(), t["length"].tolist()):
-            out.setdefault(r, []).append((tag, length))
-        return out
+        return self.transfer_sequences.sequences()
 
     def summary_json(self) -> dict:
         lat = self._latencies_ns() / NS
@@ -230,8 +222,9 @@ class RequestLog:
     """What one device's finished requests leave behind while the capture streams on: a
     compact row per request and a few capture-wide scalars (``add`` per window)."""
 
-    tables: list[RequestTable] = field(default_factory=list)
-    tags: list[np.ndarray] = field(default_factory=list)  # TRANSFER_TAG
+    rows: RowStore = field(default_factory=lambda: RowStore(REQUEST))
+    problems: dict[int, list[str]] = field(default_factory=dict)  # by global request index
+    tags: TransferSequences = field(default_factory=TransferSequences)
     count: int = 0  # requests finished so far: the next window's first global index
     transfer_peak: TransferPeak = field(default_factory=TransferPeak)
     first_out_ns: int | None = None  # first bulk-OUT submit
@@ -245,8 +238,8 @@ class RequestLog:
         offset = self.count
         rows = table.rows[:k].copy()
         rows["index"] += offset
-        problems = {r + offset: p for r, p in table.problems.items() if r < k}
-        self.tables.append(RequestTable(rows, problems))
+        self.problems.update({r + offset: p for r, p in table.problems.items() if r < k})
+        self.rows.append(rows)
         self.count += k
         tab = trace.table
         done = seg.transfer_request < k
@@ -274,11 +267,12 @@ class RequestLog:
                 self.transfer_problems.append(
                     (g, f"transfer {g} ({name}, header frame {int(tab['header_frame'][i])}): {p}")
                 )
-        tags = np.zeros(int(np.count_nonzero(done)), dtype=TRANSFER_TAG)
-        tags["request"] = seg.transfer_request[done] + offset
-        tags["tag"] = tab["tag"][done]
-        tags["length"] = tab["length"][done]
-        self.tags.append(tags)
+        self.tags.add(seg.transfer_request[done], tab["tag"][done], tab["length"][done], k)
+
+    def table(self) -> RequestTable:
+        """Every row kept, in one table; the log's rows are emptied (see ``RowStore.take``)."""
+        problems, self.problems = self.problems, {}
+        return RequestTable(self.rows.take(), problems)
 
     def released(
         self, trace: EdgeTpuTrace, seg: Segmentation, k: int
@@ -320,15 +314,19 @@ def model_name(
     caching = r[r["kind"] == KINDS.index(KIND_CACHING)][:1]
     clean = np.ones(len(r), dtype=bool)
     clean[[i for i in requests.problems if requests.problems[i]]] = False
-    inf = r[(r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"] & clean]
+    inf = select(
+        r,
+        (r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"] & clean,
+        ("instructions", "input", "parameters"),
+    )
     common: list[tuple[int, int, int]] = []
     if len(inf):
         # the most common (instructions, input, parameters); a tie goes to the first seen
-        keys = np.stack([inf["instructions"], inf["input"], inf["parameters"]], axis=1)
-        uniq, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+        # (sorted as records: np.unique(axis=0) on a stacked copy took ~40 MB on 423k rows)
+        uniq, first, counts = np.unique(inf, return_index=True, return_counts=True)
         tied = np.flatnonzero(counts == counts.max())
         best = tied[np.argmin(first[tied])]
-        common = [tuple(int(x) for x in uniq[best])] * int(counts[best])  # type: ignore[list-item]
+        common = [tuple(int(x) for x in uniq[best])]  # type: ignore[list-item]
     return identify_model(
         option=option,
         metadata=decoded.metadata.model if decoded.metadata else None,
@@ -418,7 +416,7 @@ def summarize_trace(
     log = log or RequestLog()
     seg = segment_arrays(trace)
     log.add(trace, seg, all_request_metrics(trace, seg), seg.n_requests)
-    requests = RequestTable.concat(log.tables)  # empties log.tables
+    requests = log.table()  # empties the log's rows
     peak = link_peak_out(log.transfer_peak.peak, requests)
     mark_cache_refills(requests)
     _align_host(requests, decoded.metadata)
@@ -447,12 +445,13 @@ def summarize_trace(
             "ok": fw.status_ok,
         },
         other_devices=[f"{b}.{a}" for b, a, _ in decoded.other_devices],
-        transfer_tags=_concat_tags(log),
+        transfer_sequences=_close_tags(log),
         runtime_clock_mhz=clock,
         interrupts=interrupts_json(trace),
         findings=find(trace, requests, clock),
     )
 
 
-def _concat_tags(log: RequestLog) -> np.ndarray:
-    return take_all(log.tags, TRANSFER_TAG)  # empties log.tags
+def _close_tags(log: RequestLog) -> TransferSequences:
+    log.tags.close()
+    return log.tags
