@@ -28,7 +28,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from usbtrace.analysis.live_feed import FeedUpdate, SnapshotFeed  # noqa: E402
-from usbtrace.analysis.summary import summarize_file  # noqa: E402
+from usbtrace.pipeline import summarize_file  # noqa: E402
 from usbtrace.report.live_view import LiveView  # noqa: E402
 
 
