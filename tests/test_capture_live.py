@@ -18,8 +18,8 @@ from capture_fakes import SessionWriter
 from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
 from usbtrace.analysis.live_feed import PipelineFeed, SubprocessFeed
-from usbtrace.pipeline import summarize_file
 from usbtrace.formats.follow import PcapngFollower
+from usbtrace.pipeline import summarize_file
 from usbtrace.report.live_view import render_lines
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -176,6 +176,8 @@ def test_pipeline_feed_reads_each_byte_once_in_many_windows(tmp_path):
     assert feed.capture is not None and feed.capture.info.bytes_read == len(data)
     # the follower reads a block being written again at the next poll: a few bytes each
     assert len(data) <= feed.source.follower.bytes_read < len(data) + polls * 2048
+
+
 def _whole(tmp_path, data):
     path = tmp_path / "whole.pcapng"
     path.write_bytes(data)

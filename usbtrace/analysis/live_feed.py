@@ -148,17 +148,20 @@ class PipelineFeed:
 
     def _hand_on(self, device: str, rows: np.ndarray, offset: int) -> None:
         rows = rows[rows["has_event"]]
+        inference = rows["kind"] == KINDS.index(KIND_INFERENCE)
+        streamed = np.where(inference, rows["parameters"], 0).tolist()
+        latency = ((rows["t_end_ns"] - rows["t_start_ns"]) / NS).tolist()
         new = [
-            LiveRequest(
-                device=device,
-                index=int(r["index"]) + offset,
-                kind=KINDS[int(r["kind"])],
-                t_end_ns=int(r["t_end_ns"]),
-                latency_s=(int(r["t_end_ns"]) - int(r["t_start_ns"])) / NS,
-                streamed_bytes=int(r["parameters"]) if KINDS[int(r["kind"])] == KIND_INFERENCE else 0,
-                verdict=VERDICTS[int(r["verdict"])],
+            LiveRequest(device, i + offset, KINDS[k], t_end, lat, sent, VERDICTS[v])
+            for i, k, t_end, lat, sent, v in zip(
+                rows["index"].tolist(),
+                rows["kind"].tolist(),
+                rows["t_end_ns"].tolist(),
+                latency,
+                streamed,
+                rows["verdict"].tolist(),
+                strict=True,
             )
-            for r in rows
         ]
         with self._lock:
             self._pending.requests += new
