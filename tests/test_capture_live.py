@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,59 @@ def test_pipeline_feed_reports_real_damage_once(tmp_path):
         f"capture file damaged at byte {ends[-3]}: block length 7 is not valid"
     ]
     assert second.warnings == []
+
+
+def test_pipeline_feed_warns_of_a_failed_transfer_while_the_capture_goes_on(tmp_path):
+    writer = SessionWriter()
+    writer.session(20)
+    # a bulk-OUT completion a third of the way in fails (-71: EPROTO)
+    i = next(
+        j
+        for j in range(len(writer.records) // 3, len(writer.records))
+        if writer.records[j].urb_type == ord("C") and writer.records[j].epnum == 1
+    )
+    writer.records[i] = replace(writer.records[i], status=-71)
+    data = _encoded(writer)
+    truth = summarize_file(_whole(tmp_path, data))[0]
+    failed = [p for p in truth.integrity.problems if p.startswith("request ")]
+    assert failed
+    path = tmp_path / "live.pcapng"
+    path.write_bytes(b"")
+    feed = PipelineFeed(path)
+    cut = len(data) * 2 // 3
+    path.write_bytes(data[:cut])
+    # the capture goes on: the failed request is final before the writer stops
+    early = feed.poll()
+    deadline = time.monotonic() + 20
+    while not early.warnings and time.monotonic() < deadline:
+        time.sleep(0.05)
+        early = feed.poll()
+    with open(path, "ab") as f:
+        f.write(data[cut:])
+    last = feed.finish()
+    feed.close()
+    assert [w.message for w in early.warnings] == failed
+    assert sorted(w.message for w in early.warnings + last.warnings) == sorted(
+        truth.integrity.problems
+    )
+
+
+def test_pipeline_feed_names_drops_when_the_writer_stops(tmp_path):
+    """dumpcap writes its drop count in a statistics block when it stops: the feed's last
+    update names it, as the summary does."""
+    writer = SessionWriter()
+    writer.session(3)
+    writer.layout = replace(writer.layout, statistics=True, dropped=4)
+    data = _encoded(writer)
+    truth = summarize_file(_whole(tmp_path, data))[0]
+    assert "4 packet(s) dropped by the capture" in truth.integrity.problems
+    path = tmp_path / "live.pcapng"
+    path.write_bytes(b"")
+    feed = PipelineFeed(path)
+    seen, warnings, _, _ = _grow(path, data, _blocks(data), feed)
+    feed.close()
+    assert [w.message for w in warnings] == ["4 packet(s) dropped by the capture"]
+    assert len(seen) == len(truth.requests)
 
 
 # -- in a pseudo-terminal -------------------------------------------------------------------------

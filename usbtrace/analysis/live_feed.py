@@ -7,10 +7,11 @@ until ``finish()``), so each byte is read and analysed once, and a poll costs wh
 since the last one. Every window's final requests are handed on with their kind, latency,
 streamed bytes and verdict, and integrity warnings as they appear.
 
-Windows end on a timer as well (``WINDOW_S``), so the view moves at low traffic too. This feed's
-windows are the only timer-driven ones: counts, kinds and latencies do not depend on where a
-window ends (``final_count``), but a request's verdict is computed over its window's URBs, so the
-live verdicts may differ from ``summarize``'s fixed-frame windows. The requests still in flight
+Windows end whenever the analysis has caught up with the file, and every ``WINDOW_S`` while it
+is behind, so the view moves at low traffic too. This feed's windows are the only ones that
+depend on time: counts, kinds and latencies do not depend on where a window ends
+(``final_count``), but a request's verdict is computed over its window's URBs, so the live
+verdicts may differ from ``summarize``'s fixed-frame windows. The requests still in flight
 when the writer stops (nothing after them to make them final) come with ``finish()``, when the
 end of the capture is known.
 
@@ -82,6 +83,7 @@ class PipelineFeed:
         self._pending = FeedUpdate()
         self._lock = threading.Lock()
         self._reported: set[str] = set()
+        self._transfer_problems: dict[tuple[int, int], int] = {}  # per device, handed on
         self._last_window = time.monotonic()
         self.windows = 0  # windows analysed so far
         self._thread = threading.Thread(target=self._run, name="usbtrace-feed", daemon=True)
@@ -105,6 +107,10 @@ class PipelineFeed:
         except InputError as exc:
             if self.source.follower.offset:  # not for a file that never got its first block
                 self._warn(f"live analysis stopped: {exc.message}")
+        except (OSError, ValueError):
+            if not self.source.stream.closed:
+                raise
+            # close() before finish(): the stream was closed under the analysis, as asked
         finally:
             self.source.stream.close()  # the follower stops at once if it was still copying
 
@@ -113,8 +119,11 @@ class PipelineFeed:
         self._streamer(decoder)
 
     def _due(self) -> bool:
+        """A window ends when the analysis has caught up with the file (what is known now is
+        shown now, however little arrives), or ``window_s`` after the last one while it is
+        behind."""
         now = time.monotonic()
-        if now - self._last_window < self.window_s:
+        if now - self._last_window < self.window_s and not self.source.drained():
             return False
         self._last_window = now
         return True
@@ -128,12 +137,17 @@ class PipelineFeed:
         k: int,
     ) -> None:
         """The pipeline's per-window hook: the window's first ``k`` requests are final."""
-        offset = self._streamer.logs[key].count - k  # the log has taken them already
+        log = self._streamer.logs[key]
+        offset = log.count - k  # the log has taken them already
         self._hand_on(trace.name, table.rows[:k], offset)
+        # worded as the summary words them, so that the end's full list repeats none
         for r, problems in sorted(table.problems.items()):
             if r < k:
                 for p in problems:
-                    self._warn(f"{trace.name} request {r + offset}: {p}")
+                    self._warn(f"request {r + offset}: {p}")
+        for _, text in log.transfer_problems[self._transfer_problems.get(key, 0) :]:
+            self._warn(text)
+        self._transfer_problems[key] = len(log.transfer_problems)
 
     def _tail(self, decoded: DecodedCapture) -> None:
         """At the end of the file: the requests no later data made final, and every integrity

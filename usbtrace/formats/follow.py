@@ -11,6 +11,7 @@ that waits at the end of the file until told the writer has stopped (the live fe
 from __future__ import annotations
 
 import os
+import select
 import struct
 import threading
 from dataclasses import dataclass
@@ -142,13 +143,20 @@ class FollowStream:
                     view = view[os.write(self._write_fd, view) :]
                 if not data and (stopping or self.follower.damage is not None):
                     return
-                if not data:
+                if len(data) < self.follower.max_read // 2:
+                    # caught up with the writer: what it appends meanwhile comes as one piece
                     self._stop.wait(self.poll_s)
         except OSError:
             return  # the reader closed its end: nobody wants more
         finally:
             os.close(self._write_fd)
             self.follower.close()
+
+    def drained(self) -> bool:
+        """Whether the reader has taken every byte handed on so far (the file's end, for now)."""
+        if self.stream.closed:
+            return True
+        return not select.select([self.stream], [], [], 0)[0]
 
     def stop(self, wait_s: float | None = None) -> None:
         """The writer has finished: hand on the rest of the file, then end the stream."""
