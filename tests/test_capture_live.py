@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from capture_fakes import SessionWriter
+from conftest import shared_path
 
 from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
@@ -177,6 +178,25 @@ def test_pipeline_feed_reads_each_byte_once_in_many_windows(tmp_path):
     assert feed.capture is not None and feed.capture.info.bytes_read == len(data)
     # the follower reads a block being written again at the next poll: a few bytes each
     assert len(data) <= feed.source.follower.bytes_read < len(data) + polls * 2048
+
+
+@pytest.mark.parametrize("name", ["conv_50.pcapng", "dense_300.pcapng"])
+def test_pipeline_feed_on_a_real_capture_growing(tmp_path, name):
+    """A real capture (../shared) written piece by piece: the feed ends with summarize's
+    requests and integrity problems."""
+    source = shared_path(f"captures/real/{name}")
+    data = source.read_bytes()
+    truth = summarize_file(source)[0]
+    path = tmp_path / name
+    path.write_bytes(b"")
+    feed = PipelineFeed(path)
+    seen, warnings, _, _ = _grow(path, data, _blocks(data)[::3], feed)
+    feed.close()
+    assert [(r.index, r.kind) for r in seen] == [(m.index, m.kind) for m in truth.requests]
+    assert [r.latency_s for r in seen] == pytest.approx(
+        [m.latency_ns / 1e9 for m in truth.requests]
+    )
+    assert sorted(w.message for w in warnings) == sorted(truth.integrity.problems)
 
 
 def _whole(tmp_path, data):

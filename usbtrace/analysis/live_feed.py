@@ -50,7 +50,7 @@ from usbtrace.formats.follow import FollowStream
 from usbtrace.pipeline import _Streamer, decode
 
 WINDOW_S = 0.2  # a window ends at least this often while data arrives: the view's pace
-FINISH_WAIT_S = 30.0  # how long finish() waits for the analysis to reach the end of the file
+FINISH_WAIT_S = 10.0  # how long finish() waits for the analysis to reach the end of the file
 
 
 @dataclass
@@ -200,8 +200,11 @@ class PipelineFeed:
         return update
 
     def finish(self) -> FeedUpdate:
+        """The rest of the file, once the analysis reaches its end (at most ``FINISH_WAIT_S``:
+        the capture's own summary follows, and must not wait on the view)."""
+        deadline = time.monotonic() + FINISH_WAIT_S
         self.source.stop(FINISH_WAIT_S)
-        self._thread.join(FINISH_WAIT_S)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         return self.poll()
 
     def close(self) -> None:
