@@ -454,6 +454,6 @@ def _print_summary(path: Path, hooks: RunnerHooks, mode: str, log: TextIO) -> No
 
 def _count_requests(path: Path) -> int:
     """Requests (completed or not) usbtrace finds in the capture, over every Edge TPU."""
-    from usbtrace.analysis.summary import summarize_file
+    from usbtrace.pipeline import summarize_file
 
     return sum(len(s.requests) for s in summarize_file(path))
