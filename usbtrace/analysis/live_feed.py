@@ -107,10 +107,9 @@ class PipelineFeed:
         except InputError as exc:
             if self.source.follower.offset:  # not for a file that never got its first block
                 self._warn(f"live analysis stopped: {exc.message}")
-        except (OSError, ValueError):
-            if not self.source.stream.closed:
-                raise
-            # close() before finish(): the stream was closed under the analysis, as asked
+        except Exception as exc:  # the view goes on and says why its figures stopped
+            if not self.source.stream.closed:  # (else close() came first: as asked)
+                self._warn(f"live analysis stopped: {type(exc).__name__}: {exc}")
         finally:
             self.source.stream.close()  # the follower stops at once if it was still copying
 
