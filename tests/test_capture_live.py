@@ -9,14 +9,17 @@ import select
 import struct
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from capture_fakes import SessionWriter
+from conftest import shared_path
 
 from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
-from usbtrace.analysis.live_feed import SnapshotFeed, SubprocessFeed
+from usbtrace.analysis.live_feed import PipelineFeed, SubprocessFeed
 from usbtrace.formats.follow import PcapngFollower
 from usbtrace.pipeline import summarize_file
 from usbtrace.report.live_view import render_lines
@@ -116,7 +119,27 @@ def test_stats_print_only_figures_that_can_be_true():
     assert "  ! 3 packet(s) dropped by the capture" in lines
 
 
-@pytest.mark.parametrize("feed_class", [SnapshotFeed, SubprocessFeed])
+def _grow(path, data, ends, feed):
+    """Append the capture a few blocks at a time, each time stopping inside a block, polling
+    after each piece; then the writer stops. What the feed handed on, and the polls made."""
+    seen: list[LiveRequest] = []
+    warnings: list[IntegrityEvent] = []
+    polls = 0
+    for end in [*ends[3::6], len(data)]:
+        with open(path, "ab") as f:
+            f.write(data[path.stat().st_size : min(end + 9, len(data))])
+        time.sleep(0.05)  # let the follower see it (the result must not depend on it)
+        update = feed.poll()
+        polls += 1
+        seen += update.requests
+        warnings += update.warnings
+    last = feed.finish()
+    seen += last.requests
+    warnings += last.warnings
+    return seen, warnings, last, polls
+
+
+@pytest.mark.parametrize("feed_class", [PipelineFeed, SubprocessFeed])
 def test_feed_on_a_growing_capture(tmp_path, feed_class):
     data = SessionWriter().session(3)
     truth = summarize_file(_whole(tmp_path, data))[0]
@@ -124,22 +147,56 @@ def test_feed_on_a_growing_capture(tmp_path, feed_class):
     path = tmp_path / "live.pcapng"
     path.write_bytes(b"")
     feed = feed_class(path)
-    seen: list[LiveRequest] = []
-    warnings: list[IntegrityEvent] = []
-    # grow the file a few blocks at a time, each time stopping inside a block
-    for end in [*ends[3::6], len(data)]:
-        with open(path, "ab") as f:
-            f.write(data[path.stat().st_size : min(end + 9, len(data))])
-        update = feed.poll()
-        seen += update.requests
-        warnings += update.warnings
+    seen, warnings, last, _ = _grow(path, data, ends, feed)
     feed.close()
     assert [(r.index, r.kind) for r in seen] == [(m.index, m.kind) for m in truth.requests]
     assert [r.latency_s for r in seen] == pytest.approx(
         [m.latency_ns / 1e9 for m in truth.requests]
     )
+    assert [r.streamed_bytes for r in seen] == [
+        m.parameters if m.kind == "inference" else 0 for m in truth.requests
+    ]
     assert warnings == []  # a block still being written is not damage
-    assert update.packets == truth_packets(data)
+    assert last.packets == truth_packets(data)
+
+
+def test_pipeline_feed_reads_each_byte_once_in_many_windows(tmp_path):
+    """A poll costs the new data, not the file: the pipeline runs once over the growing file
+    (bytes read about the file's size, not polls x size), in many windows, and its counts equal
+    ``summarize``'s."""
+    data = SessionWriter().session(40)
+    truth = summarize_file(_whole(tmp_path, data))[0]
+    ends = _blocks(data)
+    path = tmp_path / "live.pcapng"
+    path.write_bytes(b"")
+    feed = PipelineFeed(path, window_s=0.0)  # a window after every batch read
+    seen, warnings, _, polls = _grow(path, data, ends, feed)
+    feed.close()
+    assert warnings == []
+    assert [(r.index, r.kind) for r in seen] == [(m.index, m.kind) for m in truth.requests]
+    assert polls > 20 and feed.windows > 10
+    assert feed.capture is not None and feed.capture.info.bytes_read == len(data)
+    # the follower reads a block being written again at the next poll: a few bytes each
+    assert len(data) <= feed.source.follower.bytes_read < len(data) + polls * 2048
+
+
+@pytest.mark.parametrize("name", ["conv_50.pcapng", "dense_300.pcapng"])
+def test_pipeline_feed_on_a_real_capture_growing(tmp_path, name):
+    """A real capture (../shared) written piece by piece: the feed ends with summarize's
+    requests and integrity problems."""
+    source = shared_path(f"captures/real/{name}")
+    data = source.read_bytes()
+    truth = summarize_file(source)[0]
+    path = tmp_path / name
+    path.write_bytes(b"")
+    feed = PipelineFeed(path)
+    seen, warnings, _, _ = _grow(path, data, _blocks(data)[::3], feed)
+    feed.close()
+    assert [(r.index, r.kind) for r in seen] == [(m.index, m.kind) for m in truth.requests]
+    assert [r.latency_s for r in seen] == pytest.approx(
+        [m.latency_ns / 1e9 for m in truth.requests]
+    )
+    assert sorted(w.message for w in warnings) == sorted(truth.integrity.problems)
 
 
 def _whole(tmp_path, data):
@@ -153,18 +210,72 @@ def truth_packets(data: bytes) -> int:
     return sum(1 for s in [0, *ends[:-1]] if data[s : s + 4] == b"\x06\0\0\0")
 
 
-def test_snapshot_feed_reports_real_damage_once(tmp_path):
+def test_pipeline_feed_reports_real_damage_once(tmp_path):
     data = bytearray(SessionWriter().session(2))
     ends = _blocks(bytes(data))
     struct.pack_into("<I", data, ends[-3] + 4, 7)
     path = tmp_path / "bad.pcapng"
     path.write_bytes(bytes(data))
-    feed = SnapshotFeed(path)
-    first, second = feed.poll(), feed.poll()
+    feed = PipelineFeed(path)
+    first, second = feed.finish(), feed.poll()
+    feed.close()
     assert [w.message for w in first.warnings] == [
         f"capture file damaged at byte {ends[-3]}: block length 7 is not valid"
     ]
     assert second.warnings == []
+
+
+def test_pipeline_feed_warns_of_a_failed_transfer_while_the_capture_goes_on(tmp_path):
+    writer = SessionWriter()
+    writer.session(20)
+    # a bulk-OUT completion a third of the way in fails (-71: EPROTO)
+    i = next(
+        j
+        for j in range(len(writer.records) // 3, len(writer.records))
+        if writer.records[j].urb_type == ord("C") and writer.records[j].epnum == 1
+    )
+    writer.records[i] = replace(writer.records[i], status=-71)
+    data = _encoded(writer)
+    truth = summarize_file(_whole(tmp_path, data))[0]
+    failed = [p for p in truth.integrity.problems if p.startswith("request ")]
+    assert failed
+    path = tmp_path / "live.pcapng"
+    path.write_bytes(b"")
+    feed = PipelineFeed(path)
+    cut = len(data) * 2 // 3
+    path.write_bytes(data[:cut])
+    # the capture goes on: the failed request is final before the writer stops
+    early = feed.poll()
+    deadline = time.monotonic() + 20
+    while not early.warnings and time.monotonic() < deadline:
+        time.sleep(0.05)
+        early = feed.poll()
+    with open(path, "ab") as f:
+        f.write(data[cut:])
+    last = feed.finish()
+    feed.close()
+    assert [w.message for w in early.warnings] == failed
+    assert sorted(w.message for w in early.warnings + last.warnings) == sorted(
+        truth.integrity.problems
+    )
+
+
+def test_pipeline_feed_names_drops_when_the_writer_stops(tmp_path):
+    """dumpcap writes its drop count in a statistics block when it stops: the feed's last
+    update names it, as the summary does."""
+    writer = SessionWriter()
+    writer.session(3)
+    writer.layout = replace(writer.layout, statistics=True, dropped=4)
+    data = _encoded(writer)
+    truth = summarize_file(_whole(tmp_path, data))[0]
+    assert "4 packet(s) dropped by the capture" in truth.integrity.problems
+    path = tmp_path / "live.pcapng"
+    path.write_bytes(b"")
+    feed = PipelineFeed(path)
+    seen, warnings, _, _ = _grow(path, data, _blocks(data), feed)
+    feed.close()
+    assert [w.message for w in warnings] == ["4 packet(s) dropped by the capture"]
+    assert len(seen) == len(truth.requests)
 
 
 # -- in a pseudo-terminal -------------------------------------------------------------------------
@@ -188,6 +299,8 @@ class FakeFeed:
                             "usb-bound")]
         warn = [IntegrityEvent("2 packet(s) dropped by the capture")] if n == 4 else []
         return FeedUpdate(reqs, warn, packets=100 * n)
+    def finish(self):
+        return self.poll()
     def close(self):
         pass
 

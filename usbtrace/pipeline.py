@@ -117,28 +117,35 @@ def _paired(decoder: Decoder, cap: Capture, every: int) -> Iterator[tuple[Paired
 
 
 def decode(
-    path: str | Path,
+    path: str | Path | Capture,
     device: str | None = None,
     *,
     partial_ok: bool = False,
     on_window: Window | None = None,
     progress: Progress | None = None,
     window_frames: int | None = None,
+    window_due: Callable[[], bool] | None = None,
 ) -> DecodedCapture:
     """Read and decode a capture, streaming; ``on_window`` is called at every window's end.
+
+    ``path`` may be a capture already open (the live feed's stream of a growing file).
+    ``window_due``, asked after each batch, ends a window early when it says so: the live
+    feed's timer. Only the live feed uses it, since the per-window verdicts then depend on when
+    the data arrived (counts and latencies do not: ``final_count``).
 
     With ``partial_ok`` a file that breaks off in the middle (a lying block length, garbage)
     still yields what its readable prefix holds, with the error recorded; otherwise the
     ``InputError`` propagates.
     """
     decoder = Decoder(parse_device(device))
-    cap = open_capture(path)
+    cap = path if isinstance(path, Capture) else open_capture(path)
     every = window_frames or WINDOW_FRAMES
     error: InputError | None = None
 
     try:
         for item, ends in prefetch(_paired(decoder, cap, every)):
             decoder.feed_paired(item)
+            ends = ends or (window_due is not None and window_due())
             if ends and on_window is not None:
                 on_window(decoder)
             if progress is not None:

@@ -1,14 +1,21 @@
 """Feeds for the live view: a growing capture in, finished requests and warnings out.
 
-``LiveFeed`` is the narrow interface the view depends on. ``SnapshotFeed`` is the adapter used
-until the streaming pipeline (``usbtrace/pipeline.py``: records → URBs → Edge TPU → requests
-emitted one at a time) is available: it follows the file with ``PcapngFollower`` and, when the
-file has grown, analyses its complete blocks again with the same code as ``summarize``,
-handing on only what is new. That costs a pass over the file each time, so the caller spaces
-the polls by the time the last one took. **This class is the one place to switch to the
-pipeline**; the view and the runner do not change.
+``LiveFeed`` is the narrow interface the view depends on. ``PipelineFeed`` runs the streaming
+pipeline (``usbtrace/pipeline.py``) once over the file as dumpcap appends to it: the file is
+followed as a stream (``FollowStream``: complete blocks only, waiting at the end of the file
+until ``finish()``), so each byte is read and analysed once, and a poll costs what arrived
+since the last one. Every window's final requests are handed on with their kind, latency,
+streamed bytes and verdict, and integrity warnings as they appear.
 
-``SubprocessFeed`` runs a ``SnapshotFeed`` in a child process at a lower priority
+Windows end whenever the analysis has caught up with the file, and every ``WINDOW_S`` while it
+is behind, so the view moves at low traffic too. This feed's windows are the only ones that
+depend on time: counts, kinds and latencies do not depend on where a window ends
+(``final_count``), but a request's verdict is computed over its window's URBs, so the live
+verdicts may differ from ``summarize``'s fixed-frame windows. The requests still in flight
+when the writer stops (nothing after them to make them final) come with ``finish()``, when the
+end of the capture is known.
+
+``SubprocessFeed`` runs a ``PipelineFeed`` in a child process at a lower priority
 (``python3 -m usbtrace.analysis.live_feed FILE``, one JSON line per poll), so the analysis never
 holds the interpreter lock of the process that runs the model's inferences and stamps their
 host times.
@@ -22,19 +29,28 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest
-from usbtrace.analysis.requests import KIND_INFERENCE
+from usbtrace.analysis.metrics import VERDICTS, RequestTable, all_request_metrics
+from usbtrace.analysis.requests import KIND_INFERENCE, KINDS, Segmentation, segment_arrays
 from usbtrace.analysis.summary import summarize_trace
-from usbtrace.edgetpu.trace import NS
+from usbtrace.edgetpu.decode import DecodedCapture, Decoder
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.errors import CaptureWarning, InputError
-from usbtrace.formats.follow import PcapngFollower
-from usbtrace.pipeline import decode_capture
+from usbtrace.formats.capture import Capture
+from usbtrace.formats.follow import FollowStream
+from usbtrace.pipeline import _Streamer, decode
+
+WINDOW_S = 0.2  # a window ends at least this often while data arrives: the view's pace
+FINISH_WAIT_S = 10.0  # how long finish() waits for the analysis to reach the end of the file
 
 
 @dataclass
@@ -48,95 +64,158 @@ class FeedUpdate:
 class LiveFeed(Protocol):
     def poll(self) -> FeedUpdate: ...
 
+    def finish(self) -> FeedUpdate:
+        """The writer has stopped: what is left, up to the end of the file."""
+        ...
+
     def close(self) -> None: ...
 
 
-class SnapshotFeed:
-    """Re-analyses the complete blocks of a growing capture; see the module's note."""
+class PipelineFeed:
+    """The pipeline over a growing capture, once; see the module's note."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, window_s: float = WINDOW_S) -> None:
         self.path = Path(path)
-        self.follower = PcapngFollower(self.path)
-        self._analysed_size = 0
-        self._emitted: dict[str, int] = {}  # device -> highest request index handed on
-        self._previous: set[str] = set()  # problems of the last analysis (not yet handed on)
+        self.window_s = window_s
+        self.source = FollowStream(self.path)
+        self.capture: Capture | None = None  # once the file's first bytes have arrived
+        self._streamer = _Streamer({}, self._rows)
+        self._pending = FeedUpdate()
+        self._lock = threading.Lock()
         self._reported: set[str] = set()
-        self._damage_reported = False
+        self._transfer_problems: dict[tuple[int, int], int] = {}  # per device, handed on
+        self._last_window = time.monotonic()
+        self.windows = 0  # windows analysed so far
+        self._thread = threading.Thread(target=self._run, name="usbtrace-feed", daemon=True)
+        self._thread.start()
+
+    # -- the analysis thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            with warnings.catch_warnings():
+                # a warning printed to stderr would tear the live view; problems come as events
+                warnings.simplefilter("ignore", CaptureWarning)
+                self.capture = Capture(self.source.stream, str(self.path))
+                decoded = decode(
+                    self.capture,
+                    partial_ok=True,
+                    on_window=self._window,
+                    window_due=self._due,
+                )
+            self._tail(decoded)
+        except InputError as exc:
+            if self.source.follower.offset:  # not for a file that never got its first block
+                self._warn(f"live analysis stopped: {exc.message}")
+        except Exception as exc:  # the view goes on and says why its figures stopped
+            if not self.source.stream.closed:  # (else close() came first: as asked)
+                self._warn(f"live analysis stopped: {type(exc).__name__}: {exc}")
+        finally:
+            self.source.stream.close()  # the follower stops at once if it was still copying
+
+    def _window(self, decoder: Decoder) -> None:
+        self.windows += 1
+        self._streamer(decoder)
+
+    def _due(self) -> bool:
+        """A window ends when the analysis has caught up with the file (what is known now is
+        shown now, however little arrives), or ``window_s`` after the last one while it is
+        behind."""
+        now = time.monotonic()
+        if now - self._last_window < self.window_s and not self.source.drained():
+            return False
+        self._last_window = now
+        return True
+
+    def _rows(
+        self,
+        key: tuple[int, int],
+        trace: EdgeTpuTrace,
+        seg: Segmentation,
+        table: RequestTable,
+        k: int,
+    ) -> None:
+        """The pipeline's per-window hook: the window's first ``k`` requests are final."""
+        log = self._streamer.logs[key]
+        offset = log.count - k  # the log has taken them already
+        self._hand_on(trace.name, table.rows[:k], offset)
+        # worded as the summary words them, so that the end's full list repeats none
+        for r, problems in sorted(table.problems.items()):
+            if r < k:
+                for p in problems:
+                    self._warn(f"request {r + offset}: {p}")
+        for _, text in log.transfer_problems[self._transfer_problems.get(key, 0) :]:
+            self._warn(text)
+        self._transfer_problems[key] = len(log.transfer_problems)
+
+    def _tail(self, decoded: DecodedCapture) -> None:
+        """At the end of the file: the requests no later data made final, and every integrity
+        problem ``summarize`` names (drops, errors), computed once."""
+        for trace in decoded.devices:
+            key = (trace.bus, trace.address)
+            log = self._streamer.logs.get(key)
+            seg = segment_arrays(trace)
+            self._hand_on(trace.name, all_request_metrics(trace, seg).rows, log.count if log else 0)
+            for p in summarize_trace(decoded, trace, log).integrity.problems:
+                self._warn(p)
+
+    def _hand_on(self, device: str, rows: np.ndarray, offset: int) -> None:
+        rows = rows[rows["has_event"]]
+        inference = rows["kind"] == KINDS.index(KIND_INFERENCE)
+        streamed = np.where(inference, rows["parameters"], 0).tolist()
+        latency = ((rows["t_end_ns"] - rows["t_start_ns"]) / NS).tolist()
+        new = [
+            LiveRequest(device, i + offset, KINDS[k], t_end, lat, sent, VERDICTS[v])
+            for i, k, t_end, lat, sent, v in zip(
+                rows["index"].tolist(),
+                rows["kind"].tolist(),
+                rows["t_end_ns"].tolist(),
+                latency,
+                streamed,
+                rows["verdict"].tolist(),
+                strict=True,
+            )
+        ]
+        with self._lock:
+            self._pending.requests += new
+
+    def _warn(self, message: str) -> None:
+        with self._lock:
+            if message not in self._reported:
+                self._reported.add(message)
+                self._pending.warnings.append(IntegrityEvent(message))
+
+    # -- the view's side -------------------------------------------------------------------------
 
     def poll(self) -> FeedUpdate:
         t0 = time.perf_counter()
-        update = FeedUpdate()
-        while self.follower.poll().blocks:
-            pass  # catch up to the last complete block
-        update.packets = self.follower.packets
-        if self.follower.damage and not self._damage_reported:
-            self._damage_reported = True
-            update.warnings.append(IntegrityEvent(f"capture file damaged {self.follower.damage}"))
-        size = self.follower.offset
-        if size > self._analysed_size:
-            self._analysed_size = size
-            self._analyse(size, update)
+        follower = self.source.follower
+        if follower.damage is not None:
+            self._warn(f"capture file damaged {follower.damage}")
+        with self._lock:
+            update, self._pending = self._pending, FeedUpdate()
+        update.packets = follower.packets
         update.seconds = time.perf_counter() - t0
         return update
 
-    def _analyse(self, complete_size: int, update: FeedUpdate) -> None:
-        try:
-            with warnings.catch_warnings():
-                # the reader warns about the half-written tail; it is no news here, and a
-                # warning printed to stderr would tear the live view
-                warnings.simplefilter("ignore", CaptureWarning)
-                decoded = decode_capture(self.path, partial_ok=True)
-        except InputError:
-            return  # no interface block or no usbmon yet: nothing to show
-        # dumpcap's half-written last block is not damage: it is where the file ends for now
-        tail = set()
-        if decoded.error is not None and (decoded.error.offset or 0) >= complete_size:
-            tail.add(f"unreadable after byte {decoded.error.offset}: {decoded.error.message}")
-        if decoded.info.cut_at is not None and decoded.info.cut_at >= complete_size:
-            tail.add(f"file is cut at byte {decoded.info.cut_at}")
-        problems: set[str] = set()
-        for trace in decoded.devices:
-            summary = summarize_trace(decoded, trace)
-            # a request still waiting for its event is unfinished, not a problem (yet)
-            unfinished = {
-                f"request {m.index}: {p}"
-                for m in summary.requests
-                if not m.has_event
-                for p in m.problems
-            }
-            problems.update(p for p in summary.integrity.problems if p not in tail | unfinished)
-            done = self._emitted.get(trace.name, -1)
-            for m in summary.requests:
-                if m.index <= done or not m.has_event:
-                    continue
-                update.requests.append(
-                    LiveRequest(
-                        device=trace.name,
-                        index=m.index,
-                        kind=m.kind,
-                        t_end_ns=m.t_end_ns,
-                        latency_s=m.latency_ns / NS,
-                        streamed_bytes=m.parameters if m.kind == KIND_INFERENCE else 0,
-                        verdict=m.verdict,
-                    )
-                )
-                self._emitted[trace.name] = m.index
-        # a problem at the moving end of the capture (a transfer still arriving) goes away with
-        # the next packets: hand on only what two analyses in a row agree on
-        stable = (problems & self._previous) - self._reported
-        self._previous = problems
-        self._reported |= stable
-        update.warnings += [IntegrityEvent(p) for p in sorted(stable)]
+    def finish(self) -> FeedUpdate:
+        """The rest of the file, once the analysis reaches its end (at most ``FINISH_WAIT_S``:
+        the capture's own summary follows, and must not wait on the view)."""
+        deadline = time.monotonic() + FINISH_WAIT_S
+        self.source.stop(FINISH_WAIT_S)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return self.poll()
 
     def close(self) -> None:
-        self.follower.close()
+        self.source.close()
+        self._thread.join(5)
 
 
 FEED_NICE = 10  # the feed yields the processor to dumpcap and the program being captured
 
 
 class SubprocessFeed:
-    """A ``SnapshotFeed`` in a child process; the same answers, none of the interpreter lock."""
+    """A ``PipelineFeed`` in a child process; the same answers, none of the interpreter lock."""
 
     def __init__(self, path: str | Path) -> None:
         self.process = subprocess.Popen(
@@ -149,9 +228,15 @@ class SubprocessFeed:
         )
 
     def poll(self) -> FeedUpdate:
+        return self._ask("poll")
+
+    def finish(self) -> FeedUpdate:
+        return self._ask("finish")
+
+    def _ask(self, what: str) -> FeedUpdate:
         proc = self.process
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write("poll\n")
+        proc.stdin.write(what + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         if not line:
@@ -197,14 +282,15 @@ def decode_update(line: str) -> FeedUpdate:
 
 
 def serve(path: str) -> int:
-    """The child's side: one poll per "poll" line on stdin, answered as one JSON line."""
+    """The child's side: a "poll" or "finish" line on stdin, answered as one JSON line."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, FEED_NICE)
-    feed = SnapshotFeed(path)
+    feed = PipelineFeed(path)
     try:
-        for _ in sys.stdin:  # ends when the parent closes the pipe, or dies
-            sys.stdout.write(encode_update(feed.poll()) + "\n")
+        for line in sys.stdin:  # ends when the parent closes the pipe, or dies
+            update = feed.finish() if line.strip() == "finish" else feed.poll()
+            sys.stdout.write(encode_update(update) + "\n")
             sys.stdout.flush()
     except BrokenPipeError:
         pass

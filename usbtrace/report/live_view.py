@@ -153,8 +153,8 @@ class LiveView:
             self._thread.join(30)
         self._relay.flush()
         if self._feed is not None:
-            with contextlib.suppress(Exception):  # one last look at the finished file
-                self._apply(self._feed.poll())
+            with contextlib.suppress(Exception):  # dumpcap has stopped: the rest of the file
+                self._apply(self._feed.finish())
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
