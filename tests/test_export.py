@@ -43,8 +43,14 @@ def test_csv_tables_hold_one_row_per_request_and_per_capture(fleet: Path, tmp_pa
         assert row["file"] == file and int(row["index"]) == r["index"]
         assert int(row["parameters_bytes"]) == r["bytes"]["parameters"]
         assert float(row["latency_s"]) == pytest.approx(r["latency_s"])
+        assert row["verdict"] == r["verdict"]
+        assert float(row["device_wait_s"]) == pytest.approx(r["device_wait_s"])
+        assert float(row["link_busy_s"]) == pytest.approx(r["link_busy_s"])
     for row, c in zip(caps, want):
         assert int(row["inferences"]) == c["summary"]["inferences"]
+        assert row["model_source"] == (c["model_source"] or "")
+        clock = c["summary"]["runtime_clock_mhz"]
+        assert (float(row["runtime_clock_mhz"]) if row["runtime_clock_mhz"] else None) == clock
 
 
 def test_parquet_tables_query_in_duckdb(fleet: Path, tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def _seconds(ns: int | None) -> float | None:
 _CAPTURE_KEYS = (
     ExportColumn("file", "string", "capture file as given on the command line"),
     ExportColumn("device", "string", "Edge TPU as BUS.ADDRESS"),
-    ExportColumn("model", "string", "model name from the metadata or the file name"),
+    ExportColumn("model", "string", "model name (see model_source for how it is known)"),
+    ExportColumn("model_source", "string", "option / metadata / bytes / file name (guess)"),
     ExportColumn("link_speed", "string", "super / high / full / low, or empty if unknown"),
 )
 
@@ -64,6 +65,10 @@ REQUEST_COLUMNS = (
     ExportColumn("stream_busy_s", "float64", "union of parameter URB intervals"),
     ExportColumn("stream_rate_Bps", "float64", "streamed bytes / stream_busy_s (null if none)"),
     ExportColumn("verdict", "string", "link-bound / device-bound / host-bound / n/a"),
+    ExportColumn("verdict_share", "float64", "the verdict's share of the latency, or null"),
+    ExportColumn("link_busy_s", "float64", "union of bulk transfers in flight"),
+    ExportColumn("device_wait_s", "float64", "time waiting on the device"),
+    ExportColumn("host_gap_s", "float64", "time neither the link nor the device had work"),
     ExportColumn("cache_refill", "bool", "a parameter-caching request after the first one"),
     ExportColumn("host_latency_s", "float64", "host invoke() duration from metadata, or null"),
     ExportColumn("ok", "bool", "no problem found in this request"),
@@ -85,6 +90,7 @@ CAPTURE_COLUMNS = (
     ExportColumn("stream_rate_median_Bps", "float64", "median stream rate of the inferences"),
     ExportColumn("link_peak_out_Bps", "float64", "fastest bulk-OUT rate seen in the capture"),
     ExportColumn("verdict", "string", "most common inference verdict"),
+    ExportColumn("runtime_clock_mhz", "float64", "Edge TPU clock the runtime set, or null"),
     ExportColumn("cache_refills", "int64", "caching requests after the first"),
     ExportColumn("csr_accesses", "int64", "register reads and writes"),
     ExportColumn("firmware_bytes", "int64", "firmware downloaded over DFU, or null"),
@@ -96,10 +102,11 @@ CAPTURE_COLUMNS = (
 
 def _request_row(s: CaptureSummary, r: RequestMetrics) -> list[Any]:
     return [
-        s.file, s.device, s.model, s.link_speed,
+        s.file, s.device, s.model, s.model_source, s.link_speed,
         r.index, r.kind, r.t_start_ns / NS, r.t_end_ns / NS, r.latency_ns / NS,
         r.instructions, r.input, r.parameters, r.output,
-        r.overlap, r.stream_busy_ns / NS, r.stream_rate_Bps, r.verdict, r.cache_refill,
+        r.overlap, r.stream_busy_ns / NS, r.stream_rate_Bps, r.verdict, r.verdict_share,
+        r.link_busy_ns / NS, r.device_wait_ns / NS, r.host_gap_ns / NS, r.cache_refill,
         _seconds(r.host_latency_ns), not r.problems, " | ".join(r.problems),
     ]  # fmt: skip
 
@@ -107,13 +114,13 @@ def _request_row(s: CaptureSummary, r: RequestMetrics) -> list[Any]:
 def _capture_row(s: CaptureSummary) -> list[Any]:
     j = s.summary_json()
     return [
-        s.file, s.device, s.model, s.link_speed,
+        s.file, s.device, s.model, s.model_source, s.link_speed,
         s.metadata.label if s.metadata else None,
         j["inferences"], j["cache_fill_bytes"],
         j["latency_median_s"], j["latency_p90_s"], j["latency_min_s"], j["latency_max_s"],
         j["first_inference_latency_s"], j["steady_latency_median_s"],
         j["overlap_median"], j["stream_rate_median_Bps"], j["link_peak_out_Bps"],
-        j["verdict"], j["cache_refills"], s.csr.total,
+        j["verdict"], s.runtime_clock_mhz, j["cache_refills"], s.csr.total,
         s.firmware["bytes"] if s.firmware else None,
         " ".join(s.other_devices), s.integrity.ok, len(s.integrity.problems),
     ]  # fmt: skip
