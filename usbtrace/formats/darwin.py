@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usbtrace.formats.records import HEAD_BYTES, KEEP_HEAD, RECORD, RecordBatch
+from usbtrace.formats.records import (
+    RECORD,
+    PacketSums,
+    RecordBatch,
+    gather_heads,
+    payloads_of,
+    tally_packets,
+)
 from usbtrace.formats.status import StatusMap
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
@@ -90,7 +97,7 @@ class DarwinConverter:
 
     skipped: int = 0  # request types or endpoint types this reader does not know
     # per (bus, device, endpoint, "S"/"C"): packets, 0, sum of ioLength (what ``verify`` compares)
-    packet_sums: dict[tuple[int, int, int, str], list[int]] = field(default_factory=dict)
+    packet_sums: PacketSums = field(default_factory=dict)
 
     def convert(
         self,
@@ -152,29 +159,16 @@ class DarwinConverter:
         hdr["data_len"] = data_len
         hdr["flag_data"] = np.where(data_len > 0, 0, np.where(completion, ord(">"), ord("<")))
         out["caplen"] = cap
-        hidx = start[:, None] + np.arange(HEAD_BYTES, dtype=np.int64)
-        np.minimum(hidx, len(buf) - 1, out=hidx)
-        out["head"] = buf[hidx] & KEEP_HEAD[np.minimum(cap, HEAD_BYTES)]
-        payloads: dict[int, bytes] = {}
-        for i in np.flatnonzero((xfer == XFER_CONTROL) & (cap > 0)).tolist():
-            s = int(start[i])
-            payloads[int(frames[i])] = buf[s : s + int(cap[i])].tobytes()
+        out["head"] = gather_heads(buf, start, cap)
+        payloads = payloads_of(buf, xfer == XFER_CONTROL, start, cap, frames)
         return RecordBatch(out, payloads, short)
 
     def _tally(self, h: np.ndarray) -> None:
-        if not len(h):
-            return
-        key = (
-            (h["location"] >> 24).astype(np.int64) << 24
-            | h["device"].astype(np.int64) << 16
-            | h["endpoint"].astype(np.int64) << 8
-            | (h["request_type"] & 1)
+        tally_packets(
+            self.packet_sums,
+            h["location"] >> 24,
+            h["device"],
+            h["endpoint"],
+            (h["request_type"] & 1) != 0,
+            h["io_len"],
         )
-        uniq, inv = np.unique(key, return_inverse=True)
-        counts = np.bincount(inv)
-        lsum = np.bincount(inv, weights=h["io_len"].astype(np.float64))
-        for k, c, d in zip(uniq.tolist(), counts.tolist(), lsum.tolist()):
-            name = (k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, "C" if k & 1 else "S")
-            s = self.packet_sums.setdefault(name, [0, 0, 0])
-            s[0] += c
-            s[2] += int(d)

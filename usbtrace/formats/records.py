@@ -219,3 +219,55 @@ def endpoint_sums(records: np.ndarray) -> list[tuple[tuple[int, int, int, int], 
         ((k >> 24, (k >> 16) & 0xFF, (k >> 8) & 0xFF, k & 0xFF), c, int(u), int(d))
         for k, c, u, d in zip(uniq.tolist(), counts.tolist(), ulen.tolist(), dlen.tolist())
     ]
+
+
+# -- shared by the readers of other link types (USBPcap, macOS) ---------------------------------
+
+PacketSums = dict[tuple[int, int, int, str], list[int]]  # (bus, dev, ep, "S"/"C") -> [n, 0, bytes]
+
+
+def gather_heads(buf: np.ndarray, start: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """The first HEAD_BYTES data bytes of each packet (``cap`` bytes captured from ``start``),
+    zero past what was captured, as one (n, HEAD_BYTES) array."""
+    hidx = start[:, None] + np.arange(HEAD_BYTES, dtype=np.int64)
+    np.minimum(hidx, len(buf) - 1, out=hidx)
+    return buf[hidx] & KEEP_HEAD[np.minimum(cap, HEAD_BYTES)]
+
+
+def payloads_of(
+    buf: np.ndarray, which: np.ndarray, start: np.ndarray, cap: np.ndarray, frames: np.ndarray
+) -> dict[int, bytes]:
+    """Captured data by frame number, for the packets ``which`` selects (control transfers)."""
+    out: dict[int, bytes] = {}
+    for i in np.flatnonzero(which & (cap > 0)).tolist():
+        s = int(start[i])
+        out[int(frames[i])] = buf[s : s + int(cap[i])].tobytes()
+    return out
+
+
+def tally_packets(
+    sums: PacketSums,
+    bus: np.ndarray,
+    dev: np.ndarray,
+    ep: np.ndarray,
+    completion: np.ndarray,
+    length: np.ndarray,
+) -> None:
+    """Add packets to per (bus, device, endpoint, submit/completion) counts and byte sums
+    (what ``verify`` compares with tshark)."""
+    if not len(bus):
+        return
+    key = (
+        bus.astype(np.int64) << 40
+        | dev.astype(np.int64) << 16
+        | ep.astype(np.int64) << 8
+        | completion.astype(np.int64)
+    )
+    uniq, inv = np.unique(key, return_inverse=True)
+    counts = np.bincount(inv)
+    total = np.bincount(inv, weights=length.astype(np.float64))
+    for k, c, d in zip(uniq.tolist(), counts.tolist(), total.tolist()):
+        name = (k >> 40, (k >> 16) & 0xFFFF, (k >> 8) & 0xFF, "C" if k & 1 else "S")
+        entry = sums.setdefault(name, [0, 0, 0])
+        entry[0] += c
+        entry[2] += int(d)

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usbtrace.formats.records import HEAD_BYTES, KEEP_HEAD, RECORD, RecordBatch
+from usbtrace.formats.records import (
+    RECORD,
+    PacketSums,
+    RecordBatch,
+    gather_heads,
+    payloads_of,
+    tally_packets,
+)
 from usbtrace.formats.status import StatusMap
 from usbtrace.formats.usbmon import (
     STATUS_IN_PROGRESS,
@@ -119,7 +126,7 @@ class UsbpcapConverter:
     skipped: int = 0  # IRP_INFO / unknown packets: not transfers
     # per (bus, device, endpoint, "S"/"C" by the info bit): packets, 0, sum of data length, as
     # Wireshark's fields show them (what ``verify`` compares)
-    packet_sums: dict[tuple[int, int, int, str], list[int]] = field(default_factory=dict)
+    packet_sums: PacketSums = field(default_factory=dict)
 
     def convert(
         self,
@@ -196,15 +203,8 @@ class UsbpcapConverter:
         hdr["data_len"] = dlen
         hdr["flag_data"] = np.where(dlen > 0, 0, np.where(completion, ord(">"), ord("<")))
         out["caplen"] = cap
-        keep = np.minimum(cap, HEAD_BYTES)
-        hidx = start[:, None] + np.arange(HEAD_BYTES, dtype=np.int64)
-        np.minimum(hidx, len(buf) - 1, out=hidx)
-        out["head"] = buf[hidx] & KEEP_HEAD[keep]
-
-        payloads: dict[int, bytes] = {}
-        for i in np.flatnonzero(ctrl & (cap > 0)).tolist():
-            s = int(start[i])
-            payloads[int(frames[i])] = buf[s : s + int(cap[i])].tobytes()
+        out["head"] = gather_heads(buf, start, cap)
+        payloads = payloads_of(buf, ctrl, start, cap, frames)
         drop = self._old_stages(out, stage, completion, payloads) if ctrl.any() else None
         if drop is not None and drop.any():
             out = out[~drop]
@@ -256,19 +256,11 @@ class UsbpcapConverter:
         return drop
 
     def _tally(self, h: np.ndarray) -> None:
-        if not len(h):
-            return
-        key = (
-            h["bus"].astype(np.int64) << 40
-            | h["device"].astype(np.int64) << 16
-            | h["endpoint"].astype(np.int64) << 8
-            | (h["info"] & INFO_PDO_TO_FDO)
+        tally_packets(
+            self.packet_sums,
+            h["bus"],
+            h["device"],
+            h["endpoint"],
+            (h["info"] & INFO_PDO_TO_FDO) != 0,
+            h["data_len"],
         )
-        uniq, inv = np.unique(key, return_inverse=True)
-        counts = np.bincount(inv)
-        dsum = np.bincount(inv, weights=h["data_len"].astype(np.float64))
-        for k, c, d in zip(uniq.tolist(), counts.tolist(), dsum.tolist()):
-            name = (k >> 40, (k >> 16) & 0xFFFF, (k >> 8) & 0xFF, "C" if k & 1 else "S")
-            s = self.packet_sums.setdefault(name, [0, 0, 0])
-            s[0] += c
-            s[2] += int(d)
