@@ -56,7 +56,6 @@ from usbtrace.report.inspect_view import (
     output_rows,
     row_order,
     transfer_rows,
-    with_ceiling,
 )
 
 WINDOW_FRAMES = 1 << 16  # frames between two windows: bounds what is held between them
@@ -389,7 +388,7 @@ class _Inspector:
             self.held[key] = [r for r in held if r.t_ns >= mark]
         if ready:
             ready.sort(key=row_order)
-            self.emit(trace, with_ceiling(ready, trace.link_speed), self.t0)
+            self.emit(trace, ready, self.t0)
 
     def finish(self, decoder: Decoder, info: object, error: InputError | None) -> DecodedCapture:
         decoder.close_pending()

@@ -13,9 +13,10 @@ import warnings
 
 from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.pipeline import inspect
-from usbtrace.report.inspect_view import InspectRow, device_heading
+from usbtrace.report.inspect_view import InspectRow, device_heading, json_rows
 from usbtrace.report.jsonout import write_json_lines
 from usbtrace.report.table import Column, fmt_bytes, fmt_rate
+from usbtrace.usb.link import link_ceiling_Bps
 
 COLUMNS = (
     Column("time s", "right", priority=90),
@@ -64,6 +65,7 @@ class _Table:
             self.device = trace.name
             out.write(f"# {device_heading(self.path, trace)}\n")
             out.write(self._line([c.title for c in COLUMNS]) + "\n")
+        ceiling = link_ceiling_Bps(trace.link_speed)
         for r in rows:
             cells = [
                 f"{(r.t_ns - t0) / 1e9:.6f}",
@@ -73,7 +75,7 @@ class _Table:
                 r.kind,
                 fmt_bytes(r.nbytes),
                 "-" if r.duration_ns is None else f"{r.duration_ns / 1e6:.3f} ms",
-                fmt_rate(r.rate_bps),
+                fmt_rate(r.rate_Bps(ceiling)),
                 r.note,
             ]
             out.write(self._line(cells) + "\n")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     def emit(trace: EdgeTpuTrace, rows: list[InspectRow], t0: int) -> None:
         if args.json:
-            write_json_lines(r.to_json(trace.name) for r in rows)
+            write_json_lines(json_rows(rows, trace.name, link_ceiling_Bps(trace.link_speed)))
         else:
             table(trace, rows, t0)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +27,6 @@ from usbtrace.edgetpu.trace import (
     tag_name,
 )
 from usbtrace.edgetpu.wire import interrupt_names
-from usbtrace.usb.link import link_ceiling_Bps
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,27 +39,33 @@ class InspectRow:
     nbytes: int | None
     duration_ns: int | None
     note: str = ""
-    ceiling_Bps: float = math.inf  # the link's; a faster "rate" cannot be true (usb.link)
 
-    @property
-    def rate_bps(self) -> float | None:
+    def rate_Bps(self, ceiling_Bps: float = math.inf) -> float | None:
+        """Bytes over the duration; None when either is missing, or when the rate is above the
+        link's ceiling (``usb.link.link_ceiling_Bps``), since it cannot then be true. The
+        ceiling is the renderer's to pass: the rows of a window are made before the capture
+        has said its link speed (metadata comes last)."""
         if not self.nbytes or not self.duration_ns or self.duration_ns <= 0:
             return None
         rate = self.nbytes * NS / self.duration_ns
-        return rate if rate <= self.ceiling_Bps else None
+        return rate if rate <= ceiling_Bps else None
 
-    def to_json(self, device: str) -> dict:
-        return {
+
+def json_rows(rows: list[InspectRow], device: str, ceiling_Bps: float) -> Iterator[dict]:
+    """Each row as its ``inspect --json`` object."""
+    for r in rows:
+        dur = r.duration_ns
+        yield {
             "device": device,
-            "t": self.t_ns / NS,
-            "frame": self.frame,
-            "direction": self.direction,
-            "endpoint": self.endpoint,
-            "kind": self.kind,
-            "bytes": self.nbytes,
-            "duration_s": None if self.duration_ns is None else self.duration_ns / NS,
-            "rate_Bps": self.rate_bps,
-            "note": self.note or None,
+            "t": r.t_ns / NS,
+            "frame": r.frame,
+            "direction": r.direction,
+            "endpoint": r.endpoint,
+            "kind": r.kind,
+            "bytes": r.nbytes,
+            "duration_s": None if dur is None else dur / NS,
+            "rate_Bps": r.rate_Bps(ceiling_Bps) if r.nbytes and dur else None,
+            "note": r.note or None,
         }
 
 
@@ -70,13 +76,7 @@ def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
     rows += output_rows(trace.outputs)
     rows += control_rows(trace.interrupts, trace.csr, trace.dfu_steps, trace.standard)
     rows.sort(key=row_order)
-    return with_ceiling(rows, trace.link_speed)
-
-
-def with_ceiling(rows: list[InspectRow], link_speed: str | None) -> list[InspectRow]:
-    """The rows, their rates checked against the link's ceiling (``usbtrace.usb.link``)."""
-    ceiling = link_ceiling_Bps(link_speed)
-    return [replace(row, ceiling_Bps=ceiling) for row in rows]
+    return rows
 
 
 def row_order(r: InspectRow) -> tuple[int, int]:
