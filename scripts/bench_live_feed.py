@@ -29,7 +29,7 @@ from rich.console import Console
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from usbtrace.analysis.live_feed import FeedUpdate, PipelineFeed  # noqa: E402
+from usbtrace.capture.live_feed import FeedUpdate, PipelineFeed  # noqa: E402
 from usbtrace.pipeline import summarize_file  # noqa: E402
 from usbtrace.report.live_view import LiveView  # noqa: E402
 

@@ -19,7 +19,7 @@ from conftest import shared_path
 
 from lab.usb.writer import encode
 from usbtrace.analysis.live import IntegrityEvent, LiveRequest, LiveStats
-from usbtrace.analysis.live_feed import PipelineFeed, SubprocessFeed
+from usbtrace.capture.live_feed import PipelineFeed, SubprocessFeed
 from usbtrace.formats.follow import PcapngFollower
 from usbtrace.pipeline import summarize_file
 from usbtrace.report.live_view import render_lines
@@ -284,7 +284,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 from usbtrace.analysis.live import LiveRequest, IntegrityEvent
-from usbtrace.analysis.live_feed import FeedUpdate
+from usbtrace.capture.live_feed import FeedUpdate
 from usbtrace.report.live_view import LiveView
 
 class FakeFeed:

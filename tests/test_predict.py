@@ -7,6 +7,7 @@ Real captures (../shared, skipped when absent) and the study's visible reference
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from usbtrace.analysis.predict import CLOCKS, HIGH, SUPER, Scenario, predict_tra
 from usbtrace.analysis.summary import summarize_trace
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.cli.main import main
+from usbtrace.cli.predict_cmd import SHOWN_PER_ROW
 from usbtrace.edgetpu import constants as C
 from usbtrace.edgetpu.wire import interrupt_names
 from usbtrace.pipeline import decode_capture, summarize_file
@@ -136,6 +138,23 @@ def test_predict_table_shows_a_guessed_model_as_a_guess(shared_file, capsys):
     assert main(["predict", str(shared_file("captures/real/dense_300.pcapng"))]) == 0
     out = capsys.readouterr().out
     assert "dense_300?" in out
+
+
+def test_predict_table_lists_the_first_inferences_and_counts_the_rest(tmp_path, capsys):
+    path = tmp_path / "long.pcapng"
+    profile = preset("conv_50")
+    dev = replace(profile.devices[0], inferences=SHOWN_PER_ROW + 3)
+    write_session(replace(profile, devices=(dev,)), path)
+    assert main(["predict", "--link", "high", str(path)]) == 0
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("long.pcapng")]
+    shown = row.split("  ")[-1].split("(+")[0].split()
+    assert len(shown) == SHOWN_PER_ROW
+    assert row.rstrip().endswith("(+3 more)")
+    assert main(["predict", "--link", "high", "--json", str(path)]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)["predictions"]
+    # the JSON keeps every inference
+    assert len(doc["predicted"]["requests"]) == SHOWN_PER_ROW + 3
 
 
 def test_predict_cli_errors(tmp_path, capsys):

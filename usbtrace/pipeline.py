@@ -6,7 +6,8 @@
     requests  analysis/requests.py   the completion rule -> Segmentation; final_count
     metrics   analysis/metrics.py    per request -> RequestTable
     summary   analysis/summary.py    RequestLog per device while streaming -> CaptureSummary
-    model     models/expectations    reconcile(summary, model), its own step at the end
+    model     models/identify,       which model ran (option, metadata, bytes, guess), then
+              models/expectations    reconcile(summary, model): its own step at the end
 
 Streaming: every ``WINDOW_FRAMES`` frames (fixed frame numbers, so results do not depend on
 how the file was read), each device's traffic not yet released becomes a window trace; the
@@ -34,12 +35,7 @@ from usbtrace.analysis.predict import (
     prediction_from_rows,
 )
 from usbtrace.analysis.requests import Segmentation, final_count, segment_arrays
-from usbtrace.analysis.summary import (
-    CaptureSummary,
-    RequestLog,
-    option_model_name,
-    summarize_trace,
-)
+from usbtrace.analysis.summary import CaptureSummary, RequestLog, summarize_trace
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.background import prefetch
 from usbtrace.edgetpu.constants import DFU_IDS, Tag
@@ -204,6 +200,9 @@ def summarize_file(
     ``model`` (a compiled file or catalog name) is reconciled with every request; without it,
     the model named by the capture's metadata is used when it is at hand.
     """
+    from usbtrace.models.catalog import option_model_name
+
+    # before the capture is read: a --model that names nothing fails at once
     option = option_model_name(model) if model is not None else None
     streamer = _Streamer({})
     decoded = decode(
@@ -215,9 +214,9 @@ def summarize_file(
         window_frames=window_frames,
     )
     summaries = [
-        summarize_trace(decoded, t, streamer.logs.get((t.bus, t.address)), option)
-        for t in decoded.devices
+        summarize_trace(decoded, t, streamer.logs.get((t.bus, t.address))) for t in decoded.devices
     ]
+    identify_models(summaries, option)
     reconcile_all(summaries, decoded, model)
     return summaries
 
@@ -273,16 +272,29 @@ def predict_file(
         rest = predict_window(t, seg, all_request_metrics(t, seg), predictor.scenario(key, t))
         rows = take_all([*predictor.rows.pop(key, []), rest], PREDICTED)
         summary = summarize_trace(decoded, t, streamer.logs.get(key))
+        identify_models([summary], None)
         out.append(
             (summary, prediction_from_rows(t, summary.requests, rows, predictor.scenario(key, t)))
         )
     return out
 
 
+def identify_models(summaries: list[CaptureSummary], option: str | None) -> None:
+    """The model stage, part one: which model each summary's capture ran, and how that is known
+    (``--model``, the metadata, a match of its bytes with a compiled model, or a guess from the
+    file name: ``usbtrace.models.identify``). After the summary, so the analysis never imports
+    the model parser. ``option`` is the name ``--model`` gives."""
+    from usbtrace.models.identify import identify_summary
+
+    for s in summaries:
+        identity = identify_summary(s, option)
+        s.model, s.model_source = identity.name, identity.source
+
+
 def reconcile_all(
     summaries: list[CaptureSummary], decoded: DecodedCapture, model: str | Path | None
 ) -> None:
-    """The model stage: every request against the compiled model, a mismatch an integrity
+    """The model stage, part two: every request against the compiled model, a mismatch an integrity
     problem. The model is ``model`` or the one the capture's metadata names, when at hand."""
     from usbtrace.models.catalog import model_for_capture
     from usbtrace.models.expectations import reconcile_requests

@@ -11,7 +11,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
@@ -40,8 +39,7 @@ from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.decode import DecodedCapture
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
 from usbtrace.formats.metadata import CaptureMetadata
-from usbtrace.models.catalog import entry_for_path, resolve
-from usbtrace.models.identify import ModelIdentity, identify_model, wire_bytes
+from usbtrace.models.identity import ModelIdentity
 
 
 @dataclass
@@ -96,6 +94,29 @@ class CaptureSummary:
     def model_label(self) -> str | None:
         """``model`` as tables show it: ``dense_900?`` when guessed from the file name."""
         return self.identity.label
+
+    def wire_signature(self) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
+        """What the capture moved, to match with compiled models: (instructions, parameters) of
+        the first parameter-caching request, and the most common (instructions, input,
+        parameters) of the inferences that completed without a problem (a tie goes to the first
+        seen). Empty lists where there is none."""
+        r = self.requests.rows
+        caching = r[r["kind"] == KINDS.index(KIND_CACHING)][:1]
+        clean = np.ones(len(r), dtype=bool)
+        clean[[i for i in self.requests.problems if self.requests.problems[i]]] = False
+        inf = select(
+            r,
+            (r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"] & clean,
+            ("instructions", "input", "parameters"),
+        )
+        common: list[tuple[int, int, int]] = []
+        if len(inf):
+            # sorted as records: np.unique(axis=0) on a stacked copy took ~40 MB on 423k rows
+            uniq, first, counts = np.unique(inf, return_index=True, return_counts=True)
+            tied = np.flatnonzero(counts == counts.max())
+            best = tied[np.argmin(first[tied])]
+            common = [tuple(int(x) for x in uniq[best])]  # type: ignore[list-item]
+        return [(int(c["instructions"]), int(c["parameters"])) for c in caching], common
 
     runtime_clock_mhz: float | None = None  # scu_ctrl_3 at open
     interrupts: list[dict] = field(default_factory=list)  # 0x83 words, with their names
@@ -303,48 +324,6 @@ def done_events(trace: EdgeTpuTrace, seg: Segmentation, k: int) -> np.ndarray:
     return out
 
 
-def model_name(
-    decoded: DecodedCapture, requests: RequestTable, option: str | None = None
-) -> ModelIdentity:
-    """The capture's model: ``--model``, the metadata, a match of its bytes, or a guess.
-
-    A guess (from the file name) is marked as one: see ``usbtrace.models.identify``.
-    """
-    r = requests.rows
-    caching = r[r["kind"] == KINDS.index(KIND_CACHING)][:1]
-    clean = np.ones(len(r), dtype=bool)
-    clean[[i for i in requests.problems if requests.problems[i]]] = False
-    inf = select(
-        r,
-        (r["kind"] == KINDS.index(KIND_INFERENCE)) & r["has_event"] & clean,
-        ("instructions", "input", "parameters"),
-    )
-    common: list[tuple[int, int, int]] = []
-    if len(inf):
-        # the most common (instructions, input, parameters); a tie goes to the first seen
-        # (sorted as records: np.unique(axis=0) on a stacked copy took ~40 MB on 423k rows)
-        uniq, first, counts = np.unique(inf, return_index=True, return_counts=True)
-        tied = np.flatnonzero(counts == counts.max())
-        best = tied[np.argmin(first[tied])]
-        common = [tuple(int(x) for x in uniq[best])]  # type: ignore[list-item]
-    return identify_model(
-        option=option,
-        metadata=decoded.metadata.model if decoded.metadata else None,
-        seen=wire_bytes(
-            [(int(c["instructions"]), int(c["parameters"])) for c in caching], common[:1]
-        ),
-        path=decoded.path,
-    )
-
-
-def option_model_name(model: str | Path) -> str:
-    """The name ``--model`` gives: a catalog name, or a model file's stem (no ``_edgetpu``)."""
-    path = Path(model)
-    if path.is_file():
-        return entry_for_path(path).name
-    return resolve(model).name
-
-
 def metadata_note(meta: CaptureMetadata) -> str:
     """The one line that says what of the capture's metadata was dropped, and why."""
     return "metadata: dropped " + "; ".join(meta.problems)
@@ -409,7 +388,6 @@ def summarize_trace(
     decoded: DecodedCapture,
     trace: EdgeTpuTrace,
     log: RequestLog | None = None,
-    model_option: str | None = None,
 ) -> CaptureSummary:
     """The summary of one Edge TPU: the requests the log kept while streaming, then the rest
     of the trace (everything is final at the end of the capture)."""
@@ -421,14 +399,12 @@ def summarize_trace(
     mark_cache_refills(requests)
     _align_host(requests, decoded.metadata)
     fw = trace.firmware
-    identity = model_name(decoded, requests, model_option)
     clock = runtime_clock_mhz(trace)
     return CaptureSummary(
         file=decoded.path,
         device=trace.name,
         link_speed=trace.link_speed,
-        model=identity.name,
-        model_source=identity.source,
+        model=None,  # the model stage's (usbtrace.models.identify.identify_summary)
         requests=requests,
         link_peak_out_Bps=peak,
         integrity=_integrity(decoded, trace, requests, log),

@@ -16,7 +16,6 @@ from usbtrace.analysis.timing import VERDICT_NA, verdict_name
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.edgetpu.trace import NS
 from usbtrace.errors import InputError, UsageError
-from usbtrace.models.identify import ModelIdentity
 from usbtrace.pipeline import predict_file
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.table import Column, render_table
@@ -114,7 +113,19 @@ def _fmt_ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.2f} ms"
 
 
-def print_table(docs: list[dict]) -> None:
+SHOWN_PER_ROW = 8  # predicted inferences listed per row; a long capture's would fill screens
+
+
+def per_inference_ms(pred: Prediction) -> str:
+    """The first predicted latencies, in ms, and how many more there are."""
+    ns = pred.predicted_ns[:SHOWN_PER_ROW].tolist()
+    text = " ".join(f"{x / 1e6:.1f}" for x in ns)
+    more = len(pred.predicted_ns) - len(ns)
+    return f"{text} (+{more} more)" if more > 0 else text
+
+
+def print_table(found: list[tuple[CaptureSummary, Prediction]]) -> None:
+    """One row per device and scenario, from the typed summary and prediction."""
     columns = [
         Column("file"),
         Column("model"),
@@ -129,26 +140,26 @@ def print_table(docs: list[dict]) -> None:
         Column("per inference (ms)", priority=40),
     ]
     rows = []
-    for d in docs:
-        m, sc, p = d["measured"], d["scenario"], d["predicted"]
-        change = (
-            f"{p['latency_median_s'] / m['latency_median_s'] - 1:+.1%}"
-            if m["latency_median_s"] and p["latency_median_s"] is not None
-            else "-"
-        )
+    for summary, pred in found:
+        lat = summary.latencies_s()
+        measured = float(np.median(lat)) if lat else None
+        predicted = _ms(pred.predicted_ns, 50)
+        change = f"{predicted / measured - 1:+.1%}" if measured and predicted is not None else "-"
+        bounds = [verdict_name(int(b)) for b in pred.predicted_bounds]
+        sc = pred.scenario
         rows.append(
             [
-                Path(d["file"]).name,
-                ModelIdentity(d["model"], d["model_source"]).label or "-",
-                f"{m['link_speed'] or '?'} -> {sc['link']}",
-                str(sc["clock"]),
-                "yes" if sc["cache_all"] else "no",
-                _fmt_ms(m["latency_median_s"]),
-                _fmt_ms(p["latency_median_s"]),
-                _fmt_ms(p["latency_p90_s"]),
+                Path(summary.file).name,
+                summary.model_label or "-",
+                f"{summary.link_speed or '?'} -> {sc.link}",
+                str(clock_name(sc.clock_mhz)),
+                "yes" if sc.cache_all else "no",
+                _fmt_ms(measured),
+                _fmt_ms(predicted),
+                _fmt_ms(_ms(pred.predicted_ns, 90)),
                 change,
-                f"{m['verdict']} -> {p['verdict']}",
-                " ".join(f"{r['latency_s'] * 1e3:.1f}" for r in p["requests"]),
+                f"{summary.verdict} -> {majority(bounds)}",
+                per_inference_ms(pred),
             ]
         )
     render_table(columns, rows, title="usbtrace predict (device latency, median)")
@@ -159,25 +170,25 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise UsageError("; ".join(missing) or "no input files")
     failures = list(missing)
-    docs: list[dict] = []
+    found: list[tuple[CaptureSummary, Prediction]] = []
     for f in files:
         try:
-            found = predict_path(f, args.device, args)
+            got = predict_path(f, args.device, args)
         except InputError as exc:
             failures.append(str(exc))
             continue
-        if not found:
+        if not got:
             failures.append(f"{f}: no Edge TPU traffic found (try --device BUS.ADDR)")
-        docs.extend(prediction_json(s, p) for s, p in found)
+        found += got
     for msg in failures:
         print(f"usbtrace: {msg}", file=sys.stderr)
     if args.json:
-        write_json({"predictions": docs})
-    elif docs:
-        print_table(docs)
-        for d in docs:
-            for note in d.get("notes", []):
-                print(f"usbtrace: {d['file']} ({d['device']}): {note}", file=sys.stderr)
-    if not docs:
+        write_json({"predictions": [prediction_json(s, p) for s, p in found]})
+    elif found:
+        print_table(found)
+        for summary, pred in found:
+            for note in pred.notes:
+                print(f"usbtrace: {summary.file} ({summary.device}): {note}", file=sys.stderr)
+    if not found:
         return 2
     return 1 if failures else 0

@@ -249,3 +249,11 @@ def _is_file(path: Path) -> bool:
         return path.is_file()
     except (OSError, ValueError):  # a name too long for the file system, a NUL in it
         return False
+
+
+def option_model_name(model: str | Path) -> str:
+    """The name ``--model`` gives: a catalog name, or a model file's stem (no ``_edgetpu``)."""
+    path = Path(model)
+    if path.is_file():
+        return entry_for_path(path).name
+    return resolve(model).name

@@ -15,37 +15,21 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from usbtrace.errors import UsbtraceError
 from usbtrace.models.catalog import catalog_entries, models_dir, parse_model_name
+from usbtrace.models.identity import (
+    FROM_BYTES,
+    FROM_FILE_NAME,
+    FROM_METADATA,
+    FROM_OPTION,
+    ModelIdentity,
+)
 from usbtrace.models.inspect import ModelSummary, inspect_model
 
-FROM_OPTION = "option"
-FROM_METADATA = "metadata"
-FROM_BYTES = "bytes"
-FROM_FILE_NAME = "file name (guess)"
-MODEL_SOURCES = (FROM_OPTION, FROM_METADATA, FROM_BYTES, FROM_FILE_NAME)
-GUESS_MARK = "?"
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    name: str | None
-    source: str | None  # one of MODEL_SOURCES, None when there is no name at all
-
-    @property
-    def is_guess(self) -> bool:
-        return self.source == FROM_FILE_NAME
-
-    @property
-    def known(self) -> str | None:
-        """The name when it may be used as fact (ops, TOPS, size grouping); None for a guess."""
-        return None if self.is_guess else self.name
-
-    @property
-    def label(self) -> str | None:
-        """The name as tables show it: a guess carries a question mark (``dense_900?``)."""
-        return f"{self.name}{GUESS_MARK}" if self.is_guess and self.name else self.name
+if TYPE_CHECKING:
+    from usbtrace.analysis.summary import CaptureSummary
 
 
 @dataclass(frozen=True)
@@ -146,3 +130,16 @@ def identify_model(
         return ModelIdentity(matched, FROM_BYTES)
     guess = guess_from_file_name(path)
     return ModelIdentity(guess, FROM_FILE_NAME if guess else None)
+
+
+def identify_summary(summary: CaptureSummary, option: str | None = None) -> ModelIdentity:
+    """The model of one summarized Edge TPU: ``--model``, the metadata, its bytes, or a guess
+    from the file name (the model stage of the pipeline, after the summary)."""
+    caching, inferences = summary.wire_signature()
+    meta = summary.metadata
+    return identify_model(
+        option=option,
+        metadata=meta.model if meta else None,
+        seen=wire_bytes(caching, inferences),
+        path=summary.file,
+    )

@@ -1,6 +1,6 @@
 """The live view while ``usbtrace capture`` runs: rich Live on stderr, fed as dumpcap writes.
 
-A feed thread polls the feed (``usbtrace.analysis.live_feed``; by default it analyses in a child
+A feed thread polls the feed (``usbtrace.capture.live_feed``; by default it analyses in a child
 process at nice 10) and adds what it finds to the running figures (``LiveStats``); rich redraws
 them four times a second from its own thread. Polls are spaced by three times what the last one
 cost, so the capture (dumpcap, the user's program, the model's inferences) keeps the processor.
@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from usbtrace.analysis.live import LiveFigures, LiveStats
-from usbtrace.analysis.live_feed import FeedUpdate, LiveFeed, SubprocessFeed
+from usbtrace.capture.live_feed import FeedUpdate, LiveFeed, SubprocessFeed
 
 REFRESH_PER_S = 4
 MIN_POLL_S = 0.25

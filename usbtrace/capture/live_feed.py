@@ -16,7 +16,7 @@ when the writer stops (nothing after them to make them final) come with ``finish
 end of the capture is known.
 
 ``SubprocessFeed`` runs a ``PipelineFeed`` in a child process at a lower priority
-(``python3 -m usbtrace.analysis.live_feed FILE``, one JSON line per poll), so the analysis never
+(``python3 -m usbtrace.capture.live_feed FILE``, one JSON line per poll), so the analysis never
 holds the interpreter lock of the process that runs the model's inferences and stamps their
 host times.
 """
@@ -219,7 +219,7 @@ class SubprocessFeed:
 
     def __init__(self, path: str | Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "usbtrace.analysis.live_feed", str(path)],
+            [sys.executable, "-m", "usbtrace.capture.live_feed", str(path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
