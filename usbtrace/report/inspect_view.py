@@ -15,7 +15,8 @@ from usbtrace.edgetpu.constants import (
     EP_OUTPUT_IN,
     Tag,
 )
-from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest
+from usbtrace.edgetpu.control import CsrAccess, DfuStep
+from usbtrace.usb.devices import StandardRequest
 from usbtrace.edgetpu.trace import (
     EVENT,
     NS,
