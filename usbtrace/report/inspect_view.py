@@ -16,7 +16,6 @@ from usbtrace.edgetpu.constants import (
     Tag,
 )
 from usbtrace.edgetpu.control import CsrAccess, DfuStep
-from usbtrace.usb.devices import StandardRequest
 from usbtrace.edgetpu.trace import (
     EVENT,
     NS,
@@ -28,6 +27,7 @@ from usbtrace.edgetpu.trace import (
     tag_name,
 )
 from usbtrace.edgetpu.wire import interrupt_names
+from usbtrace.usb.devices import StandardRequest
 
 
 @dataclass(frozen=True, slots=True)
