@@ -209,7 +209,7 @@ class DeviceBatch:
 class UsbCapture:
     """What the USB layer found in the whole capture."""
 
-    devices: list[UsbDevice]  # in the order they appeared
+    devices: list[UsbDevice]  # in the order they appeared (their first frame)
     first_ts_ns: int | None  # of the first record; None: no record
     last_ts_ns: int | None  # the latest record's time
     orphan_completions: int
@@ -225,7 +225,8 @@ class UsbDevices:
     """The devices stage, fed ``Paired`` batches in capture order (see the module's note)."""
 
     def __init__(self) -> None:
-        self.devices: dict[DeviceKey, UsbDevice] = {}  # in the order they appeared
+        # by the batch they first had records in, then by (bus, address)
+        self.devices: dict[DeviceKey, UsbDevice] = {}
         # None until a record is seen: 0 (or less) is a timestamp a capture can hold
         self.first_ts: int | None = None
         self.last_ts: int | None = None
@@ -270,7 +271,7 @@ class UsbDevices:
             # frame order: the order a batch's URBs closed in is not capture order
             d.standard.sort(key=lambda x: x.frame)
         return UsbCapture(
-            list(self.devices.values()),
+            sorted(self.devices.values(), key=lambda d: d.first_frame),
             self.first_ts,
             self.last_ts,
             pairer.orphan_completions,
