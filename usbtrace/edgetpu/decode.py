@@ -17,13 +17,11 @@ import numpy as np
 
 from usbtrace.edgetpu.assemble import OUT_COLUMNS, OutState
 from usbtrace.edgetpu.constants import (
-    APP_IDS,
     COMPLETION_TAG,
     CSR_DESCR_EP,
     CSR_MULTI_BO_EP,
     CSR_OUTFEED_CHUNK_LENGTH,
     DESCR_EP_INTERRUPTS_ONLY,
-    DFU_IDS,
     EDGETPU_IDS,
     EP_EVENT_IN,
     EP_INTERRUPT_IN,
@@ -31,9 +29,9 @@ from usbtrace.edgetpu.constants import (
     EVENT_LEN,
     OUTFEED_CHUNK_HIGHSPEED,
     OUTFEED_CHUNK_SUPERSPEED,
-    DfuRequest,
 )
-from usbtrace.edgetpu.control import CsrAccess, DfuStep, decode_control, is_firmware_download
+from usbtrace.edgetpu.control import CsrAccess, DfuStep, decode_control
+from usbtrace.edgetpu.firmware import downloads, firmware_download
 from usbtrace.edgetpu.framing import OutFramer
 from usbtrace.edgetpu.trace import (
     EVENT,
@@ -375,17 +373,20 @@ class Decoder:
             for steps in (d.csr, d.dfu):
                 steps.sort(key=lambda x: x.frame)
         found = {key: how for key, d in self.devices.items() if (how := self._identify(d))}
-        downloads = self._downloads(found)
-        tied = {id(x) for key, x in downloads.items() if self.devices[key] is not x}
+        loaded = downloads([(d.usb, d.dfu) for d in self.devices.values()], found)
+        tied = {boot for tpu, boot in loaded.items() if boot != tpu}
         for (bus, dev), d in sorted(self.devices.items()):
-            if id(d) in tied:
+            if (bus, dev) in tied:
                 continue  # reported as the firmware download of the Edge TPU that followed
             how = found.get((bus, dev))
             if how is None:
                 if dev != 0:
                     others.append((bus, dev, d.usb.ids))
                 continue
-            traces.append(self._trace(d, how, downloads.get((bus, dev)), metadata))
+            boot = loaded.get((bus, dev))
+            fw = None if boot is None else self.devices[boot]
+            firmware = None if fw is None else firmware_download(fw.usb, fw.dfu)
+            traces.append(self._trace(d, how, firmware, metadata))
         if self.only and not traces:
             bus, dev = self.only
             raise InputError(info.path, f"no traffic of device {bus}.{dev} in this capture")
@@ -403,40 +404,6 @@ class Decoder:
             usb.dropped_open,
         )
 
-    def _downloads(self, found: dict[tuple[int, int], str]) -> dict[tuple[int, int], _Device]:
-        """Each firmware download, by the Edge TPU it was for.
-
-        A download is found by its DFU class requests alone (``is_firmware_download``), or by
-        the boot loader's descriptor. The boot loader then re-enumerates as the app-mode device:
-        the download belongs to the Edge TPU that appears next on the same bus, or to the same
-        device when it came back at the same address. A boot loader nothing followed is reported
-        as itself when its descriptor names it, else it is just another device.
-        """
-        out: dict[tuple[int, int], _Device] = {}
-        # oldest first: a later download of the same Edge TPU replaces an earlier one
-        for x in sorted(self.devices.values(), key=lambda d: d.usb.last_frame):
-            xu = x.usb
-            key = xu.key
-            if xu.ids == DFU_IDS:
-                if not x.dfu:
-                    continue
-            elif xu.ids not in (None, APP_IDS) or not is_firmware_download(x.dfu):
-                continue
-            elif key in found:
-                out[key] = x  # the download ran at the address the Edge TPU came back at
-                continue
-            later = [
-                (d.usb.first_frame, k)
-                for k, d in self.devices.items()
-                if k in found and d.usb.bus == xu.bus and d.usb.ids != DFU_IDS
-                and d.usb.first_frame > xu.last_frame
-            ]  # fmt: skip
-            if later:
-                out[min(later)[1]] = x
-            elif key in found:
-                out[key] = x
-        return out
-
     def _identify(self, d: _Device) -> str | None:
         u = d.usb
         if u.address == 0:
@@ -452,7 +419,11 @@ class Decoder:
         return None
 
     def _trace(
-        self, d: _Device, how: str, download: _Device | None, meta: CaptureMetadata | None
+        self,
+        d: _Device,
+        how: str,
+        firmware: FirmwareDownload | None,
+        meta: CaptureMetadata | None,
     ) -> EdgeTpuTrace:
         d.state.update(d.framer, d.out)
         held = d.state.table(d.framer)
@@ -465,7 +436,7 @@ class Decoder:
         speed, source = _link_speed(d, meta)
         u = d.usb
         ids = u.ids
-        trace = EdgeTpuTrace(
+        return EdgeTpuTrace(
             bus=u.bus,
             address=u.address,
             vendor=ids[0] if ids else None,
@@ -494,10 +465,8 @@ class Decoder:
             last_frame=u.last_frame,
             transfer_index=held.gidx,
             unsettled=held.unsettled,
+            firmware=firmware,
         )
-        if download is not None:
-            trace.firmware = _firmware(download)
-        return trace
 
 
 def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, str | None]:
@@ -513,22 +482,6 @@ def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, s
             if c.value == OUTFEED_CHUNK_HIGHSPEED:
                 return "high", "outfeed_chunk_length"
     return None, None
-
-
-def _firmware(d: _Device) -> FirmwareDownload:
-    down = [s for s in d.dfu if s.request == DfuRequest.DNLOAD.name]
-    up = [s for s in d.dfu if s.request == DfuRequest.UPLOAD.name]
-    return FirmwareDownload(
-        bus=d.usb.bus,
-        address=d.usb.address,
-        blocks=sum(1 for s in down if s.length > 0),
-        nbytes=sum(s.length for s in down),
-        uploaded=sum(s.length for s in up),
-        t_start_ns=d.dfu[0].t_ns,
-        t_end_ns=d.dfu[-1].t_ns,
-        status_ok=all(s.status == 0 for s in d.dfu),
-        steps=d.dfu,
-    )
 
 
 def _by_frame(rows: np.ndarray) -> np.ndarray:
