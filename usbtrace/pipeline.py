@@ -1,8 +1,11 @@
 """The one pipeline, from a capture to summaries, read top to bottom.
 
     source    formats/capture.py     a file, a FIFO or stdin -> RecordBatch (numpy records)
-    urbs      usb/pairing.py         submit/completion -> Urbs (the reader thread pairs them)
-    edgetpu   edgetpu/decode.py      devices, control, framing, events, outputs -> EdgeTpuTrace
+    urbs      usb/pairing.py         submit/completion -> Paired (in the reader thread:
+                                     usb/devices.UrbStage)
+    devices   usb/devices.py         per device: descriptors, frames, standard requests, URB
+                                     statistics, its URBs -> DeviceBatch; UsbCapture at the end
+    edgetpu   edgetpu/decode.py      CSR, DFU, framing, events, outputs -> EdgeTpuTrace
     requests  analysis/requests.py   the completion rule -> Segmentation; final_count
     metrics   analysis/metrics.py    per request -> RequestTable
     summary   analysis/summary.py    RequestLog per device while streaming -> CaptureSummary
@@ -39,10 +42,10 @@ from usbtrace.analysis.summary import CaptureSummary, RequestLog, summarize_trac
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.background import prefetch
 from usbtrace.edgetpu.constants import DFU_IDS, Tag
-from usbtrace.edgetpu.decode import DecodedCapture, Decoder, Paired
+from usbtrace.edgetpu.decode import DecodedCapture, Decoder, stamped_at_submit
 from usbtrace.edgetpu.trace import EdgeTpuTrace, group_outputs, tag_name
 from usbtrace.errors import InputError, UsageError
-from usbtrace.formats.capture import Capture
+from usbtrace.formats.capture import Capture, CaptureInfo
 from usbtrace.formats.records import RecordBatch
 from usbtrace.report.inspect_view import (
     InspectRow,
@@ -53,6 +56,7 @@ from usbtrace.report.inspect_view import (
     row_order,
     transfer_rows,
 )
+from usbtrace.usb.devices import Paired, UrbStage, UsbDevices
 
 WINDOW_FRAMES = 1 << 16  # frames between two windows: bounds what is held between them
 INSPECT_WINDOW_FRAMES = 1 << 13  # inspect's first rows come out after this many frames
@@ -104,11 +108,37 @@ def _split(batch: RecordBatch, k: int) -> tuple[RecordBatch, RecordBatch]:
 Window = Callable[[Decoder], None]
 
 
-def _paired(decoder: Decoder, cap: Capture, every: int) -> Iterator[tuple[Paired, bool]]:
+def _paired(urbs: UrbStage, cap: Capture, every: int) -> Iterator[tuple[Paired, bool]]:
     """The URB stage, run in the reader thread: each batch paired, and whether it ends a
     window."""
     for batch, ends in _windows(cap.batches(), every):
-        yield decoder.pair(batch), ends
+        yield urbs.pair(batch), ends
+
+
+@dataclass
+class _Stages:
+    """The URB, devices and Edge TPU stages of one capture."""
+
+    urbs: UrbStage
+    devices: UsbDevices
+    decoder: Decoder
+
+    @classmethod
+    def new(cls, device: str | None) -> _Stages:
+        devices = UsbDevices()
+        return cls(UrbStage(stamped_at_submit), devices, Decoder(devices, parse_device(device)))
+
+    def feed(self, paired: Paired) -> None:
+        self.decoder.feed(self.devices.feed(paired))
+
+    def close(self) -> None:
+        """The end of the capture (the reader thread is done): the URBs still open are fed as
+        submit-only URBs."""
+        self.decoder.feed(self.devices.close(self.urbs.close()))
+
+    def finish(self, info: CaptureInfo, error: InputError | None) -> DecodedCapture:
+        """What the USB layer found in the capture, and the Edge TPUs in it."""
+        return self.decoder.finish(info, self.devices.finish(self.urbs.pairer), error)
 
 
 def decode(
@@ -132,24 +162,25 @@ def decode(
     still yields what its readable prefix holds, with the error recorded; otherwise the
     ``InputError`` propagates.
     """
-    decoder = Decoder(parse_device(device))
+    stages = _Stages.new(device)
     cap = path if isinstance(path, Capture) else open_capture(path)
     every = window_frames or WINDOW_FRAMES
     error: InputError | None = None
 
     try:
-        for item, ends in prefetch(_paired(decoder, cap, every)):
-            decoder.feed_paired(item)
+        for item, ends in prefetch(_paired(stages.urbs, cap, every)):
+            stages.feed(item)
             ends = ends or (window_due is not None and window_due())
             if ends and on_window is not None:
-                on_window(decoder)
+                on_window(stages.decoder)
             if progress is not None:
                 progress(cap.info.bytes_read)
     except InputError as exc:
         if not partial_ok or exc.offset is None or not cap.info.interfaces:
             raise
         error = exc
-    return decoder.finish(cap.info, error)
+    stages.close()
+    return stages.finish(cap.info, error)
 
 
 def decode_capture(
@@ -330,7 +361,7 @@ class _Inspector:
             return
         self.t0 = decoder.first_ts or 0
         floor = decoder.last_ts
-        oldest = decoder.oldest_open_ns()
+        oldest = decoder.usb.oldest_open_ns
         if oldest is not None:
             floor = min(floor, oldest)
         for key in decoder.candidates():
@@ -371,11 +402,12 @@ class _Inspector:
     def _download(self, decoder: Decoder, key: tuple[int, int]) -> list[InspectRow]:
         """The DFU steps of a boot loader that left the bus before this Edge TPU appeared on
         it: its firmware download, shown with it (as ``EdgeTpuTrace.dfu_steps`` does)."""
-        d = decoder.devices[key]
+        d = decoder.devices[key].usb
         rows: list[InspectRow] = []
         for k, x in decoder.devices.items():
-            gone = k != key and x.bus == d.bus and x.dfu and x.last_frame < d.first_frame
-            if gone and (decoder.identify(k) is None or x.ids == DFU_IDS):
+            u = x.usb
+            gone = k != key and u.bus == d.bus and x.dfu and u.last_frame < d.first_frame
+            if gone and (decoder.identify(k) is None or u.ids == DFU_IDS):
                 rows += control_rows([], [], decoder.take_controls(k)[2], [])
         return rows
 
@@ -402,10 +434,13 @@ class _Inspector:
             ready.sort(key=row_order)
             self.emit(trace, ready, self.t0)
 
-    def finish(self, decoder: Decoder, info: object, error: InputError | None) -> DecodedCapture:
-        decoder.close_pending()
-        tails = {k: decoder.take_controls(k) for k in decoder.devices}
-        decoded = decoder.finish(info, error)  # type: ignore[arg-type]
+    def finish(
+        self, stages: _Stages, info: CaptureInfo, error: InputError | None
+    ) -> DecodedCapture:
+        stages.close()
+        # taken before ``finish`` puts the controls in frame order
+        tails = {k: stages.decoder.take_controls(k) for k in stages.decoder.devices}
+        decoded = stages.finish(info, error)
         self.t0 = decoded.first_ts_ns
         for trace in decoded.devices:
             key = (trace.bus, trace.address)
@@ -426,16 +461,16 @@ def inspect(path: str | Path, device: str | None, emit: RowSink) -> DecodedCaptu
     handed to ``emit`` in time order as soon as it is known (a window at a time); a file that
     breaks off gives its readable prefix, the damage in ``DecodedCapture.problems``."""
     inspector = _Inspector(emit)
-    decoder = Decoder(parse_device(device))
+    stages = _Stages.new(device)
     cap = open_capture(path)
     error: InputError | None = None
     try:
-        for item, ends in prefetch(_paired(decoder, cap, INSPECT_WINDOW_FRAMES)):
-            decoder.feed_paired(item)
+        for item, ends in prefetch(_paired(stages.urbs, cap, INSPECT_WINDOW_FRAMES)):
+            stages.feed(item)
             if ends:
-                inspector(decoder)
+                inspector(stages.decoder)
     except InputError as exc:
         if exc.offset is None or not cap.info.interfaces:
             raise
         error = exc
-    return inspector.finish(decoder, cap.info, error)
+    return inspector.finish(stages, cap.info, error)

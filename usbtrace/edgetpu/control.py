@@ -1,4 +1,7 @@
-"""Control transfers of an Edge TPU: register (CSR) access, firmware download, standard requests."""
+"""Control transfers of an Edge TPU: register (CSR) access and firmware download (DFU).
+
+Standard requests are the USB layer's (``usbtrace.usb.devices``).
+"""
 
 from __future__ import annotations
 
@@ -17,21 +20,7 @@ from usbtrace.edgetpu.constants import (
     DfuRequest,
     register_name,
 )
-from usbtrace.usb.descriptors import GET_DESCRIPTOR, SET_CONFIGURATION, Setup
-
-STANDARD_REQUESTS = {
-    0: "GET_STATUS",
-    1: "CLEAR_FEATURE",
-    3: "SET_FEATURE",
-    5: "SET_ADDRESS",
-    6: "GET_DESCRIPTOR",
-    7: "SET_DESCRIPTOR",
-    8: "GET_CONFIGURATION",
-    9: "SET_CONFIGURATION",
-    10: "GET_INTERFACE",
-    11: "SET_INTERFACE",
-}
-DESCRIPTOR_TYPES = {1: "device", 2: "configuration", 3: "string", 15: "BOS", 6: "qualifier"}
+from usbtrace.usb.descriptors import Setup
 
 
 @dataclass(slots=True)
@@ -70,19 +59,6 @@ class DfuStep:
         return f"DFU {self.request}{block} ({self.length} B)"
 
 
-@dataclass(slots=True)
-class StandardRequest:
-    frame: int
-    t_ns: int
-    name: str
-    detail: str
-    status: int
-
-    @property
-    def text(self) -> str:
-        return f"{self.name} {self.detail}".strip()
-
-
 def is_firmware_download(steps: list[DfuStep]) -> bool:
     """Whether a device's class requests on its interface are a DFU download, without its
     descriptor: a DNLOAD carrying data and a GETSTATUS answered with the 6-byte DFU status.
@@ -104,7 +80,7 @@ def _value(data: np.ndarray, cap: int, nbytes: int) -> int | None:
     return int.from_bytes(bytes(data[:nbytes].tolist()), "little")
 
 
-def decode_control(urb: np.void) -> CsrAccess | DfuStep | StandardRequest | None:
+def decode_control(urb: np.void) -> CsrAccess | DfuStep | None:
     """One paired control URB (a row of ``usbtrace.usb.pairing.URB``)."""
     setup = Setup.parse(bytes(urb["setup"].tolist()))
     frame = int(urb["s_frame"]) or int(urb["c_frame"])
@@ -142,13 +118,4 @@ def decode_control(urb: np.void) -> CsrAccess | DfuStep | StandardRequest | None
             name = f"request_{setup.request}"
         length = int(urb["s_len"]) if rt == REQTYPE_DFU_OUT else int(urb["c_len"])
         return DfuStep(frame, t_ns, name, setup.value, length, status, rt == REQTYPE_DFU_IN)
-    if setup.kind == "standard":
-        name = STANDARD_REQUESTS.get(setup.request, f"request_{setup.request}")
-        detail = ""
-        if setup.request == GET_DESCRIPTOR:
-            dtype = setup.value >> 8
-            detail = f"{DESCRIPTOR_TYPES.get(dtype, dtype)} ({setup.length} B)"
-        elif setup.request == SET_CONFIGURATION:
-            detail = str(setup.value)
-        return StandardRequest(frame, t_ns, name, detail, status)
     return None

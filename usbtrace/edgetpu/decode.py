@@ -1,9 +1,12 @@
-"""Decode URB batches into Edge TPU traces, one per device (the pipeline feeds it).
+"""Decode each device's URBs into Edge TPU traces (the pipeline feeds it ``DeviceBatch``es).
 
-Per batch: control transfers decoded, the bulk-OUT submit stream framed, IN completions
-collected per device, keeping only compact arrays. The per-transfer view is assembled when the
-pipeline asks for a window (``Decoder.window``); what the analysis has finished with is
-released (``Decoder.release``), so memory follows the requests in flight (``assemble.py``).
+The USB layer (``usbtrace.usb.devices``) has split each batch by device and read what USB says
+of each (descriptors, frames, standard requests, URB statistics). Here, per device: its CSR and
+DFU control transfers decoded, its bulk-OUT submit stream framed, its IN completions (events,
+output chunks, interrupts) collected, keeping only compact arrays; and which device is an Edge
+TPU. The per-transfer view is assembled when the pipeline asks for a window
+(``Decoder.window``); what the analysis has finished with is released (``Decoder.release``), so
+memory follows the requests in flight (``assemble.py``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,11 @@ import numpy as np
 
 from usbtrace.edgetpu.assemble import OUT_COLUMNS, OutState
 from usbtrace.edgetpu.constants import (
-    APP_IDS,
     COMPLETION_TAG,
     CSR_DESCR_EP,
     CSR_MULTI_BO_EP,
     CSR_OUTFEED_CHUNK_LENGTH,
     DESCR_EP_INTERRUPTS_ONLY,
-    DFU_IDS,
     EDGETPU_IDS,
     EP_EVENT_IN,
     EP_INTERRUPT_IN,
@@ -28,15 +29,9 @@ from usbtrace.edgetpu.constants import (
     EVENT_LEN,
     OUTFEED_CHUNK_HIGHSPEED,
     OUTFEED_CHUNK_SUPERSPEED,
-    DfuRequest,
 )
-from usbtrace.edgetpu.control import (
-    CsrAccess,
-    DfuStep,
-    StandardRequest,
-    decode_control,
-    is_firmware_download,
-)
+from usbtrace.edgetpu.control import CsrAccess, DfuStep, decode_control
+from usbtrace.edgetpu.firmware import downloads, firmware_download
 from usbtrace.edgetpu.framing import OutFramer
 from usbtrace.edgetpu.trace import (
     EVENT,
@@ -49,26 +44,20 @@ from usbtrace.edgetpu.wire import event_columns, event_tag_captured
 from usbtrace.errors import InputError
 from usbtrace.formats.capture import CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, metadata_from_blocks
-from usbtrace.formats.records import RecordBatch, concat_rows, take
-from usbtrace.formats.usbmon import (
-    STATUS_CANCELLED,
-    STATUS_CONNRESET,
-    URB_SUBMIT,
-    XFER_BULK,
-    XFER_CONTROL,
-    XFER_INTERRUPT,
-)
+from usbtrace.formats.records import concat_rows, take
+from usbtrace.formats.usbmon import URB_SUBMIT, XFER_BULK, XFER_CONTROL, XFER_INTERRUPT
 from usbtrace.usb import pairing
-from usbtrace.usb.descriptors import (
-    DIR_IN,
-    DT_CONFIGURATION,
-    DT_DEVICE,
-    GET_DESCRIPTOR,
-    ConfigDescriptor,
-    DeviceDescriptor,
-    Setup,
+from usbtrace.usb.descriptors import DIR_IN
+from usbtrace.usb.devices import (
+    DeviceBatch,
+    DeviceKey,
+    DeviceTraffic,
+    StandardRequest,
+    UsbCapture,
+    UsbDevice,
+    UsbDevices,
 )
-from usbtrace.usb.pairing import UrbPairer, Urbs
+from usbtrace.usb.pairing import Urbs
 
 GIVE_UP_UNFRAMED = 64  # a bulk device with this many non-header URBs and no header is not a TPU
 # The driver keeps a few reads posted on 0x81-0x83 at all times, so some URBs of a device are
@@ -78,10 +67,9 @@ NEVER_COMPLETED_NORMAL = 64
 
 @dataclass
 class _Device:
-    bus: int
-    dev: int
-    descriptor: DeviceDescriptor | None = None
-    config: ConfigDescriptor | None = None
+    """The Edge TPU side of one USB device (its USB facts are ``usb``'s)."""
+
+    usb: UsbDevice
     framer: OutFramer = field(default_factory=OutFramer)
     state: OutState = field(default_factory=OutState)  # bulk-OUT transfers not yet released
     # bulk-OUT URB columns (OUT_COLUMNS) paired since the last window, one piece per batch
@@ -91,23 +79,12 @@ class _Device:
     interrupts: list[Interrupt] = field(default_factory=list)
     csr: list[CsrAccess] = field(default_factory=list)
     dfu: list[DfuStep] = field(default_factory=list)
-    standard: list[StandardRequest] = field(default_factory=list)
-    cancelled: int = 0
-    orphan_completions: int = 0
-    never_completed: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    first_frame: int = 0
-    last_frame: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # Edge TPU ones (USB's: ``usb.stats``)
     abandoned: bool = False  # bulk traffic that is clearly not the Edge TPU protocol
     multi_ep_from: int = 0  # completion frame of the multi_bo_ep := 1 write, 0 if none
     descr_events_from: int = 0  # completion frame of a descr_ep write enabling tags 0-3
     assumed_event_tags: int = 0  # events whose tag byte was not captured (tag 4 assumed)
     taken: tuple[int, int, int, int] = (0, 0, 0, 0)  # control items handed on (take_controls)
-
-    @property
-    def ids(self) -> tuple[int, int] | None:
-        d = self.descriptor
-        return (d.vendor, d.product) if d else None
 
 
 @dataclass
@@ -153,103 +130,62 @@ class DecodedCapture:
         return out
 
 
-@dataclass
-class Paired:
-    """A record batch and its URBs: what the USB layer hands to the Edge TPU decoder."""
-
-    batch: RecordBatch
-    present: list[tuple[int, int]]  # (bus, device)s with records in the batch, sorted
-    urbs: Urbs
-    # submit time of the oldest control or bulk-OUT URB still open after the batch
-    oldest_open_ns: int | None = None
-
-
-def present_devices(records: np.ndarray) -> list[tuple[int, int]]:
-    """The (bus, device)s that have records in a batch, sorted."""
-    if not len(records):
-        return []
-    h = records["hdr"]
-    key = h["busnum"].astype(np.int64) << 8 | h["devnum"]
-    lo, hi = int(key.min()), int(key.max())
-    keys = [lo] if lo == hi else np.unique(key).tolist()
-    return [(k >> 8, k & 0xFF) for k in keys]
+def stamped_at_submit(hdr: np.ndarray) -> np.ndarray:
+    """Which open URBs (usbmon headers) stamp what they become with their submit time: control
+    accesses and bulk-OUT transfers. Reads are stamped at their completion, and the driver keeps
+    some posted for ever. (``usbtrace.usb.devices.UrbStage`` asks, for ``oldest_open_ns``.)"""
+    xfer = hdr["xfer"]
+    return (xfer == XFER_CONTROL) | ((xfer == XFER_BULK) & (hdr["epnum"] < DIR_IN))
 
 
 class Decoder:
-    """The Edge TPU protocol of every device on the bus, fed URB batch after URB batch.
+    """The Edge TPU protocol of every device on the bus, fed device batch after device batch.
 
-    ``only`` is the (bus, address) the user named, to decode whatever its traffic looks like.
-    Streaming: ``window`` gives a device's traffic not yet released as a trace, ``release``
-    lets go of what the analysis has finished with; ``finish`` gives what is left.
+    ``usb`` is the devices stage that feeds it (what USB says of each device, and how far the
+    capture has been read). ``only`` is the (bus, address) the user named, to decode whatever
+    its traffic looks like. Streaming: ``window`` gives a device's traffic not yet released as a
+    trace, ``release`` lets go of what the analysis has finished with; ``finish`` gives what is
+    left.
     """
 
-    def __init__(self, only: tuple[int, int] | None = None) -> None:
+    def __init__(self, usb: UsbDevices, only: DeviceKey | None = None) -> None:
+        self.usb = usb
         self.only = only
-        self.pairer = UrbPairer()
-        self.devices: dict[tuple[int, int], _Device] = {}
-        # None until a record is seen: 0 (or less) is a timestamp a capture can hold
-        self.first_ts: int | None = None
-        self.last_ts: int | None = None
-        self._closed = False
-        self._oldest_open: int | None = None
+        self.devices: dict[DeviceKey, _Device] = {}
 
-    def dev(self, bus: int, dev: int) -> _Device:
-        d = self.devices.get((bus, dev))
-        if d is None:
-            d = self.devices[(bus, dev)] = _Device(bus, dev)
-        return d
+    @property
+    def first_ts(self) -> int | None:
+        """The first record's time, None before any record."""
+        return self.usb.first_ts
+
+    @property
+    def last_ts(self) -> int | None:
+        """The latest record's time so far, None before any record."""
+        return self.usb.last_ts
 
     # -- per batch ------------------------------------------------------------------------------
 
-    def pair(self, batch: RecordBatch) -> Paired:
-        """The USB-level half of a batch: submit/completion pairing.
-
-        It touches only the pairer, never the devices, so the pipeline runs it in the reader
-        thread while the main thread frames the previous batch.
-        """
-        urbs = self.pairer.feed(batch.records)
-        # read here: the pairer runs ahead of the decoder. Only the URBs whose submit time
-        # stamps what they become count: control accesses and bulk-OUT transfers (reads are
-        # stamped at their completion, and the driver keeps some posted for ever)
-        h = self.pairer.carry["hdr"]
-        stamped = (h["xfer"] == XFER_CONTROL) | ((h["xfer"] == XFER_BULK) & (h["epnum"] < DIR_IN))
-        ts = self.pairer.carry["ts_ns"][stamped]
-        oldest = int(ts.min()) if len(ts) else None
-        return Paired(batch, present_devices(batch.records), urbs, oldest)
-
-    def feed(self, batch: RecordBatch) -> None:
-        self.feed_paired(self.pair(batch))
-
-    def feed_paired(self, paired: Paired) -> None:
-        """The Edge TPU half of a batch, in batch order."""
-        recs, present, urbs = paired.batch.records, paired.present, paired.urbs
-        self._oldest_open = paired.oldest_open_ns
-        if not len(recs):
-            return
-        ts = recs["ts_ns"]
-        if self.first_ts is None:
-            self.first_ts = int(ts[0])
-        last = int(ts.max())
-        self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
-        devkey = None
-        if len(present) > 1:
+    def feed(self, batch: DeviceBatch) -> None:
+        """One batch of the devices stage, in batch order."""
+        recs = batch.records
+        out = None
+        if len(recs):
             h = recs["hdr"]
-            devkey = h["busnum"].astype(np.int64) << 8 | h["devnum"]
-        for bus, dev in present:
-            d = self.dev(bus, dev)
-            frames = recs["frame"] if devkey is None else recs["frame"][devkey == bus << 8 | dev]
-            if not d.first_frame:
-                d.first_frame = int(frames[0])
-            d.last_frame = int(frames[-1])
-        ctrl = np.flatnonzero(urbs.xfer == XFER_CONTROL)
-        if len(ctrl):
-            self._control(urbs.select(ctrl).rows(), paired.batch.control_payloads)
-        self._frame_out(recs, present, devkey)
-        self._urbs(urbs)
+            out = (h["type"] == URB_SUBMIT) & (h["xfer"] == XFER_BULK) & (h["epnum"] < DIR_IN)
+        for t in batch.devices:
+            key = t.device.key
+            d = self.devices.get(key)
+            if d is None:
+                d = self.devices[key] = _Device(t.device)
+            if len(t.control):
+                self._control(d, t.control)
+            if out is not None and not d.abandoned:
+                self._frame_out(d, t, recs, out)
+            if len(t.urbs):
+                self._urbs(d, t.urbs)
 
-    def _control(self, urbs: np.ndarray, payloads: dict[int, bytes]) -> None:
+    def _control(self, d: _Device, urbs: np.ndarray) -> None:
         for u in urbs:
-            d = self.dev(int(u["bus"]), int(u["dev"]))
             item = decode_control(u)
             if isinstance(item, CsrAccess):
                 d.csr.append(item)
@@ -276,36 +212,19 @@ class Decoder:
                     d.descr_events_from = item.complete_frame
             elif isinstance(item, DfuStep):
                 d.dfu.append(item)
-            elif isinstance(item, StandardRequest):
-                d.standard.append(item)
-                setup = Setup.parse(bytes(u["setup"].tolist()))
-                data = payloads.get(int(u["c_frame"]))
-                if setup.request == GET_DESCRIPTOR and data and int(u["status"]) == 0:
-                    if setup.value >> 8 == DT_DEVICE:
-                        d.descriptor = DeviceDescriptor.parse(data) or d.descriptor
-                    elif setup.value >> 8 == DT_CONFIGURATION:
-                        d.config = ConfigDescriptor.parse(data) or d.config
 
-    def _frame_out(
-        self, recs: np.ndarray, present: list[tuple[int, int]], devkey: np.ndarray | None
-    ) -> None:
-        h = recs["hdr"]
-        sel = (h["type"] == URB_SUBMIT) & (h["xfer"] == XFER_BULK) & (h["epnum"] < DIR_IN)
-        for bus, dev in present:
-            d = self.dev(bus, dev)
-            if d.abandoned:
-                continue
-            m = sel if devkey is None else sel & (devkey == bus << 8 | dev)
-            r = take(recs, np.flatnonzero(m))
-            if not len(r):
-                continue
-            f = d.framer
-            if d.multi_ep_from and not f.multi_ep:
-                before = r["frame"] < d.multi_ep_from
-                self._feed_framer(d, r[before])
-                f.multi_ep = True
-                r = r[~before]
-            self._feed_framer(d, r)
+    def _frame_out(self, d: _Device, t: DeviceTraffic, recs: np.ndarray, out: np.ndarray) -> None:
+        """The device's bulk-OUT submits (``out``: of any device) to its framer."""
+        r = take(recs, t.records(out))
+        if not len(r):
+            return
+        f = d.framer
+        if d.multi_ep_from and not f.multi_ep:
+            before = r["frame"] < d.multi_ep_from
+            self._feed_framer(d, r[before])
+            f.multi_ep = True
+            r = r[~before]
+        self._feed_framer(d, r)
 
     def _feed_framer(self, d: _Device, r: np.ndarray) -> None:
         """Feed a device's bulk-OUT submits; give up on it exactly at its 64th unframed URB.
@@ -316,7 +235,7 @@ class Decoder:
         batches gave up on). Never for a device whose descriptor or the user names it a TPU.
         """
         f = d.framer
-        forced = d.ids in EDGETPU_IDS or self.only == (d.bus, d.dev)
+        forced = d.usb.ids in EDGETPU_IDS or self.only == d.usb.key
         while len(r) and not d.abandoned:
             probing = not forced and not f.multi_ep and f.valid_headers == 0
             part = r[: max(1, GIVE_UP_UNFRAMED - f.unframed)] if probing else r
@@ -326,62 +245,45 @@ class Decoder:
             if probing and f.valid_headers == 0 and f.unframed >= GIVE_UP_UNFRAMED:
                 d.abandoned = True
 
-    def _urbs(self, urbs: Urbs) -> None:
-        if not len(urbs):
+    def _urbs(self, d: _Device, u: Urbs) -> None:
+        """The device's bulk-OUT URBs kept for framing's transfers; its events, output chunks
+        and interrupts collected."""
+        if d.abandoned:
             return
-        devkey = urbs.bus.astype(np.int64) << 8 | urbs.dev
-        lo, hi = int(devkey.min()), int(devkey.max())
-        keys = [lo] if lo == hi else np.unique(devkey).tolist()
-        for key in keys:
-            d = self.dev(key >> 8, key & 0xFF)
-            u = urbs if len(keys) == 1 else urbs.select(devkey == key)
-            d.orphan_completions += int(np.count_nonzero(~u.has_submit))
-            d.never_completed += int(np.count_nonzero(~u.has_completion))
-            bulk = u.xfer == XFER_BULK
-            completed = u.has_completion
-            ok = completed & (u.status == 0)
-            bad = completed & (u.status != 0) & (u.xfer != XFER_CONTROL)
-            if bad.any():
-                st = u.status[bad]
-                cancel = (st == STATUS_CANCELLED) | (st == STATUS_CONNRESET)
-                d.cancelled += int(np.count_nonzero(cancel))
-                for ep, s in zip(u.ep[bad][~cancel].tolist(), st[~cancel].tolist()):
-                    msg = f"endpoint {ep:#04x} completed with status {s}"
-                    d.errors[msg] = d.errors.get(msg, 0) + 1
-            if d.abandoned:
+        bulk = u.xfer == XFER_BULK
+        ok = u.has_completion & (u.status == 0)
+        out = u.select(bulk & (u.ep < DIR_IN))
+        if len(out):
+            for name, col in zip(
+                OUT_COLUMNS,
+                (
+                    out.submit("frame"),
+                    out.submit("ts_ns"),
+                    out.completion("frame"),
+                    out.completion("ts_ns"),
+                    out.status,
+                    out.submit("urb_len"),
+                ),
+            ):
+                d.out.setdefault(name, []).append(col)
+        c = u.select(bulk & ok & (u.ep == EP_OUTPUT_IN))
+        c = c.select(c.completion("urb_len") > 0)
+        if len(c):
+            rows = np.zeros(len(c), dtype=OUTPUT_CHUNK)
+            rows["frame"], rows["t_ns"] = c.completion("frame"), c.completion("ts_ns")
+            rows["length"], rows["asked"] = c.completion("urb_len"), c.submit("urb_len")
+            rows["s_ts"] = c.submit("ts_ns")
+            d.chunks.append(rows)
+        ev = u.select(bulk & ok & (u.ep == EP_EVENT_IN))
+        if len(ev):
+            self._events(d, ev)
+        intr = u.select((u.xfer == XFER_INTERRUPT) & ok & (u.ep == EP_INTERRUPT_IN))
+        for i in intr.rows() if len(intr) else ():
+            if int(i["c_len"]) == 0:
                 continue
-            out = u.select(bulk & (u.ep < DIR_IN))
-            if len(out):
-                for name, col in zip(
-                    OUT_COLUMNS,
-                    (
-                        out.submit("frame"),
-                        out.submit("ts_ns"),
-                        out.completion("frame"),
-                        out.completion("ts_ns"),
-                        out.status,
-                        out.submit("urb_len"),
-                    ),
-                ):
-                    d.out.setdefault(name, []).append(col)
-            c = u.select(bulk & ok & (u.ep == EP_OUTPUT_IN))
-            c = c.select(c.completion("urb_len") > 0)
-            if len(c):
-                rows = np.zeros(len(c), dtype=OUTPUT_CHUNK)
-                rows["frame"], rows["t_ns"] = c.completion("frame"), c.completion("ts_ns")
-                rows["length"], rows["asked"] = c.completion("urb_len"), c.submit("urb_len")
-                rows["s_ts"] = c.submit("ts_ns")
-                d.chunks.append(rows)
-            ev = u.select(bulk & ok & (u.ep == EP_EVENT_IN))
-            if len(ev):
-                self._events(d, ev)
-            intr = u.select((u.xfer == XFER_INTERRUPT) & ok & (u.ep == EP_INTERRUPT_IN))
-            for i in intr.rows() if len(intr) else ():
-                if int(i["c_len"]) == 0:
-                    continue
-                n = min(4, int(i["c_cap"]))
-                value = int.from_bytes(bytes(i["c_head"][:n].tolist()), "little")
-                d.interrupts.append(Interrupt(int(i["c_frame"]), int(i["c_ts"]), value))
+            n = min(4, int(i["c_cap"]))
+            value = int.from_bytes(bytes(i["c_head"][:n].tolist()), "little")
+            d.interrupts.append(Interrupt(int(i["c_frame"]), int(i["c_ts"]), value))
 
     def _events(self, d: _Device, ev: Urbs) -> None:
         """Successful completions on 0x82. A 16-byte one is an event even when its tag byte was
@@ -417,7 +319,7 @@ class Decoder:
         return [
             k
             for k, d in sorted(self.devices.items())
-            if d.dev != 0
+            if d.usb.address != 0
             and not d.abandoned
             and (d.framer.valid_headers or d.framer.multi_ep or d.events or d.chunks)
         ]
@@ -433,25 +335,16 @@ class Decoder:
         None."""
         return self._identify(self.devices[key])
 
-    def oldest_open_ns(self) -> int | None:
-        """The submit time of the oldest control or bulk-OUT URB not yet completed: what it may
-        still become (a transfer, a control access) is stamped no earlier."""
-        return self._oldest_open
-
     def take_controls(
         self, key: tuple[int, int]
     ) -> tuple[list[Interrupt], list[CsrAccess], list[DfuStep], list[StandardRequest]]:
-        """The interrupts and control accesses decoded since the last call (in close order)."""
+        """The interrupts and control accesses decoded since the last call (in close order),
+        the USB layer's standard requests with them."""
         d = self.devices[key]
         ni, nc, nd, ns = d.taken
-        d.taken = (len(d.interrupts), len(d.csr), len(d.dfu), len(d.standard))
-        return d.interrupts[ni:], d.csr[nc:], d.dfu[nd:], d.standard[ns:]
-
-    def close_pending(self) -> None:
-        """End of the capture: the URBs still open become submit-only URBs."""
-        if not self._closed:
-            self._closed = True
-            self._urbs(self.pairer.finish())
+        standard = d.usb.standard
+        d.taken = (len(d.interrupts), len(d.csr), len(d.dfu), len(standard))
+        return d.interrupts[ni:], d.csr[nc:], d.dfu[nd:], standard[ns:]
 
     def release(
         self, key: tuple[int, int], transfers: np.ndarray, events: np.ndarray, chunks: np.ndarray
@@ -467,27 +360,33 @@ class Decoder:
 
     # -- end of capture -------------------------------------------------------------------------
 
-    def finish(self, info: CaptureInfo, error: InputError | None = None) -> DecodedCapture:
-        self.close_pending()
+    def finish(
+        self, info: CaptureInfo, usb: UsbCapture, error: InputError | None = None
+    ) -> DecodedCapture:
+        """The Edge TPUs of the capture, once the URBs still open at its end were fed, and
+        ``usb`` is what the USB layer found in it."""
         metadata = metadata_from_blocks(info.custom_blocks)
         traces: list[EdgeTpuTrace] = []
         others: list[tuple[int, int, tuple[int, int] | None]] = []
         for d in self.devices.values():
             # frame order: the order a batch's URBs closed in is not capture order
-            for steps in (d.csr, d.dfu, d.standard):
+            for steps in (d.csr, d.dfu):
                 steps.sort(key=lambda x: x.frame)
         found = {key: how for key, d in self.devices.items() if (how := self._identify(d))}
-        downloads = self._downloads(found)
-        tied = {id(x) for key, x in downloads.items() if self.devices[key] is not x}
+        loaded = downloads([(d.usb, d.dfu) for d in self.devices.values()], found)
+        tied = {boot for tpu, boot in loaded.items() if boot != tpu}
         for (bus, dev), d in sorted(self.devices.items()):
-            if id(d) in tied:
+            if (bus, dev) in tied:
                 continue  # reported as the firmware download of the Edge TPU that followed
             how = found.get((bus, dev))
             if how is None:
                 if dev != 0:
-                    others.append((bus, dev, d.ids))
+                    others.append((bus, dev, d.usb.ids))
                 continue
-            traces.append(self._trace(d, how, downloads.get((bus, dev)), metadata))
+            boot = loaded.get((bus, dev))
+            fw = None if boot is None else self.devices[boot]
+            firmware = None if fw is None else firmware_download(fw.usb, fw.dfu)
+            traces.append(self._trace(d, how, firmware, metadata))
         if self.only and not traces:
             bus, dev = self.only
             raise InputError(info.path, f"no traffic of device {bus}.{dev} in this capture")
@@ -496,63 +395,35 @@ class Decoder:
             info,
             traces,
             others,
-            self.first_ts or 0,
-            self.last_ts or 0,
-            self.pairer.orphan_completions,
-            self.pairer.superseded_submits,
+            usb.first_ts_ns or 0,
+            usb.last_ts_ns or 0,
+            usb.orphan_completions,
+            usb.superseded_submits,
             metadata,
             error,
-            self.pairer.dropped_open,
+            usb.dropped_open,
         )
 
-    def _downloads(self, found: dict[tuple[int, int], str]) -> dict[tuple[int, int], _Device]:
-        """Each firmware download, by the Edge TPU it was for.
-
-        A download is found by its DFU class requests alone (``is_firmware_download``), or by
-        the boot loader's descriptor. The boot loader then re-enumerates as the app-mode device:
-        the download belongs to the Edge TPU that appears next on the same bus, or to the same
-        device when it came back at the same address. A boot loader nothing followed is reported
-        as itself when its descriptor names it, else it is just another device.
-        """
-        out: dict[tuple[int, int], _Device] = {}
-        # oldest first: a later download of the same Edge TPU replaces an earlier one
-        for x in sorted(self.devices.values(), key=lambda d: d.last_frame):
-            key = (x.bus, x.dev)
-            if x.ids == DFU_IDS:
-                if not x.dfu:
-                    continue
-            elif x.ids not in (None, APP_IDS) or not is_firmware_download(x.dfu):
-                continue
-            elif key in found:
-                out[key] = x  # the download ran at the address the Edge TPU came back at
-                continue
-            later = [
-                (d.first_frame, k)
-                for k, d in self.devices.items()
-                if k in found and d.bus == x.bus and d.ids != DFU_IDS
-                and d.first_frame > x.last_frame
-            ]  # fmt: skip
-            if later:
-                out[min(later)[1]] = x
-            elif key in found:
-                out[key] = x
-        return out
-
     def _identify(self, d: _Device) -> str | None:
-        if d.dev == 0:
+        u = d.usb
+        if u.address == 0:
             return None  # the default address: a device being enumerated, not yet addressed
         if self.only is not None:
-            return "--device" if (d.bus, d.dev) == self.only else None
-        if d.ids in EDGETPU_IDS:
+            return "--device" if u.key == self.only else None
+        if u.ids in EDGETPU_IDS:
             return "descriptor"
-        if d.ids is None and not d.abandoned and d.framer.valid_headers:
+        if u.ids is None and not d.abandoned and d.framer.valid_headers:
             f = d.framer
             if f.valid_headers >= f.unframed:
                 return "signature"
         return None
 
     def _trace(
-        self, d: _Device, how: str, download: _Device | None, meta: CaptureMetadata | None
+        self,
+        d: _Device,
+        how: str,
+        firmware: FirmwareDownload | None,
+        meta: CaptureMetadata | None,
     ) -> EdgeTpuTrace:
         d.state.update(d.framer, d.out)
         held = d.state.table(d.framer)
@@ -563,11 +434,13 @@ class Decoder:
         d.events = [_by_frame(events)]
         chunks, events = d.chunks[0], d.events[0]
         speed, source = _link_speed(d, meta)
-        trace = EdgeTpuTrace(
-            bus=d.bus,
-            address=d.dev,
-            vendor=d.ids[0] if d.ids else None,
-            product=d.ids[1] if d.ids else None,
+        u = d.usb
+        ids = u.ids
+        return EdgeTpuTrace(
+            bus=u.bus,
+            address=u.address,
+            vendor=ids[0] if ids else None,
+            product=ids[1] if ids else None,
             identified_by=how,
             link_speed=speed,
             link_speed_source=source,
@@ -580,29 +453,28 @@ class Decoder:
             output_chunks=chunks,
             csr=d.csr,
             dfu=d.dfu,
-            standard=d.standard,
+            standard=u.standard,
             unframed_urbs=d.framer.unframed,
-            cancelled=d.cancelled,
-            orphan_completions=d.orphan_completions,
-            never_completed=d.never_completed,
+            cancelled=u.stats.cancelled,
+            orphan_completions=u.stats.orphan_completions,
+            never_completed=u.stats.never_completed,
             assumed_event_tags=d.assumed_event_tags,
-            # sorted: the dict fills in pairing order, which depends on the read chunking
-            errors=[f"{msg} ({n}x)" for msg, n in sorted(d.errors.items())],
-            first_frame=d.first_frame,
-            last_frame=d.last_frame,
+            # sorted: the dicts fill in pairing order, which depends on the read chunking
+            errors=[f"{msg} ({n}x)" for msg, n in sorted({**u.stats.errors, **d.errors}.items())],
+            first_frame=u.first_frame,
+            last_frame=u.last_frame,
             transfer_index=held.gidx,
             unsettled=held.unsettled,
+            firmware=firmware,
         )
-        if download is not None:
-            trace.firmware = _firmware(download)
-        return trace
 
 
 def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, str | None]:
-    if meta and meta.link_speed and (meta.device in (None, d.dev)):
+    if meta and meta.link_speed and (meta.device in (None, d.usb.address)):
         return meta.link_speed, "metadata"
-    if d.descriptor and d.descriptor.speed_hint:
-        return d.descriptor.speed_hint, "descriptor"
+    descriptor = d.usb.descriptor
+    if descriptor and descriptor.speed_hint:
+        return descriptor.speed_hint, "descriptor"
     for c in d.csr:
         if c.write and c.address == CSR_OUTFEED_CHUNK_LENGTH and c.value is not None:
             if c.value == OUTFEED_CHUNK_SUPERSPEED:
@@ -610,22 +482,6 @@ def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, s
             if c.value == OUTFEED_CHUNK_HIGHSPEED:
                 return "high", "outfeed_chunk_length"
     return None, None
-
-
-def _firmware(d: _Device) -> FirmwareDownload:
-    down = [s for s in d.dfu if s.request == DfuRequest.DNLOAD.name]
-    up = [s for s in d.dfu if s.request == DfuRequest.UPLOAD.name]
-    return FirmwareDownload(
-        bus=d.bus,
-        address=d.dev,
-        blocks=sum(1 for s in down if s.length > 0),
-        nbytes=sum(s.length for s in down),
-        uploaded=sum(s.length for s in up),
-        t_start_ns=d.dfu[0].t_ns,
-        t_end_ns=d.dfu[-1].t_ns,
-        status_ok=all(s.status == 0 for s in d.dfu),
-        steps=d.dfu,
-    )
 
 
 def _by_frame(rows: np.ndarray) -> np.ndarray:

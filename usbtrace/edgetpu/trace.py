@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from usbtrace.edgetpu.constants import TAG_NAMES, Tag
-from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest
+from usbtrace.edgetpu.control import CsrAccess, DfuStep
+from usbtrace.usb.devices import StandardRequest
 
 NS = 1_000_000_000
 

@@ -15,7 +15,7 @@ from usbtrace.edgetpu.constants import (
     EP_OUTPUT_IN,
     Tag,
 )
-from usbtrace.edgetpu.control import CsrAccess, DfuStep, StandardRequest
+from usbtrace.edgetpu.control import CsrAccess, DfuStep
 from usbtrace.edgetpu.trace import (
     EVENT,
     NS,
@@ -27,6 +27,7 @@ from usbtrace.edgetpu.trace import (
     tag_name,
 )
 from usbtrace.edgetpu.wire import interrupt_names
+from usbtrace.usb.devices import StandardRequest
 
 
 @dataclass(frozen=True, slots=True)

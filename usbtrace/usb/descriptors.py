@@ -17,6 +17,20 @@ DT_BOS = 15
 DT_DEVICE_CAPABILITY = 0x10
 DT_DFU_FUNCTIONAL = 0x21
 DT_SS_ENDPOINT_COMPANION = 0x30
+# names of the standard requests (bRequest) and descriptor types (wValue's high byte)
+STANDARD_REQUESTS = {
+    0: "GET_STATUS",
+    1: "CLEAR_FEATURE",
+    3: "SET_FEATURE",
+    5: "SET_ADDRESS",
+    6: "GET_DESCRIPTOR",
+    7: "SET_DESCRIPTOR",
+    8: "GET_CONFIGURATION",
+    9: "SET_CONFIGURATION",
+    10: "GET_INTERFACE",
+    11: "SET_INTERFACE",
+}
+DESCRIPTOR_TYPES = {1: "device", 2: "configuration", 3: "string", 15: "BOS", 6: "qualifier"}
 # bmAttributes of an endpoint descriptor (not usbmon's transfer-type numbers, which differ)
 EP_TYPES = ("control", "iso", "bulk", "interrupt")
 EP_TYPE_BULK = 2
