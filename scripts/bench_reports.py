@@ -16,11 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.synthetic import presets, write_session
-from usbtrace.pipeline import summarize_file
+from usbtrace.pipeline import summarize_file, timeline_file
 from usbtrace.report.html_report import build_report
 from usbtrace.report.plots import plot_specs, render
 from usbtrace.report.size_table import size_rows
-from usbtrace.report.timeline import render_timeline, timeline_for_file
+from usbtrace.report.timeline import render_timeline
 
 PRESETS = ("conv_50", "conv_300", "dense_300", "dense_300_usb2")
 
@@ -54,7 +54,7 @@ def main() -> None:
         rows = timed("size table rows", lambda: size_rows(summaries))
         timed("plots (PNG, incl. matplotlib import)", lambda: draw_plots(rows, root / "plots"))
         timed("plots (PNG, warm)", lambda: draw_plots(rows, root / "plots2"))
-        tl = timed("timeline data (conv_300)", lambda: timeline_for_file(files[1], None, None))
+        tl = timed("timeline data (conv_300)", lambda: timeline_file(files[1], None, None))
         timed("timeline PNG", lambda: render_timeline(tl, root / "tl.png"))
         page = timed("HTML report", lambda: build_report(summaries))
         print(f"HTML report size                   {len(page) / 1e6:8.3f} MB")

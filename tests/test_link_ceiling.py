@@ -98,12 +98,12 @@ def test_table_prints_no_impossible_rate(tmp_path, capsys):
 
 
 def test_inspect_and_timeline_rates_respect_the_ceiling(tmp_path, capsys):
-    from usbtrace.report.timeline import timeline_for_file
+    from usbtrace.pipeline import timeline_file
 
     s = capture(tmp_path, stream_bytes=900_000, cache_bytes=1_000_000)
     assert main(["inspect", "--json", s.file]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     params = [r for r in rows if r["kind"] == "parameters"]
     assert len(params) == 2 and all(r["rate_Bps"] is None for r in params)
-    lanes = {lane["name"]: lane for lane in timeline_for_file(s.file, 1, None).to_json()["lanes"]}
+    lanes = {lane["name"]: lane for lane in timeline_file(s.file, 1, None).to_json()["lanes"]}
     assert lanes["parameters"]["bytes"] == 900_000 and lanes["parameters"]["rate_Bps"] is None

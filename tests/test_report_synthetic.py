@@ -46,10 +46,10 @@ def test_size_rows_match_truth(sessions):
 
 def test_timeline_of_streaming_conv_300(sessions):
     pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")
-    from usbtrace.report.timeline import timeline_for_file
+    from usbtrace.pipeline import timeline_file
 
     path, truth = sessions["conv_300"]
-    tl = timeline_for_file(path, None, None)
+    tl = timeline_file(path, None, None)
     first = _inferences(truth)[0]
     assert tl.request == first.index
     params = tl.lane("parameters")

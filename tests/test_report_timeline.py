@@ -12,7 +12,8 @@ from sweep_fixtures import INSTR_BYTES_PER_LAYER, plan, write_capture
 from usbtrace.cli.main import main
 from usbtrace.edgetpu.constants import MAX_BULK_OUT_CHUNK
 from usbtrace.intervals import clipped_length
-from usbtrace.report.timeline import render_timeline, timeline_for_file
+from usbtrace.pipeline import timeline_file
+from usbtrace.report.timeline import render_timeline
 
 pytest.importorskip("matplotlib", reason="matplotlib (extra `plots`) is not installed")
 
@@ -25,7 +26,7 @@ def streaming(tmp_path_factory):
 
 def test_default_is_first_streaming_inference(streaming):
     path, p = streaming
-    tl = timeline_for_file(path, None, None)
+    tl = timeline_file(path, None, None)
     assert tl.request == 1 and tl.kind == "inference"  # request 0 caches the parameters
     assert tl.t_end_ns - tl.t0_ns == p.latency_ns
     params = tl.lane("parameters")
@@ -42,7 +43,7 @@ def test_default_is_first_streaming_inference(streaming):
 
 def test_overlap_is_what_the_lanes_show(streaming):
     path, _ = streaming
-    tl = timeline_for_file(path, None, None)
+    tl = timeline_file(path, None, None)
     params = tl.lane("parameters")
     inside = clipped_length(
         np.array(params.starts_ns), np.array(params.ends_ns), tl.exec_start_ns, tl.t_end_ns
@@ -55,7 +56,7 @@ def test_overlap_is_what_the_lanes_show(streaming):
 
 def test_explicit_request_and_images(streaming, tmp_path):
     path, p = streaming
-    tl = timeline_for_file(path, 0, None)
+    tl = timeline_file(path, 0, None)
     assert tl.kind == "parameter-caching" and tl.lane("parameters").nbytes == p.cached
     png = render_timeline(tl, tmp_path / "t.png")
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -83,7 +84,7 @@ def test_cli_errors(streaming, tmp_path, capsys):
 
 
 def test_real_dense_300(shared_file, tmp_path):
-    tl = timeline_for_file(shared_file("captures/real/dense_300.pcapng"), None, None)
+    tl = timeline_file(shared_file("captures/real/dense_300.pcapng"), None, None)
     assert tl.request == 1
     assert tl.lane("parameters").nbytes == 2_943_616
     assert tl.lane("instructions").nbytes == 543_840

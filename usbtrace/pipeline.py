@@ -56,6 +56,13 @@ from usbtrace.report.inspect_view import (
     row_order,
     transfer_rows,
 )
+from usbtrace.report.timeline import (
+    DefaultRequest,
+    RequestTraffic,
+    Timeline,
+    build_timeline,
+    default_request,
+)
 from usbtrace.usb.devices import Paired, UrbStage, UsbDevices
 
 WINDOW_FRAMES = 1 << 16  # frames between two windows: bounds what is held between them
@@ -250,6 +257,74 @@ def summarize_file(
     identify_models(summaries, option)
     reconcile_all(summaries, decoded, model)
     return summaries
+
+
+@dataclass
+class _TimelineKeeper:
+    """``timeline``'s stage while the capture streams: of each window's final requests, the
+    traffic of the one asked for, or of the one the default can still be among those seen, is
+    kept; the rest of the window is released as ``summarize`` releases it."""
+
+    request: int | None  # None: ``DefaultRequest`` chooses
+    kept: dict[tuple[int, int], dict[int, RequestTraffic]] = field(default_factory=dict)  # 0-1
+    choices: dict[tuple[int, int], DefaultRequest] = field(default_factory=dict)
+    counts: dict[tuple[int, int], int] = field(default_factory=dict)  # final requests so far
+
+    def __call__(
+        self,
+        key: tuple[int, int],
+        trace: EdgeTpuTrace,
+        seg: Segmentation,
+        table: RequestTable,
+        k: int,
+    ) -> None:
+        offset = self.counts.get(key, 0)  # the window's request r is the capture's offset + r
+        self.counts[key] = offset + k
+        kept = self.kept.setdefault(key, {})
+        wanted = self.request
+        if wanted is None:
+            choice = self.choices.setdefault(key, DefaultRequest())
+            choice.add(table.rows[:k])
+            wanted = choice.wanted
+            for g in [g for g in kept if g != wanted]:
+                del kept[g]
+        if offset <= wanted < offset + k:
+            kept[wanted] = RequestTraffic.of(trace, seg, wanted - offset)
+
+
+def timeline_file(
+    path: str | Path,
+    request: int | None,
+    device: str | None,
+    *,
+    window_frames: int | None = None,
+) -> Timeline:
+    """``usbtrace timeline``: request ``request`` of the capture's one Edge TPU (default: see
+    ``DefaultRequest``), its lanes from the traffic kept while streaming, its numbers from the
+    summary's metrics (verdict, host invoke, execution window)."""
+    keeper = _TimelineKeeper(request)
+    streamer = _Streamer({}, keeper)
+    decoded = decode(path, device, partial_ok=True, on_window=streamer, window_frames=window_frames)
+    if not decoded.devices:
+        raise UsageError(f"{path}: no Edge TPU traffic found (try --device BUS.ADDR)")
+    if len(decoded.devices) > 1 and device is None:
+        names = ", ".join(t.name for t in decoded.devices)
+        raise UsageError(f"{path}: several Edge TPUs ({names}); choose one with --device")
+    trace = decoded.devices[0]
+    key = (trace.bus, trace.address)
+    log = streamer.logs.get(key)
+    offset = log.count if log is not None else 0  # the requests still in ``trace`` follow
+    metrics = summarize_trace(decoded, trace, log).requests
+    if not len(metrics):
+        raise UsageError(f"{path}: no request on the device")
+    k = default_request(metrics) if request is None else request
+    if not 0 <= k < len(metrics):
+        raise UsageError(f"{path}: --request {k}: the capture has requests 0 to {len(metrics) - 1}")
+    if k >= offset:
+        traffic = RequestTraffic.of(trace, segment_arrays(trace), k - offset)
+    else:
+        traffic = keeper.kept.get(key, {})[k]  # final in an earlier window, and kept then
+    return build_timeline(str(path), traffic, metrics[k])
 
 
 ScenarioOf = Callable[[str | None, float | None], Scenario]  # (link speed, clock) -> scenario

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from usbtrace.report.timeline import render_timeline, timeline_for_file
+    from usbtrace.pipeline import timeline_file
+    from usbtrace.report.timeline import render_timeline
 
     if args.output is None:
         raise UsageError("timeline needs -o/--output OUT.png (or .svg)")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     guard.check_file(out, replace=False)  # refused now, not after the analysis
     if not Path(args.file).is_file():
         raise UsageError(f"{args.file}: no such file")
-    tl = timeline_for_file(args.file, args.request, args.device)
+    tl = timeline_file(args.file, args.request, args.device)
     guard.write(out, functools.partial(render_timeline, tl, fmt=fmt), replace=False)
     if args.json:
         json.dump(tl.to_json(), sys.stdout, indent=1)

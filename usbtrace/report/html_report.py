@@ -28,7 +28,7 @@ from usbtrace.report.size_table import (
     size_rows,
 )
 from usbtrace.report.table import distinct_names
-from usbtrace.report.timeline import Timeline, render_timeline, timeline_for_file
+from usbtrace.report.timeline import Timeline, render_timeline
 
 MAX_TIMELINES = 8
 
@@ -133,10 +133,12 @@ def timeline_files(
 
 def _timelines(files: Sequence[tuple[str, str]]) -> tuple[list[Timeline], list[str]]:
     """The timelines that could be built, and a note for each that could not."""
+    from usbtrace.pipeline import timeline_file  # the pipeline renders with this module's kin
+
     out, notes = [], []
     for file, device in files:
         try:
-            out.append(timeline_for_file(file, None, device))
+            out.append(timeline_file(file, None, device))
         except UsbtraceError as exc:
             notes.append(f"no timeline for {file} ({device}): {exc}")
     return out, notes

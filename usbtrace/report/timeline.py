@@ -18,11 +18,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from usbtrace.analysis.metrics import RequestMetrics
-from usbtrace.analysis.requests import KIND_INFERENCE, Request
+from usbtrace.analysis.metrics import RequestMetrics, RequestTable
+from usbtrace.analysis.requests import KIND_INFERENCE, KINDS, Segmentation
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
-from usbtrace.errors import UsageError
 from usbtrace.intervals import union_length
 from usbtrace.usb.link import link_ceiling_Bps
 
@@ -104,49 +103,111 @@ class Timeline:
         }
 
 
-def default_request(metrics: list[RequestMetrics]) -> int:
-    """The first inference that streams parameters, else the second inference (steady state,
-    clear of the caching request), else the first inference, else request 0."""
-    infs = [m for m in metrics if m.kind == KIND_INFERENCE]
-    streaming = [m for m in infs if m.parameters]
-    if streaming:
-        return streaming[0].index
-    if len(infs) > 1:
-        return infs[1].index
-    return infs[0].index if infs else 0
+class DefaultRequest:
+    """Which request the timeline shows without ``--request``: the first inference that
+    streams parameters, else the second inference (steady state, clear of the caching
+    request), else the first inference, else request 0.
+
+    Fed the requests' rows in order, a block at a time (``add``), so the choice is made while
+    the capture streams: ``wanted`` names the one request seen so far it can still be."""
+
+    def __init__(self) -> None:
+        self.count = 0  # rows seen: the next block's first index
+        self.inferences: list[int] = []  # the first two
+        self.streaming: int | None = None  # the first inference that streams parameters
+
+    def add(self, rows: np.ndarray) -> None:
+        """The next ``REQUEST`` rows (their ``index`` column is not read: they come in order)."""
+        first, self.count = self.count, self.count + len(rows)
+        if self.streaming is not None:
+            return
+        inf = np.flatnonzero(rows["kind"] == KINDS.index(KIND_INFERENCE))
+        self.inferences += (first + inf[: 2 - len(self.inferences)]).tolist()
+        hit = inf[rows["parameters"][inf] > 0][:1]
+        if len(hit):
+            self.streaming = first + int(hit[0])
+
+    @property
+    def wanted(self) -> int:
+        """The one request seen so far that can still be the choice: the rows to come can
+        only move the choice to a request not seen yet (an inference that streams, or the
+        second inference)."""
+        return self.choice()
+
+    def choice(self) -> int:
+        if self.streaming is not None:
+            return self.streaming
+        if len(self.inferences) > 1:
+            return self.inferences[1]
+        return self.inferences[0] if self.inferences else 0
 
 
-def build_timeline(file: str, trace: EdgeTpuTrace, request: Request, m: RequestMetrics) -> Timeline:
-    tags = {t.index: t.tag for t in request.transfers}
-    ceiling = link_ceiling_Bps(trace.link_speed)
+def default_request(requests: RequestTable) -> int:
+    """``DefaultRequest``'s choice among all of ``requests``."""
+    choice = DefaultRequest()
+    choice.add(requests.rows)
+    return choice.choice()
+
+
+@dataclass
+class RequestTraffic:
+    """What one request put on the wire, all its timeline is drawn from: kept from the window
+    in which the request became final while the rest of the window is released."""
+
+    device: str
+    link_speed: str | None
+    transfers: np.ndarray  # TRANSFER rows of the request's bulk-OUT transfers, in index order
+    out_urbs: np.ndarray  # OUT_URB rows of those transfers; ``tidx`` is a row of ``transfers``
+    chunks: np.ndarray  # OUTPUT_CHUNK rows of its output, in frame order
+    event_ns: int | None  # its completion event
+
+    @classmethod
+    def of(cls, trace: EdgeTpuTrace, seg: Segmentation, r: int) -> RequestTraffic:
+        """Request ``r`` (the trace's own numbering) of a trace or window trace."""
+        mine = np.flatnonzero(seg.transfer_request == r)
+        urbs = trace.out_urbs[np.isin(trace.out_urbs["tidx"], mine)]
+        urbs["tidx"] = np.searchsorted(mine, urbs["tidx"])
+        return cls(
+            device=trace.name,
+            link_speed=trace.link_speed,
+            transfers=trace.table[mine],
+            out_urbs=urbs,
+            chunks=trace.output_chunks[seg.chunk_request == r],
+            event_ns=int(seg.events["t_ns"][r]) if r < len(seg.events) else None,
+        )
+
+
+def build_timeline(file: str, traffic: RequestTraffic, m: RequestMetrics) -> Timeline:
+    """The lanes of one request, from its traffic and its metrics in the capture's summary."""
+    tags = traffic.transfers["tag"]
+    ceiling = link_ceiling_Bps(traffic.link_speed)
     lanes = {name: Lane(name, ceiling_Bps=ceiling) for name in LANE_ORDER}
     if m.host_start_ns is not None and m.host_end_ns is not None:
         host = lanes[LANE_HOST]
         host.starts_ns.append(m.host_start_ns)
         host.ends_ns.append(m.host_end_ns)
-    urbs = trace.out_urbs[np.isin(trace.out_urbs["tidx"], list(tags))]
+    urbs = traffic.out_urbs
     for u in urbs[urbs["c_frame"] > 0]:
-        lane = lanes.get(OUT_LANES.get(tags[int(u["tidx"])], ""))
+        lane = lanes.get(OUT_LANES.get(int(tags[u["tidx"]]), ""))
         if lane is not None:
             lane.starts_ns.append(int(u["s_ts"]))
             lane.ends_ns.append(int(u["c_ts"]))
-    for t in request.transfers:
-        name = OUT_LANES.get(t.tag)
+    for tag, length in zip(tags.tolist(), traffic.transfers["length"].tolist()):
+        name = OUT_LANES.get(tag)
         if name:
-            lanes[name].nbytes += t.length
-    if len(request.chunk_rows):
-        chunks = trace.output_chunks[request.chunk_rows]
+            lanes[name].nbytes += length
+    if len(traffic.chunks):
         out = lanes[LANE_OUTPUT]
-        out.starts_ns += chunks["t_ns"].tolist()
-        out.ends_ns += chunks["t_ns"].tolist()
-        out.nbytes = int(chunks["length"].sum())
-    if request.event is not None:
+        out.starts_ns += traffic.chunks["t_ns"].tolist()
+        out.ends_ns += traffic.chunks["t_ns"].tolist()
+        out.nbytes = int(traffic.chunks["length"].sum())
+    if traffic.event_ns is not None:
         ev = lanes[LANE_EVENT]
-        ev.starts_ns.append(request.event.t_ns)
-        ev.ends_ns.append(request.event.t_ns)
+        ev.starts_ns.append(traffic.event_ns)
+        ev.ends_ns.append(traffic.event_ns)
     return Timeline(
         file=file,
-        device=trace.name,
+        device=traffic.device,
         request=m.index,
         kind=m.kind,
         t0_ns=m.t_start_ns,
@@ -156,32 +217,6 @@ def build_timeline(file: str, trace: EdgeTpuTrace, request: Request, m: RequestM
         overlap=m.overlap,
         verdict=m.verdict,
     )
-
-
-def timeline_for_file(path: str | Path, request: int | None, device: str | None) -> Timeline:
-    """The timeline of request ``request`` (default: see ``default_request``) of one capture."""
-    from usbtrace.analysis.requests import segment
-    from usbtrace.analysis.summary import summarize_trace
-    from usbtrace.pipeline import decode_capture
-
-    decoded = decode_capture(path, device, partial_ok=True)
-    if not decoded.devices:
-        raise UsageError(f"{path}: no Edge TPU traffic found (try --device BUS.ADDR)")
-    if len(decoded.devices) > 1 and device is None:
-        names = ", ".join(t.name for t in decoded.devices)
-        raise UsageError(f"{path}: several Edge TPUs ({names}); choose one with --device")
-    trace = decoded.devices[0]
-    # the summary's metrics (verdicts, host invokes aligned) index the same segmentation
-    metrics = summarize_trace(decoded, trace).requests
-    requests = segment(trace)
-    if not requests:
-        raise UsageError(f"{path}: no request on the device")
-    k = default_request(list(metrics)) if request is None else request
-    if not 0 <= k < len(requests):
-        raise UsageError(
-            f"{path}: --request {k}: the capture has requests 0 to {len(requests) - 1}"
-        )
-    return build_timeline(str(path), trace, requests[k], metrics[k])
 
 
 def _fmt_rate(bps: float | None) -> str:
