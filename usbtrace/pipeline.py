@@ -168,8 +168,9 @@ def decode_capture(
 # also told of each window's requests before their URBs are released: (device, window trace,
 # its segmentation, its requests' metrics, how many of them are final)
 RowsHook = Callable[[tuple[int, int], EdgeTpuTrace, Segmentation, RequestTable, int], None]
-# told of the lead Edge TPU's requests as they become final, every column final: (device, rows)
-LeadSink = Callable[[str, RequestTable], None]
+# told of the lead Edge TPU's requests as they become final, every column final:
+# (file, device, rows), file and device as the summary names them
+LeadSink = Callable[[str, str, RequestTable], None]
 
 
 @dataclass
@@ -186,6 +187,7 @@ class _Streamer:
     on_rows: RowsHook | None = None
     invokes: list[InvokeTiming] | None = None
     on_lead: LeadSink | None = None
+    file: str = ""  # as the summaries name the capture
     lead: tuple[int, int] | None = None
     _led: bool = False  # the first finished request has been seen: ``lead`` is settled
 
@@ -210,7 +212,7 @@ class _Streamer:
                 ):
                     self.lead = key
             if k and key == self.lead and self.on_lead is not None:
-                self.on_lead(trace.name, done)
+                self.on_lead(self.file, trace.name, done)
             decoder.release(key, *log.released(trace, seg, k))
 
     def _log(self, key: tuple[int, int]) -> RequestLog:
@@ -249,6 +251,7 @@ def summarize_file(
     cap = open_capture(path)
     invokes = early_invokes(cap)
     streamer = _Streamer({}, invokes=invokes, on_lead=on_lead if invokes is not None else None)
+    streamer.file = cap.info.path
     decoded = decode(
         cap,
         device,
