@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from usbtrace.analysis.hosttiming import InvokeMatcher
 from usbtrace.analysis.metrics import REQUEST, RequestTable, all_request_metrics, take_all
 from usbtrace.analysis.predict import (
     PREDICTED,
@@ -41,11 +42,12 @@ from usbtrace.analysis.requests import Segmentation, final_count, segment_arrays
 from usbtrace.analysis.summary import CaptureSummary, RequestLog, summarize_trace
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.background import prefetch
-from usbtrace.edgetpu.constants import DFU_IDS, Tag
+from usbtrace.edgetpu.constants import APP_IDS, DFU_IDS, Tag
 from usbtrace.edgetpu.decode import DecodedCapture, Decoder, stamped_at_submit
 from usbtrace.edgetpu.trace import EdgeTpuTrace, group_outputs, tag_name
 from usbtrace.errors import InputError, UsageError
-from usbtrace.formats.capture import Capture, CaptureInfo
+from usbtrace.formats.capture import Capture, CaptureInfo, trailing_custom_blocks
+from usbtrace.formats.metadata import InvokeTiming, trailing_invokes
 from usbtrace.formats.records import RecordBatch
 from usbtrace.report.inspect_view import (
     InspectRow,
@@ -200,14 +202,28 @@ def decode_capture(
 # also told of each window's requests before their URBs are released: (device, window trace,
 # its segmentation, its requests' metrics, how many of them are final)
 RowsHook = Callable[[tuple[int, int], EdgeTpuTrace, Segmentation, RequestTable, int], None]
+# told of the lead Edge TPU's requests as they become final, every column final:
+# (file, device, rows), file and device as the summary names them
+LeadSink = Callable[[str, str, RequestTable], None]
 
 
 @dataclass
 class _Streamer:
-    """The requests, metrics and summary stages while the capture streams."""
+    """The requests, metrics and summary stages while the capture streams.
+
+    ``invokes``, when the host invokes are known before the capture streams, lets inferences
+    take theirs as they finish. The lead is the first device to finish a request, when what it
+    is cannot change later (an app-mode descriptor or ``--device``); ``on_lead`` is told of its
+    requests as they finish.
+    """
 
     logs: dict[tuple[int, int], RequestLog]
     on_rows: RowsHook | None = None
+    invokes: list[InvokeTiming] | None = None
+    on_lead: LeadSink | None = None
+    file: str = ""  # as the summaries name the capture
+    lead: tuple[int, int] | None = None
+    _led: bool = False  # the first finished request has been seen: ``lead`` is settled
 
     def __call__(self, decoder: Decoder) -> None:
         watermark = decoder.last_ts
@@ -217,12 +233,36 @@ class _Streamer:
             trace = decoder.window(key)
             seg = segment_arrays(trace)
             k = final_count(trace, seg, watermark)
-            log = self.logs.setdefault(key, RequestLog())
+            log = self.logs.get(key) or self._log(key)
             table = all_request_metrics(trace, seg) if k else RequestTable(np.zeros(0, REQUEST))
-            log.add(trace, seg, table, k)
+            done = log.add(trace, seg, table, k)
             if k and self.on_rows is not None:
                 self.on_rows(key, trace, seg, table, k)
+            if k and not self._led:
+                self._led = True
+                how = decoder.identify(key)
+                if how == "--device" or (
+                    how == "descriptor" and decoder.devices[key].usb.ids == APP_IDS
+                ):
+                    self.lead = key
+            if k and key == self.lead and self.on_lead is not None:
+                self.on_lead(self.file, trace.name, done)
             decoder.release(key, *log.released(trace, seg, k))
+
+    def _log(self, key: tuple[int, int]) -> RequestLog:
+        log = self.logs[key] = RequestLog()
+        if self.invokes is not None:
+            log.host = InvokeMatcher(self.invokes)
+        return log
+
+
+def early_invokes(cap: Capture) -> list[InvokeTiming] | None:
+    """The host invokes, when they are known before the capture streams: from the metadata
+    at the end of a pcapng file (walked back to), or none at all in a format that cannot carry
+    metadata. None when only the end of the capture can tell (a pcapng pipe)."""
+    if cap.info.format != "pcapng":
+        return []
+    return trailing_invokes(trailing_custom_blocks(cap))
 
 
 def summarize_file(
@@ -232,28 +272,40 @@ def summarize_file(
     *,
     progress: Progress | None = None,
     window_frames: int | None = None,
+    on_lead: LeadSink | None = None,
 ) -> list[CaptureSummary]:
     """One summary per Edge TPU in the capture; a broken tail is reported, the prefix used.
 
     ``model`` (a compiled file or catalog name) is reconciled with every request; without it,
-    the model named by the capture's metadata is used when it is at hand.
+    the model named by the capture's metadata is used when it is at hand. ``on_lead`` is told
+    of the lead Edge TPU's requests as they finish, when nothing at the end can change them:
+    when the host invokes are known before the capture streams (``early_invokes``).
     """
     from usbtrace.models.catalog import option_model_name
 
     # before the capture is read: a --model that names nothing fails at once
     option = option_model_name(model) if model is not None else None
-    streamer = _Streamer({})
+    cap = open_capture(path)
+    invokes = early_invokes(cap)
+    streamer = _Streamer({}, invokes=invokes, on_lead=on_lead if invokes is not None else None)
+    streamer.file = cap.info.path
     decoded = decode(
-        path,
+        cap,
         device,
         partial_ok=True,
         on_window=streamer,
         progress=progress,
         window_frames=window_frames,
     )
-    summaries = [
-        summarize_trace(decoded, t, streamer.logs.get((t.bus, t.address))) for t in decoded.devices
-    ]
+    summaries = []
+    for t in decoded.devices:
+        key = (t.bus, t.address)
+        log = streamer.logs.get(key)
+        if log is None and invokes is not None:
+            log = streamer._log(key)  # aligned with the invokes known before, as streamed ones
+        summary = summarize_trace(decoded, t, log)
+        summary.lead = key == streamer.lead
+        summaries.append(summary)
     identify_models(summaries, option)
     reconcile_all(summaries, decoded, model)
     return summaries

@@ -29,7 +29,6 @@ import numpy as np
 
 from usbtrace.analysis.predict import CLOCKS, LINKS, Scenario, link_model, replay
 from usbtrace.analysis.requests import (
-    KIND_CACHING,
     KIND_INFERENCE,
     KINDS,
     RequestKind,
@@ -304,8 +303,8 @@ def take_all(pieces: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
 def all_request_metrics(trace: EdgeTpuTrace, seg: Segmentation) -> RequestTable:
     """Metrics of every request of a trace (or window), computed on arrays (see the module
     docstring). Indices are the window's. Verdicts come from the same URBs (a long capture's
-    link model is fitted per window, see ``_timing``); cache refills come later, from the
-    whole capture."""
+    link model is fitted per window, see ``_timing``); cache refills and host timing are
+    set as the rows are kept (``summary.RequestLog``)."""
     n = seg.n_requests
     tab = trace.table
     treq = seg.transfer_request
@@ -493,14 +492,6 @@ def link_peak_out(transfer_peak: float | None, requests: RequestTable) -> float 
     if len(rate):
         rates.append(float(rate.max()))
     return max(rates) if rates else None
-
-
-def mark_cache_refills(requests: RequestTable) -> None:
-    """Which caching requests refilled the cache: every one after the first."""
-    r = requests.rows
-    caching = np.flatnonzero(r["kind"] == KINDS.index(KIND_CACHING))
-    r["cache_refill"] = False
-    r["cache_refill"][caching[1:]] = True
 
 
 def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:

@@ -8,13 +8,13 @@ verdicts are measured with each window's requests (``metrics._timing``).
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from usbtrace.analysis.findings import Finding, find, interrupts_json, refill_costs
+from usbtrace.analysis.hosttiming import InvokeMatcher
 from usbtrace.analysis.metrics import (
     REQUEST,
     VERDICT_NA,
@@ -23,7 +23,6 @@ from usbtrace.analysis.metrics import (
     TransferPeak,
     all_request_metrics,
     link_peak_out,
-    mark_cache_refills,
     percentile,
 )
 from usbtrace.analysis.requests import (
@@ -80,6 +79,9 @@ class CaptureSummary:
     model_source: str | None = None  # how ``model`` is known: usbtrace.models.identify
     # per request, its bulk-OUT transfers' (tag, length) order, for reconciling with a model
     transfer_sequences: TransferSequences = field(default_factory=TransferSequences)
+    # the capture's first Edge TPU to finish a request, when its identity cannot change (an
+    # app-mode descriptor or --device): ``summarize --json`` writes its requests as they finish
+    lead: bool = False
 
     @property
     def identity(self) -> ModelIdentity:
@@ -252,14 +254,28 @@ class RequestLog:
     last_event_ns: int | None = None
     unassigned_chunks: int = 0
     transfer_problems: list[tuple[int, str]] = field(default_factory=list)  # (index, text)
+    # the host invokes, when known before the capture streams: inferences take theirs as they
+    # finish (else ``summarize_trace`` matches them at the end, the same way)
+    host: InvokeMatcher | None = None
+    cached: bool = False  # a parameter-caching request has finished: any later one is a refill
 
-    def add(self, trace: EdgeTpuTrace, seg: Segmentation, table: RequestTable, k: int) -> None:
+    def add(
+        self, trace: EdgeTpuTrace, seg: Segmentation, table: RequestTable, k: int
+    ) -> RequestTable:
         """Keep the window's first ``k`` requests (final), their transfers' share of the
-        capture-wide values, and the output chunks no request can ever take."""
+        capture-wide values, and the output chunks no request can ever take. Returns those
+        requests, final in every column (what ``summarize --json`` writes of them)."""
         offset = self.count
         rows = table.rows[:k].copy()
         rows["index"] += offset
-        self.problems.update({r + offset: p for r, p in table.problems.items() if r < k})
+        problems = {r + offset: p for r, p in table.problems.items() if r < k}
+        self.problems.update(problems)
+        caching = np.flatnonzero(rows["kind"] == KINDS.index(KIND_CACHING))
+        rows["cache_refill"] = False
+        rows["cache_refill"][caching[0 if self.cached else 1 :]] = True
+        self.cached = self.cached or bool(len(caching))
+        if self.host is not None:
+            self.host.apply(rows)
         self.rows.append(rows)
         self.count += k
         tab = trace.table
@@ -289,6 +305,7 @@ class RequestLog:
                     (g, f"transfer {g} ({name}, header frame {int(tab['header_frame'][i])}): {p}")
                 )
         self.tags.add(seg.transfer_request[done], tab["tag"][done], tab["length"][done], k)
+        return RequestTable(rows, problems)
 
     def table(self) -> RequestTable:
         """Every row kept, in one table; the log's rows are emptied (see ``RowStore.take``)."""
@@ -342,30 +359,6 @@ def _csr_counts(trace: EdgeTpuTrace, log: RequestLog) -> CsrCounts:
     )
 
 
-def _align_host(requests: RequestTable, meta: CaptureMetadata | None) -> None:
-    """Give each inference the host invoke that contains its start on the wire.
-
-    One binary search per invoke (the runner records one invoke per inference, so a long
-    capture has as many invokes as inferences); an inference takes at most one invoke.
-    """
-    if not meta or not meta.invokes:
-        return
-    r = requests.rows
-    which = np.flatnonzero(r["kind"] == KINDS.index(KIND_INFERENCE))
-    which = which[np.argsort(r["t_start_ns"][which], kind="stable")]
-    starts = r["t_start_ns"][which].tolist()
-    taken = [False] * len(starts)
-    for inv in meta.invokes:
-        k = bisect_left(starts, inv.start_ns)
-        while k < len(starts) and taken[k] and starts[k] <= inv.end_ns:
-            k += 1
-        if k < len(starts) and not taken[k] and starts[k] <= inv.end_ns:
-            taken[k] = True
-            row = which[k]
-            r["has_host"][row] = True
-            r["host_start_ns"][row], r["host_end_ns"][row] = inv.start_ns, inv.end_ns
-
-
 def _integrity(
     decoded: DecodedCapture, trace: EdgeTpuTrace, requests: RequestTable, log: RequestLog
 ) -> Integrity:
@@ -392,12 +385,13 @@ def summarize_trace(
     """The summary of one Edge TPU: the requests the log kept while streaming, then the rest
     of the trace (everything is final at the end of the capture)."""
     log = log or RequestLog()
+    aligned = log.host is not None  # host invokes taken as the requests finished
     seg = segment_arrays(trace)
     log.add(trace, seg, all_request_metrics(trace, seg), seg.n_requests)
     requests = log.table()  # empties the log's rows
     peak = link_peak_out(log.transfer_peak.peak, requests)
-    mark_cache_refills(requests)
-    _align_host(requests, decoded.metadata)
+    if not aligned and decoded.metadata is not None:
+        InvokeMatcher(decoded.metadata.invokes).apply(requests.rows)
     fw = trace.firmware
     clock = runtime_clock_mhz(trace)
     return CaptureSummary(

@@ -17,7 +17,7 @@ from pathlib import Path
 from usbtrace.analysis.summary import CaptureSummary, metadata_note
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.errors import InputError, UsageError
-from usbtrace.pipeline import Progress, summarize_file
+from usbtrace.pipeline import LeadSink, Progress, summarize_file
 
 
 def add_input_arguments(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
@@ -63,13 +63,17 @@ def _size(f: Path) -> int:
 
 
 def _summarize_one(
-    f: Path, device: str | None, model: str | None, progress: Progress | None = None
+    f: Path,
+    device: str | None,
+    model: str | None,
+    progress: Progress | None = None,
+    on_lead: LeadSink | None = None,
 ) -> tuple[list[CaptureSummary], str | None]:
     """One file's summaries, or its failure message: what a worker process sends back."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a cut file is reported in its integrity
         try:
-            found = summarize_file(f, device, model, progress=progress)
+            found = summarize_file(f, device, model, progress=progress, on_lead=on_lead)
         except InputError as exc:
             return [], str(exc)
     if not found:
@@ -83,13 +87,16 @@ def _results(
     model: str | None,
     jobs: int,
     progress: Callable[[Path], Progress] | None = None,
+    on_lead: LeadSink | None = None,
 ) -> Iterator[tuple[list[CaptureSummary], str | None]]:
     """Per file, in input order whatever ``jobs`` is, so parallel output equals serial output.
-    ``progress`` gives, per file, what to call with the bytes read so far (serial only)."""
+    ``progress`` gives, per file, what to call with the bytes read so far (serial only);
+    ``on_lead`` is told of the requests of a single file as they finish."""
     jobs = min(jobs, len(files))
     if jobs <= 1:
+        lead = on_lead if len(files) == 1 else None
         yield from (
-            _summarize_one(f, device, model, progress(f) if progress else None) for f in files
+            _summarize_one(f, device, model, progress(f) if progress else None, lead) for f in files
         )
         return
     # Each worker opens one capture at a time and closes it, so thousands of files need no more
@@ -101,7 +108,11 @@ def _results(
 
 
 def analyse(
-    files: list[Path], device: str | None, model: str | None = None, jobs: int = 1
+    files: list[Path],
+    device: str | None,
+    model: str | None = None,
+    jobs: int = 1,
+    on_lead: LeadSink | None = None,
 ) -> tuple[list[CaptureSummary], list[str]]:
     summaries: list[CaptureSummary] = []
     failures: list[str] = []
@@ -118,7 +129,8 @@ def analyse(
             return lambda read: bar.update(task, completed=done + read)
 
     try:
-        for size, (found, failure) in zip(sizes, _results(files, device, model, jobs, per_file)):
+        results = _results(files, device, model, jobs, per_file, on_lead)
+        for size, (found, failure) in zip(sizes, results):
             if failure is not None:
                 failures.append(failure)
             if found and found[0].metadata is not None and found[0].metadata.problems:
@@ -138,16 +150,22 @@ def analyse(
 
 
 def analyse_inputs(
-    inputs: list[str], device: str | None, model: str | None = None, jobs: int = 1
+    inputs: list[str],
+    device: str | None,
+    model: str | None = None,
+    jobs: int = 1,
+    on_lead: LeadSink | None = None,
 ) -> tuple[list[CaptureSummary], list[str]]:
     """The command-line inputs (files or folders) analysed; what failed, printed on stderr.
 
-    Raises UsageError when no input names a capture at all.
+    ``on_lead`` is told of the lead Edge TPU's requests as they finish when there is one
+    capture file (``pipeline.summarize_file``). Raises UsageError when no input names a
+    capture at all.
     """
     files, missing = expand_inputs(inputs)
     if not files:
         raise UsageError("; ".join(missing) or "no input files")
-    summaries, failures = analyse(files, device, model, jobs)
+    summaries, failures = analyse(files, device, model, jobs, on_lead)
     failures = missing + failures
     for f in failures:
         print(f"usbtrace: {f}", file=sys.stderr)

@@ -13,7 +13,7 @@ from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 from usbtrace.report.findings_text import print_findings
-from usbtrace.report.jsonout import write_captures_json
+from usbtrace.report.jsonout import CapturesJson, write_captures_json
 from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
     for path in (legacy_csv, args.output):
         if path is not None:
             guard.check_file(path)  # refused now, not after the analysis
+    if args.json and not args.by_size and legacy_csv is None:
+        return _stream_json(args, guard)
     summaries, failures = analyse_inputs(args.files, args.device, args.model, args.jobs)
-    summaries.sort(key=sort_key)
+    order(summaries)
     if legacy_csv is not None and summaries:
         with guard.open(legacy_csv, newline="") as stream:
             if args.by_size:
@@ -86,6 +88,31 @@ def run(args: argparse.Namespace) -> int:
             if args.output is not None:
                 out = stack.enter_context(guard.open(args.output, newline=""))
             _emit(args, summaries, as_csv, out)
+    if not summaries:
+        return 2
+    return 1 if failures else 0
+
+
+def order(summaries: list[CaptureSummary]) -> None:
+    """By model family and size, file and device (``sort_key``); the captures of one file, the
+    lead first (its requests are written as they finish: ``CaptureSummary.lead``)."""
+    summaries.sort(key=sort_key)
+    if len({s.file for s in summaries}) == 1:
+        summaries.sort(key=lambda s: not s.lead)
+
+
+def _stream_json(args: argparse.Namespace, guard: OutputGuard) -> int:
+    """``--json``: the lead capture's requests written as they finish, the rest at the end."""
+    with contextlib.ExitStack() as stack:
+        out = sys.stdout
+        if args.output is not None:
+            out = stack.enter_context(guard.open(args.output, newline=""))
+        doc = CapturesJson(out)
+        summaries, failures = analyse_inputs(
+            args.files, args.device, args.model, args.jobs, on_lead=doc.requests
+        )
+        order(summaries)
+        doc.finish(summaries)
     if not summaries:
         return 2
     return 1 if failures else 0

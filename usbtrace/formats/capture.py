@@ -730,6 +730,63 @@ class Capture:
         self.close()
 
 
+# How far ``trailing_custom_blocks`` walks back from the end of a file: the runner appends one
+# metadata block (at most ``metadata.MAX_METADATA_BYTES``) after dumpcap's last block.
+TRAILING_BLOCKS_MAX = 16
+TRAILING_BYTES_MAX = 20 << 20
+
+
+def trailing_custom_blocks(cap: Capture) -> tuple[list[tuple[int, bytes]], bool] | None:
+    """The custom blocks (PEN, payload) at the end of a pcapng file, read before it streams.
+
+    pcapng blocks carry their total length at both ends, so the last blocks are walked back
+    from the end of the file (``os.pread``: the stream's position is not moved), at most
+    ``TRAILING_BLOCKS_MAX`` blocks or ``TRAILING_BYTES_MAX`` bytes. The bool says whether the
+    walk reached the block before them (the run of custom blocks is complete). None when it
+    cannot be known: not a pcapng regular file, or a length that does not check out (untrusted
+    input: every length is validated, and nothing raises).
+    """
+    head = cap._head
+    if cap.info.format != "pcapng" or len(head) < 12:
+        return None
+    order = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(head[8:12])
+    try:
+        fd = cap.stream.fileno()
+        size = os.fstat(fd).st_size
+        if order is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        blocks: list[tuple[int, bytes]] = []
+        end, walked = size, 0
+        while len(blocks) < TRAILING_BLOCKS_MAX:
+            if end < 12:
+                break
+            (length,) = struct.unpack(order + "I", os.pread(fd, 4, end - 4).rjust(4, b"\0"))
+            if length < 12 or length % 4 or length > end or walked + length > TRAILING_BYTES_MAX:
+                break
+            start = end - length
+            lead = os.pread(fd, 8, start)
+            if len(lead) < 8:
+                break
+            btype, again = struct.unpack(order + "II", lead)
+            if again != length:
+                break
+            if btype not in (bt.BT_CUSTOM_COPY, bt.BT_CUSTOM_NOCOPY):
+                blocks.reverse()
+                return blocks, True
+            body = os.pread(fd, length - 12, start + 8)
+            if len(body) < length - 12:
+                break
+            if len(body) >= 4:  # as the reader takes it: the PEN, then the payload
+                blocks.append((struct.unpack_from(order + "I", body)[0], body[4:]))
+            end, walked = start, walked + length
+    except (OSError, ValueError, AttributeError):
+        return None
+    if end == size:
+        return None  # not even the last block checked out
+    blocks.reverse()
+    return blocks, False
+
+
 def read_all(path: str | Path) -> tuple[RecordBatch, CaptureInfo]:
     """Every usbmon record of a (small) capture in one batch. Tests and small files only."""
     cap = Capture(path)

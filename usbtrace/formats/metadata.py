@@ -474,3 +474,20 @@ def append_metadata(path: str, meta: CaptureMetadata) -> None:
     """Append a metadata block to a pcapng file; the traffic already in it is untouched."""
     with open(path, "ab") as stream:
         PcapngWriter(stream, section=False).custom(METADATA_PEN, encode_metadata(meta))
+
+
+def trailing_invokes(
+    found: tuple[list[tuple[int, bytes]], bool] | None,
+) -> list[InvokeTiming] | None:
+    """The host invokes of the metadata at the end of a file, known before the file streams
+    (``capture.trailing_custom_blocks``): those of the last of these blocks that has an
+    ``invokes`` key, as ``merge_metadata`` takes them (later keys win). [] when the complete run
+    of trailing blocks has none; None when it cannot be known here."""
+    if found is None:
+        return None
+    blocks, complete = found
+    for pen, payload in reversed(blocks):
+        block = parse_metadata_payload(payload) if pen == METADATA_PEN else None
+        if block is not None and block.data is not None and "invokes" in block.data:
+            return _invokes(block.data["invokes"])[0]
+    return [] if complete else None

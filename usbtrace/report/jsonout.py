@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from usbtrace.analysis.metrics import RequestTable
     from usbtrace.analysis.summary import CaptureSummary
 
 try:
@@ -56,30 +57,98 @@ def write_json_lines(docs: Iterable[Any], stream: TextIO | None = None) -> None:
     buffer.flush()
 
 
+def _dumps(doc: Any) -> bytes:
+    if orjson is not None:
+        return orjson.dumps(doc)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _request_blocks(requests: RequestTable) -> Iterator[tuple[bytes, int]]:
+    """The requests' JSON objects, comma-separated, a block of up to 4096 at a time (and how
+    many the block holds)."""
+    block: list[bytes] = []
+    for doc in requests.to_json_rows():
+        block.append(_dumps(doc))
+        if len(block) >= 4096:
+            yield b",".join(block), len(block)
+            block = []
+    if block:
+        yield b",".join(block), len(block)
+
+
+# a capture's keys written before its requests: known when its first request is
+FIRST_KEYS = ("file", "device")
+
+
+class CapturesJson:
+    """``{"captures": [...]}`` (README, "summarize --json"), written as it becomes known.
+
+    ``requests`` (a ``pipeline.LeadSink``) writes the lead capture's requests as they finish,
+    flushed for whoever reads the output: its ``file`` and ``device`` first, then its
+    requests, and at the end (``finish``) its other keys and summary, then the other captures.
+    Nothing is ever built whole: requests are encoded a block at a time from the compact rows.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.lead: tuple[str, str] | None = None  # (file, device) once its requests are out
+        self.written = 0  # its requests written so far (their indices run from 0)
+
+    def _write(self, data: bytes) -> None:
+        buffer = getattr(self.stream, "buffer", None)
+        if buffer is None:
+            self.stream.write(data.decode())
+            return
+        buffer.write(data)
+
+    def _flush(self) -> None:
+        getattr(self.stream, "buffer", self.stream).flush()
+
+    def requests(self, file: str, device: str, rows: RequestTable) -> None:
+        if not len(rows):
+            return
+        if self.lead is None:
+            self.stream.flush()  # anything written as text goes first
+            self.lead = (file, device)
+            head = _dumps({"file": file, "device": device})
+            self._write(b'{"captures":[' + head[:-1] + b',"requests":[')
+        self._requests(rows)
+        self._flush()
+
+    def _requests(self, rows: RequestTable) -> None:
+        for block, n in _request_blocks(rows):
+            self._write((b"," if self.written else b"") + block)
+            self.written += n
+
+    def finish(self, summaries: Sequence[CaptureSummary]) -> None:
+        """The rest of the document; ``summaries`` in their order, the lead first."""
+        if self.lead is None:
+            self.stream.flush()
+            self._write(b'{"captures":[')
+            rest = list(summaries)
+        elif not summaries or (summaries[0].file, summaries[0].device) != self.lead:
+            # the file failed after its first requests were out (a read error with no byte
+            # offset): its object is closed with what was written, the failure on stderr
+            self._write(b"]}")
+            rest = list(summaries)
+        else:
+            first, rest = summaries[0], list(summaries[1:])
+            self._requests(first.requests[self.written :])
+            head = {k: v for k, v in first.head_json().items() if k not in FIRST_KEYS}
+            self._write(b"]," + _dumps(head)[1:-1] + b',"summary":')
+            self._write(_dumps(first.summary_json()) + b"}")
+        for n, s in enumerate(rest):
+            sep = b"," if n or self.lead is not None else b""
+            self._write(sep + _dumps(s.head_json())[:-1] + b',"requests":[')
+            for k, (block, _) in enumerate(_request_blocks(s.requests)):
+                self._write((b"," if k else b"") + block)
+            self._write(b'],"summary":' + _dumps(s.summary_json()) + b"}")
+        self._write(b"]}\n")
+        self._flush()
+
+
 def write_captures_json(summaries: Sequence[CaptureSummary], stream: TextIO | None = None) -> None:
     """``{"captures": [...]}`` (README, "summarize --json"), each capture's requests encoded a
     block at a time from its compact table: the document is never built whole (a long
-    capture's is hundreds of MB of objects). The bytes are those of ``write_json`` on it."""
-    stream = stream or sys.stdout
-    buffer = getattr(stream, "buffer", None) if orjson is not None else None
-    if buffer is None:
-        write_json({"captures": [s.to_json() for s in summaries]}, stream)
-        return
-    stream.flush()
-    dumps = orjson.dumps
-    buffer.write(b'{"captures":[')
-    for n, s in enumerate(summaries):
-        head = dumps(s.head_json())
-        buffer.write((b"," if n else b"") + head[:-1] + b',"requests":[')
-        block: list[bytes] = []
-        first = True
-        for doc in s.requests.to_json_rows():
-            block.append(dumps(doc))
-            if len(block) >= 4096:
-                buffer.write((b"" if first else b",") + b",".join(block))
-                first, block = False, []
-        if block:
-            buffer.write((b"" if first else b",") + b",".join(block))
-        buffer.write(b'],"summary":' + dumps(s.summary_json()) + b"}")
-    buffer.write(b"]}\n")
-    buffer.flush()
+    capture's is hundreds of MB of objects)."""
+    CapturesJson(stream).finish(summaries)
