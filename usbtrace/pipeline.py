@@ -16,9 +16,11 @@ Streaming: every ``WINDOW_FRAMES`` frames (fixed frame numbers, so results do no
 how the file was read), each device's traffic not yet released becomes a window trace; the
 requests that nothing later in the capture can change (``final_count``) are measured, kept as
 compact rows in the device's ``RequestLog``, and their URBs, transfers, events and chunks are
-released. Memory follows the requests in flight, not the length of the capture. What needs
-the whole capture (the link peak, verdicts, medians, host timing from the metadata block that
-the capture runner appends at the end) is computed at the end, from the compact rows.
+released. Memory follows the requests in flight, not the length of the capture. Each request's
+timing and verdict are measured in its window; host timing is taken as rows are kept when the
+runner's metadata block (appended at the end) could be read first, else at the end. What needs
+the whole capture (the link peak, medians, findings) is computed at the end, from the compact
+rows; ``summarize --json`` writes each row as it is kept when nothing at the end can change it.
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ class _Streamer:
             trace = decoder.window(key)
             seg = segment_arrays(trace)
             k = final_count(trace, seg, watermark)
-            log = self.logs.get(key) or self._log(key)
+            log = self.log_for(key)
             table = all_request_metrics(trace, seg) if k else RequestTable(np.zeros(0, REQUEST))
             done = log.add(trace, seg, table, k)
             if k and self.on_rows is not None:
@@ -249,10 +251,13 @@ class _Streamer:
                 self.on_lead(self.file, trace.name, done)
             decoder.release(key, *log.released(trace, seg, k))
 
-    def _log(self, key: tuple[int, int]) -> RequestLog:
-        log = self.logs[key] = RequestLog()
-        if self.invokes is not None:
-            log.host = InvokeMatcher(self.invokes)
+    def log_for(self, key: tuple[int, int]) -> RequestLog:
+        """The device's log, made on first use (matching the invokes known before, if any)."""
+        log = self.logs.get(key)
+        if log is None:
+            log = self.logs[key] = RequestLog()
+            if self.invokes is not None:
+                log.host = InvokeMatcher(self.invokes)
         return log
 
 
@@ -287,8 +292,12 @@ def summarize_file(
     option = option_model_name(model) if model is not None else None
     cap = open_capture(path)
     invokes = early_invokes(cap)
-    streamer = _Streamer({}, invokes=invokes, on_lead=on_lead if invokes is not None else None)
-    streamer.file = cap.info.path
+    streamer = _Streamer(
+        {},
+        invokes=invokes,
+        on_lead=on_lead if invokes is not None else None,
+        file=cap.info.path,
+    )
     decoded = decode(
         cap,
         device,
@@ -300,9 +309,8 @@ def summarize_file(
     summaries = []
     for t in decoded.devices:
         key = (t.bus, t.address)
-        log = streamer.logs.get(key)
-        if log is None and invokes is not None:
-            log = streamer._log(key)  # aligned with the invokes known before, as streamed ones
+        # with invokes known before, a device none of whose requests streamed matches them too
+        log = streamer.log_for(key) if invokes is not None else streamer.logs.get(key)
         summary = summarize_trace(decoded, t, log)
         summary.lead = key == streamer.lead
         summaries.append(summary)

@@ -1,9 +1,12 @@
 """Per-capture (per Edge TPU) summary: the numbers ``usbtrace summarize`` prints and exports.
 
 While a capture streams, each device's finished requests go into a ``RequestLog`` (a compact
-row each, and capture-wide scalars); ``summarize_trace`` adds what is left at the end and
-computes what needs the whole capture (the link peak, medians, host timing, findings). The
-verdicts are measured with each window's requests (``metrics._timing``).
+row each, and capture-wide scalars), with cache refills marked and, when the host invokes are
+known before the capture streams, host timing taken (``hosttiming.py``); ``summarize_trace``
+adds what is left at the end and computes what needs the whole capture (the link peak,
+medians, findings; host timing when the invokes came only at the end). The verdicts are
+measured with each window's requests (``metrics._timing``). The model is not the summary's:
+the pipeline's model stage names it afterwards.
 """
 
 from __future__ import annotations
