@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import bench_capture, default_dir
+from benchlib import bench_capture, compile_bytecode, default_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,7 @@ def main() -> int:
     args = ap.parse_args()
     path = bench_capture(args.dir, f"reader-{args.frames}.pcapng", frames=args.frames, snaplen=128)
     frames = args.frames
+    compile_bytecode()
     print(f"capture: {path} ({path.stat().st_size / 2**30:.2f} GiB, about {frames:,} frames)")
     # inspect first: a child forked after this process has parsed summarize's JSON (hundreds
     # of MB of objects) starts with that RSS, which wait4 would then report as the child's

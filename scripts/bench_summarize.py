@@ -17,7 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import bench_capture, best_of, default_dir, timed_run, tshark_command
+from benchlib import (
+    bench_capture,
+    best_of,
+    compile_bytecode,
+    default_dir,
+    timed_run,
+    tshark_command,
+)
 
 
 def main() -> int:
@@ -26,6 +33,7 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=default_dir())
     args = ap.parse_args()
     path = bench_capture(args.dir, f"reader-{args.frames}.pcapng", frames=args.frames, snaplen=128)
+    compile_bytecode()
     cmd = [sys.executable, "-m", "usbtrace", "summarize", "--json", str(path)]
     ours_s = best_of(3, lambda: timed_run(cmd)[0])
     tshark_s = best_of(2, lambda: timed_run(tshark_command(path))[0])

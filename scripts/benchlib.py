@@ -46,6 +46,14 @@ def tshark_command(path: Path) -> list[str]:
     return cmd
 
 
+def compile_bytecode() -> None:
+    """Compile the package's bytecode first, as ``pip install`` does for a wheel (and a first
+    run does for an editable install): the timings are then those of an installed usbtrace, not
+    of one recompiled at every start (as under PYTHONDONTWRITEBYTECODE)."""
+    package = Path(__file__).resolve().parents[1] / "usbtrace"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
 def timed_run(cmd: list[str], stdout: object = subprocess.DEVNULL) -> tuple[float, int]:
     """Wall seconds from process start to exit, and the child's peak RSS in KiB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

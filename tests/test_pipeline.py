@@ -120,7 +120,7 @@ def test_streamed_inspect_rows_equal_whole_capture_ones(captures, monkeypatch):
             try:
                 decoded = pipeline.decode_capture(path, partial_ok=True)
                 want = (
-                    {t.name: inspect_rows(t) for t in decoded.devices if len(inspect_rows(t))},
+                    {t.name: list(inspect_rows(t)) for t in decoded.devices if len(inspect_rows(t))},
                     {t.name: t.problems for t in decoded.devices},
                 )
             except InputError as exc:

@@ -52,12 +52,11 @@ from usbtrace.formats.capture import Capture, CaptureInfo, trailing_custom_block
 from usbtrace.formats.metadata import InvokeTiming, trailing_invokes
 from usbtrace.formats.records import RecordBatch
 from usbtrace.report.inspect_view import (
-    InspectRow,
+    InspectRows,
     control_rows,
     event_rows,
     open_output,
     output_rows,
-    row_order,
     transfer_rows,
 )
 from usbtrace.report.timeline import (
@@ -478,7 +477,7 @@ def reconcile_all(
 
 
 # a device's trace (for its name and heading), rows in time order, the capture's first time
-RowSink = Callable[[EdgeTpuTrace, list[InspectRow], int], None]
+RowSink = Callable[[EdgeTpuTrace, InspectRows, int], None]
 
 
 @dataclass
@@ -487,7 +486,7 @@ class _Inspector:
     nothing read later can come before them; what they show is released."""
 
     emit: RowSink
-    held: dict[tuple[int, int], list[InspectRow]] = field(default_factory=dict)
+    held: dict[tuple[int, int], InspectRows] = field(default_factory=dict)
     problems: dict[tuple[int, int], list[tuple[int, str]]] = field(default_factory=dict)
     t0: int = 0  # the first record's time
 
@@ -517,11 +516,13 @@ class _Inspector:
             # an event stamped at the watermark may still split the open output from a chunk
             # read next: it stays (and is shown) until the next window
             seen = events["t_ns"] < decoder.last_ts
-            rows = transfer_rows(trace, ~unsettled)
-            rows += event_rows(events[seen])
-            rows += output_rows(group_outputs(chunks[:k], closing))
-            rows += control_rows(*decoder.take_controls(key))
-            rows += self._download(decoder, key)
+            rows = [
+                transfer_rows(trace, ~unsettled),
+                event_rows(events[seen]),
+                output_rows(group_outputs(chunks[:k], closing)),
+                control_rows(*decoder.take_controls(key)),
+                *self._download(decoder, key),
+            ]
             self._note(key, trace, ~unsettled)
             self._send(key, trace, rows, mark)
             keep_chunks = np.zeros(len(chunks), dtype=bool)
@@ -534,16 +535,16 @@ class _Inspector:
                 keep_chunks,
             )
 
-    def _download(self, decoder: Decoder, key: tuple[int, int]) -> list[InspectRow]:
+    def _download(self, decoder: Decoder, key: tuple[int, int]) -> list[InspectRows]:
         """The DFU steps of a boot loader that left the bus before this Edge TPU appeared on
         it: its firmware download, shown with it (as ``EdgeTpuTrace.dfu_steps`` does)."""
         d = decoder.devices[key].usb
-        rows: list[InspectRow] = []
+        rows: list[InspectRows] = []
         for k, x in decoder.devices.items():
             u = x.usb
             gone = k != key and u.bus == d.bus and x.dfu and u.last_frame < d.first_frame
             if gone and (decoder.identify(k) is None or u.ids == DFU_IDS):
-                rows += control_rows([], [], decoder.take_controls(k)[2], [])
+                rows.append(control_rows([], [], decoder.take_controls(k)[2], []))
         return rows
 
     def _note(self, key: tuple[int, int], trace: EdgeTpuTrace, which: np.ndarray) -> None:
@@ -557,17 +558,16 @@ class _Inspector:
                 mine.append((g, f"transfer {g} ({tag}, header frame {hf}): {p}"))
 
     def _send(
-        self, key: tuple[int, int], trace: EdgeTpuTrace, rows: list[InspectRow], mark: int | None
+        self, key: tuple[int, int], trace: EdgeTpuTrace, rows: list[InspectRows], mark: int | None
     ) -> None:
-        held = self.held.setdefault(key, []) + rows
+        held = self.held.get(key)
+        every = InspectRows.concat([held, *rows] if held is not None else rows)
         if mark is None:
-            ready, self.held[key] = held, []
+            ready, self.held[key] = every, InspectRows.empty()
         else:
-            ready = [r for r in held if r.t_ns < mark]
-            self.held[key] = [r for r in held if r.t_ns >= mark]
-        if ready:
-            ready.sort(key=row_order)
-            self.emit(trace, ready, self.t0)
+            ready, self.held[key] = every.split(mark)
+        if len(ready):
+            self.emit(trace, ready.in_time_order(), self.t0)
 
     def finish(
         self, stages: _Stages, info: CaptureInfo, error: InputError | None
@@ -579,13 +579,15 @@ class _Inspector:
         self.t0 = decoded.first_ts_ns
         for trace in decoded.devices:
             key = (trace.bus, trace.address)
-            rows = transfer_rows(trace, np.ones(len(trace.table), dtype=bool))
-            rows += event_rows(trace.event_table)
-            rows += output_rows(trace.outputs)
-            rows += control_rows(*tails[key])
+            rows = [
+                transfer_rows(trace, np.ones(len(trace.table), dtype=bool)),
+                event_rows(trace.event_table),
+                output_rows(trace.outputs),
+                control_rows(*tails[key]),
+            ]
             fw = trace.firmware
             if fw is not None and (fw.bus, fw.address) != key:
-                rows += control_rows([], [], tails[(fw.bus, fw.address)][2], [])
+                rows.append(control_rows([], [], tails[(fw.bus, fw.address)][2], []))
             self._send(key, trace, rows, None)
             trace.released_problems = self.problems.get(key, [])
         return decoded

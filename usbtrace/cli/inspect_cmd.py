@@ -13,8 +13,8 @@ import warnings
 
 from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.pipeline import inspect
-from usbtrace.report.inspect_view import InspectRow, device_heading, json_rows
-from usbtrace.report.jsonout import write_json_lines
+from usbtrace.report.inspect_view import InspectRows, device_heading, json_lines
+from usbtrace.report.jsonout import write_encoded
 from usbtrace.report.table import Column, fmt_bytes, fmt_rate
 from usbtrace.usb.link import link_ceiling_Bps
 
@@ -59,7 +59,7 @@ class _Table:
         self.device: str | None = None
         self.widths = list(WIDTHS)
 
-    def __call__(self, trace: EdgeTpuTrace, rows: list[InspectRow], t0: int) -> None:
+    def __call__(self, trace: EdgeTpuTrace, rows: InspectRows, t0: int) -> None:
         out = sys.stdout
         if trace.name != self.device:
             self.device = trace.name
@@ -93,9 +93,9 @@ class _Table:
 def run(args: argparse.Namespace) -> int:
     table = _Table(args.file)
 
-    def emit(trace: EdgeTpuTrace, rows: list[InspectRow], t0: int) -> None:
+    def emit(trace: EdgeTpuTrace, rows: InspectRows, t0: int) -> None:
         if args.json:
-            write_json_lines(json_rows(rows, trace.name, link_ceiling_Bps(trace.link_speed)))
+            write_encoded(json_lines(rows, trace.name, link_ceiling_Bps(trace.link_speed)))
         else:
             table(trace, rows, t0)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from itertools import chain
 
 import numpy as np
 
@@ -17,21 +18,22 @@ from usbtrace.edgetpu.constants import (
 )
 from usbtrace.edgetpu.control import CsrAccess, DfuStep
 from usbtrace.edgetpu.trace import (
-    EVENT,
     NS,
     EdgeTpuTrace,
-    Event,
     Interrupt,
     Output,
     group_outputs,
     tag_name,
 )
 from usbtrace.edgetpu.wire import interrupt_names
+from usbtrace.report.jsonout import encode_numbers, encode_strings
 from usbtrace.usb.devices import StandardRequest
 
 
 @dataclass(frozen=True, slots=True)
 class InspectRow:
+    """One line of ``inspect``: a row of ``InspectRows``, for the plain table and for tests."""
+
     t_ns: int
     frame: int
     direction: str  # "OUT" | "IN"
@@ -46,98 +48,230 @@ class InspectRow:
         link's ceiling (``usb.link.link_ceiling_Bps``), since it cannot then be true. The
         ceiling is the renderer's to pass: the rows of a window are made before the capture
         has said its link speed (metadata comes last)."""
-        if not self.nbytes or not self.duration_ns or self.duration_ns <= 0:
-            return None
-        rate = self.nbytes * NS / self.duration_ns
-        return rate if rate <= ceiling_Bps else None
+        return _rate(self.nbytes, self.duration_ns, ceiling_Bps)
 
 
-def json_rows(rows: list[InspectRow], device: str, ceiling_Bps: float) -> Iterator[dict]:
-    """Each row as its ``inspect --json`` object."""
-    for r in rows:
-        dur = r.duration_ns
-        yield {
-            "device": device,
-            "t": r.t_ns / NS,
-            "frame": r.frame,
-            "direction": r.direction,
-            "endpoint": r.endpoint,
-            "kind": r.kind,
-            "bytes": r.nbytes,
-            "duration_s": None if dur is None else dur / NS,
-            "rate_Bps": r.rate_Bps(ceiling_Bps) if r.nbytes and dur else None,
-            "note": r.note or None,
-        }
+def _rate(nbytes: int | None, duration_ns: int | None, ceiling_Bps: float) -> float | None:
+    if not nbytes or not duration_ns or duration_ns <= 0:
+        return None
+    rate = nbytes * NS / duration_ns
+    return rate if rate <= ceiling_Bps else None
 
 
-def inspect_rows(trace: EdgeTpuTrace) -> list[InspectRow]:
+@dataclass
+class InspectRows:
+    """Rows of ``inspect`` as columns: a window holds hundreds of thousands of them, and an
+    object per row (built, sorted, turned into a dict, encoded) cost four times what the
+    columns do. ``t_ns`` and ``frame`` are numpy arrays (the time order is a numpy sort);
+    the others are Python lists, whose values go out as they are."""
+
+    t_ns: np.ndarray  # int64
+    frame: np.ndarray  # int64
+    direction: list[str]
+    endpoint: list[int]
+    kind: list[str]
+    nbytes: list[int | None]
+    duration_ns: list[int | None]
+    note: list[str]
+    # the order to show the rows in (positions), when it is not theirs: set by
+    # ``in_time_order`` so that the rows are reordered once, as encoded lines, not column by
+    # column
+    order: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, rows: Sequence[InspectRow]) -> InspectRows:
+        return cls(
+            np.array([r.t_ns for r in rows], dtype=np.int64),
+            np.array([r.frame for r in rows], dtype=np.int64),
+            [r.direction for r in rows],
+            [r.endpoint for r in rows],
+            [r.kind for r in rows],
+            [r.nbytes for r in rows],
+            [r.duration_ns for r in rows],
+            [r.note for r in rows],
+        )
+
+    @classmethod
+    def empty(cls) -> InspectRows:
+        return cls.of([])
+
+    @classmethod
+    def concat(cls, blocks: Sequence[InspectRows]) -> InspectRows:
+        blocks = [b.in_storage_order() for b in blocks]
+        if len(blocks) == 1:
+            return blocks[0]
+        return cls._from(
+            np.concatenate([b.t_ns for b in blocks] or [np.zeros(0, np.int64)]),
+            np.concatenate([b.frame for b in blocks] or [np.zeros(0, np.int64)]),
+            [list(chain.from_iterable(getattr(b, n) for b in blocks)) for n in _LIST_COLUMNS],
+        )
+
+    @classmethod
+    def _from(cls, t_ns: np.ndarray, frame: np.ndarray, lists: list[list]) -> InspectRows:
+        """From the two arrays and the list columns in ``_LIST_COLUMNS`` order."""
+        direction, endpoint, kind, nbytes, duration_ns, note = lists
+        return cls(t_ns, frame, direction, endpoint, kind, nbytes, duration_ns, note)
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+    def __iter__(self) -> Iterator[InspectRow]:
+        rows = self.in_storage_order()
+        cols = (rows.t_ns.tolist(), rows.frame.tolist(), *rows._lists())
+        return (InspectRow(*r) for r in zip(*cols))
+
+    def in_storage_order(self) -> InspectRows:
+        """The same rows, stored in the order they are shown in."""
+        return self if self.order is None else self._take(self.order)
+
+    def _lists(self) -> tuple[list, ...]:
+        return tuple(getattr(self, n) for n in _LIST_COLUMNS)
+
+    def _take(self, index: np.ndarray) -> InspectRows:
+        """The stored rows at ``index`` (integer positions), in that order."""
+        pick = index.tolist()
+        return self._from(
+            self.t_ns[index], self.frame[index], [[c[i] for i in pick] for c in self._lists()]
+        )
+
+    def in_time_order(self) -> InspectRows:
+        """Sorted by (time, frame); rows that tie keep their order (a stable sort)."""
+        rows = self.in_storage_order()
+        order = np.lexsort((rows.frame, rows.t_ns))
+        if (order[1:] > order[:-1]).all():
+            return rows
+        return replace(rows, order=order)
+
+    def split(self, mark: int) -> tuple[InspectRows, InspectRows]:
+        """(the rows before time ``mark``, the others), each in its order."""
+        rows = self.in_storage_order()
+        early = rows.t_ns < mark
+        if early.all():
+            return rows, InspectRows.empty()
+        return rows._take(np.flatnonzero(early)), rows._take(np.flatnonzero(~early))
+
+
+_LIST_COLUMNS = ("direction", "endpoint", "kind", "nbytes", "duration_ns", "note")
+_JSON_LINE = (
+    b'{"device":%b,"t":%b,"frame":%b,"direction":%b,"endpoint":%b,"kind":%b,"bytes":%b,'
+    b'"duration_s":%b,"rate_Bps":%b,"note":%b}\n'
+)
+
+
+def json_lines(rows: InspectRows, device: str, ceiling_Bps: float) -> bytes:
+    """The rows as ``inspect --json`` lines, encoded a column at a time
+    (``report.jsonout.encode_numbers``): numbers divide as Python numbers, so the values are
+    those a per-row ``t_ns / NS`` gives."""
+    n = len(rows)
+    if not n:
+        return b""
+    dur = rows.duration_ns
+    # the rate inline (not ``_rate``): a call per row was a tenth of the whole command
+    rate = [
+        (r if (r := b * NS / d) <= ceiling_Bps else None) if b and d and d > 0 else None
+        for b, d in zip(rows.nbytes, dur)
+    ]
+    # the device is the same on every line: part of the line's template
+    line = _JSON_LINE.replace(b"%b", encode_strings([device])[0].replace(b"%", b"%%"), 1)
+    cols = (
+        encode_numbers([t / NS for t in rows.t_ns.tolist()]),
+        encode_numbers(rows.frame.tolist()),
+        encode_strings(rows.direction),
+        encode_numbers(rows.endpoint),
+        encode_strings(rows.kind),
+        encode_numbers(rows.nbytes),
+        encode_numbers([None if d is None else d / NS for d in dur]),
+        encode_numbers(rate),
+        encode_strings([x or None for x in rows.note]),
+    )
+    lines = [line % r for r in zip(*cols)]
+    if rows.order is not None:
+        lines = [lines[i] for i in rows.order.tolist()]
+    return b"".join(lines)
+
+
+def inspect_rows(trace: EdgeTpuTrace) -> InspectRows:
     """Every row of a trace, in time order."""
-    rows = transfer_rows(trace, np.ones(len(trace.table), dtype=bool))
-    rows += event_rows(trace.event_table)
-    rows += output_rows(trace.outputs)
-    rows += control_rows(trace.interrupts, trace.csr, trace.dfu_steps, trace.standard)
-    rows.sort(key=row_order)
-    return rows
+    return InspectRows.concat(
+        [
+            transfer_rows(trace, np.ones(len(trace.table), dtype=bool)),
+            event_rows(trace.event_table),
+            output_rows(trace.outputs),
+            control_rows(trace.interrupts, trace.csr, trace.dfu_steps, trace.standard),
+        ]
+    ).in_time_order()
 
 
-def row_order(r: InspectRow) -> tuple[int, int]:
-    return (r.t_ns, r.frame)
-
-
-def transfer_rows(trace: EdgeTpuTrace, which: np.ndarray) -> list[InspectRow]:
+def transfer_rows(trace: EdgeTpuTrace, which: np.ndarray) -> InspectRows:
     """The rows of the transfers ``which`` (a mask over the trace's table) selects."""
-    rows: list[InspectRow] = []
     tab = trace.table
     # the frame shown is the header's; multi-EP transfers have none: their first payload URB's
     pay, bounds = trace.payload_urbs()
     have = bounds[1:] > bounds[:-1]
     first_frame = np.zeros(len(tab), dtype=np.int64)
     first_frame[have] = pay["s_frame"][bounds[:-1][have]]
-    frame = np.where(tab["header_frame"] > 0, tab["header_frame"], first_frame)
-    endpoint = np.where(tab["endpoint"] > 0, tab["endpoint"], EP_BULK_OUT)
     idx = np.flatnonzero(which)
-    for i, ts, tc, fr, ep, tag, length, complete in zip(
-        idx.tolist(),
-        tab["t_submit_ns"][idx].tolist(),
-        tab["t_complete_ns"][idx].tolist(),
-        frame[idx].tolist(),
-        endpoint[idx].tolist(),
-        tab["tag"][idx].tolist(),
-        tab["length"][idx].tolist(),
-        tab["complete"][idx].tolist(),
-    ):
-        # Python ints: a garbage timestamp must not wrap the difference around in int64
-        dur = tc - ts if tc else None
-        note = trace.transfer_problems.get(i) or ("" if complete else "incomplete")
-        rows.append(InspectRow(ts, fr, "OUT", ep, tag_name(tag), length, dur, note))
-    return rows
+    sel = tab[idx]
+    frame = np.where(sel["header_frame"] > 0, sel["header_frame"], first_frame[idx])
+    endpoint = np.where(sel["endpoint"] > 0, sel["endpoint"], EP_BULK_OUT)
+    tags = sel["tag"].tolist()
+    names = {t: tag_name(t) for t in set(tags)}
+    note = ["" if c else "incomplete" for c in sel["complete"].tolist()]
+    if trace.transfer_problems:
+        for i, p in trace.transfer_problems.items():
+            k = int(np.searchsorted(idx, i))
+            if k < len(idx) and idx[k] == i and p:
+                note[k] = p
+    # Python ints: a garbage timestamp must not wrap the difference around in int64
+    starts, ends = sel["t_submit_ns"].tolist(), sel["t_complete_ns"].tolist()
+    dur = [tc - ts if tc else None for ts, tc in zip(starts, ends)]
+    return InspectRows(
+        sel["t_submit_ns"].astype(np.int64),
+        frame.astype(np.int64),
+        ["OUT"] * len(idx),
+        endpoint.tolist(),
+        [names[t] for t in tags],
+        sel["length"].tolist(),
+        dur,
+        note,
+    )
 
 
-def event_rows(events: np.ndarray) -> list[InspectRow]:
-    rows = []
-    for e in map(Event, *(events[n].tolist() for n in EVENT.names or ())):
-        kind = f"event {e.tag_name}"
-        note = "request done" if e.tag == 4 else f"address {e.address:#x}"
-        rows.append(
-            InspectRow(e.t_ns, e.frame, "IN", EP_EVENT_IN, kind, e.length or 16, None, note)
-        )
-    return rows
-
-
-def output_rows(outputs: list[Output]) -> list[InspectRow]:
-    return [
-        InspectRow(
-            o.t_first_ns,
-            o.first_frame,
-            "IN",
-            EP_OUTPUT_IN,
-            "output",
-            o.nbytes,
-            o.t_last_ns - o.t_first_ns or None,
-            f"{o.chunks} chunk(s)",
-        )
-        for o in outputs
+def event_rows(events: np.ndarray) -> InspectRows:
+    tags = events["tag"].tolist()
+    names = {t: f"event {tag_name(t)}" for t in set(tags)}
+    note = [
+        "request done" if t == 4 else f"address {a:#x}"
+        for t, a in zip(tags, events["address"].tolist())
     ]
+    return InspectRows(
+        events["t_ns"].astype(np.int64),
+        events["frame"].astype(np.int64),
+        ["IN"] * len(events),
+        [EP_EVENT_IN] * len(events),
+        [names[t] for t in tags],
+        [x or 16 for x in events["length"].tolist()],
+        [None] * len(events),
+        note,
+    )
+
+
+def output_rows(outputs: list[Output]) -> InspectRows:
+    return InspectRows.of(
+        [
+            InspectRow(
+                o.t_first_ns,
+                o.first_frame,
+                "IN",
+                EP_OUTPUT_IN,
+                "output",
+                o.nbytes,
+                o.t_last_ns - o.t_first_ns or None,
+                f"{o.chunks} chunk(s)",
+            )
+            for o in outputs
+        ]
+    )
 
 
 def control_rows(
@@ -145,7 +279,7 @@ def control_rows(
     csr: list[CsrAccess],
     dfu: list[DfuStep],
     standard: list[StandardRequest],
-) -> list[InspectRow]:
+) -> InspectRows:
     rows = [
         InspectRow(
             i.t_ns,
@@ -178,7 +312,7 @@ def control_rows(
         )
     for s in standard:
         rows.append(InspectRow(s.t_ns, s.frame, "IN", 0, s.text, None, None))
-    return rows
+    return InspectRows.of(rows)
 
 
 def open_output(chunks: np.ndarray, events: np.ndarray, watermark_ns: int) -> int:

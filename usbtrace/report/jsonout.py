@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -37,24 +37,35 @@ def write_json(doc: Any, stream: TextIO | None = None) -> None:
     stream.write(json.dumps(doc) + "\n")
 
 
-def write_json_lines(docs: Iterable[Any], stream: TextIO | None = None) -> None:
-    """One JSON document per line (JSON Lines), encoded in blocks of lines."""
+def write_encoded(data: bytes, stream: TextIO | None = None) -> None:
+    """Already-encoded JSON text (e.g. lines from ``encode_numbers`` columns), flushed."""
     stream = stream or sys.stdout
-    buffer = getattr(stream, "buffer", None) if orjson is not None else None
+    buffer = getattr(stream, "buffer", None)
     if buffer is None:
-        for doc in docs:
-            stream.write(json.dumps(doc) + "\n")
+        stream.write(data.decode())
+        stream.flush()
         return
-    stream.flush()
-    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-    block: list[bytes] = []
-    for doc in docs:
-        block.append(dumps(doc, option=opt))
-        if len(block) >= 4096:
-            buffer.write(b"".join(block))
-            block = []
-    buffer.write(b"".join(block))
+    stream.flush()  # anything written as text goes first
+    buffer.write(data)
     buffer.flush()
+
+
+def encode_numbers(values: Sequence[int | float | bool | None]) -> list[bytes]:
+    """Each value's JSON text, for a column of numbers (or None, booleans).
+
+    Rows written a column at a time skip a dict and an encoder call per row: the column is
+    encoded in one call and split at its commas, which no number holds.
+    """
+    if not values:
+        return []
+    return _dumps(list(values))[1:-1].split(b",")
+
+
+def encode_strings(values: Sequence[str | None]) -> list[bytes]:
+    """Each value's JSON text, for a column of strings (or None): encoded once per distinct
+    value (a string may hold a comma, so the column is not split as numbers are)."""
+    known = {v: _dumps(v) for v in set(values)}
+    return [known[v] for v in values]
 
 
 def _dumps(doc: Any) -> bytes:
