@@ -241,51 +241,116 @@ class RequestTable(Sequence[RequestMetrics]):
 
     def to_json_rows(self) -> Iterator[dict]:
         """Each request's JSON object (README, "summarize --json"), without objects in between."""
-        r = self.rows
-        names: tuple[str, ...] = (
-            "index",
-            "kind",
-            "t_start_ns",
-            "t_end_ns",
-            "instructions",
-            "input",
-        )
-        names += ("parameters", "output", "overlap", "stream_busy_ns", "stream_rate_Bps")
-        names += ("verdict", "cache_refill", "has_host", "host_start_ns", "host_end_ns")
-        names += ("verdict_share", "link_busy_ns", "device_wait_ns", "host_gap_ns")
-        for lo in range(0, len(r), 4096):
-            part = r[lo : lo + 4096]
-            cols = [part[n].tolist() for n in names]
+        for lo in range(0, len(self.rows), 4096):
+            c = self.json_columns(lo, lo + 4096)
             for (
-                i, k, ts, te, ins, inp, par, out, ov, busy, rate, v, refill, host, hs, he,
-                share, lbusy, dev, hgap,
-            ) in zip(*cols):  # fmt: skip
-                lat = te - ts
+                i, k, ts, te, lat, ins, inp, par, out, ov, busy, rate, v, share, lbusy, dev,
+                hgap, extra,
+            ) in zip(
+                c.index, c.kind, c.t_start, c.t_end, c.latency_s, c.instructions, c.input,
+                c.parameters, c.output, c.overlap, c.stream_busy_s, c.stream_rate_Bps,
+                c.verdict, c.verdict_share, c.link_busy_s, c.device_wait_s, c.host_gap_s,
+                c.extra,
+            ):  # fmt: skip
                 doc = {
                     "index": i,
-                    "kind": KINDS[k].value,
-                    "t_start": ts / NS,
-                    "t_end": te / NS,
-                    "latency_s": lat / NS,
+                    "kind": k,
+                    "t_start": ts,
+                    "t_end": te,
+                    "latency_s": lat,
                     "bytes": {"instructions": ins, "input": inp, "parameters": par, "output": out},
                     "overlap": ov,
-                    "stream_busy_s": busy / NS,
-                    "stream_rate_Bps": None if rate != rate else rate,
-                    "verdict": VERDICTS[v],
-                    "verdict_share": None if share != share else share,
-                    "link_busy_s": lbusy / NS,
-                    "device_wait_s": dev / NS,
-                    "host_gap_s": hgap / NS,
+                    "stream_busy_s": busy,
+                    "stream_rate_Bps": rate,
+                    "verdict": v,
+                    "verdict_share": share,
+                    "link_busy_s": lbusy,
+                    "device_wait_s": dev,
+                    "host_gap_s": hgap,
                 }
-                if refill:
-                    doc["cache_refill"] = True
-                if host:
-                    doc["host_latency_s"] = (he - hs) / NS
-                    doc["host_overhead_s"] = ((he - hs) - lat) / NS
+                if extra is not None:
+                    doc.update(extra)
+                yield doc
+
+    def json_columns(self, lo: int = 0, hi: int | None = None) -> RequestJsonColumns:
+        """The JSON values of requests ``lo:hi``, a column per key (what ``to_json_rows``
+        puts in each object; ``report.jsonout`` encodes the columns without objects)."""
+        r = self.rows[lo:hi]
+        ts, te = r["t_start_ns"].tolist(), r["t_end_ns"].tolist()
+        lat = [e - s for s, e in zip(ts, te)]
+        kinds = [k.value for k in KINDS]
+
+        def seconds(name: str) -> list[float]:
+            return [x / NS for x in r[name].tolist()]
+
+        def or_none(name: str) -> list[float | None]:
+            return [None if x != x else x for x in r[name].tolist()]  # NaN: not measured
+
+        # the keys only some requests have, in their order
+        extra: list[dict | None] = [None] * len(r)
+        optional = r["cache_refill"] | r["has_host"]
+        for k in np.flatnonzero(optional).tolist():
+            row = r[k]
+            more: dict = {}
+            if row["cache_refill"]:
+                more["cache_refill"] = True
+            if row["has_host"]:
+                host = int(row["host_end_ns"]) - int(row["host_start_ns"])
+                more["host_latency_s"] = host / NS
+                more["host_overhead_s"] = (host - lat[k]) / NS
+            extra[k] = more
+        if self.problems:
+            for k, i in enumerate(r["index"].tolist()):
                 p = self.problems.get(i)
                 if p:
-                    doc["problems"] = list(p)
-                yield doc
+                    extra[k] = {**(extra[k] or {}), "problems": list(p)}
+        return RequestJsonColumns(
+            index=r["index"].tolist(),
+            kind=[kinds[k] for k in r["kind"].tolist()],
+            t_start=[x / NS for x in ts],
+            t_end=[x / NS for x in te],
+            latency_s=[x / NS for x in lat],
+            instructions=r["instructions"].tolist(),
+            input=r["input"].tolist(),
+            parameters=r["parameters"].tolist(),
+            output=r["output"].tolist(),
+            overlap=r["overlap"].tolist(),
+            stream_busy_s=seconds("stream_busy_ns"),
+            stream_rate_Bps=or_none("stream_rate_Bps"),
+            verdict=[VERDICTS[v] for v in r["verdict"].tolist()],
+            verdict_share=or_none("verdict_share"),
+            link_busy_s=seconds("link_busy_ns"),
+            device_wait_s=seconds("device_wait_ns"),
+            host_gap_s=seconds("host_gap_ns"),
+            extra=extra,
+        )
+
+
+@dataclass
+class RequestJsonColumns:
+    """Requests' JSON values (README, "summarize --json") as columns, in the objects' key
+    order; ``bytes`` holds ``instructions`` to ``output``. ``extra``: per request, the keys
+    only some have (``cache_refill``, ``host_latency_s``, ``host_overhead_s``,
+    ``problems``), or None."""
+
+    index: list[int]
+    kind: list[str]
+    t_start: list[float]
+    t_end: list[float]
+    latency_s: list[float]
+    instructions: list[int]
+    input: list[int]
+    parameters: list[int]
+    output: list[int]
+    overlap: list[float]
+    stream_busy_s: list[float]
+    stream_rate_Bps: list[float | None]
+    verdict: list[str]
+    verdict_share: list[float | None]
+    link_busy_s: list[float]
+    device_wait_s: list[float]
+    host_gap_s: list[float]
+    extra: list[dict | None]
 
 
 def take_all(pieces: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

@@ -74,17 +74,43 @@ def _dumps(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+_REQUEST = (
+    b'{"index":%b,"kind":%b,"t_start":%b,"t_end":%b,"latency_s":%b,"bytes":{"instructions":%b,'
+    b'"input":%b,"parameters":%b,"output":%b},"overlap":%b,"stream_busy_s":%b,'
+    b'"stream_rate_Bps":%b,"verdict":%b,"verdict_share":%b,"link_busy_s":%b,'
+    b'"device_wait_s":%b,"host_gap_s":%b%b}'
+)
+
+
 def _request_blocks(requests: RequestTable) -> Iterator[tuple[bytes, int]]:
-    """The requests' JSON objects, comma-separated, a block of up to 4096 at a time (and how
-    many the block holds)."""
-    block: list[bytes] = []
-    for doc in requests.to_json_rows():
-        block.append(_dumps(doc))
-        if len(block) >= 4096:
-            yield b",".join(block), len(block)
-            block = []
-    if block:
-        yield b",".join(block), len(block)
+    """The requests' JSON objects (``RequestTable.to_json_rows``), comma-separated, a block of
+    up to 4096 at a time (and how many the block holds): encoded a column at a time, the
+    same bytes as encoding each object, without building them."""
+    for lo in range(0, len(requests), 4096):
+        c = requests.json_columns(lo, lo + 4096)
+        extra = [b"" if x is None else b"," + _dumps(x)[1:-1] for x in c.extra]
+        cols = (
+            encode_numbers(c.index),
+            encode_strings(c.kind),
+            encode_numbers(c.t_start),
+            encode_numbers(c.t_end),
+            encode_numbers(c.latency_s),
+            encode_numbers(c.instructions),
+            encode_numbers(c.input),
+            encode_numbers(c.parameters),
+            encode_numbers(c.output),
+            encode_numbers(c.overlap),
+            encode_numbers(c.stream_busy_s),
+            encode_numbers(c.stream_rate_Bps),
+            encode_strings(c.verdict),
+            encode_numbers(c.verdict_share),
+            encode_numbers(c.link_busy_s),
+            encode_numbers(c.device_wait_s),
+            encode_numbers(c.host_gap_s),
+            extra,
+        )
+        line = _REQUEST
+        yield b",".join([line % r for r in zip(*cols)]), len(extra)
 
 
 # a capture's keys written before its requests: known when its first request is
