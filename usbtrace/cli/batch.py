@@ -11,7 +11,6 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from usbtrace.analysis.summary import CaptureSummary, metadata_note
@@ -103,6 +102,9 @@ def _results(
     # file handles than a serial run; small chunks keep the progress bar moving.
     chunk = max(1, min(16, len(files) // (jobs * 8)))
     n = len(files)
+    # imported here: multiprocessing's import is a tenth of a plain summary's start
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         yield from pool.map(_summarize_one, files, [device] * n, [model] * n, chunksize=chunk)
 

@@ -14,7 +14,6 @@ from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 from usbtrace.report.findings_text import print_findings
 from usbtrace.report.jsonout import CapturesJson, write_captures_json
-from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
 
 DESCRIPTION = """\
@@ -79,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if legacy_csv is not None and summaries:
         with guard.open(legacy_csv, newline="") as stream:
             if args.by_size:
+                from usbtrace.report.size_table import size_rows, write_size_csv
+
                 write_size_csv(size_rows(summaries), stream)
             else:
                 write_csv(summaries, stream)
@@ -122,6 +123,9 @@ def _emit(
     args: argparse.Namespace, summaries: list[CaptureSummary], as_csv: bool, out: TextIO
 ) -> None:
     if args.by_size:
+        # imported here: the size table reads compiled models, which a plain summary never does
+        from usbtrace.report.size_table import emit_by_size, size_rows, write_size_csv
+
         if as_csv:
             write_size_csv(size_rows(summaries), out)
         else:
