@@ -127,3 +127,13 @@ def test_by_size_keeps_unrelated_captures_apart(tmp_path, no_models):
     assert sorted(len(r.files) for r in rows) == [1, 1, 1, 1, 2]
     (pooled,) = [r for r in rows if len(r.files) == 2]
     assert pooled.model == "conv_50" and pooled.inferences == 6
+
+
+def test_a_model_described_says_how_it_is_known():
+    from usbtrace.models.identity import ModelIdentity
+
+    assert ModelIdentity("conv_50", "bytes").described == "conv_50 [bytes]"
+    assert ModelIdentity("dense_900", "file name (guess)").described == (
+        "dense_900? [file name (guess)]"
+    )
+    assert ModelIdentity(None, None).described == "no model"
