@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 from builders import CaptureBuilder, inference
 
@@ -101,6 +102,44 @@ def test_overshoot_and_cut_transfer_are_flagged(tmp_path):
     assert not first.complete and "overshoots" in first.problem
     assert not second.complete and "only 100" in second.problem
     assert len(tpu.problems) >= 2
+
+
+def test_transfer_problems_read_the_same_in_inspect_summarize_and_windows(tmp_path, monkeypatch):
+    """One function words a transfer's problem (``EdgeTpuTrace.numbered_problems``): the whole
+    capture's decode, summarize and inspect's windows (problems of released transfers) agree."""
+    from usbtrace import pipeline
+
+    b = CaptureBuilder()
+    b.header(C.Tag.PARAMETERS, 1000, 0, 1)
+    b.payload(600, 2, 3)
+    b.payload(600, 4, 5)
+    inference(b, 10)  # a whole request between the two broken transfers
+    b.header(C.Tag.INSTRUCTIONS, 5000, 2000, 2001)
+    b.payload(100, 2002, 2003)
+    path = b.write(tmp_path / "o.pcapng")
+    (tpu,) = decode_capture(path).devices
+    want = [
+        "transfer 0 (parameters, header frame 1): payload overshoots the header: 600 of 1000 "
+        "bytes, then a 600-byte URB (frame 5)",
+    ]
+    numbered = tpu.numbered_problems()
+    assert [text for _, text in numbered][:1] == want
+    last = numbered[-1]
+    assert last == (
+        3,
+        "transfer 3 (instructions, header frame 19): header announces 5000 bytes but only 100 "
+        "followed",
+    )
+    texts = [text for _, text in numbered]
+    assert [p for p in tpu.problems if p.startswith("transfer ")] == texts
+    (s,) = pipeline.summarize_file(path, window_frames=3)
+    assert [p for p in s.integrity.problems if p.startswith("transfer ")] == texts
+    monkeypatch.setattr(pipeline, "INSPECT_WINDOW_FRAMES", 3)
+    (streamed,) = pipeline.inspect(path, None, lambda *_: None).devices
+    assert streamed.released_problems  # the first problem was released with its window
+    assert [p for p in streamed.problems if p.startswith("transfer ")] == texts
+    only_last = np.arange(len(tpu.table)) == last[0]
+    assert tpu.numbered_problems(only_last) == [last]
 
 
 def test_found_by_signature_and_hub_ignored(tmp_path):

@@ -172,3 +172,28 @@ def test_event_columns_read_the_wire_layout():
         decode_event(e) for e in events
     ]
     assert tag.tolist() == [4, 1, 6]
+
+
+def test_interrupt_words_read_the_wire_layout():
+    """The 4-byte little-endian word on 0x83; bytes past what was captured read as zero, even
+    when the head row holds something there."""
+    import numpy as np
+
+    from usbtrace.edgetpu.wire import interrupt_words
+
+    head = np.zeros((5, 16), dtype=np.uint8)
+    head[:, :4] = [[0x10, 0, 0, 0], [1, 0, 0, 0x80], [0xAA, 0xBB, 0xCC, 0xDD]] + [[0xFF] * 4] * 2
+    head[:, 4:] = 0x5A  # beyond the word: never part of it
+    captured = np.array([4, 16, 2, 0, 3])
+    words = interrupt_words(head, captured)
+    assert words.tolist() == [0x10, 0x8000_0001, 0xBBAA, 0, 0xFF_FFFF]
+    assert words.dtype == np.dtype("<u4") and words.shape == (5,)
+    assert interrupt_words(np.zeros((0, 16), np.uint8), np.zeros(0, int)).tolist() == []
+    # the same as reading each row on its own, over every captured length
+    rng = np.random.default_rng(7)
+    head = rng.integers(0, 256, (64, 16), dtype=np.uint8)
+    captured = rng.integers(0, 17, 64)
+    assert interrupt_words(head, captured).tolist() == [
+        int.from_bytes(bytes(row[: min(4, n)].tolist()), "little")
+        for row, n in zip(head, captured.tolist())
+    ]

@@ -127,3 +127,37 @@ def test_by_size_keeps_unrelated_captures_apart(tmp_path, no_models):
     assert sorted(len(r.files) for r in rows) == [1, 1, 1, 1, 2]
     (pooled,) = [r for r in rows if len(r.files) == 2]
     assert pooled.model == "conv_50" and pooled.inferences == 6
+
+
+def test_a_model_described_says_how_it_is_known():
+    from usbtrace.models.identity import ModelIdentity
+
+    assert ModelIdentity("conv_50", "bytes").described == "conv_50 [bytes]"
+    assert ModelIdentity("dense_900", "file name (guess)").described == (
+        "dense_900? [file name (guess)]"
+    )
+    assert ModelIdentity(None, None).described == "no model"
+
+
+def test_summarize_csv_says_how_each_model_is_known(tmp_path, no_models, capsys):
+    """``model_source`` beside ``model`` on every row, the JSON's value (empty for none)."""
+    import csv
+
+    paths = [
+        conv_like(tmp_path / "dense_900.pcapng"),  # a guess from the file name
+        conv_like(tmp_path / "b.pcapng", model="conv_50"),  # named by the metadata
+        conv_like(tmp_path / "c.pcapng"),  # nothing to go by
+    ]
+    assert main(["summarize", *map(str, paths), "--csv"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split(",")
+    assert header[header.index("model") + 1] == "model_source"
+    rows = list(csv.DictReader(out.splitlines()))
+    assert main(["summarize", "--json", *map(str, paths)]) == 0
+    want = {
+        c["file"]: c["model_source"] or "" for c in json.loads(capsys.readouterr().out)["captures"]
+    }
+    assert {r["file"]: r["model_source"] for r in rows if r["row"] == "capture"} == want
+    assert sorted(want.values()) == ["", "file name (guess)", "metadata"]
+    assert {(r["file"], r["model_source"]) for r in rows} == set(want.items())  # requests too
+    assert len(rows) > len(paths)

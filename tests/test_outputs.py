@@ -371,3 +371,32 @@ def test_every_format_usbtrace_reads_is_protected(tmp_path: Path, fmt: str) -> N
     o = run_cli(["summarize", str(CONV), "--csv", "-o", str(victim)])
     one_line_error(o, "holds a capture")
     assert victim.read_bytes() == before
+
+
+def _file_writes(path: Path) -> list[str]:
+    """Where a module opens or writes a file by itself: ``open(...)``, ``x.open(...)``,
+    ``x.write_text(...)``, ``x.write_bytes(...)``."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        if name in ("open", "write_text", "write_bytes"):
+            found.append(f"{path.name}:{node.lineno} {name}")
+    return found
+
+
+def test_report_writers_write_only_what_the_guard_opened(tmp_path: Path) -> None:
+    """The report modules write to a stream or a temporary path the command got from its
+    ``OutputGuard``; one that opened a path itself would overwrite a user's file unchecked."""
+    import usbtrace.report
+
+    folder = Path(usbtrace.report.__file__).parent
+    assert [w for p in sorted(folder.glob("*.py")) for w in _file_writes(p)] == []
+    # the checker sees what it looks for
+    f = tmp_path / "m.py"
+    f.write_text("def f(p):\n    open(p, 'w')\n    p.write_text('')\n    p.read_text()\n")
+    assert _file_writes(f) == ["m.py:2 open", "m.py:3 write_text"]

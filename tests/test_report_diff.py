@@ -84,3 +84,32 @@ def test_real_captures_differ_in_model(shared_file):
     bytes_line = next(x for x in d.lines if x.name == "parameters bytes/inf")
     assert (bytes_line.a, bytes_line.b, bytes_line.status) == (0, 2_943_616, CHANGED)
     assert _status(d)["latency median"] == IMPROVEMENT  # 40.6 ms -> 9.3 ms
+
+
+def test_a_guessed_model_is_shown_as_a_guess(caps, tmp_path, capsys, monkeypatch):
+    """Each side's model comes with how it is known: a name guessed from the file name is
+    marked as a guess in the warning, in the table's title and (``model_source``) in JSON."""
+    from builders import CaptureBuilder, inference
+
+    (tmp_path / "empty").mkdir()  # no compiled model to recognise the bytes by
+    monkeypatch.setenv("USBTRACE_MODELS_DIR", str(tmp_path / "empty"))
+    b = CaptureBuilder()
+    t = 0
+    for _ in range(3):
+        t = inference(b, t, instr=4_096) + 1_000
+    guessed = b.write(tmp_path / "dense_900.pcapng")  # no metadata: the name is a guess
+    known = str(caps[(200, "usb3")])
+    d = diff_captures(_one(known), _one(guessed))
+    assert (
+        "different models: conv_200 [metadata] and dense_900? [file name (guess)]"
+        in (d.warnings)[0]
+    )
+    assert main(["diff", known, str(guessed)]) in (0, 1)
+    out, err = capsys.readouterr()
+    assert "(2.4, conv_200 [metadata])" in out.splitlines()[0]
+    assert "dense_900? [file name (guess)])" in out.splitlines()[0]
+    assert "dense_900? [file name (guess)]" in err
+    main(["diff", known, str(guessed), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["a"]["model"], doc["a"]["model_source"]) == ("conv_200", "metadata")
+    assert (doc["b"]["model"], doc["b"]["model_source"]) == ("dense_900", "file name (guess)")

@@ -22,10 +22,12 @@ from usbtrace.usb.descriptors import Endpoint
 from usbtrace.usb.devices import (
     DeviceBatch,
     UrbStage,
+    UrbStats,
     UsbCapture,
     UsbDevices,
     present_devices,
 )
+from usbtrace.usb.pairing import Urbs
 
 ROOT = Path(__file__).resolve().parent.parent
 GET_DESCRIPTOR_DEVICE = lab_desc.setup_packet(0x80, 6, 0x0100, 0, 18)
@@ -205,6 +207,46 @@ def test_urb_statistics_per_device(tmp_path):
     assert other.errors == {"endpoint 0x83 completed with status -32": 1}
     assert (other.cancelled, other.orphan_completions, other.never_completed) == (0, 0, 0)
     assert usb.orphan_completions == 1
+
+
+def test_many_failed_urbs_are_counted_as_one_by_one():
+    """A device that fails most of its URBs (unplugged, babbling): 20,000 URBs of several
+    endpoints, transfer types and statuses, some never completed, counted in one batch and in
+    uneven ones, give what counting each URB on its own gives, messages in first-failure order."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    ep = rng.choice([0x01, 0x81, 0x82, 0x83], n)
+    xfer = rng.choice([XFER_BULK, XFER_INTERRUPT, XFER_CONTROL], n)
+    status = rng.choice([0, -2, -104, -71, -32, -75, -110, -(2**31)], n)
+    records = np.zeros(2 * n + 1, dtype=RECORD)  # submits, completions, the all-zero stand-in
+    h = records["hdr"]
+    h["busnum"], h["devnum"] = 1, 3
+    h["epnum"][:n], h["epnum"][n:-1] = ep, ep
+    h["xfer"][:n], h["xfer"][n:-1] = xfer, xfer
+    h["status"][:n], h["status"][n:-1] = -115, status  # -EINPROGRESS on the submit
+    c = np.arange(n, 2 * n)
+    c[rng.random(n) < 0.1] = 2 * n  # never completed: the submit's status must not count
+    u = Urbs(records, np.arange(n), c)
+
+    cancelled, errors = 0, {}
+    for e, x, st, done in zip(ep.tolist(), xfer.tolist(), status.tolist(), (c < 2 * n).tolist()):
+        if not done or st == 0 or x == XFER_CONTROL:
+            continue
+        if st in (-2, -104):
+            cancelled += 1
+            continue
+        msg = f"endpoint {e:#04x} completed with status {st}"
+        errors[msg] = errors.get(msg, 0) + 1
+    assert len(errors) == 4 * 5 and sum(errors.values()) > 5_000
+
+    whole = UrbStats()
+    whole.count(u)
+    assert (whole.cancelled, whole.never_completed) == (cancelled, int(np.sum(c == 2 * n)))
+    assert list(whole.errors.items()) == list(errors.items())
+    split = UrbStats()
+    for part in np.split(np.arange(n), [1, 2, 500, 9_000, 19_999]):
+        split.count(u.select(part))
+    assert split == whole and list(split.errors.items()) == list(errors.items())
 
 
 def test_the_urbs_open_at_the_end_are_counted_not_decoded(tmp_path):

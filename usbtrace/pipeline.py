@@ -46,7 +46,7 @@ from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.background import prefetch
 from usbtrace.edgetpu.constants import APP_IDS, DFU_IDS, Tag
 from usbtrace.edgetpu.decode import DecodedCapture, Decoder, stamped_at_submit
-from usbtrace.edgetpu.trace import EdgeTpuTrace, group_outputs, tag_name
+from usbtrace.edgetpu.trace import EdgeTpuTrace, group_outputs
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo, trailing_custom_blocks
 from usbtrace.formats.metadata import InvokeTiming, trailing_invokes
@@ -548,14 +548,7 @@ class _Inspector:
         return rows
 
     def _note(self, key: tuple[int, int], trace: EdgeTpuTrace, which: np.ndarray) -> None:
-        index = trace.transfer_index
-        mine = self.problems.setdefault(key, [])
-        for i, p in trace.transfer_problems.items():
-            if which[i]:
-                g = i if index is None else int(index[i])
-                tag = tag_name(int(trace.table["tag"][i]))
-                hf = int(trace.table["header_frame"][i])
-                mine.append((g, f"transfer {g} ({tag}, header frame {hf}): {p}"))
+        self.problems.setdefault(key, []).extend(trace.numbered_problems(which))
 
     def _send(
         self, key: tuple[int, int], trace: EdgeTpuTrace, rows: list[InspectRows], mark: int | None

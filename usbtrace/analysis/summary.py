@@ -39,7 +39,7 @@ from usbtrace.analysis.rowstore import RowStore, TransferSequences, select
 from usbtrace.analysis.timing import runtime_clock_mhz
 from usbtrace.edgetpu.constants import Tag
 from usbtrace.edgetpu.decode import DecodedCapture
-from usbtrace.edgetpu.trace import NS, EdgeTpuTrace, tag_name
+from usbtrace.edgetpu.trace import NS, EdgeTpuTrace
 from usbtrace.formats.metadata import CaptureMetadata
 from usbtrace.models.identity import ModelIdentity
 
@@ -298,15 +298,7 @@ class RequestLog:
                 last if self.last_event_ns is None else max(self.last_event_ns, last)
             )
         self.unassigned_chunks += int(np.count_nonzero(seg.chunk_request < 0))
-        gidx = _global(trace)
-        for i in np.flatnonzero(done).tolist():
-            p = trace.transfer_problems.get(i)
-            if p is not None:
-                name = tag_name(int(tab["tag"][i]))
-                g = int(gidx[i])
-                self.transfer_problems.append(
-                    (g, f"transfer {g} ({name}, header frame {int(tab['header_frame'][i])}): {p}")
-                )
+        self.transfer_problems += trace.numbered_problems(done)
         self.tags.add(seg.transfer_request[done], tab["tag"][done], tab["length"][done], k)
         return RequestTable(rows, problems)
 

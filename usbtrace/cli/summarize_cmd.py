@@ -129,7 +129,7 @@ def _emit(
         if as_csv:
             write_size_csv(size_rows(summaries), out)
         else:
-            emit_by_size(summaries, as_json=args.json, csv_path=None, stream=out)
+            emit_by_size(summaries, as_json=args.json, stream=out)
     elif as_csv:
         write_csv(summaries, out)
     elif args.json:

@@ -40,7 +40,7 @@ from usbtrace.edgetpu.trace import (
     FirmwareDownload,
     Interrupt,
 )
-from usbtrace.edgetpu.wire import event_columns, event_tag_captured
+from usbtrace.edgetpu.wire import event_columns, event_tag_captured, interrupt_words
 from usbtrace.errors import InputError
 from usbtrace.formats.capture import CaptureInfo
 from usbtrace.formats.metadata import CaptureMetadata, metadata_from_blocks
@@ -278,12 +278,15 @@ class Decoder:
         if len(ev):
             self._events(d, ev)
         intr = u.select((u.xfer == XFER_INTERRUPT) & ok & (u.ep == EP_INTERRUPT_IN))
-        for i in intr.rows() if len(intr) else ():
-            if int(i["c_len"]) == 0:
-                continue
-            n = min(4, int(i["c_cap"]))
-            value = int.from_bytes(bytes(i["c_head"][:n].tolist()), "little")
-            d.interrupts.append(Interrupt(int(i["c_frame"]), int(i["c_ts"]), value))
+        intr = intr.select(intr.completion("urb_len") > 0)  # an empty completion says nothing
+        if len(intr):
+            words = interrupt_words(intr.completion("head"), intr.completion("caplen"))
+            d.interrupts += map(
+                Interrupt,
+                intr.completion("frame").tolist(),
+                intr.completion("ts_ns").tolist(),
+                words.tolist(),
+            )
 
     def _events(self, d: _Device, ev: Urbs) -> None:
         """Successful completions on 0x82. A 16-byte one is an event even when its tag byte was

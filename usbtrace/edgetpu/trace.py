@@ -251,19 +251,26 @@ class EdgeTpuTrace:
             )
         return out
 
+    def numbered_problems(self, which: np.ndarray | None = None) -> list[tuple[int, str]]:
+        """(number, text) of each transfer problem, of the transfers the boolean mask ``which``
+        marks (default all): "transfer G (TAG, header frame F): PROBLEM", with G the transfer's
+        number in the whole capture (``transfer_index``), so that problems of windows decoded
+        apart sort together. The one place this text is made: inspect, summarize and the
+        streaming pipeline must agree on it byte for byte."""
+        index = self.transfer_index
+        out = []
+        for i, p in self.transfer_problems.items():
+            if which is not None and not which[i]:
+                continue
+            g = i if index is None else int(index[i])
+            tag = tag_name(int(self.table["tag"][i]))
+            hf = int(self.table["header_frame"][i])
+            out.append((g, f"transfer {g} ({tag}, header frame {hf}): {p}"))
+        return out
+
     @property
     def problems(self) -> list[str]:
-        index = self.transfer_index
-        found = list(self.released_problems)
-        for i, p in self.transfer_problems.items():
-            g = i if index is None else int(index[i])
-            found.append(
-                (
-                    g,
-                    f"transfer {g} ({tag_name(int(self.table['tag'][i]))}, header frame "
-                    f"{int(self.table['header_frame'][i])}): {p}",
-                )
-            )
+        found = self.released_problems + self.numbered_problems()
         out = [text for _, text in sorted(found)]
         if self.unframed_urbs:
             out.append(f"{self.unframed_urbs} bulk-OUT URB(s) outside any header's transfer")

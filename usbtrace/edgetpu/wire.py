@@ -1,7 +1,7 @@
-"""The Edge TPU's two small wire structures, one record at a time: the 8-byte bulk-OUT header
-and the 16-byte event. Writers (the synthetic sessions, the emulator, the fuzzer) and
-per-record readers use these; the decoder applies the same rules to whole arrays at once
-(``framing.header_candidates``, and ``event_columns`` here).
+"""The Edge TPU's small wire structures, one record at a time: the 8-byte bulk-OUT header, the
+16-byte event and the 4-byte interrupt word. Writers (the synthetic sessions, the emulator, the
+fuzzer) and per-record readers use these; the decoder applies the same rules to whole arrays at
+once (``framing.header_candidates``, and ``event_columns`` and ``interrupt_words`` here).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from usbtrace.edgetpu.constants import (
     EVENT_TAG_OFFSET,
     HEADER_LEN,
     INTERRUPT_BITS,
+    INTERRUPT_LEN,
     TAG_MASK,
     Tag,
 )
@@ -73,6 +74,17 @@ def event_columns(head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def event_tag_captured(captured: np.ndarray) -> np.ndarray:
     """Whether an event's tag byte is among the ``captured`` data bytes of its completion."""
     return captured > EVENT_TAG_OFFSET
+
+
+def interrupt_words(head: np.ndarray, captured: np.ndarray) -> np.ndarray:
+    """The 4-byte interrupt word (u32 little-endian) of many completions on 0x83: ``head`` holds
+    each completion's first data bytes as a row of uint8, ``captured`` how many of them the file
+    has. A byte that was not captured reads as zero, whatever ``head`` holds there: a short
+    snaplen then loses high bits, never invents them."""
+    raw = np.ascontiguousarray(head[:, :INTERRUPT_LEN], dtype=np.uint8)
+    kept = np.arange(INTERRUPT_LEN) < np.minimum(captured, INTERRUPT_LEN)[:, None]
+    raw = np.ascontiguousarray(np.where(kept, raw, 0), dtype=np.uint8)
+    return raw.view("<u4").reshape(len(raw))
 
 
 def interrupt_names(value: int) -> list[str]:

@@ -34,3 +34,9 @@ class ModelIdentity:
     def label(self) -> str | None:
         """The name as tables show it: a guess carries a question mark (``dense_900?``)."""
         return f"{self.name}{GUESS_MARK}" if self.is_guess and self.name else self.name
+
+    @property
+    def described(self) -> str:
+        """The label and how the name is known, for a report that sets two models side by side
+        (``conv_50 [metadata]``, ``dense_900? [file name (guess)]``), or ``no model``."""
+        return f"{self.label} [{self.source}]" if self.name else "no model"

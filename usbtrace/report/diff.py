@@ -68,13 +68,24 @@ class CaptureDiff:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "a": {"file": self.a.file, "device": self.a.device, "model": self.a.model},
-            "b": {"file": self.b.file, "device": self.b.device, "model": self.b.model},
+            "a": _side_json(self.a),
+            "b": _side_json(self.b),
             "threshold": self.threshold,
             "warnings": list(self.warnings),
             "regressions": len(self.regressions),
             "metrics": [x.to_json() for x in self.lines],
         }
+
+
+def _side_json(s: CaptureSummary) -> dict[str, Any]:
+    """A side's file, device and model, with how the model is known (as ``summarize --json``
+    gives them): a name guessed from the file name says so in ``model_source``."""
+    return {
+        "file": s.file,
+        "device": s.device,
+        "model": s.model,
+        "model_source": s.model_source,
+    }
 
 
 def _median_bytes(s: CaptureSummary, phase: str) -> int | None:
@@ -102,7 +113,9 @@ def diff_captures(
 ) -> CaptureDiff:
     d = CaptureDiff(a, b, threshold)
     if a.model != b.model:
-        d.warnings.append(f"the captures name different models: {a.model} and {b.model}")
+        d.warnings.append(
+            f"the captures name different models: {a.identity.described} and {b.identity.described}"
+        )
     if a.link_speed != b.link_speed:
         d.warnings.append(f"different link speeds: {a.link_speed} and {b.link_speed}")
     ja, jb = a.summary_json(), b.summary_json()
@@ -180,7 +193,11 @@ COLUMNS = (
 
 def print_diff(d: CaptureDiff, stream: TextIO | None = None) -> None:
     rows = [[x.name, _fmt(x.a, x.unit), _fmt(x.b, x.unit), _change(x), x.status] for x in d.lines]
-    title = f"A {d.a.file} ({d.a.device})  vs  B {d.b.file} ({d.b.device})"
+    a, b = d.a, d.b
+    title = (
+        f"A {a.file} ({a.device}, {a.identity.described})  vs  "
+        f"B {b.file} ({b.device}, {b.identity.described})"
+    )
     render_table(COLUMNS, rows, title=title, stream=stream)
 
 

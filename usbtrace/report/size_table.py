@@ -358,14 +358,10 @@ def write_size_csv(rows: Sequence[SizeRow], stream: TextIO) -> None:
         w.writerow(j)
 
 
-def emit_by_size(
-    summaries: Sequence[CaptureSummary], *, as_json: bool, csv_path: str | None, stream: TextIO
-) -> None:
-    """What ``summarize --by-size`` prints: the size table, or its JSON; CSV to ``csv_path``."""
+def emit_by_size(summaries: Sequence[CaptureSummary], *, as_json: bool, stream: TextIO) -> None:
+    """What ``summarize --by-size`` prints: the size table, or its JSON. Its CSV is
+    ``write_size_csv`` to a stream the command opened through its output guard."""
     rows = size_rows(summaries)
-    if csv_path:
-        with open(csv_path, "w", newline="") as out:
-            write_size_csv(rows, out)
     if as_json:
         doc = {"sizes": [r.to_json() for r in rows], "families": family_notes(rows)}
         json.dump(doc, stream, indent=1)

@@ -184,6 +184,7 @@ CSV_FIELDS = (
     "file",
     "device",
     "model",
+    "model_source",  # how ``model`` is known, as in the JSON: a file-name guess says so
     "link_speed",
     "row",
     "index",
@@ -210,7 +211,13 @@ def write_csv(summaries: Sequence[CaptureSummary], stream: TextIO) -> None:
     w.writeheader()
     for s in summaries:
         j = s.summary_json()
-        base = {"file": s.file, "device": s.device, "model": s.model, "link_speed": s.link_speed}
+        base = {
+            "file": s.file,
+            "device": s.device,
+            "model": s.model,
+            "model_source": s.model_source,
+            "link_speed": s.link_speed,
+        }
         w.writerow(
             {
                 **base,

@@ -140,9 +140,15 @@ class UrbStats:
             st = u.status[bad]
             cancel = (st == STATUS_CANCELLED) | (st == STATUS_CONNRESET)
             self.cancelled += int(np.count_nonzero(cancel))
-            for ep, s in zip(u.ep[bad][~cancel].tolist(), st[~cancel].tolist()):
-                msg = f"endpoint {ep:#04x} completed with status {s}"
-                self.errors[msg] = self.errors.get(msg, 0) + 1
+            # a failing device can fail every URB: count them per (endpoint, status) in numpy,
+            # then word the few distinct pairs, new ones in the order they first failed
+            pairs = np.stack([u.ep[bad][~cancel].astype(np.int64), st[~cancel]], axis=1)
+            if len(pairs):
+                kinds, first, n = np.unique(pairs, axis=0, return_index=True, return_counts=True)
+                order = np.argsort(first)
+                for (ep, s), k in zip(kinds[order].tolist(), n[order].tolist()):
+                    msg = f"endpoint {ep:#04x} completed with status {s}"
+                    self.errors[msg] = self.errors.get(msg, 0) + k
 
 
 @dataclass
