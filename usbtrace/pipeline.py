@@ -175,8 +175,23 @@ def decode(
     stages = _Stages.new(device)
     cap = path if isinstance(path, Capture) else open_capture(path)
     every = window_frames or WINDOW_FRAMES
-    error: InputError | None = None
+    error = _stream(stages, cap, every, on_window, progress, window_due, partial_ok)
+    stages.close()
+    return stages.finish(cap.info, error)
 
+
+def _stream(
+    stages: _Stages,
+    cap: Capture,
+    every: int,
+    on_window: Window | None,
+    progress: Progress | None = None,
+    window_due: Callable[[], bool] | None = None,
+    partial_ok: bool = True,
+) -> InputError | None:
+    """The read loop of ``decode`` and ``inspect``: every batch through the stages, a window
+    ended every ``every`` frames (or when ``window_due`` says so). Returns the error a file
+    that broke off gave (``partial_ok``), which otherwise propagates."""
     try:
         for item, ends in prefetch(_paired(stages.urbs, cap, every)):
             stages.feed(item)
@@ -188,9 +203,8 @@ def decode(
     except InputError as exc:
         if not partial_ok or exc.offset is None or not cap.info.interfaces:
             raise
-        error = exc
-    stages.close()
-    return stages.finish(cap.info, error)
+        return exc
+    return None
 
 
 def decode_capture(
@@ -593,14 +607,5 @@ def inspect(path: str | Path, device: str | None, emit: RowSink) -> DecodedCaptu
     inspector = _Inspector(emit)
     stages = _Stages.new(device)
     cap = open_capture(path)
-    error: InputError | None = None
-    try:
-        for item, ends in prefetch(_paired(stages.urbs, cap, INSPECT_WINDOW_FRAMES)):
-            stages.feed(item)
-            if ends:
-                inspector(stages.decoder)
-    except InputError as exc:
-        if exc.offset is None or not cap.info.interfaces:
-            raise
-        error = exc
+    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector)
     return inspector.finish(stages, cap.info, error)
