@@ -257,20 +257,16 @@ def event_rows(events: np.ndarray) -> InspectRows:
 
 
 def output_rows(outputs: list[Output]) -> InspectRows:
-    return InspectRows.of(
-        [
-            InspectRow(
-                o.t_first_ns,
-                o.first_frame,
-                "IN",
-                EP_OUTPUT_IN,
-                "output",
-                o.nbytes,
-                o.t_last_ns - o.t_first_ns or None,
-                f"{o.chunks} chunk(s)",
-            )
-            for o in outputs
-        ]
+    n = len(outputs)
+    return InspectRows(
+        np.array([o.t_first_ns for o in outputs], dtype=np.int64),
+        np.array([o.first_frame for o in outputs], dtype=np.int64),
+        ["IN"] * n,
+        [EP_OUTPUT_IN] * n,
+        ["output"] * n,
+        [o.nbytes for o in outputs],
+        [o.t_last_ns - o.t_first_ns or None for o in outputs],
+        [f"{o.chunks} chunk(s)" for o in outputs],
     )
 
 
