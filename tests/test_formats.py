@@ -38,7 +38,12 @@ from usbtrace.cli.main import main
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, read_all
 from usbtrace.formats.metadata import METADATA_PEN, encode_metadata
-from usbtrace.formats.usbpcap import LINKTYPE_USBPCAP, errno_to_usbd, usbd_to_errno
+from usbtrace.formats.usbpcap import (
+    LINKTYPE_USBPCAP,
+    MAX_IN_DATA_PENDING,
+    errno_to_usbd,
+    usbd_to_errno,
+)
 from usbtrace.pipeline import decode_capture
 
 METADATA_FIELDS = {
@@ -303,6 +308,69 @@ def test_usbpcap_header_length_that_lies_is_skipped(tmp_path) -> None:
             f.write(struct.pack("<IIII", t // 10**9, t % 10**9 // 1000, len(d), o) + d)
     batch, info = read_all(path)
     assert len(batch) == len(pkts) - 1 and info.short_records == 1
+
+
+def _write_usbpcap_pcap(path: Path, pkts: list[tuple[int, bytes, int]]) -> Path:
+    with open(path, "xb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_USBPCAP))
+        for ts, data, orig in pkts:
+            sec, nsec = divmod(ts, 1_000_000_000)
+            f.write(struct.pack("<IIII", sec, nsec // 1000, len(data), orig) + data)
+    return path
+
+
+def _kept(path: Path) -> tuple[dict[int, bytes], list[int]]:
+    """``Capture(keep_data=True)``'s data, and the frames of the records that captured some."""
+    data: dict[int, bytes] = {}
+    frames: list[int] = []
+    for batch in Capture(path, keep_data=True).batches():
+        data.update(batch.data)
+        frames += batch.records["frame"][batch.records["caplen"] > 0].tolist()
+    return data, frames
+
+
+@pytest.mark.parametrize("fmt", [*FORMATS, "usbpcap-old"])
+def test_keep_data_is_honoured_in_every_format(fmt, synthetic, tmp_path) -> None:
+    """The replay re-sends what ``Capture(keep_data=True)`` kept: every format keeps each
+    record's data, under its frame, the same bytes as the usbmon original (usbmon text shows
+    only the first 32). Old-style USBPcap's OUT DATA stage goes with its SETUP packet."""
+    _, files, session = synthetic["firmware"]
+    original = tmp_path / "usbmon.pcapng"
+    with open(original, "xb") as stream:
+        write_pcapng(session, preset("firmware"), stream)
+    if fmt == "usbpcap-old":
+        path = _write_usbpcap_pcap(
+            tmp_path / "old.pcap", _old_style(list(usbpcap_packets(session.records)))
+        )
+    else:
+        path = files[fmt]
+    want, _ = _kept(original)
+    got, frames = _kept(path)
+    assert len(want) > 100
+    assert sorted(got) == sorted(frames)
+    cut = 32 if fmt == "usbmon-text" else None
+    assert sorted(v[:cut] for v in got.values()) == sorted(v[:cut] for v in want.values())
+
+
+def test_usbpcap_in_data_without_status_is_bounded(tmp_path) -> None:
+    """Old-style control IRPs whose IN DATA came and STATUS never does (a crafted file): the
+    reader remembers a bounded number, the oldest first to go, and says so in the warnings."""
+    many = MAX_IN_DATA_PENDING + 500
+
+    # header fields as _USBPCAP_BASE packs them: control IN on bus 1, device 3, IRP id irp
+    def base(irp: int) -> tuple:
+        return (28, irp, 0, 0x0008, 1, 1, 3, 0x80, 2, 0)
+
+    pkts = [_stage(base(irp), 1, b"\x12\x01", 2, 1, 1000 * irp) for irp in range(1, many + 1)]
+    # the STATUS of the first IRP (let go of: it stays, a second completion) and of the last
+    pkts += [_stage(base(irp), 2, b"", 0, 1, 10**9 + irp) for irp in (1, many)]
+    path = _write_usbpcap_pcap(tmp_path / "crafted.pcap", pkts)
+    cap = Capture(path)
+    records = [b.records for b in cap.batches()]
+    urbs = np.concatenate(records)["hdr"]["urb_id"].tolist()
+    assert len(urbs) == many + 1 and urbs.count(1) == 2 and urbs.count(many) == 1
+    assert len(cap._reader.usbpcap.in_data_seen) <= MAX_IN_DATA_PENDING
+    assert any("no STATUS stage" in w for w in cap.info.warnings)
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

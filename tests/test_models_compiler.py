@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from usbtrace.cli.main import main
-from usbtrace.errors import UsageError
+from usbtrace.errors import OutputError, UsageError
 from usbtrace.models.catalog import MODELS_DIR_ENV
 from usbtrace.models.compiler import parse_compiler_output, parse_size, run_compiler
 
@@ -167,3 +167,34 @@ def test_cli_compile_failure_is_reported(tmp_path: Path, monkeypatch, capsys) ->
     assert main(["models", "compile", "dense_100"]) == 1
     assert "edgetpu_compiler failed (exit 1)" in capsys.readouterr().err
     assert "something broke" in (tmp_path / "dense_100_edgetpu.compiler.txt").read_text()
+
+
+def test_compiler_stdout_never_replaces_a_capture(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The compiler's output is kept through the output guard, checked again as it is written:
+    a capture that appears at its path while the compiler runs is left as it is."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_compiler(bin_dir, NEW_STYLE)
+    capture = b"\x0a\x0d\x0d\x0a" + bytes(60)  # a pcapng section header's magic
+    script = bin_dir / "edgetpu_compiler"
+    # the stand-in drops a capture where its output is to be kept, then prints as before
+    script.write_text(
+        script.read_text().replace(
+            "sys.stdout.write(",
+            f"(out / (src.stem + '_edgetpu.compiler.txt')).write_bytes({capture!r})\n"
+            "sys.stdout.write(",
+            1,
+        )
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path))
+    assert main(["models", "compile", "dense_100"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a capture" in err, err
+    assert (tmp_path / "dense_100_edgetpu.compiler.txt").read_bytes() == capture
+    # and called on its own, without a guard of the caller's
+    with pytest.raises(OutputError, match="holds a capture"):
+        run_compiler(
+            tmp_path / "dense_100.tflite", tmp_path, tmp_path / "dense_100_edgetpu.compiler.txt"
+        )
+    assert (tmp_path / "dense_100_edgetpu.compiler.txt").read_bytes() == capture

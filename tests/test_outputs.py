@@ -292,6 +292,39 @@ def test_folder_flags_of_the_runners_take_the_old_spelling(argv, dest, capsys) -
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize(
+    "argv, made",
+    [
+        (["export", "{a}", "--csv", "--out", "{t}/d", "--jobs", "1"], "d"),  # was --out-dir
+        (["export", "{a}", "--csv", "--out-d", "{t}/d", "--jobs", "1"], "d"),
+        (["summarize", "{a}", "--jso", "-o", "{t}/s.json"], "s.json"),  # was --json
+        (["summarize", "{a}", "--per-inf", "-o", "{t}/s.txt"], "s.txt"),
+        (["summarize", "{a}", "--outp", "{t}/s.txt"], "s.txt"),  # was --output
+    ],
+)
+def test_abbreviated_long_options_are_refused(caps, tmp_path: Path, argv, made) -> None:
+    """Only full spellings and the declared old ones: argparse took any unambiguous prefix."""
+    a, _ = caps
+    o = run_cli([w.format(a=a, t=tmp_path) for w in argv])
+    assert o.traceback is None and o.status == 2, o.stderr
+    assert "unrecognized arguments" in o.stderr or "expected one argument" in o.stderr, o.stderr
+    assert not (tmp_path / made).exists()
+
+
+def test_no_parser_takes_abbreviations() -> None:
+    from usbtrace.cli.main import build_parser
+
+    stack, seen = [build_parser()], 0
+    while stack:
+        p = stack.pop()
+        assert p.allow_abbrev is False, p.prog
+        seen += 1
+        for action in p._actions:
+            if isinstance(getattr(action, "choices", None), dict):
+                stack.extend(action.choices.values())
+    assert seen > 15  # the commands, and the actions of models and wireshark
+
+
 def test_every_output_flag_follows_the_convention() -> None:
     """No command offers a visible output flag other than -o/--output FILE or --out-dir DIR
     (besides the format flags and wireshark's plug-in --dir)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from builders import CaptureBuilder, inference
@@ -11,6 +14,7 @@ from builders import CaptureBuilder, inference
 from usbtrace.cli.main import main
 from usbtrace.formats.crosscheck import compare, ours, pyshark_tally, tshark_tally
 
+ROOT = Path(__file__).resolve().parents[1]
 needs_tshark = pytest.mark.skipif(
     shutil.which("tshark") is None, reason="tshark not installed (Debian package tshark)"
 )
@@ -89,3 +93,45 @@ def test_installed_plugins_cannot_change_the_reference(made, tmp_path, monkeypat
     assert not plain.stdout.strip(), "the hostile plug-in was not loaded: the test proves nothing"
     assert compare(ours(made), tshark_tally(made)) == []
     assert main(["verify", str(made)]) == 0
+
+
+FAKE_TSHARK = """#!{python}
+import sys
+# as a tshark with a warning per frame: much more on stderr than a pipe holds, then the rows
+sys.stderr.write("tshark: a warning about a frame\\n" * 40_000)
+sys.stderr.flush()
+for i in range({rows}):
+    print(f"1700000000.{{i:09d}},1,3,0x81,'C',64,64,,,,,,")
+sys.stderr.write("tshark: the last word\\n")
+sys.exit({status})
+"""
+TALLY = """
+from usbtrace.errors import UsageError
+from usbtrace.formats.crosscheck import tshark_tally
+try:
+    print(tshark_tally("x").frames)
+except UsageError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize(("rows", "status", "says"), [(1000, 0, "1000"), (0, 1, "the last word")])
+def test_tshark_writing_megabytes_to_stderr_does_not_hang(tmp_path, rows, status, says):
+    """tshark's stderr is not a pipe left unread while its stdout is: a fake tshark on PATH
+    writes 1.3 MB there before its rows. The rows still count; a failure names its last line."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "tshark"
+    fake.write_text(FAKE_TSHARK.format(python=sys.executable, rows=rows, status=status))
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(
+        [sys.executable, "-c", TALLY],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,  # what a hang looks like here: stuck for good, not slow
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert says in r.stdout and len(r.stdout) < 200

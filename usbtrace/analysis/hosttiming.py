@@ -34,16 +34,19 @@ class InvokeMatcher:
         self._next = 0  # invokes of _by_start pushed so far (those starting at or before _sweep)
         self._open: list[int] = []  # pushed invokes by metadata position; some taken or over
         self._sweep: int | None = None  # the latest t_start matched by the sweep
+        self._stab: _StabbingTree | None = None  # built at the first t_start behind the sweep
+        self._swept = 0  # invokes pushed and popped by the sweep
 
     def match(self, t_ns: int) -> int:
         """The invoke the inference starting at ``t_ns`` takes (its position), or -1."""
         if self._sweep is not None and t_ns < self._sweep:
-            # an inference that started before one already matched (damaged timestamps):
-            # looked up over all invokes, since the sweep has let go of some
-            free = np.flatnonzero((self.start <= t_ns) & (t_ns <= self.end) & ~self.taken)
-            if not len(free):
+            # an inference that started before one already matched (damaged timestamps): the
+            # sweep has let go of some invokes, so it is looked up in a stabbing tree instead
+            if self._stab is None:
+                self._stab = _StabbingTree(self.start, self.end)
+            j = self._stab.first_free(t_ns, self.taken)
+            if j < 0:
                 return -1
-            j = int(free[0])
         else:
             self._sweep = t_ns
             while self._next < len(self._by_start):
@@ -52,14 +55,22 @@ class InvokeMatcher:
                     break
                 heapq.heappush(self._open, j)
                 self._next += 1
+                self._swept += 1
             # an invoke over before t_ns is over for every later t_ns of the sweep too
             while self._open and (self.taken[self._open[0]] or self.end[self._open[0]] < t_ns):
                 heapq.heappop(self._open)
+                self._swept += 1
             if not self._open:
                 return -1
             j = heapq.heappop(self._open)
         self.taken[j] = True
         return j
+
+    @property
+    def steps(self) -> int:
+        """How much looking the lookups so far took (invokes, list entries, tree nodes): what
+        bounds their work, O((n + m) log n) for n invokes and m inferences in any order."""
+        return self._swept + (self._stab.steps if self._stab is not None else 0)
 
     def apply(self, rows: np.ndarray) -> None:
         """Set the host columns of these ``REQUEST`` rows (the next ones in index order)."""
@@ -72,3 +83,67 @@ class InvokeMatcher:
                 rows["has_host"][row] = True
                 rows["host_start_ns"][row] = self.start[j]
                 rows["host_end_ns"][row] = self.end[j]
+
+
+class _StabbingTree:
+    """The invokes holding a time, first in metadata order and not taken, in O(log n).
+
+    A segment tree over the invokes' distinct start and end times, and the gaps between them
+    (``2 * k`` slots for ``k`` times: slot ``2i`` is time ``i``, ``2i + 1`` the gap after it).
+    Each invoke is listed at the O(log n) nodes that together cover its slots exactly, each
+    list in metadata order, so the invokes holding a time are those listed on the path from
+    its slot's leaf to the root, and the first free one is the least of each list's first free
+    one. Invokes are only ever taken, never given back, so each list keeps a cursor past its
+    taken head: over all lookups a cursor passes each entry once, O(n log n) in all.
+    """
+
+    def __init__(self, start: np.ndarray, end: np.ndarray) -> None:
+        times = np.unique(np.concatenate([start, end]))
+        self.times = times
+        self.size = 1 << max(1, int(2 * len(times) - 1).bit_length())
+        # an invoke that ends before it starts holds no time and is listed nowhere
+        idx = np.flatnonzero(start <= end)
+        lo = 2 * np.searchsorted(times, start[idx]) + self.size
+        hi = 2 * np.searchsorted(times, end[idx]) + 1 + self.size  # one past its last slot
+        nodes: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        while len(idx):  # the usual bottom-up cover of [lo, hi), every invoke a level at a time
+            odd = (lo & 1).astype(bool)
+            nodes.append(lo[odd])
+            owners.append(idx[odd])
+            lo = lo + odd
+            odd = (hi & 1).astype(bool)
+            hi = hi - odd
+            nodes.append(hi[odd])
+            owners.append(idx[odd])
+            lo >>= 1
+            hi >>= 1
+            more = lo < hi
+            lo, hi, idx = lo[more], hi[more], idx[more]
+        node = np.concatenate(nodes) if nodes else np.zeros(0, dtype=np.int64)
+        owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((owner, node))
+        # arrays, not lists: up to 2 log n entries an invoke, too many for Python ints
+        self.listed = owner[order]
+        bounds = np.searchsorted(node[order], np.arange(2 * self.size + 1))
+        self.cursor = bounds[:-1].copy()  # the first entry of each node's list not yet passed
+        self.stop = bounds[1:]
+        self.steps = 0  # list entries and nodes looked at, all lookups together
+
+    def first_free(self, t_ns: int, taken: np.ndarray) -> int:
+        """The first invoke in metadata order that holds ``t_ns`` and is not taken, or -1."""
+        i = int(np.searchsorted(self.times, t_ns, side="right")) - 1
+        if i < 0:
+            return -1
+        node = self.size + 2 * i + (0 if self.times[i] == t_ns else 1)
+        best = -1
+        while node:
+            k, stop = int(self.cursor[node]), int(self.stop[node])
+            while k < stop and taken[self.listed[k]]:
+                k += 1
+            self.steps += 1 + k - int(self.cursor[node])
+            self.cursor[node] = k
+            if k < stop and (best < 0 or self.listed[k] < best):
+                best = int(self.listed[k])
+            node >>= 1
+        return best

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from usbtrace import __version__
 from usbtrace.cli.allocator import tune_allocator
@@ -42,11 +43,22 @@ completion, tells what bounds each inference (the link, the device or the host),
 what another link, clock or caching would gain."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Long options only as spelled (and their declared deprecated aliases): argparse would take
+    any unambiguous prefix, so ``export --out`` meant ``--out-dir`` and a later option sharing
+    the prefix would change what old command lines do. Sub-commands' parsers are of this class
+    too (``add_subparsers`` makes its parsers of the class of the parser it belongs to)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that command (the others' modules are never imported,
     which keeps a plain `usbtrace summarize` from paying for plotting, capture or Wireshark code).
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="usbtrace",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

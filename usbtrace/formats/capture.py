@@ -143,8 +143,10 @@ class _Reader:
         self.order = "<"
         self.section_ifaces: list[Interface] = []
         self.warned_linktypes: set[int] = set()
-        self.usbpcap = UsbpcapConverter(packet_sums=info.packet_sums)
-        self.darwin = DarwinConverter(packet_sums=info.packet_sums)
+        self.usbpcap = UsbpcapConverter(
+            packet_sums=info.packet_sums, keep_data=keep_data, warnings=info.warnings
+        )
+        self.darwin = DarwinConverter(packet_sums=info.packet_sums, keep_data=keep_data)
         # damage found in a chunk: raised only after the chunk's good records were handed on
         self.error: InputError | None = None
 
@@ -700,7 +702,7 @@ class Capture:
             if self.info.format == "pcapng":
                 yield from self._reader.pcapng(self._head)
             elif self.info.format == USBMON_TEXT:
-                text = UsbmonTextReader(self.path, self._text_stream)
+                text = UsbmonTextReader(self.path, self._text_stream, self._reader.keep_data)
                 for batch in text.batches():
                     self.info.packets = text.events
                     yield batch

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from usbtrace.errors import UsageError
 from usbtrace.formats.capture import Capture
@@ -119,15 +120,28 @@ def tshark_tally(path: str | Path) -> Tally:
     with tempfile.TemporaryDirectory(prefix="usbtrace-verify-") as home:
         env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"))
         env.pop("WIRESHARK_CONFIG_DIR", None)
-        with subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        ) as proc:
+        # stderr goes to a file, not a pipe: while stdout is read, a pipe nobody reads fills
+        # up (64 KiB) and tshark, blocked writing a warning per frame, never finishes stdout
+        with (
+            open(os.path.join(home, "stderr"), "w+b") as errfile,
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=errfile, text=True, env=env
+            ) as proc,
+        ):
             assert proc.stdout is not None
             tally = _tally_rows(tuple(line.rstrip("\n").split(",")) for line in proc.stdout)
-            err = proc.stderr.read() if proc.stderr else ""
+            proc.wait()
+            err = _tail(errfile)
     if proc.returncode not in (0, 2) and not tally.frames:
         raise UsageError(f"tshark failed on {path}: {err.strip().splitlines()[-1:]}")
     return tally
+
+
+def _tail(stream: BinaryIO, limit: int = 4096) -> str:
+    """The last ``limit`` bytes written to ``stream``: where tshark says why it failed."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - limit))
+    return stream.read().decode("utf-8", "replace")
 
 
 def pyshark_tally(path: str | Path) -> Tally:

@@ -96,6 +96,7 @@ class DarwinConverter:
     """Turns batches of Darwin packets into usbmon records."""
 
     skipped: int = 0  # request types or endpoint types this reader does not know
+    keep_data: bool = False  # every record's captured data in ``RecordBatch.data`` (replay)
     # per (bus, device, endpoint, "S"/"C"): packets, 0, sum of ioLength (what ``verify`` compares)
     packet_sums: PacketSums = field(default_factory=dict)
 
@@ -161,7 +162,10 @@ class DarwinConverter:
         out["caplen"] = cap
         out["head"] = gather_heads(buf, start, cap)
         payloads = payloads_of(buf, xfer == XFER_CONTROL, start, cap, frames)
-        return RecordBatch(out, payloads, short)
+        kept: dict[int, bytes] = {}
+        if self.keep_data:
+            kept = payloads_of(buf, np.ones(n, dtype=bool), start, cap, frames)
+        return RecordBatch(out, payloads, short, kept)
 
     def _tally(self, h: np.ndarray) -> None:
         tally_packets(

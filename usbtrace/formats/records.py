@@ -146,9 +146,8 @@ def extract_usbmon(
         payloads[int(frames[i])] = buf[start : start + int(data_cap[i])].tobytes()
     kept: dict[int, bytes] = {}
     if keep_data:
-        for i in np.flatnonzero(data_cap > 0).tolist():
-            start = int(data_pos[i]) + hdr_len
-            kept[int(frames[i])] = buf[start : start + int(data_cap[i])].tobytes()
+        every = np.ones(n, dtype=bool)
+        kept = payloads_of(buf, every, data_pos + hdr_len, data_cap.astype(np.int64), frames)
     return RecordBatch(out, payloads, short, kept)
 
 
@@ -237,7 +236,8 @@ def gather_heads(buf: np.ndarray, start: np.ndarray, cap: np.ndarray) -> np.ndar
 def payloads_of(
     buf: np.ndarray, which: np.ndarray, start: np.ndarray, cap: np.ndarray, frames: np.ndarray
 ) -> dict[int, bytes]:
-    """Captured data by frame number, for the packets ``which`` selects (control transfers)."""
+    """Captured data by frame number, for the packets ``which`` selects (control transfers, or
+    every packet for ``Capture(keep_data=True)``)."""
     out: dict[int, bytes] = {}
     for i in np.flatnonzero(which & (cap > 0)).tolist():
         s = int(start[i])

@@ -64,9 +64,10 @@ def looks_like(head: bytes) -> bool:
 class UsbmonTextReader:
     """Streams a text capture in batches of records; ``frame`` numbers count events."""
 
-    def __init__(self, path: str | Path, stream: BinaryIO) -> None:
+    def __init__(self, path: str | Path, stream: BinaryIO, keep_data: bool = False) -> None:
         self.path = path
         self.stream = stream
+        self.keep_data = keep_data  # every event's data in ``RecordBatch.data`` (replay)
         self.events = 0
         self.turns = 0  # 4096 s turns of the timestamp seen so far
         self.last_us: int | None = None
@@ -105,6 +106,7 @@ class UsbmonTextReader:
         tags: list[int] = []
         raw = bytearray()  # per line: 8 setup bytes, then HEAD_BYTES data bytes
         payloads: dict[int, bytes] = {}
+        kept: dict[int, bytes] = {}
         error: InputError | None = None
         zero_setup = bytes(SETUP_LEN)
         for at, line in lines:
@@ -169,6 +171,8 @@ class UsbmonTextReader:
             raw += data[:HEAD_BYTES].ljust(HEAD_BYTES, b"\0")
             if xfer == XFER_CONTROL and data:
                 payloads[self.events] = data
+            if self.keep_data and data:
+                kept[self.events] = data
         n = len(ints)
         out = np.zeros(n, dtype=RECORD)
         if n:
@@ -187,7 +191,7 @@ class UsbmonTextReader:
             ts_us = self._unwrap(stamp_us)
             out["ts_ns"] = ts_us * 1000
             hdr["ts_sec"], hdr["ts_usec"] = np.divmod(ts_us, 1_000_000)
-        return RecordBatch(out, payloads), error
+        return RecordBatch(out, payloads, data=kept), error
 
     def _unwrap(self, ts_us: np.ndarray) -> np.ndarray:
         """Undo the timestamp's 4096 s turns: a step back of more than half a turn is a turn."""

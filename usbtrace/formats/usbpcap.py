@@ -59,6 +59,10 @@ URB_FUNCTION_CONTROL_TRANSFER = 0x0008
 URB_FUNCTION_BULK_OR_INTERRUPT_TRANSFER = 0x0009
 URB_FUNCTION_ISOCH_TRANSFER = 0x000A
 
+# Old-style control IRPs whose IN DATA came and whose STATUS is still to come: a real capture
+# holds a few at a time; a crafted one could send IN DATA without STATUS for ever
+MAX_IN_DATA_PENDING = 1024
+
 # The base header plus the control stage byte (packed, little-endian, as USBPcap writes it).
 HEADER = np.dtype(
     [
@@ -118,15 +122,19 @@ class UsbpcapConverter:
     """Turns batches of USBPcap packets into usbmon records; one per capture (keeps state).
 
     State spans batches only for old-style control stages: IRPs whose IN DATA packet became the
-    completion (their STATUS packet is then dropped).
+    completion (their STATUS packet is then dropped), at most ``MAX_IN_DATA_PENDING`` of them.
     """
 
-    in_data_seen: set[tuple[int, int, int]] = field(default_factory=set)
+    # (IRP id, bus, device) -> None: a set that remembers its order, so the oldest can go
+    in_data_seen: dict[tuple[int, int, int], None] = field(default_factory=dict)
+    in_data_forgotten: int = 0  # IRPs let go of because too many were waiting for STATUS
     dropped_stage_packets: int = 0  # old-style OUT DATA whose SETUP was in an earlier batch
     skipped: int = 0  # IRP_INFO / unknown packets: not transfers
     # per (bus, device, endpoint, "S"/"C" by the info bit): packets, 0, sum of data length, as
     # Wireshark's fields show them (what ``verify`` compares)
     packet_sums: PacketSums = field(default_factory=dict)
+    keep_data: bool = False  # every record's captured data in ``RecordBatch.data`` (replay)
+    warnings: list[str] = field(default_factory=list)  # the capture's (``CaptureInfo.warnings``)
 
     def convert(
         self,
@@ -208,7 +216,12 @@ class UsbpcapConverter:
         drop = self._old_stages(out, stage, completion, payloads) if ctrl.any() else None
         if drop is not None and drop.any():
             out = out[~drop]
-        return RecordBatch(out, payloads, short)
+        kept: dict[int, bytes] = {}
+        if self.keep_data:
+            # control data is in payloads, already moved to the packet that stays of its IRP
+            kept = payloads_of(buf, ~ctrl, start, cap, frames)
+            kept.update(payloads)
+        return RecordBatch(out, payloads, short, kept)
 
     def _old_stages(
         self,
@@ -249,11 +262,23 @@ class UsbpcapConverter:
                     payloads[int(out["frame"][j])] = payloads.pop(frame)
             elif stage[i] == STAGE_DATA:
                 # IN data: this packet is the completion; its STATUS packet is dropped
-                self.in_data_seen.add(key)
+                self.in_data_seen[key] = None
+                if len(self.in_data_seen) > MAX_IN_DATA_PENDING:
+                    self._forget_oldest()
             elif key in self.in_data_seen:
-                self.in_data_seen.discard(key)
+                del self.in_data_seen[key]
                 drop[i] = True
         return drop
+
+    def _forget_oldest(self) -> None:
+        del self.in_data_seen[next(iter(self.in_data_seen))]
+        if not self.in_data_forgotten:
+            self.warnings.append(
+                f"more than {MAX_IN_DATA_PENDING} control transfers had IN data and no STATUS "
+                "stage yet (USBPcap before 1.5): the oldest were let go of, and a STATUS "
+                "stage that still comes for one is read as a second completion"
+            )
+        self.in_data_forgotten += 1
 
     def _tally(self, h: np.ndarray) -> None:
         tally_packets(

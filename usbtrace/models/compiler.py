@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 
 COMPILER = "edgetpu_compiler"
@@ -158,9 +159,14 @@ class CompilerRun:
 
 
 def run_compiler(
-    source: Path, out_dir: Path, stdout_file: Path, timeout_s: float = 600
+    source: Path,
+    out_dir: Path,
+    stdout_file: Path,
+    timeout_s: float = 600,
+    guard: OutputGuard | None = None,
 ) -> CompilerRun:
-    """Compile ``source`` into ``out_dir`` with ``edgetpu_compiler -s``; keep its stdout."""
+    """Compile ``source`` into ``out_dir`` with ``edgetpu_compiler -s``; keep its stdout in
+    ``stdout_file``, written through ``guard`` (the command's, which checked it beforehand)."""
     compiler = find_compiler()
     if compiler is None:
         raise UsageError(COMPILER_MISSING)
@@ -175,7 +181,8 @@ def run_compiler(
     except subprocess.TimeoutExpired:
         raise UsageError(f"{source}: edgetpu_compiler took longer than {timeout_s:.0f} s") from None
     text = proc.stdout + (f"\n--- stderr ---\n{proc.stderr}" if proc.stderr.strip() else "")
-    stdout_file.write_text(text, encoding="utf-8")
+    # checked again as it is written: a capture put there while the compiler ran stays
+    (guard or OutputGuard()).write(stdout_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     report = parse_compiler_output(proc.stdout)
     if proc.returncode != 0 and report.succeeded is None:
         report.succeeded = False
