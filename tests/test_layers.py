@@ -68,3 +68,17 @@ def test_the_pipeline_is_the_only_analysis_caller_of_the_model_parser() -> None:
         for p in (PACKAGE / "analysis").glob("*.py")
         for m in imports_of(p)
     )
+
+
+def test_the_model_parser_imports_no_command_or_report() -> None:
+    """``usbtrace/models`` sits beside the layers, below the pipeline, reports and CLI: a
+    command hands it what it needs (the compiler's output is written through the command's
+    ``OutputGuard``, passed in)."""
+    above = ("usbtrace.cli", "usbtrace.report", "usbtrace.pipeline", "usbtrace.capture")
+    wrong = [
+        f"{p.name} imports {m}"
+        for p in sorted((PACKAGE / "models").glob("*.py"))
+        for m in sorted(imports_of(p))
+        if m.startswith(above)
+    ]
+    assert not wrong

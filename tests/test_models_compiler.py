@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from usbtrace.cli.main import main
+from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import OutputError, UsageError
 from usbtrace.models.catalog import MODELS_DIR_ENV
 from usbtrace.models.compiler import parse_compiler_output, parse_size, run_compiler
@@ -130,7 +131,7 @@ def _fake_compiler(folder: Path, stdout: str, exit_code: int = 0, write: bool = 
 def test_missing_compiler_says_where_it_comes_from(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UsageError, match="Coral's own apt repository"):
-        run_compiler(tmp_path / "m.tflite", tmp_path, tmp_path / "m.txt")
+        run_compiler(tmp_path / "m.tflite", tmp_path, tmp_path / "m.txt", OutputGuard())
 
 
 def test_cli_compile_builds_compiles_and_keeps_stdout(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -192,9 +193,12 @@ def test_compiler_stdout_never_replaces_a_capture(tmp_path: Path, monkeypatch, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a capture" in err, err
     assert (tmp_path / "dense_100_edgetpu.compiler.txt").read_bytes() == capture
-    # and called on its own, without a guard of the caller's
+    # and called on its own, with a fresh guard
     with pytest.raises(OutputError, match="holds a capture"):
         run_compiler(
-            tmp_path / "dense_100.tflite", tmp_path, tmp_path / "dense_100_edgetpu.compiler.txt"
+            tmp_path / "dense_100.tflite",
+            tmp_path,
+            tmp_path / "dense_100_edgetpu.compiler.txt",
+            OutputGuard(),
         )
     assert (tmp_path / "dense_100_edgetpu.compiler.txt").read_bytes() == capture

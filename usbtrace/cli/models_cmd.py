@@ -231,9 +231,7 @@ def run_compile(args: argparse.Namespace) -> int:
         guard = OutputGuard()
         for out in (entry.compiled, entry.compiler_stdout):
             guard.check_file(out)  # the compiler must not write over a capture either
-        result = run_compiler(
-            entry.source, entry.compiled.parent, entry.compiler_stdout, guard=guard
-        )
+        result = run_compiler(entry.source, entry.compiled.parent, entry.compiler_stdout, guard)
         report = result.report
         if result.returncode != 0 or report.succeeded is False or not result.compiled.is_file():
             failures += 1

@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 
 COMPILER = "edgetpu_compiler"
@@ -158,12 +158,21 @@ class CompilerRun:
     report: CompilerReport
 
 
+class FileWriter(Protocol):
+    """What writes a file for a command: ``cli.outputs.OutputGuard`` (the model layer sits
+    below the CLI, so it is handed one rather than importing it)."""
+
+    def write(
+        self, path: str | Path, write: Callable[[Path], Any], *, replace: bool = True
+    ) -> Path: ...
+
+
 def run_compiler(
     source: Path,
     out_dir: Path,
     stdout_file: Path,
+    guard: FileWriter,
     timeout_s: float = 600,
-    guard: OutputGuard | None = None,
 ) -> CompilerRun:
     """Compile ``source`` into ``out_dir`` with ``edgetpu_compiler -s``; keep its stdout in
     ``stdout_file``, written through ``guard`` (the command's, which checked it beforehand)."""
@@ -182,7 +191,7 @@ def run_compiler(
         raise UsageError(f"{source}: edgetpu_compiler took longer than {timeout_s:.0f} s") from None
     text = proc.stdout + (f"\n--- stderr ---\n{proc.stderr}" if proc.stderr.strip() else "")
     # checked again as it is written: a capture put there while the compiler ran stays
-    (guard or OutputGuard()).write(stdout_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    guard.write(stdout_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     report = parse_compiler_output(proc.stdout)
     if proc.returncode != 0 and report.succeeded is None:
         report.succeeded = False
