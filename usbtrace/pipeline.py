@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from usbtrace.allocator import give_back
 from usbtrace.analysis.hosttiming import InvokeMatcher
 from usbtrace.analysis.metrics import REQUEST, RequestTable, all_request_metrics, take_all
 from usbtrace.analysis.predict import (
@@ -319,6 +320,7 @@ def summarize_file(
         progress=progress,
         window_frames=window_frames,
     )
+    give_back()  # the batches' freed memory, before the rows are joined (usbtrace/allocator.py)
     summaries = []
     for t in decoded.devices:
         key = (t.bus, t.address)

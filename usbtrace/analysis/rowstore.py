@@ -3,7 +3,7 @@ in fixed-size chunks of anonymous memory maps until they are joined once at the 
 
 Why memory maps: a window's few thousand rows are small numpy arrays that glibc keeps on its
 heap, between the pipeline's short-lived buffers. Freed there, they are seldom handed back to
-the kernel (a trimmed heap needs its top free, and ``cli/allocator.py`` raises the threshold),
+the kernel (a trimmed heap needs its top free, and ``usbtrace/allocator.py`` raises the threshold),
 so joining them at the end held both the pieces and the result: about twice the rows' size at
 the peak. A mapped chunk is handed back (munmap) as soon as it is copied and let go, so the
 join costs the result plus one chunk, and the rows never fragment the heap while streaming.

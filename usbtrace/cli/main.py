@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from usbtrace import __version__
-from usbtrace.cli.allocator import tune_allocator
+from usbtrace.allocator import tune_allocator
 from usbtrace.errors import UsbtraceError
 
 # Order is the order in --help.
