@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Iterator
+from itertools import accumulate
 
 from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.pipeline import inspect
-from usbtrace.report.inspect_view import InspectRows, device_heading, json_lines
+from usbtrace.report.inspect_view import InspectRows, device_heading, json_lines, rates
 from usbtrace.report.jsonout import write_encoded
 from usbtrace.report.table import Column, fmt_bytes, fmt_rate
 from usbtrace.usb.link import link_ceiling_Bps
@@ -65,29 +67,34 @@ class _Table:
             self.device = trace.name
             out.write(f"# {device_heading(self.path, trace)}\n")
             out.write(self._line([c.title for c in COLUMNS]) + "\n")
-        ceiling = link_ceiling_Bps(trace.link_speed)
-        for r in rows:
-            cells = [
-                f"{(r.t_ns - t0) / 1e9:.6f}",
-                str(r.frame),
-                r.direction,
-                f"{r.endpoint:#04x}",
-                r.kind,
-                fmt_bytes(r.nbytes),
-                "-" if r.duration_ns is None else f"{r.duration_ns / 1e6:.3f} ms",
-                fmt_rate(r.rate_Bps(ceiling)),
-                r.note,
-            ]
-            out.write(self._line(cells) + "\n")
+        rows = rows.in_storage_order()
+        cells = [
+            [f"{(t - t0) / 1e9:.6f}" for t in rows.t_ns.tolist()],
+            [str(f) for f in rows.frame.tolist()],
+            rows.direction,
+            [f"{e:#04x}" for e in rows.endpoint],
+            rows.kind,
+            [fmt_bytes(n) for n in rows.nbytes],
+            ["-" if d is None else f"{d / 1e6:.3f} ms" for d in rows.duration_ns],
+            [fmt_rate(r) for r in rates(rows, link_ceiling_Bps(trace.link_speed))],
+            rows.note,
+        ]
+        out.write("".join(line + "\n" for line in self._lines(cells)))
         out.flush()
 
     def _line(self, cells: list[str]) -> str:
-        parts = []
-        for i, (c, cell) in enumerate(zip(COLUMNS, cells)):
-            self.widths[i] = max(self.widths[i], len(cell))
-            w = self.widths[i]
-            parts.append(cell.rjust(w) if c.align == "right" else cell.ljust(w))
-        return "  ".join(parts).rstrip()
+        return next(self._lines([[c] for c in cells]))
+
+    def _lines(self, columns: list[list[str]]) -> Iterator[str]:
+        """Lines of cells given a column at a time; a column widens from the row whose cell
+        is longer than any before it, and stays that wide."""
+        padded = []
+        for i, (c, cells) in enumerate(zip(COLUMNS, columns)):
+            widths = list(accumulate(map(len, cells), max, initial=self.widths[i]))
+            self.widths[i] = widths[-1]
+            pad = str.rjust if c.align == "right" else str.ljust
+            padded.append(map(pad, cells, widths[1:]))
+        return ("  ".join(parts).rstrip() for parts in zip(*padded))
 
 
 def run(args: argparse.Namespace) -> int:

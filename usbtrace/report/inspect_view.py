@@ -158,6 +158,15 @@ _JSON_LINE = (
 )
 
 
+def rates(rows: InspectRows, ceiling_Bps: float) -> list[float | None]:
+    """Each row's ``InspectRow.rate_Bps`` (in storage order), the rule written inline: a
+    call per row was a tenth of ``inspect --json``'s time."""
+    return [
+        (r if (r := b * NS / d) <= ceiling_Bps else None) if b and d and d > 0 else None
+        for b, d in zip(rows.nbytes, rows.duration_ns)
+    ]
+
+
 def json_lines(rows: InspectRows, device: str, ceiling_Bps: float) -> bytes:
     """The rows as ``inspect --json`` lines, encoded a column at a time
     (``report.jsonout.encode_numbers``): numbers divide as Python numbers, so the values are
@@ -166,11 +175,6 @@ def json_lines(rows: InspectRows, device: str, ceiling_Bps: float) -> bytes:
     if not n:
         return b""
     dur = rows.duration_ns
-    # the rate inline (not ``_rate``): a call per row was a tenth of the whole command
-    rate = [
-        (r if (r := b * NS / d) <= ceiling_Bps else None) if b and d and d > 0 else None
-        for b, d in zip(rows.nbytes, dur)
-    ]
     # the device is the same on every line: part of the line's template
     line = _JSON_LINE.replace(b"%b", encode_strings([device])[0].replace(b"%", b"%%"), 1)
     cols = (
@@ -181,7 +185,7 @@ def json_lines(rows: InspectRows, device: str, ceiling_Bps: float) -> bytes:
         encode_strings(rows.kind),
         encode_numbers(rows.nbytes),
         encode_numbers([None if d is None else d / NS for d in dur]),
-        encode_numbers(rate),
+        encode_numbers(rates(rows, ceiling_Bps)),
         encode_strings([x or None for x in rows.note]),
     )
     lines = [line % r for r in zip(*cols)]
