@@ -80,3 +80,22 @@ def test_column_encoders_match_orjson():
     texts = ["a,b", 'q"uote', "", None, "a,b", "é"]
     assert encode_strings(texts) == [orjson.dumps(v) for v in texts]
     assert encode_numbers(np.arange(3).tolist()) == [b"0", b"1", b"2"]
+
+
+def test_plain_table_widens_a_column_from_the_row_that_needs_it(capsys):
+    from usbtrace.cli.inspect_cmd import COLUMNS, WIDTHS, _Table
+
+    class Trace:  # what the table reads of a trace
+        name, link_speed = "2.4", "super"
+
+    table = _Table("f.pcapng")
+    table.device = "2.4"  # no heading
+    rows = ROWS[:4] + [InspectRow(7, 12, "OUT", 1, "k" * 60, 1, 2, "x")] + ROWS[4:5]
+    table(Trace(), InspectRows.of(rows), 0)  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    assert len({line.index("0x") for line in lines}) == 1  # the columns before the kind
+    # the long kind widens its column from its own line on, not on the lines before it
+    kind = [c.title for c in COLUMNS].index("kind")
+    assert WIDTHS[kind] == 40 and table.widths[kind] == 60
+    assert lines[5].index(" ms") - lines[3].index(" ms") == 60 - 40
+    assert lines[0].index(" ms") == lines[3].index(" ms")
