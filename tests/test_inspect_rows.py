@@ -90,7 +90,9 @@ def test_plain_table_widens_a_column_from_the_row_that_needs_it(capsys):
 
     table = _Table("f.pcapng")
     table.device = "2.4"  # no heading
-    rows = ROWS[:4] + [InspectRow(7, 12, "OUT", 1, "k" * 60, 1, 2, "x")] + ROWS[4:5]
+    # every other cell fits its column's minimum width
+    long_kind = InspectRow(7, 12, "OUT", 1, "k" * 60, 1, 2, "x")
+    rows = [ROWS[0], ROWS[1], ROWS[2], ROWS[4], long_kind, ROWS[0]]
     table(Trace(), InspectRows.of(rows), 0)  # type: ignore[arg-type]
     lines = capsys.readouterr().out.splitlines()
     assert len({line.index("0x") for line in lines}) == 1  # the columns before the kind
