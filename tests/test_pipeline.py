@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,47 @@ def test_inspect_prints_rows_before_its_input_ends(tmp_path):
     proc.stdout.close()  # the reader goes away (`| head`): inspect stops, without a traceback
     assert proc.wait(timeout=60) == 0
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_inspect_prints_rows_of_big_records_before_a_window_of_frames(tmp_path):
+    """Records of whole payloads: 8,192 frames (a window of inspect's) can be gigabytes, so a
+    window also ends by the clock. Half the capture trickles in through a FIFO, far fewer
+    frames than a window: the first rows are out while the writer still holds it open."""
+    big = tmp_path / "payloads.pcapng"
+    profile = preset("dense_300", snaplen=1 << 18)
+    devices = tuple(replace(d, inferences=10) for d in profile.devices)
+    write_session(replace(profile, devices=devices), big)
+    data = big.read_bytes()
+    assert len(data) > 2 << 20  # a few MB, in a few hundred frames
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "usbtrace", "inspect", "--json", str(fifo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    fd = _open_fifo_writer(fifo, proc, deadline)
+    half = data[: len(data) // 2]
+
+    def trickle() -> None:
+        for at in range(0, len(half), 1 << 18):
+            os.write(fd, half[at : at + (1 << 18)])
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=trickle, daemon=True)
+    try:
+        writer.start()
+        first = _readline_by(proc, deadline)
+        assert json.loads(first)["device"] == "2.4"
+        assert proc.poll() is None  # the rest of the capture is still to come
+    finally:
+        writer.join(timeout=max(0.0, deadline - time.monotonic()))
+        os.close(fd)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
 
 
 def _readline_by(proc: subprocess.Popen, deadline: float) -> bytes:

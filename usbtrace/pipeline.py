@@ -25,6 +25,7 @@ rows; ``summarize --json`` writes each row as it is kept when nothing at the end
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,10 @@ from usbtrace.usb.devices import Paired, UrbStage, UsbDevices
 
 WINDOW_FRAMES = 1 << 16  # frames between two windows: bounds what is held between them
 INSPECT_WINDOW_FRAMES = 1 << 13  # inspect's first rows come out after this many frames
+# ... or after this long, whichever comes first: 8,192 records of whole 1 MiB payloads are 8 GB
+# (seconds of reading, minutes from a slow card), and inspect's rows do not depend on where its
+# windows end (tests/test_pipeline.py), so its windows may also end by the clock
+INSPECT_WINDOW_S = 0.25
 
 Progress = Callable[[int], None]  # called with the bytes read so far
 
@@ -179,6 +184,21 @@ def decode(
     error = _stream(stages, cap, every, on_window, progress, window_due, partial_ok)
     stages.close()
     return stages.finish(cap.info, error)
+
+
+def _every(seconds: float) -> Callable[[], bool]:
+    """A ``window_due`` that says yes once ``seconds`` have passed since it last did."""
+    last = time.monotonic()
+
+    def due() -> bool:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < seconds:
+            return False
+        last = now
+        return True
+
+    return due
 
 
 def _stream(
@@ -604,10 +624,12 @@ class _Inspector:
 
 def inspect(path: str | Path, device: str | None, emit: RowSink) -> DecodedCapture:
     """Every logical transfer, event, output, interrupt and control access of each Edge TPU,
-    handed to ``emit`` in time order as soon as it is known (a window at a time); a file that
-    breaks off gives its readable prefix, the damage in ``DecodedCapture.problems``."""
+    handed to ``emit`` in time order as soon as it is known (a window at a time, ended every
+    ``INSPECT_WINDOW_FRAMES`` frames or ``INSPECT_WINDOW_S`` seconds); a file that breaks off
+    gives its readable prefix, the damage in ``DecodedCapture.problems``."""
     inspector = _Inspector(emit)
     stages = _Stages.new(device)
     cap = open_capture(path)
-    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector)
+    due = _every(INSPECT_WINDOW_S)
+    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector, window_due=due)
     return inspector.finish(stages, cap.info, error)
