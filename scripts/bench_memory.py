@@ -7,7 +7,8 @@ then runs ``usbtrace summarize --json`` on it in a child process and prints the 
 (``wait4`` rusage), the wall time and the throughput, next to the speed of simply reading the
 file: from the disk (the file's pages evicted with posix_fadvise) and from the page cache. The
 file is deleted afterwards unless ``--keep``; the free space is checked first. Bounds (issue 8):
-peak RSS under 200 MB, throughput near the plain read speed.
+peak RSS under 200 MB, throughput near the plain read speed; and (issue 14) ``usbtrace inspect
+--json``'s first line within a second.
 
     python3 scripts/bench_memory.py --size-gb 5 --dir /tmp
 """
@@ -135,6 +136,24 @@ def run_summarize(path: Path) -> tuple[float, int, int, dict]:
     return elapsed, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), doc
 
 
+def inspect_first_line(path: Path) -> tuple[float, float]:
+    """(seconds to the first line, seconds in all) of a child ``usbtrace inspect --json``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "usbtrace", "inspect", "--json", str(path)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert child.stdout is not None
+    child.stdout.readline()
+    first = time.perf_counter() - t0
+    while child.stdout.read(1 << 20):
+        pass
+    child.wait()
+    return first, time.perf_counter() - t0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,11 +188,18 @@ def main() -> int:
             rate = nbytes / MB / t_sum
             print(f"usbtrace summarize, {cache} cache: {t_sum:.1f} s, {rate:.0f} MB/s "
                   f"({t_read / t_sum:.0%} of plain read), peak RSS {rss / MB:.0f} MB")  # fmt: skip
+            if cache == "cold":
+                drop_cache(path)
+            first, whole = inspect_first_line(path)
+            print(f"usbtrace inspect --json, {cache} cache: first line after {first:.2f} s "
+                  f"(target < 1 s), {whole:.1f} s in all")  # fmt: skip
+            ok_first = first < 1
         caps = doc["captures"]
         found = caps[0]["summary"]["inferences"] if caps else 0
-        ok = status == 0 and found == inferences and rss < 200 * MB
+        ok = status == 0 and found == inferences and rss < 200 * MB and ok_first
         print(f"exit {status}, {found} of {inferences} inferences found; within bounds "
-              f"(exit 0, every inference found, peak RSS < 200 MB): {ok}")  # fmt: skip
+              f"(exit 0, every inference found, peak RSS < 200 MB, inspect's first line "
+              f"< 1 s): {ok}")  # fmt: skip
         return 0 if ok else 1
     finally:
         if not args.keep:
