@@ -622,7 +622,9 @@ class _Inspector:
         return decoded
 
 
-def inspect(path: str | Path, device: str | None, emit: RowSink) -> DecodedCapture:
+def inspect(
+    path: str | Path, device: str | None, emit: RowSink, progress: Progress | None = None
+) -> DecodedCapture:
     """Every logical transfer, event, output, interrupt and control access of each Edge TPU,
     handed to ``emit`` in time order as soon as it is known (a window at a time, ended every
     ``INSPECT_WINDOW_FRAMES`` frames or ``INSPECT_WINDOW_S`` seconds); a file that breaks off
@@ -631,5 +633,5 @@ def inspect(path: str | Path, device: str | None, emit: RowSink) -> DecodedCaptu
     stages = _Stages.new(device)
     cap = open_capture(path)
     due = _every(INSPECT_WINDOW_S)
-    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector, window_due=due)
+    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector, progress, due)
     return inspector.finish(stages, cap.info, error)
