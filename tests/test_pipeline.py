@@ -219,13 +219,11 @@ def _open_fifo_writer(fifo: Path, proc: subprocess.Popen, deadline: float) -> in
         return fd
 
 
-def test_inspect_prints_rows_before_its_input_ends(tmp_path):
-    """Streaming for real: with the FIFO's writer still open, the first rows are out."""
+def _inspect_from_fifo(tmp_path: Path) -> tuple[subprocess.Popen, int, float]:
+    """``usbtrace inspect --json`` reading a FIFO: the child, the FIFO's write end (open once
+    the child has opened the FIFO) and the test's deadline."""
     fifo = tmp_path / "slow.fifo"
     os.mkfifo(fifo)
-    big = tmp_path / "big.pcapng"
-    make_bench_capture(big, frames=40_000)
-    data = big.read_bytes()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "usbtrace", "inspect", "--json", str(fifo)],
@@ -234,7 +232,15 @@ def test_inspect_prints_rows_before_its_input_ends(tmp_path):
         env=env,
     )
     deadline = time.monotonic() + 60
-    fd = _open_fifo_writer(fifo, proc, deadline)
+    return proc, _open_fifo_writer(fifo, proc, deadline), deadline
+
+
+def test_inspect_prints_rows_before_its_input_ends(tmp_path):
+    """Streaming for real: with the FIFO's writer still open, the first rows are out."""
+    big = tmp_path / "big.pcapng"
+    make_bench_capture(big, frames=40_000)
+    data = big.read_bytes()
+    proc, fd, deadline = _inspect_from_fifo(tmp_path)
     # the write blocks while inspect has not read it: a thread, so the test can time out
     writer = threading.Thread(target=os.write, args=(fd, data[: len(data) // 2]), daemon=True)
     try:
@@ -262,23 +268,17 @@ def test_inspect_prints_rows_of_big_records_before_a_window_of_frames(tmp_path):
     write_session(replace(profile, devices=devices), big)
     data = big.read_bytes()
     assert len(data) > 2 << 20  # a few MB, in a few hundred frames
-    fifo = tmp_path / "slow.fifo"
-    os.mkfifo(fifo)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usbtrace", "inspect", "--json", str(fifo)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    fd = _open_fifo_writer(fifo, proc, deadline)
+    proc, fd, deadline = _inspect_from_fifo(tmp_path)
     half = data[: len(data) // 2]
+    pieces = range(0, len(half), 1 << 18)
+    assert len(pieces) >= 6
+    # spread over more than one of inspect's clock windows, so some piece comes after one
+    pause = pipeline.INSPECT_WINDOW_S / 4
 
     def trickle() -> None:
-        for at in range(0, len(half), 1 << 18):
+        for at in pieces:
             os.write(fd, half[at : at + (1 << 18)])
-            time.sleep(0.05)
+            time.sleep(pause)
 
     writer = threading.Thread(target=trickle, daemon=True)
     try:
