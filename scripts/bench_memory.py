@@ -177,6 +177,8 @@ def main() -> int:
               f"written in {t_make:.1f} s ({nbytes / MB / t_make:.0f} MB/s)")  # fmt: skip
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
+        # every run is judged: the cold one is no less part of the bounds than the warm one
+        status, peak, late = 0, 0, 0.0
         for cache in ("cold", "warm"):
             if cache == "cold":
                 drop_cache(path)
@@ -184,7 +186,8 @@ def main() -> int:
             print(f"plain read, {cache} cache: {t_read:.1f} s, {nbytes / MB / t_read:.0f} MB/s")
             if cache == "cold":
                 drop_cache(path)
-            t_sum, rss, status, doc = run_summarize(path)
+            t_sum, rss, code, doc = run_summarize(path)
+            status, peak = status or code, max(peak, rss)
             rate = nbytes / MB / t_sum
             print(f"usbtrace summarize, {cache} cache: {t_sum:.1f} s, {rate:.0f} MB/s "
                   f"({t_read / t_sum:.0%} of plain read), peak RSS {rss / MB:.0f} MB")  # fmt: skip
@@ -193,10 +196,10 @@ def main() -> int:
             first, whole = inspect_first_line(path)
             print(f"usbtrace inspect --json, {cache} cache: first line after {first:.2f} s "
                   f"(target < 1 s), {whole:.1f} s in all")  # fmt: skip
-            ok_first = first < 1
+            late = max(late, first)
         caps = doc["captures"]
         found = caps[0]["summary"]["inferences"] if caps else 0
-        ok = status == 0 and found == inferences and rss < 200 * MB and ok_first
+        ok = status == 0 and found == inferences and peak < 200 * MB and late < 1
         print(f"exit {status}, {found} of {inferences} inferences found; within bounds "
               f"(exit 0, every inference found, peak RSS < 200 MB, inspect's first line "
               f"< 1 s): {ok}")  # fmt: skip

@@ -35,7 +35,7 @@ from lab.usb.usbmon_text import write_usbmon_text
 from lab.usb.usbpcap import packets as usbpcap_packets
 from lab.usb.usbpcap import write_usbpcap
 from usbtrace.cli.main import main
-from usbtrace.errors import InputError, UsageError
+from usbtrace.errors import CaptureWarning, InputError, UsageError
 from usbtrace.formats.capture import Capture, read_all
 from usbtrace.formats.metadata import METADATA_PEN, encode_metadata
 from usbtrace.formats.usbpcap import (
@@ -352,7 +352,7 @@ def test_keep_data_is_honoured_in_every_format(fmt, synthetic, tmp_path) -> None
     assert sorted(v[:cut] for v in got.values()) == sorted(v[:cut] for v in want.values())
 
 
-def test_usbpcap_in_data_without_status_is_bounded(tmp_path) -> None:
+def test_usbpcap_in_data_without_status_is_bounded(tmp_path, capsys) -> None:
     """Old-style control IRPs whose IN DATA came and STATUS never does (a crafted file): the
     reader remembers a bounded number, the oldest first to go, and says so in the warnings."""
     many = MAX_IN_DATA_PENDING + 500
@@ -366,11 +366,17 @@ def test_usbpcap_in_data_without_status_is_bounded(tmp_path) -> None:
     pkts += [_stage(base(irp), 2, b"", 0, 1, 10**9 + irp) for irp in (1, many)]
     path = _write_usbpcap_pcap(tmp_path / "crafted.pcap", pkts)
     cap = Capture(path)
-    records = [b.records for b in cap.batches()]
+    with pytest.warns(CaptureWarning, match="no STATUS stage"):
+        records = [b.records for b in cap.batches()]
     urbs = np.concatenate(records)["hdr"]["urb_id"].tolist()
     assert len(urbs) == many + 1 and urbs.count(1) == 2 and urbs.count(many) == 1
     assert len(cap._reader.usbpcap.in_data_seen) <= MAX_IN_DATA_PENDING
     assert any("no STATUS stage" in w for w in cap.info.warnings)
+    # and the user is told, as of a cut file: the later STATUS stage reads as a completion
+    assert main(["inspect", str(path)]) == 1  # no Edge TPU in it
+    err = capsys.readouterr().err
+    assert f"usbtrace: warning: {path}: more than {MAX_IN_DATA_PENDING} control" in err, err
+    assert err.count("no STATUS stage") == 1
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

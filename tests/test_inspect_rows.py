@@ -29,6 +29,14 @@ ROWS = [
 ]
 
 
+def _rate(r: InspectRow, ceiling: float) -> float | None:
+    """README's rule, written out plainly: bytes over duration, unknown past the ceiling."""
+    if not r.nbytes or r.duration_ns is None or r.duration_ns <= 0:
+        return None
+    rate = r.nbytes * NS / r.duration_ns
+    return None if rate > ceiling else rate
+
+
 def _row_dict(r: InspectRow, device: str, ceiling: float) -> dict:
     dur = r.duration_ns
     return {
@@ -40,7 +48,7 @@ def _row_dict(r: InspectRow, device: str, ceiling: float) -> dict:
         "kind": r.kind,
         "bytes": r.nbytes,
         "duration_s": None if dur is None else dur / NS,
-        "rate_Bps": r.rate_Bps(ceiling) if r.nbytes and dur else None,
+        "rate_Bps": _rate(r, ceiling),
         "note": r.note or None,
     }
 
@@ -53,6 +61,7 @@ def test_json_lines_equal_each_rows_own_encoding():
             for r in ROWS
         )
         assert json_lines(rows, device, ceiling) == want
+        assert [r.rate_Bps(ceiling) for r in ROWS] == [_rate(r, ceiling) for r in ROWS]
         assert [json.loads(x)["kind"] for x in want.splitlines()] == [r.kind for r in ROWS]
 
 

@@ -219,13 +219,11 @@ def _open_fifo_writer(fifo: Path, proc: subprocess.Popen, deadline: float) -> in
         return fd
 
 
-def test_inspect_prints_rows_before_its_input_ends(tmp_path):
-    """Streaming for real: with the FIFO's writer still open, the first rows are out."""
+def _inspect_from_fifo(tmp_path: Path) -> tuple[subprocess.Popen, int, float]:
+    """``usbtrace inspect --json`` reading a FIFO: the child, the FIFO's write end (open once
+    the child has opened the FIFO) and the test's deadline."""
     fifo = tmp_path / "slow.fifo"
     os.mkfifo(fifo)
-    big = tmp_path / "big.pcapng"
-    make_bench_capture(big, frames=40_000)
-    data = big.read_bytes()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "usbtrace", "inspect", "--json", str(fifo)],
@@ -234,22 +232,55 @@ def test_inspect_prints_rows_before_its_input_ends(tmp_path):
         env=env,
     )
     deadline = time.monotonic() + 60
-    fd = _open_fifo_writer(fifo, proc, deadline)
-    # the write blocks while inspect has not read it: a thread, so the test can time out
-    writer = threading.Thread(target=os.write, args=(fd, data[: len(data) // 2]), daemon=True)
+    return proc, _open_fifo_writer(fifo, proc, deadline), deadline
+
+
+def _first_line_then_head(data: bytes, piece: int, pause: float, tmp_path: Path) -> bytes:
+    """Feed ``data`` to ``inspect`` through a FIFO a piece at a time, from a thread (a write
+    blocks while inspect has not read it), with the FIFO held open: the first line must come
+    while inspect still waits for more. Then go away as ``| head`` does: stop writing and
+    reading, close the FIFO; inspect must stop, exit 0, without a traceback.
+
+    Nobody reads inspect's output after the first line, so the writer must stop rather than
+    push the rest: inspect, blocked writing a full stdout pipe, reads no more of the FIFO."""
+    proc, fd, deadline = _inspect_from_fifo(tmp_path)
+    stop = threading.Event()
+
+    def write() -> None:
+        try:
+            for at in range(0, len(data), piece):
+                if stop.is_set():
+                    return
+                os.write(fd, data[at : at + piece])
+                time.sleep(pause)
+        except BrokenPipeError:  # inspect has gone: nothing more to write
+            return
+
+    writer = threading.Thread(target=write, daemon=True)
     try:
         writer.start()
-        first = _readline_by(proc, deadline)  # arrives while half the capture is unwritten
-        assert json.loads(first)["device"] == "2.4"
-        assert proc.poll() is None
+        first = _readline_by(proc, deadline)
+        assert proc.poll() is None  # the rest of the capture is still to come
     finally:
+        stop.set()
+        proc.stdout.close()  # the reader goes away (`| head`)
         writer.join(timeout=max(0.0, deadline - time.monotonic()))
-        os.close(fd)
-        if proc.poll() is None and writer.is_alive():
+        if writer.is_alive():  # stuck: end the child, which ends the write
             proc.kill()
-    proc.stdout.close()  # the reader goes away (`| head`): inspect stops, without a traceback
+            writer.join()
+        os.close(fd)
     assert proc.wait(timeout=60) == 0
     assert b"Traceback" not in proc.stderr.read()
+    return first
+
+
+def test_inspect_prints_rows_before_its_input_ends(tmp_path):
+    """Streaming for real: with the FIFO's writer still open, the first rows are out."""
+    big = tmp_path / "big.pcapng"
+    make_bench_capture(big, frames=40_000)
+    data = big.read_bytes()
+    first = _first_line_then_head(data[: len(data) // 2], 1 << 16, 0.0, tmp_path)
+    assert json.loads(first)["device"] == "2.4"
 
 
 def test_inspect_prints_rows_of_big_records_before_a_window_of_frames(tmp_path):
@@ -262,35 +293,11 @@ def test_inspect_prints_rows_of_big_records_before_a_window_of_frames(tmp_path):
     write_session(replace(profile, devices=devices), big)
     data = big.read_bytes()
     assert len(data) > 2 << 20  # a few MB, in a few hundred frames
-    fifo = tmp_path / "slow.fifo"
-    os.mkfifo(fifo)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usbtrace", "inspect", "--json", str(fifo)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    fd = _open_fifo_writer(fifo, proc, deadline)
-    half = data[: len(data) // 2]
-
-    def trickle() -> None:
-        for at in range(0, len(half), 1 << 18):
-            os.write(fd, half[at : at + (1 << 18)])
-            time.sleep(0.05)
-
-    writer = threading.Thread(target=trickle, daemon=True)
-    try:
-        writer.start()
-        first = _readline_by(proc, deadline)
-        assert json.loads(first)["device"] == "2.4"
-        assert proc.poll() is None  # the rest of the capture is still to come
-    finally:
-        writer.join(timeout=max(0.0, deadline - time.monotonic()))
-        os.close(fd)
-    proc.stdout.close()
-    assert proc.wait(timeout=60) == 0
+    half, piece = data[: len(data) // 2], 1 << 18
+    assert len(half) > 6 * piece
+    # spread over more than one of inspect's clock windows, so some piece comes after one
+    first = _first_line_then_head(half, piece, pipeline.INSPECT_WINDOW_S / 4, tmp_path)
+    assert json.loads(first)["device"] == "2.4"
 
 
 def _readline_by(proc: subprocess.Popen, deadline: float) -> bytes:

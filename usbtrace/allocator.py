@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -22,6 +23,7 @@ M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 
 
+@functools.cache  # find_library runs ``ldconfig -p`` in a child; give_back runs once per file
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None

@@ -144,7 +144,7 @@ class _Reader:
         self.section_ifaces: list[Interface] = []
         self.warned_linktypes: set[int] = set()
         self.usbpcap = UsbpcapConverter(
-            packet_sums=info.packet_sums, keep_data=keep_data, warnings=info.warnings
+            packet_sums=info.packet_sums, keep_data=keep_data, warn=self.warn
         )
         self.darwin = DarwinConverter(packet_sums=info.packet_sums, keep_data=keep_data)
         # damage found in a chunk: raised only after the chunk's good records were handed on
@@ -152,6 +152,12 @@ class _Reader:
 
     def fail(self, offset: int, message: str) -> InputError:
         return InputError(self.path, message, offset)
+
+    def warn(self, message: str) -> None:
+        """A capture warning: kept in ``CaptureInfo.warnings`` and said (``CaptureWarning``,
+        naming the file), which ``inspect`` prints."""
+        self.info.warnings.append(message)
+        warnings.warn(f"{self.path}: {message}", CaptureWarning, stacklevel=3)
 
     # -- shared: turn packet positions into records --------------------------------------------
 
@@ -247,8 +253,7 @@ class _Reader:
                         f"file ends in the middle of a block at byte {base} "
                         f"({held} bytes left over); decoded the complete prefix"
                     )
-                    self.info.warnings.append(msg)
-                    warnings.warn(f"{self.path}: {msg}", CaptureWarning, stacklevel=2)
+                    self.warn(msg)
                 return
             if eof and not held:
                 return
@@ -518,8 +523,7 @@ class _Reader:
                         f"file ends in the middle of a record at byte {base}; "
                         "decoded the complete prefix"
                     )
-                    self.info.warnings.append(msg)
-                    warnings.warn(f"{self.path}: {msg}", CaptureWarning, stacklevel=2)
+                    self.warn(msg)
                 return
 
 

@@ -24,6 +24,7 @@ interval, start frame and transfer flags; device addresses above 255 are cut to 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,7 +135,8 @@ class UsbpcapConverter:
     # Wireshark's fields show them (what ``verify`` compares)
     packet_sums: PacketSums = field(default_factory=dict)
     keep_data: bool = False  # every record's captured data in ``RecordBatch.data`` (replay)
-    warnings: list[str] = field(default_factory=list)  # the capture's (``CaptureInfo.warnings``)
+    # says a capture warning (``_Reader.warn``: ``CaptureInfo.warnings`` and on stderr)
+    warn: Callable[[str], None] = field(default=lambda message: None)
 
     def convert(
         self,
@@ -273,7 +275,7 @@ class UsbpcapConverter:
     def _forget_oldest(self) -> None:
         del self.in_data_seen[next(iter(self.in_data_seen))]
         if not self.in_data_forgotten:
-            self.warnings.append(
+            self.warn(
                 f"more than {MAX_IN_DATA_PENDING} control transfers had IN data and no STATUS "
                 "stage yet (USBPcap before 1.5): the oldest were let go of, and a STATUS "
                 "stage that still comes for one is read as a second completion"

@@ -32,7 +32,8 @@ from usbtrace.usb.devices import StandardRequest
 
 @dataclass(frozen=True, slots=True)
 class InspectRow:
-    """One line of ``inspect``: a row of ``InspectRows``, for the plain table and for tests."""
+    """One row of ``InspectRows`` on its own (what iterating over them gives): for tests and
+    for building a few rows (``control_rows``); the renderers read the columns."""
 
     t_ns: int
     frame: int
@@ -48,14 +49,7 @@ class InspectRow:
         link's ceiling (``usb.link.link_ceiling_Bps``), since it cannot then be true. The
         ceiling is the renderer's to pass: the rows of a window are made before the capture
         has said its link speed (metadata comes last)."""
-        return _rate(self.nbytes, self.duration_ns, ceiling_Bps)
-
-
-def _rate(nbytes: int | None, duration_ns: int | None, ceiling_Bps: float) -> float | None:
-    if not nbytes or not duration_ns or duration_ns <= 0:
-        return None
-    rate = nbytes * NS / duration_ns
-    return rate if rate <= ceiling_Bps else None
+        return rates(InspectRows.of([self]), ceiling_Bps)[0]
 
 
 @dataclass
@@ -159,8 +153,8 @@ _JSON_LINE = (
 
 
 def rates(rows: InspectRows, ceiling_Bps: float) -> list[float | None]:
-    """Each row's ``InspectRow.rate_Bps`` (in storage order), the rule written inline: a
-    call per row was a tenth of ``inspect --json``'s time."""
+    """Each row's rate (``InspectRow.rate_Bps``), in storage order: the one place the rule
+    is written, inline, since a call per row was a tenth of ``inspect --json``'s time."""
     return [
         (r if (r := b * NS / d) <= ceiling_Bps else None) if b and d and d > 0 else None
         for b, d in zip(rows.nbytes, rows.duration_ns)
