@@ -3,6 +3,7 @@ requests in flight, and captures arrive from files, FIFOs and standard input."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -298,6 +299,39 @@ def test_inspect_prints_rows_of_big_records_before_a_window_of_frames(tmp_path):
     # spread over more than one of inspect's clock windows, so some piece comes after one
     first = _first_line_then_head(half, piece, pipeline.INSPECT_WINDOW_S / 4, tmp_path)
     assert json.loads(first)["device"] == "2.4"
+
+
+def test_inspect_from_a_source_gone_quiet(tmp_path):
+    """A live source that stops sending (a capture with no traffic) but stays open: the rows
+    of what came still go out, and when the reader of the rows goes away inspect exits, not
+    waiting for the source to say something."""
+    capture_file = tmp_path / "short.pcapng"
+    make_bench_capture(capture_file, frames=3000)  # fewer frames than one window
+    data = capture_file.read_bytes()
+    proc, fd, deadline = _inspect_from_fifo(tmp_path)
+
+    def write(part: bytes) -> threading.Thread:
+        def run() -> None:
+            with contextlib.suppress(BrokenPipeError):
+                os.write(fd, part)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    try:
+        write(data[: len(data) // 2])
+        first = _readline_by(proc, deadline)  # from a window ended while nothing came
+        assert json.loads(first)["device"] == "2.4"
+        proc.stdout.close()  # the reader goes away (`| head`) ...
+        write(data[len(data) // 2 : -4096])  # ... inspect finds out at its next rows
+        # and exits while the FIFO is still open and quiet
+        assert proc.wait(timeout=30) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(fd)
 
 
 def _readline_by(proc: subprocess.Popen, deadline: float) -> bytes:

@@ -76,6 +76,9 @@ INSPECT_WINDOW_FRAMES = 1 << 13  # inspect's first rows come out after this many
 # (seconds of reading, minutes from a slow card), and inspect's rows do not depend on where its
 # windows end (tests/test_pipeline.py), so its windows may also end by the clock
 INSPECT_WINDOW_S = 0.25
+# a source quiet for this long (a live capture with no traffic) still gets its clock-ended
+# windows: the rows already read go out
+IDLE_S = 0.1
 
 Progress = Callable[[int], None]  # called with the bytes read so far
 
@@ -170,9 +173,11 @@ def decode(
     """Read and decode a capture, streaming; ``on_window`` is called at every window's end.
 
     ``path`` may be a capture already open (the live feed's stream of a growing file).
-    ``window_due``, asked after each batch, ends a window early when it says so: the live
-    feed's timer. Only the live feed uses it, since the per-window verdicts then depend on when
-    the data arrived (counts and latencies do not: ``final_count``).
+    ``window_due``, asked after each batch and whenever the source has been quiet for
+    ``IDLE_S``, ends a window early when it says so: the live feed's timer. Of ``decode``'s
+    callers only the live feed uses it, since the per-window verdicts then depend on when the
+    data arrived (counts and latencies do not: ``final_count``); ``inspect``'s rows do not
+    depend on it.
 
     With ``partial_ok`` a file that breaks off in the middle (a lying block length, garbage)
     still yields what its readable prefix holds, with the error recorded; otherwise the
@@ -214,7 +219,13 @@ def _stream(
     ended every ``every`` frames (or when ``window_due`` says so). Returns the error a file
     that broke off gave (``partial_ok``), which otherwise propagates."""
     try:
-        for item, ends in prefetch(_paired(stages.urbs, cap, every)):
+        idle = IDLE_S if window_due is not None else None
+        for got in prefetch(_paired(stages.urbs, cap, every), idle_s=idle):
+            if got is None:  # nothing came for a while: a window may be due all the same
+                if window_due is not None and window_due() and on_window is not None:
+                    on_window(stages.decoder)
+                continue
+            item, ends = got
             stages.feed(item)
             ends = ends or (window_due is not None and window_due())
             if ends and on_window is not None:
