@@ -132,6 +132,9 @@ def test_transfer_problems_read_the_same_in_inspect_summarize_and_windows(tmp_pa
     )
     texts = [text for _, text in numbered]
     assert [p for p in tpu.problems if p.startswith("transfer ")] == texts
+    # in transfer order, whatever order they were found in (the live view prints the list)
+    tpu.transfer_problems = dict(reversed(list(tpu.transfer_problems.items())))
+    assert tpu.numbered_problems() == numbered
     (s,) = pipeline.summarize_file(path, window_frames=3)
     assert [p for p in s.integrity.problems if p.startswith("transfer ")] == texts
     monkeypatch.setattr(pipeline, "INSPECT_WINDOW_FRAMES", 3)

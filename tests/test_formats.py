@@ -379,6 +379,26 @@ def test_usbpcap_in_data_without_status_is_bounded(tmp_path, capsys) -> None:
     assert err.count("no STATUS stage") == 1
 
 
+def test_usbpcap_an_irp_id_seen_again_is_the_newest_waiting(tmp_path) -> None:
+    """IRP ids are reused: one whose IN DATA comes again is the newest of those waiting for
+    their STATUS, not the oldest, and is not the first let go of."""
+
+    def base(irp: int) -> tuple:
+        return (28, irp, 0, 0x0008, 1, 1, 3, 0x80, 2, 0)
+
+    def data(irp: int, t: int) -> bytes:
+        return _stage(base(irp), 1, b"\x12\x01", 2, 1, t)
+
+    irps = [1, *range(2, MAX_IN_DATA_PENDING + 1), 1, MAX_IN_DATA_PENDING + 1]
+    pkts = [data(irp, 1000 * k) for k, irp in enumerate(irps)]
+    pkts.append(_stage(base(1), 2, b"", 0, 1, 10**9))  # the STATUS of IRP 1's second transfer
+    path = _write_usbpcap_pcap(tmp_path / "reused.pcap", pkts)
+    with pytest.warns(CaptureWarning, match="no STATUS stage"):  # IRP 2 was let go of
+        records = np.concatenate([b.records for b in Capture(path).batches()])
+    urbs = records["hdr"]["urb_id"].tolist()
+    assert urbs.count(1) == 2  # its two DATA packets; its STATUS was known for what it is
+
+
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 @pytest.mark.parametrize("fmt", ["usbpcap-pcap", "usbpcap-pcapng", "darwin-pcap", "darwin-pcapng"])
 def test_verify_agrees_with_tshark(fmt, synthetic) -> None:

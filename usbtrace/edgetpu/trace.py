@@ -253,10 +253,10 @@ class EdgeTpuTrace:
 
     def numbered_problems(self, which: np.ndarray | None = None) -> list[tuple[int, str]]:
         """(number, text) of each transfer problem, of the transfers the boolean mask ``which``
-        marks (default all): "transfer G (TAG, header frame F): PROBLEM", with G the transfer's
-        number in the whole capture (``transfer_index``), so that problems of windows decoded
-        apart sort together. The one place this text is made: inspect, summarize and the
-        streaming pipeline must agree on it byte for byte."""
+        marks (default all), in number order: "transfer G (TAG, header frame F): PROBLEM", with
+        G the transfer's number in the whole capture (``transfer_index``), so that problems of
+        windows decoded apart sort together. The one place this text is made: inspect,
+        summarize and the streaming pipeline must agree on it byte for byte."""
         index = self.transfer_index
         out = []
         for i, p in self.transfer_problems.items():
@@ -266,6 +266,7 @@ class EdgeTpuTrace:
             tag = tag_name(int(self.table["tag"][i]))
             hf = int(self.table["header_frame"][i])
             out.append((g, f"transfer {g} ({tag}, header frame {hf}): {p}"))
+        out.sort(key=lambda x: x[0])  # by transfer number, not in the order they were found
         return out
 
     @property

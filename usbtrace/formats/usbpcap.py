@@ -264,6 +264,8 @@ class UsbpcapConverter:
                     payloads[int(out["frame"][j])] = payloads.pop(frame)
             elif stage[i] == STAGE_DATA:
                 # IN data: this packet is the completion; its STATUS packet is dropped
+                # an id seen again is the newest, not the oldest, of those waiting
+                self.in_data_seen.pop(key, None)
                 self.in_data_seen[key] = None
                 if len(self.in_data_seen) > MAX_IN_DATA_PENDING:
                     self._forget_oldest()

@@ -52,7 +52,7 @@ class InspectRow:
         return rates(InspectRows.of([self]), ceiling_Bps)[0]
 
 
-@dataclass
+@dataclass(eq=False)  # numpy columns: == would raise; compare ``list(rows)``
 class InspectRows:
     """Rows of ``inspect`` as columns: a window holds hundreds of thousands of them, and an
     object per row (built, sorted, turned into a dict, encoded) cost four times what the
