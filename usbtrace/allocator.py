@@ -8,7 +8,7 @@ system time, 0.1 s with these settings). Memory stays bounded by the batch size 
 
 What the heap keeps this way (tens of MB of freed batch arrays) is still counted in the
 process's RSS when the end of a long capture joins its request rows: ``give_back`` returns it
-first (measured on the 14.4 M-frame benchmark capture: peak RSS 189-195 MB -> 163-179 MB).
+first (measured on the 14.4 M-frame benchmark capture: peak RSS 189-195 MB -> 163-180 MB).
 """
 
 from __future__ import annotations
