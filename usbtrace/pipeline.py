@@ -188,7 +188,11 @@ def decode(
     every = window_frames or WINDOW_FRAMES
     error = _stream(stages, cap, every, on_window, progress, window_due, partial_ok)
     stages.close()
-    return stages.finish(cap.info, error)
+    decoded = stages.finish(cap.info, error)
+    # the streaming is over: the batches' freed memory goes back before the callers join
+    # their rows (summarize, timeline, predict: ``usbtrace/allocator.py``)
+    give_back()
+    return decoded
 
 
 def _every(seconds: float) -> Callable[[], bool]:
@@ -351,7 +355,6 @@ def summarize_file(
         progress=progress,
         window_frames=window_frames,
     )
-    give_back()  # the batches' freed memory, before the rows are joined (usbtrace/allocator.py)
     summaries = []
     for t in decoded.devices:
         key = (t.bus, t.address)

@@ -300,8 +300,10 @@ class RequestTable(Sequence[RequestMetrics]):
                 more["host_overhead_s"] = (host - lat[k]) / NS
             extra[k] = more
         if self.problems:
-            for k, i in enumerate(r["index"].tolist()):
-                p = self.problems.get(i)
+            # the few requests with problems, found in bulk (not a lookup per request)
+            known = np.fromiter(self.problems, dtype=np.int64, count=len(self.problems))
+            for k in np.flatnonzero(np.isin(r["index"], known)).tolist():
+                p = self.problems[int(r["index"][k])]
                 if p:
                     extra[k] = {**(extra[k] or {}), "problems": list(p)}
         return RequestJsonColumns(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from usbtrace.analysis.summary import CaptureSummary, metadata_note
 from usbtrace.cli.inputs import expand_inputs
+from usbtrace.cli.progress import bytes_read_bar, file_size
 from usbtrace.errors import InputError, UsageError
 from usbtrace.pipeline import LeadSink, Progress, summarize_file
 
@@ -41,24 +42,6 @@ def jobs_count(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"--jobs takes a positive number (got {text!r})")
     return n
-
-
-def _progress(files: list[Path]):
-    """A rich progress bar of the bytes read, on stderr whenever stderr is a terminal (stdout
-    may be redirected: the bar never goes there); None otherwise."""
-    if not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
-
-    return Progress(transient=True, console=Console(stderr=True))
-
-
-def _size(f: Path) -> int:
-    try:
-        return f.stat().st_size if f.is_file() else 0
-    except OSError:
-        return 0
 
 
 def _summarize_one(
@@ -118,19 +101,17 @@ def analyse(
 ) -> tuple[list[CaptureSummary], list[str]]:
     summaries: list[CaptureSummary] = []
     failures: list[str] = []
-    bar = _progress(files)
-    sizes = [_size(f) for f in files]
+    sizes = [file_size(f) for f in files]
     done = 0  # bytes of the files finished
-    per_file = None
-    if bar is not None:
-        bar.start()
-        # a pipe or FIFO has no size: the bar then counts without a total
-        task = bar.add_task("reading", total=sum(sizes) if all(sizes) else None)
+    total = sum(sizes) if all(sizes) else None  # a pipe or FIFO has no size
+    with bytes_read_bar(total, show=sys.stderr.isatty()) as update:
+        per_file = None
+        if update is not None:
+            shown = update
 
-        def per_file(f: Path) -> Progress:
-            return lambda read: bar.update(task, completed=done + read)
+            def per_file(f: Path) -> Progress:
+                return lambda read: shown(done + read)
 
-    try:
         results = _results(files, device, model, jobs, per_file, on_lead)
         for size, (found, failure) in zip(sizes, results):
             if failure is not None:
@@ -143,11 +124,8 @@ def analyse(
                 )
             summaries.extend(found)
             done += size
-            if bar is not None:
-                bar.update(task, completed=done)
-    finally:
-        if bar is not None:
-            bar.stop()
+            if update is not None:
+                update(done)
     return summaries, failures
 
 

@@ -8,13 +8,12 @@ fixed minimum widths rather than the widths of the longest cell of the whole cap
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import accumulate
 
+from usbtrace.cli.progress import bytes_read_bar, file_size
 from usbtrace.edgetpu.trace import EdgeTpuTrace
 from usbtrace.pipeline import inspect
 from usbtrace.report.inspect_view import InspectRows, device_heading, json_lines, rates
@@ -99,26 +98,6 @@ class _Table:
         return ("  ".join(parts).rstrip() for parts in zip(*padded))
 
 
-@contextlib.contextmanager
-def _progress(path: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar of the bytes read, on stderr when it is a terminal and the rows go
-    elsewhere (``inspect > rows.txt``): on the terminal the rows themselves show the progress,
-    and a bar would be drawn over them."""
-    if not sys.stderr.isatty() or sys.stdout.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    try:
-        size = os.stat(path).st_size if path != "-" and os.path.isfile(path) else None
-    except OSError:
-        size = None
-    with Progress(transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task("reading", total=size)  # a pipe has no size: the bar counts
-        yield lambda read: bar.update(task, completed=read)
-
-
 def run(args: argparse.Namespace) -> int:
     table = _Table(args.file)
 
@@ -128,7 +107,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             table(trace, rows, t0)
 
-    with warnings.catch_warnings(record=True) as caught, _progress(args.file) as progress:
+    # a bar on stderr when it is a terminal and the rows go elsewhere (``inspect > rows.txt``):
+    # on the terminal the rows themselves show the progress, and a bar would be drawn over them
+    show = sys.stderr.isatty() and not sys.stdout.isatty()
+    total = file_size(args.file) or None
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        bytes_read_bar(total, show=show) as progress,
+    ):
         warnings.simplefilter("always")
         decoded = inspect(args.file, args.device, emit, progress)
     for w in caught:
