@@ -334,6 +334,27 @@ def test_inspect_from_a_source_gone_quiet(tmp_path):
         os.close(fd)
 
 
+def test_inspect_stops_when_its_reader_goes_while_the_source_is_quiet(tmp_path):
+    """``| head`` exits while the live source is quiet and stays open: nothing more comes,
+    so no write finds the pipe gone; inspect must notice all the same, and exit 0 (it used to
+    wait for the source to say something, for ever)."""
+    capture_file = tmp_path / "short.pcapng"
+    make_bench_capture(capture_file, frames=3000)  # fewer frames than one window
+    data = capture_file.read_bytes()
+    proc, fd, deadline = _inspect_from_fifo(tmp_path)
+    try:
+        threading.Thread(target=os.write, args=(fd, data[: len(data) // 2]), daemon=True).start()
+        first = _readline_by(proc, deadline)
+        assert json.loads(first)["device"] == "2.4"
+        proc.stdout.close()  # the reader goes away; the FIFO stays open and quiet
+        assert proc.wait(timeout=30) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(fd)
+
+
 def _readline_by(proc: subprocess.Popen, deadline: float) -> bytes:
     """One line of the child's stdout, or a failure (not a hang) past the deadline."""
     line: list[bytes] = []

@@ -218,16 +218,21 @@ def _stream(
     progress: Progress | None = None,
     window_due: Callable[[], bool] | None = None,
     partial_ok: bool = True,
+    on_idle: Callable[[], None] | None = None,
 ) -> InputError | None:
     """The read loop of ``decode`` and ``inspect``: every batch through the stages, a window
-    ended every ``every`` frames (or when ``window_due`` says so). Returns the error a file
-    that broke off gave (``partial_ok``), which otherwise propagates."""
+    ended every ``every`` frames (or when ``window_due`` says so). ``on_idle`` is called
+    whenever the source has been quiet for ``IDLE_S`` (an exception it raises ends the
+    reading). Returns the error a file that broke off gave (``partial_ok``), which otherwise
+    propagates."""
     try:
-        idle = IDLE_S if window_due is not None else None
+        idle = IDLE_S if window_due is not None or on_idle is not None else None
         for got in prefetch(_paired(stages.urbs, cap, every), idle_s=idle):
             if got is None:  # nothing came for a while: a window may be due all the same
                 if window_due is not None and window_due() and on_window is not None:
                     on_window(stages.decoder)
+                if on_idle is not None:
+                    on_idle()
                 continue
             item, ends = got
             stages.feed(item)
@@ -637,15 +642,21 @@ class _Inspector:
 
 
 def inspect(
-    path: str | Path, device: str | None, emit: RowSink, progress: Progress | None = None
+    path: str | Path,
+    device: str | None,
+    emit: RowSink,
+    progress: Progress | None = None,
+    on_idle: Callable[[], None] | None = None,
 ) -> DecodedCapture:
     """Every logical transfer, event, output, interrupt and control access of each Edge TPU,
     handed to ``emit`` in time order as soon as it is known (a window at a time, ended every
     ``INSPECT_WINDOW_FRAMES`` frames or ``INSPECT_WINDOW_S`` seconds); a file that breaks off
-    gives its readable prefix, the damage in ``DecodedCapture.problems``."""
+    gives its readable prefix, the damage in ``DecodedCapture.problems``. ``on_idle`` is
+    called while a live source is quiet (see ``_stream``): the CLI's check that someone still
+    reads the rows."""
     inspector = _Inspector(emit)
     stages = _Stages.new(device)
     cap = open_capture(path)
     due = _every(INSPECT_WINDOW_S)
-    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector, progress, due)
+    error = _stream(stages, cap, INSPECT_WINDOW_FRAMES, inspector, progress, due, on_idle=on_idle)
     return inspector.finish(stages, cap.info, error)

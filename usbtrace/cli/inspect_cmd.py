@@ -8,6 +8,8 @@ fixed minimum widths rather than the widths of the longest cell of the whole cap
 from __future__ import annotations
 
 import argparse
+import errno
+import select
 import sys
 import warnings
 from collections.abc import Iterator
@@ -98,6 +100,25 @@ class _Table:
         return ("  ".join(parts).rstrip() for parts in zip(*padded))
 
 
+def _stop_if_unread() -> None:
+    """Raise ``BrokenPipeError`` when nobody reads the rows any more (``| head`` has exited).
+
+    A write finds that out, but with a live source gone quiet there is nothing to write, and
+    inspect would wait for the source to say something, perhaps for ever. Asked while the
+    source is quiet: the write end of a pipe whose reader has gone polls as an error.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return  # not a real file (a test's StringIO)
+    if not hasattr(select, "poll"):
+        return  # Windows: found out at the next write, as before
+    poller = select.poll()
+    poller.register(fd, 0)  # errors and hang-ups are reported whatever the mask asks for
+    if any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0)):
+        raise BrokenPipeError(errno.EPIPE, "the rows' reader has gone")
+
+
 def run(args: argparse.Namespace) -> int:
     table = _Table(args.file)
 
@@ -116,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         bytes_read_bar(total, show=show) as progress,
     ):
         warnings.simplefilter("always")
-        decoded = inspect(args.file, args.device, emit, progress)
+        decoded = inspect(args.file, args.device, emit, progress, _stop_if_unread)
     for w in caught:
         print(f"usbtrace: warning: {w.message}", file=sys.stderr)
     if decoded.error is not None:
