@@ -310,11 +310,16 @@ def test_several_edge_tpus_the_lead_comes_first(tmp_path, monkeypatch):
     from lab.synthetic import preset, write_session
     from usbtrace import pipeline
 
+    from usbtrace.formats.metadata import CaptureMetadata, append_metadata
+
     base = preset("two_tpus")
     first, second = base.devices
     later = replace(second, enumeration=True, start_offset_us=20_000_000)
-    session = replace(base, devices=(replace(first, address=7), later))
+    session = replace(base, devices=(replace(first, address=7), later), metadata=False)
     path = write_session(session, tmp_path / "two.pcapng") and tmp_path / "two.pcapng"
+    # metadata that names no device describes both: the same model, so only the device
+    # number sorts them
+    append_metadata(str(path), CaptureMetadata(model="conv_50"))
     monkeypatch.setattr(pipeline, "WINDOW_FRAMES", 100)  # 2.7 is done before 2.5 starts
     got = _documents(path, None)
     assert got is not None

@@ -51,7 +51,12 @@ from usbtrace.edgetpu.decode import DecodedCapture, Decoder, stamped_at_submit
 from usbtrace.edgetpu.trace import EdgeTpuTrace, group_outputs
 from usbtrace.errors import InputError, UsageError
 from usbtrace.formats.capture import Capture, CaptureInfo, trailing_custom_blocks
-from usbtrace.formats.metadata import InvokeTiming, trailing_invokes
+from usbtrace.formats.metadata import (
+    CaptureMetadata,
+    InvokeTiming,
+    metadata_from_blocks,
+    trailing_invokes,
+)
 from usbtrace.formats.records import RecordBatch
 from usbtrace.report.inspect_view import (
     InspectRows,
@@ -275,7 +280,7 @@ class _Streamer:
 
     logs: dict[tuple[int, int], RequestLog]
     on_rows: RowsHook | None = None
-    invokes: list[InvokeTiming] | None = None
+    invokes: EarlyInvokes | None = None
     on_lead: LeadSink | None = None
     file: str = ""  # as the summaries name the capture
     lead: tuple[int, int] | None = None
@@ -297,31 +302,60 @@ class _Streamer:
             if k and not self._led:
                 self._led = True
                 how = decoder.identify(key)
-                if how == "--device" or (
-                    how == "descriptor" and decoder.devices[key].usb.ids == APP_IDS
-                ):
+                if (
+                    how == "--device"
+                    or (how == "descriptor" and decoder.devices[key].usb.ids == APP_IDS)
+                ) and self._invokes_settled(key):
                     self.lead = key
             if k and key == self.lead and self.on_lead is not None:
                 self.on_lead(self.file, trace.name, done)
             decoder.release(key, *log.released(trace, seg, k))
 
+    def _invokes_settled(self, key: tuple[int, int]) -> bool:
+        """Whether the device's requests, as they finish, already have the host timing they
+        will have at the end: the invokes are known and were made on it, or none are known
+        for it. One the metadata does not name may still turn out, at the end, to be the
+        device its boot loader came back as (``summary.metadata_describes``)."""
+        if self.invokes is None:
+            return True
+        return self.invokes.made_on(key) or not self.invokes.invokes
+
     def log_for(self, key: tuple[int, int]) -> RequestLog:
-        """The device's log, made on first use (matching the invokes known before, if any)."""
+        """The device's log, made on first use (matching the invokes known before, if any,
+        when they were made on it)."""
         log = self.logs.get(key)
         if log is None:
             log = self.logs[key] = RequestLog()
-            if self.invokes is not None:
-                log.host = InvokeMatcher(self.invokes)
+            if self.invokes is not None and self.invokes.made_on(key):
+                log.host = InvokeMatcher(self.invokes.invokes)
         return log
 
 
-def early_invokes(cap: Capture) -> list[InvokeTiming] | None:
+@dataclass(frozen=True)
+class EarlyInvokes:
+    """The host invokes, when they are known before the capture streams, and the device they
+    were made on as the metadata names it (None: any)."""
+
+    invokes: list[InvokeTiming]
+    bus: int | None = None
+    device: int | None = None
+
+    def made_on(self, key: tuple[int, int]) -> bool:
+        return CaptureMetadata(bus=self.bus, device=self.device).names_device(*key)
+
+
+def early_invokes(cap: Capture) -> EarlyInvokes | None:
     """The host invokes, when they are known before the capture streams: from the metadata
     at the end of a pcapng file (walked back to), or none at all in a format that cannot carry
     metadata. None when only the end of the capture can tell (a pcapng pipe)."""
     if cap.info.format != "pcapng":
-        return []
-    return trailing_invokes(trailing_custom_blocks(cap))
+        return EarlyInvokes([])
+    found = trailing_custom_blocks(cap)
+    invokes = trailing_invokes(found)
+    if invokes is None or found is None:
+        return None
+    tail = metadata_from_blocks(found[0])
+    return EarlyInvokes(invokes, tail.bus, tail.device) if tail else EarlyInvokes(invokes)
 
 
 def summarize_file(
@@ -526,6 +560,8 @@ def reconcile_all(
     if found is None or not found.compiled:
         return
     for s in summaries:
+        if model is None and not s.ran_here:
+            continue  # the metadata's model ran on another Edge TPU of the capture
         result = reconcile_requests(found, list(s.requests), s.sequences())
         s.integrity.problems.extend(f"model: {p}" for p in result.problems())
         s.reconciliation = result.to_json()

@@ -75,7 +75,10 @@ class CaptureSummary:
     link_peak_out_Bps: float | None
     integrity: Integrity
     csr: CsrCounts
-    metadata: CaptureMetadata | None = None
+    metadata: CaptureMetadata | None = None  # the capture's, whichever device it describes
+    # whether ``metadata`` describes this Edge TPU (``metadata_describes``): with several in a
+    # capture, the model, invokes and model figures are those of the one the runner used
+    ran_here: bool = True
     firmware: dict | None = None
     other_devices: list[str] = field(default_factory=list)
     reconciliation: dict | None = None
@@ -85,6 +88,12 @@ class CaptureSummary:
     # the capture's first Edge TPU to finish a request, when its identity cannot change (an
     # app-mode descriptor or --device): ``summarize --json`` writes its requests as they finish
     lead: bool = False
+
+    @property
+    def run_metadata(self) -> CaptureMetadata | None:
+        """The metadata of the run on this Edge TPU (model, invokes, model figures), or None
+        when the capture's metadata describes another device."""
+        return self.metadata if self.ran_here else None
 
     @property
     def identity(self) -> ModelIdentity:
@@ -372,6 +381,16 @@ def _integrity(
     return Integrity(problems)
 
 
+def metadata_describes(meta: CaptureMetadata, trace: EdgeTpuTrace) -> bool:
+    """Whether the capture's metadata describes this Edge TPU: it names it, or names the boot
+    loader whose firmware download brought it up (the runner found the device before
+    libedgetpu loaded its firmware, and it came back at another address)."""
+    fw = trace.firmware
+    return meta.names_device(trace.bus, trace.address) or (
+        fw is not None and meta.names_device(fw.bus, fw.address)
+    )
+
+
 def summarize_trace(
     decoded: DecodedCapture,
     trace: EdgeTpuTrace,
@@ -385,8 +404,10 @@ def summarize_trace(
     log.add(trace, seg, all_request_metrics(trace, seg), seg.n_requests)
     requests = log.table()  # empties the log's rows
     peak = link_peak_out(log.transfer_peak.peak, requests)
-    if not aligned and decoded.metadata is not None:
-        InvokeMatcher(decoded.metadata.invokes).apply(requests.rows)
+    meta = decoded.metadata
+    ran_here = meta is None or metadata_describes(meta, trace)
+    if not aligned and meta is not None and ran_here:
+        InvokeMatcher(meta.invokes).apply(requests.rows)
     fw = trace.firmware
     clock = runtime_clock_mhz(trace)
     return CaptureSummary(
@@ -399,6 +420,7 @@ def summarize_trace(
         integrity=_integrity(decoded, trace, requests, log),
         csr=_csr_counts(trace, log),
         metadata=decoded.metadata,
+        ran_here=ran_here,
         firmware=None
         if fw is None
         else {

@@ -473,7 +473,8 @@ class Decoder:
 
 
 def _link_speed(d: _Device, meta: CaptureMetadata | None) -> tuple[str | None, str | None]:
-    if meta and meta.link_speed and (meta.device in (None, d.usb.address)):
+    # strictly the device the runner found: a boot loader's speed is not its Edge TPU's
+    if meta and meta.link_speed and meta.names_device(d.usb.bus, d.usb.address):
         return meta.link_speed, "metadata"
     descriptor = d.usb.descriptor
     if descriptor and descriptor.speed_hint:

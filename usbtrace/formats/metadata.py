@@ -107,6 +107,13 @@ class CaptureMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
+    def names_device(self, bus: int, address: int) -> bool:
+        """Whether the device at ``bus``.``address`` is the one the capture runner found and
+        ran its workload on (``bus``, ``device``), or could be: metadata that names no device
+        describes any. The model, the invokes and the model's figures are that device's only;
+        another Edge TPU in the same capture ran something else."""
+        return self.bus in (None, bus) and self.device in (None, address)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)
         out["usbtrace_metadata"] = METADATA_VERSION

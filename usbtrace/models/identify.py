@@ -136,7 +136,7 @@ def identify_summary(summary: CaptureSummary, option: str | None = None) -> Mode
     """The model of one summarized Edge TPU: ``--model``, the metadata, its bytes, or a guess
     from the file name (the model stage of the pipeline, after the summary)."""
     caching, inferences = summary.wire_signature()
-    meta = summary.metadata
+    meta = summary.run_metadata
     return identify_model(
         option=option,
         metadata=meta.model if meta else None,

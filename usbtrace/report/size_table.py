@@ -59,14 +59,16 @@ def _catalog_model_bytes(name: str) -> tuple[int | None, int | None]:
 
 def compiled_bytes(s: CaptureSummary) -> tuple[int | None, int | None]:
     """(cached, streamed) parameter bytes the compiler planned for the capture's model."""
-    ms = s.metadata.extra.get("model_summary") if s.metadata is not None else None
+    meta = s.run_metadata
+    ms = meta.extra.get("model_summary") if meta is not None else None
     if isinstance(ms, dict) and isinstance(ms.get("cached_bytes"), int):
         return ms["cached_bytes"], ms.get("streamed_bytes")
     return _catalog_model_bytes(s.known_model) if s.known_model else (None, None)
 
 
 def cpu_baseline(s: CaptureSummary) -> float | None:
-    v = s.metadata.extra.get("cpu_baseline_s") if s.metadata is not None else None
+    meta = s.run_metadata
+    v = meta.extra.get("cpu_baseline_s") if meta is not None else None
     return float(v) if isinstance(v, int | float) and v > 0 else None
 
 
