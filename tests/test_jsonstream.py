@@ -309,7 +309,6 @@ def test_several_edge_tpus_the_lead_comes_first(tmp_path, monkeypatch):
 
     from lab.synthetic import preset, write_session
     from usbtrace import pipeline
-
     from usbtrace.formats.metadata import CaptureMetadata, append_metadata
 
     base = preset("two_tpus")
