@@ -19,7 +19,6 @@ from usbtrace.analysis.metrics import (
     VERDICTS,
     RequestJsonColumns,
     RequestTable,
-    json_columns_order,
     request_json_keys,
 )
 from usbtrace.analysis.requests import KINDS
@@ -102,7 +101,6 @@ def test_a_new_field_is_a_key_of_both_encodings_where_declared(monkeypatch):
     keys = request_json_keys(wider)
     monkeypatch.setattr(metrics, "RequestJsonColumns", columns)
     monkeypatch.setattr(metrics, "REQUEST_JSON_KEYS", keys)
-    monkeypatch.setattr(metrics, "REQUEST_JSON_COLUMNS", json_columns_order(keys))
     template, encoders = request_encoding(wider)
     monkeypatch.setattr(jsonout, "_REQUEST", template)
     monkeypatch.setattr(jsonout, "_REQUEST_COLUMNS", encoders)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from itertools import islice
 from typing import overload
 
 import numpy as np
@@ -243,15 +242,18 @@ class RequestTable(Sequence[RequestMetrics]):
     def to_json_rows(self) -> Iterator[dict]:
         """Each request's JSON object (README, "summarize --json"), without objects in between;
         its keys from ``REQUEST_JSON_KEYS``, as ``report.jsonout`` encodes them."""
+        names = [key for key, _ in REQUEST_JSON_KEYS]
         for lo in range(0, len(self.rows), 4096):
             c = self.json_columns(lo, lo + 4096)
-            cols = [getattr(c, name) for name in REQUEST_JSON_COLUMNS]
+            # a column per key, a nested object's made of its members' columns
+            cols = [
+                getattr(c, key)
+                if not members
+                else [dict(zip(members, v)) for v in zip(*(getattr(c, m) for m in members))]
+                for key, members in REQUEST_JSON_KEYS
+            ]
             for values, extra in zip(zip(*cols), c.extra):
-                at = iter(values)  # the columns in key order, nested members in place
-                doc = {
-                    key: next(at) if not members else dict(zip(members, islice(at, len(members))))
-                    for key, members in REQUEST_JSON_KEYS
-                }
+                doc = dict(zip(names, values))
                 if extra is not None:
                     doc.update(extra)
                 yield doc
@@ -362,13 +364,7 @@ def request_json_keys(columns: type) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(keys)
 
 
-def json_columns_order(keys: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, ...]:
-    """The columns in the order their values are written (nested members in place)."""
-    return tuple(c for key, members in keys for c in members or (key,))
-
-
 REQUEST_JSON_KEYS = request_json_keys(RequestJsonColumns)
-REQUEST_JSON_COLUMNS = json_columns_order(REQUEST_JSON_KEYS)
 
 
 def take_all(pieces: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

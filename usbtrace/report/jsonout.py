@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, get_args, get_type_hints
 
-from usbtrace.analysis.metrics import RequestJsonColumns, json_columns_order, request_json_keys
+from usbtrace.analysis.metrics import RequestJsonColumns, request_json_keys
 
 if TYPE_CHECKING:
     from usbtrace.analysis.metrics import RequestTable
@@ -99,7 +99,9 @@ def request_encoding(columns: type) -> tuple[bytes, tuple[tuple[str, Encoder], .
         return encode_strings if str in (item, *get_args(item)) else encode_numbers
 
     template = b"{" + b",".join(value(k, m) for k, m in keys) + b"%b}"
-    return template, tuple((c, encoder(c)) for c in json_columns_order(keys))
+    # the columns in the template's order: a nested object's members in its place
+    order = [c for key, members in keys for c in members or (key,)]
+    return template, tuple((c, encoder(c)) for c in order)
 
 
 # built once: a summary encodes tens of thousands of requests, 4096 to a block
