@@ -1,15 +1,29 @@
 """``summarize --json`` encodes requests a column at a time (``report.jsonout``); the bytes must
 be those of encoding each request's object (``RequestTable.to_json_rows``), whatever a row
-holds: missing rates and verdicts, cache refills, host timing, problems, and blocks of 4096."""
+holds: missing rates and verdicts, cache refills, host timing, problems, and blocks of 4096.
+Both take their keys from ``RequestJsonColumns``' fields: a field is a key of both, in order."""
 
 from __future__ import annotations
+
+import json
+from dataclasses import fields, make_dataclass
+from typing import get_type_hints
 
 import numpy as np
 import orjson
 
-from usbtrace.analysis.metrics import REQUEST, VERDICTS, RequestTable
+from usbtrace.analysis import metrics
+from usbtrace.analysis.metrics import (
+    REQUEST,
+    REQUEST_JSON_NESTED,
+    VERDICTS,
+    RequestJsonColumns,
+    RequestTable,
+    request_json_keys,
+)
 from usbtrace.analysis.requests import KINDS
-from usbtrace.report.jsonout import _request_blocks
+from usbtrace.report import jsonout
+from usbtrace.report.jsonout import _request_blocks, request_encoding
 
 
 def _table(n: int, seed: int) -> RequestTable:
@@ -50,3 +64,51 @@ def test_column_encoding_equals_each_objects_encoding():
     for key in ("cache_refill", "host_latency_s", "host_overhead_s", "problems"):
         assert any(key in d for d in docs), key
     assert any(d["stream_rate_Bps"] is None for d in docs)
+
+
+def _flat_keys(doc: dict) -> list[str]:
+    """A JSON object's keys in order, a nested object's members in its place."""
+    return [m for k, v in doc.items() for m in (list(v) if isinstance(v, dict) else [k])]
+
+
+def test_both_encodings_have_every_field_in_order():
+    table = RequestTable(np.zeros(1, dtype=REQUEST), {})  # no optional keys
+    (obj,) = table.to_json_rows()
+    ((block, _),) = _request_blocks(table)
+    encoded = json.loads(block)
+    # every field but extra, in the dataclass' order; bytes' members nested, in their order
+    want = [f.name for f in fields(RequestJsonColumns) if f.name != "extra"]
+    for doc in (obj, encoded):
+        assert _flat_keys(doc) == want
+        assert list(doc["bytes"]) == list(REQUEST_JSON_NESTED["bytes"])
+    assert list(obj) == list(encoded)
+
+
+def test_a_new_field_is_a_key_of_both_encodings_where_declared(monkeypatch):
+    # a wider RequestJsonColumns: a number after kind, a string (with commas) before extra
+    hints = get_type_hints(RequestJsonColumns)
+    spec = [(f.name, hints[f.name]) for f in fields(RequestJsonColumns)]
+    spec.insert(2, ("new_number", list[int]))
+    spec.insert(len(spec) - 1, ("new_text", list[str]))
+    wider = make_dataclass("Wider", spec)
+
+    def columns(**values):
+        n = len(values["index"])
+        texts = [f"a, {i % 3}" for i in range(n)]
+        return wider(**values, new_number=list(range(n)), new_text=texts)
+
+    # what is derived from the dataclass, derived again from the wider one
+    keys = request_json_keys(wider)
+    monkeypatch.setattr(metrics, "RequestJsonColumns", columns)
+    monkeypatch.setattr(metrics, "REQUEST_JSON_KEYS", keys)
+    template, encoders = request_encoding(wider)
+    monkeypatch.setattr(jsonout, "_REQUEST", template)
+    monkeypatch.setattr(jsonout, "_REQUEST_COLUMNS", encoders)
+
+    table = _table(5000, 4)
+    docs = list(table.to_json_rows())
+    assert all(list(d)[:3] == ["index", "kind", "new_number"] for d in docs)
+    assert all(list(d)[len(keys) - 1] == "new_text" for d in docs)
+    assert docs[7]["new_number"] == 7 and docs[7]["new_text"] == "a, 1"
+    want = b",".join(orjson.dumps(d) for d in docs)
+    assert b",".join(b for b, _ in _request_blocks(table)) == want

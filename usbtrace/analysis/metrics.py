@@ -22,7 +22,7 @@ Definitions (also in the README, and used exactly):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import overload
 
 import numpy as np
@@ -240,34 +240,20 @@ class RequestTable(Sequence[RequestMetrics]):
         return RequestTable(take_all(pieces, REQUEST), problems)
 
     def to_json_rows(self) -> Iterator[dict]:
-        """Each request's JSON object (README, "summarize --json"), without objects in between."""
+        """Each request's JSON object (README, "summarize --json"), without objects in between;
+        its keys from ``REQUEST_JSON_KEYS``, as ``report.jsonout`` encodes them."""
+        names = [key for key, _ in REQUEST_JSON_KEYS]
         for lo in range(0, len(self.rows), 4096):
             c = self.json_columns(lo, lo + 4096)
-            for (
-                i, k, ts, te, lat, ins, inp, par, out, ov, busy, rate, v, share, lbusy, dev,
-                hgap, extra,
-            ) in zip(
-                c.index, c.kind, c.t_start, c.t_end, c.latency_s, c.instructions, c.input,
-                c.parameters, c.output, c.overlap, c.stream_busy_s, c.stream_rate_Bps,
-                c.verdict, c.verdict_share, c.link_busy_s, c.device_wait_s, c.host_gap_s,
-                c.extra,
-            ):  # fmt: skip
-                doc = {
-                    "index": i,
-                    "kind": k,
-                    "t_start": ts,
-                    "t_end": te,
-                    "latency_s": lat,
-                    "bytes": {"instructions": ins, "input": inp, "parameters": par, "output": out},
-                    "overlap": ov,
-                    "stream_busy_s": busy,
-                    "stream_rate_Bps": rate,
-                    "verdict": v,
-                    "verdict_share": share,
-                    "link_busy_s": lbusy,
-                    "device_wait_s": dev,
-                    "host_gap_s": hgap,
-                }
+            # a column per key, a nested object's made of its members' columns
+            cols = [
+                getattr(c, key)
+                if not members
+                else [dict(zip(members, v)) for v in zip(*(getattr(c, m) for m in members))]
+                for key, members in REQUEST_JSON_KEYS
+            ]
+            for values, extra in zip(zip(*cols), c.extra):
+                doc = dict(zip(names, values))
                 if extra is not None:
                     doc.update(extra)
                 yield doc
@@ -331,9 +317,9 @@ class RequestTable(Sequence[RequestMetrics]):
 @dataclass
 class RequestJsonColumns:
     """Requests' JSON values (README, "summarize --json") as columns, in the objects' key
-    order; ``bytes`` holds ``instructions`` to ``output``. ``extra``: per request, the keys
-    only some have (``cache_refill``, ``host_latency_s``, ``host_overhead_s``,
-    ``problems``), or None."""
+    order: each field is a key (``request_json_keys``), or nested under one
+    (``REQUEST_JSON_NESTED``). ``extra``: per request, the keys only some have
+    (``cache_refill``, ``host_latency_s``, ``host_overhead_s``, ``problems``), or None."""
 
     index: list[int]
     kind: list[str]
@@ -353,6 +339,32 @@ class RequestJsonColumns:
     device_wait_s: list[float]
     host_gap_s: list[float]
     extra: list[dict | None]
+
+
+# The members of a nested object, by its key: the one place the nesting is declared. The
+# other fields of ``RequestJsonColumns`` (but ``extra``) are keys of their own.
+REQUEST_JSON_NESTED = {"bytes": ("instructions", "input", "parameters", "output")}
+
+
+def request_json_keys(columns: type) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A request object's keys in order, each with the columns nested under it (none for a
+    key of its own), from the fields of ``columns`` (``RequestJsonColumns``): both encodings
+    (``to_json_rows``, ``report.jsonout``) take their keys from here, so a new field is a
+    new key in both, where it is declared. A nested object stands where its first member is."""
+    parent = {m: key for key, members in REQUEST_JSON_NESTED.items() for m in members}
+    keys: list[tuple[str, tuple[str, ...]]] = []
+    for f in fields(columns):
+        if f.name == "extra":  # the keys only some requests have, after the others
+            continue
+        key = parent.get(f.name)
+        if key is None:
+            keys.append((f.name, ()))
+        elif key not in (k for k, _ in keys):
+            keys.append((key, REQUEST_JSON_NESTED[key]))
+    return tuple(keys)
+
+
+REQUEST_JSON_KEYS = request_json_keys(RequestJsonColumns)
 
 
 def take_all(pieces: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

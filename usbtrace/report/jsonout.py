@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, get_args, get_type_hints
+
+from usbtrace.analysis.metrics import RequestJsonColumns, request_json_keys
 
 if TYPE_CHECKING:
     from usbtrace.analysis.metrics import RequestTable
@@ -74,12 +76,36 @@ def _dumps(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-_REQUEST = (
-    b'{"index":%b,"kind":%b,"t_start":%b,"t_end":%b,"latency_s":%b,"bytes":{"instructions":%b,'
-    b'"input":%b,"parameters":%b,"output":%b},"overlap":%b,"stream_busy_s":%b,'
-    b'"stream_rate_Bps":%b,"verdict":%b,"verdict_share":%b,"link_busy_s":%b,'
-    b'"device_wait_s":%b,"host_gap_s":%b%b}'
-)
+Encoder = Callable[[Sequence[Any]], list[bytes]]
+
+
+def request_encoding(columns: type) -> tuple[bytes, tuple[tuple[str, Encoder], ...]]:
+    """The template of a request's object and each of its columns' encoder, in the template's
+    order, from the fields of ``columns`` (``RequestJsonColumns``; its keys and their nesting
+    from ``metrics.request_json_keys``, as ``RequestTable.to_json_rows`` builds its objects).
+    The template's last ``%b`` is for the keys only some requests have."""
+    keys = request_json_keys(columns)
+    hints = get_type_hints(columns)
+
+    def value(key: str, members: tuple[str, ...]) -> bytes:
+        # keys are field names: no ``%`` in them to confuse the template
+        if not members:
+            return _dumps(key) + b":%b"
+        return _dumps(key) + b":{" + b",".join(value(m, ()) for m in members) + b"}"
+
+    def encoder(name: str) -> Encoder:
+        # a string may hold a comma: a column of strings is never split as numbers are
+        (item,) = get_args(hints[name])  # list[item]
+        return encode_strings if str in (item, *get_args(item)) else encode_numbers
+
+    template = b"{" + b",".join(value(k, m) for k, m in keys) + b"%b}"
+    # the columns in the template's order: a nested object's members in its place
+    order = [c for key, members in keys for c in members or (key,)]
+    return template, tuple((c, encoder(c)) for c in order)
+
+
+# built once: a summary encodes tens of thousands of requests, 4096 to a block
+_REQUEST, _REQUEST_COLUMNS = request_encoding(RequestJsonColumns)
 
 
 def _request_blocks(requests: RequestTable) -> Iterator[tuple[bytes, int]]:
@@ -89,26 +115,8 @@ def _request_blocks(requests: RequestTable) -> Iterator[tuple[bytes, int]]:
     for lo in range(0, len(requests), 4096):
         c = requests.json_columns(lo, lo + 4096)
         extra = [b"" if x is None else b"," + _dumps(x)[1:-1] for x in c.extra]
-        cols = (
-            encode_numbers(c.index),
-            encode_strings(c.kind),
-            encode_numbers(c.t_start),
-            encode_numbers(c.t_end),
-            encode_numbers(c.latency_s),
-            encode_numbers(c.instructions),
-            encode_numbers(c.input),
-            encode_numbers(c.parameters),
-            encode_numbers(c.output),
-            encode_numbers(c.overlap),
-            encode_numbers(c.stream_busy_s),
-            encode_numbers(c.stream_rate_Bps),
-            encode_strings(c.verdict),
-            encode_numbers(c.verdict_share),
-            encode_numbers(c.link_busy_s),
-            encode_numbers(c.device_wait_s),
-            encode_numbers(c.host_gap_s),
-            extra,
-        )
+        cols = [encode(getattr(c, name)) for name, encode in _REQUEST_COLUMNS]
+        cols.append(extra)
         line = _REQUEST
         yield b",".join([line % r for r in zip(*cols)]), len(extra)
 
