@@ -167,3 +167,46 @@ def test_results_do_not_depend_on_the_read_chunk_size(
         got = [s.to_json() for s in summarize_file(path)]
     assert got == want
     assert want[0]["requests"][0]["kind"] == "parameter-caching"
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
+@pytest.mark.parametrize("command", ["summarize", "predict", "timeline", "diff", "export"])
+def test_damage_before_any_edgetpu_traffic_is_what_the_error_says(
+    tmp_path: Path, fmt: str, command: str
+) -> None:
+    """A file broken at its first record holds no Edge TPU because of the damage: the error
+    names the damage and where, not "no Edge TPU traffic found (try --device BUS.ADDR)"."""
+    from lab.fuzzing.oracle import run_cli
+
+    s = edgetpu_session(random.Random(8), inferences=1)
+    enc = encode(s.records, Layout(format=fmt))
+    data = bytearray(enc.data)
+    at = enc.record_starts[0]
+    struct.pack_into("<I", data, at + 4 if fmt == "pcapng" else at + 8, 0xFFFFFF00)
+    f = _write(tmp_path, bytes(data), f"c.{fmt}")
+    good = _write(tmp_path, encode(s.records).data, "good.pcapng")
+    argv = {
+        "summarize": ["summarize", "--jobs", "1", str(f)],
+        "predict": ["predict", str(f)],
+        "timeline": ["timeline", "-o", str(tmp_path / "t.svg"), str(f)],
+        "diff": ["diff", str(good), str(f)],
+        "export": ["export", "--jobs", "1", "--csv", "--out-dir", str(tmp_path / "o"), str(f)],
+    }[command]
+    o = run_cli(argv)
+    assert o.traceback is None and o.status == 2, (o.status, o.stderr)
+    (line,) = o.stderr.splitlines()
+    assert line.startswith(f"usbtrace: {f}: at byte {at}: "), line
+    assert "no Edge TPU traffic before" in line and "--device" not in line, line
+
+
+def test_a_file_cut_before_any_edgetpu_traffic_says_so(tmp_path: Path) -> None:
+    from usbtrace.pipeline import summarize_file
+
+    s = edgetpu_session(random.Random(9), inferences=1)
+    enc = encode(s.records)
+    f = _write(tmp_path, enc.data[: enc.record_starts[0] + 10])
+    with pytest.raises(InputError) as caught, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summarize_file(f)
+    assert caught.value.offset == enc.record_starts[0]
+    assert "middle of a block (no Edge TPU traffic before)" in caught.value.message
