@@ -120,3 +120,16 @@ def test_a_cut_capture_warns_in_one_line(streaming, tmp_path, command):
     assert lines and all(ln.startswith("usbtrace: ") for ln in lines), p.stderr
     assert any(f"{cut}: file ends in the middle of a block" in ln for ln in lines), p.stderr
     assert out.exists()
+
+
+def test_a_request_with_no_complete_urb_is_drawn(tmp_path):
+    """A capture cut right after a request's first bulk-OUT submit: the request has bytes (its
+    header announced them) but no interval to draw. Drawing raised TypeError (min() of one
+    float), a traceback instead of an image; found by cutting a usbmon text capture."""
+    from usbtrace.report.timeline import Lane, Timeline
+
+    t0 = 1_750_000_000_000_000_000
+    lanes = [Lane("instructions", nbytes=21_168), Lane("event")]
+    tl = Timeline("cut.txt", "2.4", 0, "other", t0, t0, t0, lanes, 0.0, "n/a")
+    out = render_timeline(tl, tmp_path / "t.svg")
+    assert out.read_bytes().lstrip().startswith(b"<?xml")
