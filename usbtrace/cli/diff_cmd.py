@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
+from usbtrace.cli.inputs import require_input
 from usbtrace.errors import UsageError
 from usbtrace.report.diff import DEFAULT_THRESHOLD, OVERLAP_TOLERANCE
 
@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold {args.threshold}: give a fraction such as 0.05")
     sides = []
     for path in (args.a, args.b):
-        if not Path(path).is_file():
-            raise UsageError(f"{path}: no such file")
+        require_input(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a cut file shows up in its integrity line
             sides.append(pick(summarize_file(path, args.device), path))

@@ -594,7 +594,9 @@ def open_source(
     block forever. Pipes and FIFOs are read as streams: nothing is ever seeked.
     """
     if str(path) == STDIN:
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None:  # fd 0 closed (`<&-`): Python gives no stream at all
+            raise InputError("-", "standard input is closed, not a capture (pipe one in)")
+        if sys.stdin.isatty():
             raise InputError("-", "standard input is a terminal, not a capture (pipe one in)")
         return sys.stdin.buffer, 0, "-"
     path = Path(path)
