@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 write_size_csv(size_rows(summaries), stream)
             else:
                 write_csv(summaries, stream)
-    if summaries or args.json or as_csv:
+    # an empty JSON or CSV document goes to standard output (a pipeline reads valid input),
+    # but never replaces a file the user has: -o is written only when something was analysed
+    if summaries or ((args.json or as_csv) and args.output is None):
         with contextlib.ExitStack() as stack:
             out = sys.stdout
             if args.output is not None:
@@ -102,18 +104,28 @@ def order(summaries: list[CaptureSummary]) -> None:
         summaries.sort(key=lambda s: not s.lead)
 
 
+class _NothingAnalysed(Exception):
+    """Leaves ``guard.open``'s block so the file being written is dropped, not put in place."""
+
+
 def _stream_json(args: argparse.Namespace, guard: OutputGuard) -> int:
     """``--json``: the lead capture's requests written as they finish, the rest at the end."""
-    with contextlib.ExitStack() as stack:
-        out = sys.stdout
-        if args.output is not None:
-            out = stack.enter_context(guard.open(args.output, newline=""))
-        doc = CapturesJson(out)
-        summaries, failures = analyse_inputs(
-            args.files, args.device, args.model, args.jobs, on_lead=doc.requests
-        )
-        order(summaries)
-        doc.finish(summaries)
+    try:
+        with contextlib.ExitStack() as stack:
+            out = sys.stdout
+            if args.output is not None:
+                out = stack.enter_context(guard.open(args.output, newline=""))
+            doc = CapturesJson(out)
+            summaries, failures = analyse_inputs(
+                args.files, args.device, args.model, args.jobs, on_lead=doc.requests
+            )
+            order(summaries)
+            doc.finish(summaries)
+            if not summaries and args.output is not None:
+                # an empty document must not replace the file at -o (see ``run``)
+                raise _NothingAnalysed
+    except _NothingAnalysed:
+        pass
     if not summaries:
         return 2
     return 1 if failures else 0
