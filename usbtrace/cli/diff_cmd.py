@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from usbtrace.cli.inputs import require_input
-from usbtrace.errors import UsageError
+from usbtrace.errors import UsageError, printable
 from usbtrace.report.diff import DEFAULT_THRESHOLD, OVERLAP_TOLERANCE
 
 DESCRIPTION = f"""\
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             sides.append(pick(summarize_file(path, args.device), path))
     d = diff_captures(sides[0], sides[1], args.threshold)
     for w in d.warnings:
-        print(f"usbtrace: warning: {w}", file=sys.stderr)
+        print(f"usbtrace: warning: {printable(w)}", file=sys.stderr)
     if args.json:
         json.dump(d.to_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")

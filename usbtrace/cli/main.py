@@ -18,7 +18,7 @@ from typing import Any
 
 from usbtrace import __version__
 from usbtrace.allocator import tune_allocator
-from usbtrace.errors import UsbtraceError
+from usbtrace.errors import UsbtraceError, printable
 
 # Order is the order in --help.
 COMMANDS = (
@@ -85,7 +85,7 @@ def _one_line_warning(
     own form is two lines naming usbtrace's source file and line, which tell the user nothing
     (a cut capture's CaptureWarning already names the file)."""
     text = " ".join(str(message).split())
-    print(f"usbtrace: warning: {text}", file=sys.stderr if file is None else file)
+    print(f"usbtrace: warning: {printable(text)}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +108,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stdout.flush()  # a full disk behind `> file` shows here, not at interpreter exit
         return status
     except UsbtraceError as exc:
-        print(f"usbtrace: {exc}", file=sys.stderr)
+        print(f"usbtrace: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("usbtrace: interrupted", file=sys.stderr)
@@ -118,7 +118,7 @@ def _main(argv: Sequence[str] | None) -> int:
         _silence_stdout()
         return 0
     except OSError as exc:
-        print(f"usbtrace: {_os_error_line(exc)}", file=sys.stderr)
+        print(f"usbtrace: {printable(_os_error_line(exc))}", file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,7 @@ from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
-from usbtrace.errors import UsageError
+from usbtrace.errors import UsageError, printable
 from usbtrace.report.findings_text import print_findings
 from usbtrace.report.jsonout import CapturesJson, write_captures_json
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
@@ -151,4 +151,4 @@ def _emit(
         print_findings(summaries, out)
         for s in summaries:
             for p in s.integrity.problems:
-                print(f"usbtrace: {s.file} ({s.device}): {p}", file=sys.stderr)
+                print(f"usbtrace: {printable(f'{s.file} ({s.device}): {p}')}", file=sys.stderr)
