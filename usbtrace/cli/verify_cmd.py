@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 
-from usbtrace.errors import InputError
+from usbtrace.errors import InputError, printable
 from usbtrace.formats.capture import STDIN
 from usbtrace.formats.crosscheck import compare, ours, pyshark_tally, tshark_tally
 from usbtrace.report.table import Column, render_table
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         diffs = compare(mine, theirs, ("usbtrace", args.engine))
         if diffs:
             status = 1
-            print(f"{path}: DIFFERENT from {args.engine} ({len(diffs)} difference(s))")
+            print(f"{printable(path)}: DIFFERENT from {args.engine} ({len(diffs)} difference(s))")
             for d in diffs[: args.max_differences]:
                 print(f"  {d}")
             continue
