@@ -210,3 +210,19 @@ def test_a_file_cut_before_any_edgetpu_traffic_says_so(tmp_path: Path) -> None:
         summarize_file(f)
     assert caught.value.offset == enc.record_starts[0]
     assert "middle of a block (no Edge TPU traffic before)" in caught.value.message
+
+
+def test_a_gzip_compressed_capture_is_called_compressed(tmp_path: Path) -> None:
+    """Wireshark writes and reads .pcapng.gz; usbtrace does not read them, and said "unknown
+    magic", as of garbage. Whole or cut, the error says what the file is and what to do."""
+    import gzip
+
+    s = edgetpu_session(random.Random(10), inferences=1)
+    packed = gzip.compress(encode(s.records).data)
+    for data in (packed, packed[:100]):
+        f = _write(tmp_path, data, "c.pcapng.gz")
+        with pytest.raises(InputError) as caught:
+            Capture(f)
+        assert caught.value.offset == 0
+        assert caught.value.message.startswith("is gzip-compressed")
+        assert "gunzip" in caught.value.message
