@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import struct
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,27 @@ def test_a_gzip_compressed_capture_is_called_compressed(tmp_path: Path) -> None:
         assert caught.value.offset == 0
         assert caught.value.message.startswith("is gzip-compressed")
         assert "gunzip" in caught.value.message
+
+
+def test_csr_opening_duration_is_never_negative_when_time_goes_back(tmp_path: Path) -> None:
+    """The opening CSR accesses' duration was last minus first in capture order: a capture whose
+    clock stepped back between them (or a damaged timestamp) gave a negative duration."""
+    from builders import CaptureBuilder, inference
+
+    from usbtrace.pipeline import summarize_file
+
+    b = CaptureBuilder()
+    b.device_descriptor(0)
+    b.csr(0x1A30C, 100, value=1)
+    b.csr(0x1A314, 300, value=2)
+    inference(b, 1000)
+    records = b.capture_order()
+    # the second CSR write (submit and completion) stamped 5 ms before the first, in place
+    second = [r for r in records if r.setup is not None and r.setup[2:4] == b"\x14\xa3"]
+    late = {r.urb_id for r in second}
+    records = [replace(r, ts_ns=r.ts_ns - 5_000_000) if r.urb_id in late else r for r in records]
+    f = _write(tmp_path, encode(records, b.layout()).data)
+    (s,) = summarize_file(f)
+    csr = s.to_json()["summary"]["csr_accesses"]
+    assert csr["open"] == 2
+    assert csr["open_duration_s"] == pytest.approx(0.0048)  # 300 µs - 100 µs + 5 ms, unsigned
