@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import struct
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,86 @@ def test_results_do_not_depend_on_the_read_chunk_size(
         got = [s.to_json() for s in summarize_file(path)]
     assert got == want
     assert want[0]["requests"][0]["kind"] == "parameter-caching"
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
+@pytest.mark.parametrize("command", ["summarize", "predict", "timeline", "diff", "export"])
+def test_damage_before_any_edgetpu_traffic_is_what_the_error_says(
+    tmp_path: Path, fmt: str, command: str
+) -> None:
+    """A file broken at its first record holds no Edge TPU because of the damage: the error
+    names the damage and where, not "no Edge TPU traffic found (try --device BUS.ADDR)"."""
+    from lab.fuzzing.oracle import run_cli
+
+    s = edgetpu_session(random.Random(8), inferences=1)
+    enc = encode(s.records, Layout(format=fmt))
+    data = bytearray(enc.data)
+    at = enc.record_starts[0]
+    struct.pack_into("<I", data, at + 4 if fmt == "pcapng" else at + 8, 0xFFFFFF00)
+    f = _write(tmp_path, bytes(data), f"c.{fmt}")
+    good = _write(tmp_path, encode(s.records).data, "good.pcapng")
+    argv = {
+        "summarize": ["summarize", "--jobs", "1", str(f)],
+        "predict": ["predict", str(f)],
+        "timeline": ["timeline", "-o", str(tmp_path / "t.svg"), str(f)],
+        "diff": ["diff", str(good), str(f)],
+        "export": ["export", "--jobs", "1", "--csv", "--out-dir", str(tmp_path / "o"), str(f)],
+    }[command]
+    o = run_cli(argv)
+    assert o.traceback is None and o.status == 2, (o.status, o.stderr)
+    (line,) = o.stderr.splitlines()
+    assert line.startswith(f"usbtrace: {f}: at byte {at}: "), line
+    assert "no Edge TPU traffic before" in line and "--device" not in line, line
+
+
+def test_a_file_cut_before_any_edgetpu_traffic_says_so(tmp_path: Path) -> None:
+    from usbtrace.pipeline import summarize_file
+
+    s = edgetpu_session(random.Random(9), inferences=1)
+    enc = encode(s.records)
+    f = _write(tmp_path, enc.data[: enc.record_starts[0] + 10])
+    with pytest.raises(InputError) as caught, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summarize_file(f)
+    assert caught.value.offset == enc.record_starts[0]
+    assert "middle of a block (no Edge TPU traffic before)" in caught.value.message
+
+
+def test_a_gzip_compressed_capture_is_called_compressed(tmp_path: Path) -> None:
+    """Wireshark writes and reads .pcapng.gz; usbtrace does not read them, and said "unknown
+    magic", as of garbage. Whole or cut, the error says what the file is and what to do."""
+    import gzip
+
+    s = edgetpu_session(random.Random(10), inferences=1)
+    packed = gzip.compress(encode(s.records).data)
+    for data in (packed, packed[:100]):
+        f = _write(tmp_path, data, "c.pcapng.gz")
+        with pytest.raises(InputError) as caught:
+            Capture(f)
+        assert caught.value.offset == 0
+        assert caught.value.message.startswith("is gzip-compressed")
+        assert "gunzip" in caught.value.message
+
+
+def test_csr_opening_duration_is_never_negative_when_time_goes_back(tmp_path: Path) -> None:
+    """The opening CSR accesses' duration was last minus first in capture order: a capture whose
+    clock stepped back between them (or a damaged timestamp) gave a negative duration."""
+    from builders import CaptureBuilder, inference
+
+    from usbtrace.pipeline import summarize_file
+
+    b = CaptureBuilder()
+    b.device_descriptor(0)
+    b.csr(0x1A30C, 100, value=1)
+    b.csr(0x1A314, 300, value=2)
+    inference(b, 1000)
+    records = b.capture_order()
+    # the second CSR write (submit and completion) stamped 5 ms before the first, in place
+    second = [r for r in records if r.setup is not None and r.setup[2:4] == b"\x14\xa3"]
+    late = {r.urb_id for r in second}
+    records = [replace(r, ts_ns=r.ts_ns - 5_000_000) if r.urb_id in late else r for r in records]
+    f = _write(tmp_path, encode(records, b.layout()).data)
+    (s,) = summarize_file(f)
+    csr = s.to_json()["summary"]["csr_accesses"]
+    assert csr["open"] == 2
+    assert csr["open_duration_s"] == pytest.approx(0.0048)  # 300 µs - 100 µs + 5 ms, unsigned

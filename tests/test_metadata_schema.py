@@ -61,6 +61,23 @@ def test_hostile_block_never_raises_and_is_named(name: str) -> None:
     assert all(isinstance(p, str) and "\n" not in p for p in meta.problems)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"\\u001b[31mEVIL\\n": NaN}',  # a key that fails, holding an escape and a newline
+        b'{"\\u001b[2J": 1, "\\u001b[2J": 2}',  # a key given twice
+        b'{"\\u009b2J\\u202e": [Infinity]}',  # C1 CSI and a right-to-left override
+    ],
+)
+def test_keys_named_in_problems_are_never_raw_control_characters(payload: bytes) -> None:
+    """Problems are printed on the terminal (stderr, the summary's integrity column): a key from
+    the block is quoted with its control characters escaped, not passed to the terminal."""
+    meta = metadata_from_blocks(block(payload))
+    assert meta is not None and meta.problems
+    assert all(p.isprintable() for p in meta.problems), meta.problems
+    assert any("\\x1b" in p or "\\x9b" in p for p in meta.problems), meta.problems
+
+
 def test_depth_is_measured_without_recursion_and_strings_do_not_count() -> None:
     deep = parse_metadata_payload(METADATA_MAGIC + b"[" * 100_000 + b"]" * 100_000)
     assert deep is not None and deep.data is None
@@ -81,6 +98,9 @@ def test_depth_is_measured_without_recursion_and_strings_do_not_count() -> None:
         ("model", "m" * 256, "256 characters"),
         ("model", "../../etc/passwd", "is a path"),
         ("model", "conv\x1b[2J", "control characters"),
+        ("model", "conv\x9b2J", "control characters"),  # CSI as one C1 character
+        ("label", "usb\u202e3", "control characters"),  # right-to-left override
+        ("label", "usb\u20283", "control characters"),  # line separator
         ("model", "", "0 characters"),
         ("model_path", "/dev/zero", "does not name a .tflite"),
         ("model_path", "/m\0.tflite", "control characters"),

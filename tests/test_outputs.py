@@ -433,3 +433,24 @@ def test_report_writers_write_only_what_the_guard_opened(tmp_path: Path) -> None
     f = tmp_path / "m.py"
     f.write_text("def f(p):\n    open(p, 'w')\n    p.write_text('')\n    p.read_text()\n")
     assert _file_writes(f) == ["m.py:2 open", "m.py:3 write_text"]
+
+
+@pytest.mark.parametrize(
+    "flags", [[], ["--json"], ["--csv"], ["--by-size", "--json"], ["--by-size", "--csv"]]
+)
+def test_summarize_with_nothing_analysed_leaves_the_output_file_alone(tmp_path, flags) -> None:
+    """No input gave a result (exit 2): --json and --csv replaced the file at -o with an empty
+    document, a failed run destroying the good table of the last one. Standard output still
+    gets the empty document."""
+    bad = tmp_path / "empty.pcapng"
+    bad.write_bytes(b"")
+    kept = tmp_path / "table.json"
+    kept.write_text("the last run's table\n")
+    o = run_cli(["summarize", "--jobs", "1", str(bad), *flags, "-o", str(kept)])
+    one_line_error(o, str(bad), "is empty")
+    assert kept.read_text() == "the last run's table\n"
+    new = tmp_path / "new.json"
+    assert run_cli(["summarize", "--jobs", "1", str(bad), *flags, "-o", str(new)]).status == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.pcapng", "table.json"]
+    if flags == ["--json"]:
+        assert json.loads(run_cli(["summarize", str(bad), *flags]).stdout) == {"captures": []}

@@ -146,3 +146,24 @@ def test_renders_in_headless_chromium(report, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and shot.stat().st_size > 20_000
+
+
+def test_a_capture_on_standard_input_is_not_read_twice(tmp_path):
+    """The page's timeline read its capture again: standard input was used up by then (and a
+    FIFO made it wait a minute for a writer). It says why there is no timeline instead."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    conv = root / "captures" / "sample-synthetic-conv.pcapng"
+    out = tmp_path / "r.html"
+    p = subprocess.run(
+        [sys.executable, "-m", "usbtrace", "report", "-o", str(out), "-"],
+        input=conv.read_bytes(),
+        capture_output=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
+    assert p.returncode == 0, p.stderr.decode()
+    assert "no timeline for - (2.4): a pipe can be read only once" in out.read_text()

@@ -70,3 +70,47 @@ def test_a_file_name_is_never_shown_as_a_model(tmp_path: Path):
     head, *rows = _table(run_cli(["summarize", *files]))
     assert head[:3] == ["model", "capture", "link"]
     assert [r[:2] for r in rows] == [["-", "dense.txt"], ["-", "other.txt"]]
+
+
+HOSTILE_NAME = "conv_50\x1b[31mRED\x1b]0;title\x07\nline2\u202e.pcapng"
+
+
+def test_file_names_with_control_characters_reach_the_terminal_escaped(tmp_path):
+    """Names from a folder listing (a capture someone sent) went to the terminal raw: an escape
+    sequence drove it and a newline split the one-line error in two."""
+    d = tmp_path / "caps"
+    d.mkdir()
+    shutil.copy(CONV, d / HOSTILE_NAME)
+    (d / ("empty\x1b[2J\n.pcapng")).write_bytes(b"")
+    for argv in (
+        ["summarize", "--jobs", "1", str(d)],
+        ["summarize", "--jobs", "1", "--per-inference", str(d)],
+        ["predict", str(d)],
+        ["inspect", str(d / HOSTILE_NAME)],
+        ["inspect", str(d / "empty\x1b[2J\n.pcapng")],
+    ):
+        o = run_cli(argv)
+        assert o.traceback is None, o.traceback
+        for text in (o.stdout, o.stderr):
+            assert "\x1b" not in text and "\u202e" not in text, (argv, text)
+        assert all(line.startswith("usbtrace: ") for line in o.stderr.splitlines()), o.stderr
+    assert "empty\\x1b[2J\\n.pcapng: at byte 0: is empty" in o.stderr
+
+
+def test_table_cells_are_text_not_rich_markup():
+    """On a terminal, rich read "[...]" in a cell as markup: a label "[link=...]usb3" became a
+    hyperlink escape, and "[/]" in a title (a path through a folder named "[") raised."""
+    import io
+
+    from usbtrace.report.table import Column, render_table
+
+    out = io.StringIO()
+    render_table(
+        [Column("label")],
+        [["[link=http://x]usb3 [/y]"]],
+        title="/tmp/[/]x.pcapng",
+        stream=out,
+        rich_output=True,
+    )
+    assert "[link=http://x]usb3 [/y]" in out.getvalue()
+    assert "/tmp/[/]x.pcapng" in out.getvalue()

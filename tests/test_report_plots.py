@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from sweep_fixtures import CACHE_BYTES, write_sweep
@@ -161,3 +162,19 @@ def test_size_axis_says_what_size_means():
     assert size_label("dense") == "dense model size (layers)"
     assert size_label("mobilenet_v2") == "mobilenet_v2 input resolution (pixels)"
     assert size_label("padding") == "padding model size"
+
+
+@pytest.mark.parametrize("kind", ["sweep", "bars"])
+def test_a_label_as_long_as_metadata_allows_draws_without_a_warning(tmp_path, kind):
+    """A label comes from a capture's metadata (up to 255 characters): no layout fits it, and
+    matplotlib's warning about that must not reach stderr as several lines of its own."""
+    from usbtrace.report.plots import PlotSpec, Series
+
+    label = "x" * 255
+    spec = PlotSpec(
+        "conv-latency", "t", "size", "ms", [Series(label, [1, 2], [1.0, 2.0])], kind=kind
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        render(spec, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)

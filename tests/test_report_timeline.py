@@ -90,3 +90,46 @@ def test_real_dense_300(shared_file, tmp_path):
     assert tl.lane("instructions").nbytes == 543_840
     assert tl.lane("output").nbytes == 8
     assert render_timeline(tl, tmp_path / "d.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("command", ["timeline", "report"])
+def test_a_cut_capture_warns_in_one_line(streaming, tmp_path, command):
+    """A capture cut in the middle of a block is drawn from its prefix; the warning that says
+    so reaches the terminal as one ``usbtrace:`` line, not as Python's two-line warning naming
+    usbtrace's own source file (timeline, and report's timelines, did not catch it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path, _ = streaming
+    cut = tmp_path / "cut.pcapng"
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) - 10])
+    out = tmp_path / ("t.svg" if command == "timeline" else "r.html")
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run(
+        [sys.executable, "-m", "usbtrace", command, "-o", str(out), str(cut)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines and all(ln.startswith("usbtrace: ") for ln in lines), p.stderr
+    assert any(f"{cut}: file ends in the middle of a block" in ln for ln in lines), p.stderr
+    assert out.exists()
+
+
+def test_a_request_with_no_complete_urb_is_drawn(tmp_path):
+    """A capture cut right after a request's first bulk-OUT submit: the request has bytes (its
+    header announced them) but no interval to draw. Drawing raised TypeError (min() of one
+    float), a traceback instead of an image; found by cutting a usbmon text capture."""
+    from usbtrace.report.timeline import Lane, Timeline
+
+    t0 = 1_750_000_000_000_000_000
+    lanes = [Lane("instructions", nbytes=21_168), Lane("event")]
+    tl = Timeline("cut.txt", "2.4", 0, "other", t0, t0, t0, lanes, 0.0, "n/a")
+    out = render_timeline(tl, tmp_path / "t.svg")
+    assert out.read_bytes().lstrip().startswith(b"<?xml")

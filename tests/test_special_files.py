@@ -229,3 +229,52 @@ def test_a_device_as_input(special) -> None:
     o = run_cli(["summarize", special])
     assert o.traceback is None and o.status == 2
     assert o.stderr.startswith(f"usbtrace: {special}: ")
+
+
+@pytest.mark.parametrize("command", ["timeline", "diff"])
+@pytest.mark.parametrize("source", ["stdin", "fifo"])
+def test_single_capture_commands_read_a_pipe(tmp_path, command, source) -> None:
+    """timeline and diff stream their capture like the other commands, but checked it with
+    is_file() first and called standard input and a FIFO "no such file"."""
+    name = "-"
+    writer = None
+    if source == "fifo":
+        fifo = tmp_path / "live.pcapng"
+        os.mkfifo(fifo)
+        name = str(fifo)
+        writer = threading.Thread(
+            target=lambda: fifo.write_bytes(CONV.read_bytes()), daemon=True
+        )  # daemon: a reader that never opens the FIFO leaves it blocked
+        writer.start()
+    argv = {
+        "timeline": ["timeline", "-o", str(tmp_path / "t.svg"), name],
+        "diff": ["diff", str(CONV), name],
+    }[command]
+    cmd = [sys.executable, "-m", "usbtrace", *argv]
+    p = subprocess.run(
+        cmd,
+        input=CONV.read_bytes() if source == "stdin" else b"",
+        capture_output=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    if writer is not None:
+        writer.join(timeout=10)
+    assert p.returncode == 0, p.stderr.decode()
+    if command == "timeline":
+        assert (tmp_path / "t.svg").read_bytes().lstrip().startswith(b"<?xml")
+    else:
+        assert b"no regression" in p.stdout
+
+
+def test_closed_standard_input_is_called_closed() -> None:
+    """`usbtrace summarize - <&-`: standard input is closed, not "a terminal"."""
+    p = subprocess.run(
+        [sys.executable, "-m", "usbtrace", "summarize", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        preexec_fn=lambda: os.close(0),
+    )
+    assert_one_line(p, "usbtrace: -: standard input is closed")

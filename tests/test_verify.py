@@ -135,3 +135,26 @@ def test_tshark_writing_megabytes_to_stderr_does_not_hang(tmp_path, rows, status
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert says in r.stdout and len(r.stdout) < 200
+
+
+def test_a_capture_on_standard_input_is_refused_not_called_different(made):
+    """usbtrace read stdin, then tshark found it used up: "DIFFERENT (tshark 0 frames)", exit 1,
+    a false verdict on a good capture. Refused in one line before either reads it."""
+    p = subprocess.run(
+        [sys.executable, "-m", "usbtrace", "verify", "-"],
+        input=made.read_bytes(),
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
+    err = p.stderr.decode()
+    assert p.returncode == 2 and p.stdout == b"", (p.returncode, err)
+    assert err.count("\n") == 1 and err.startswith("usbtrace: -: verify reads the file twice")
+
+
+def test_a_fifo_is_refused_without_waiting(made, tmp_path, capsys):
+    """tshark opened the FIFO after usbtrace had read it, and waited for a writer forever."""
+    fifo = tmp_path / "live.pcapng"
+    os.mkfifo(fifo)
+    assert main(["verify", str(made), str(fifo)]) == 2
+    assert f"{fifo}: verify reads the file twice" in capsys.readouterr().err

@@ -49,3 +49,13 @@ class UsageError(UsbtraceError):
 
 class CaptureWarning(UserWarning):
     """Something in a capture was skipped or suspicious, but decoding went on."""
+
+
+def printable(text: str) -> str:
+    """``text`` as it may reach a terminal: every character that is not printable (a control
+    character, so an escape sequence or a newline; a format character such as U+202E) escaped
+    as repr() writes it. File names come from folder listings and other people's captures: a
+    name holding ESC or a newline would drive the terminal or split a one-line message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -253,6 +253,31 @@ def _stream(
     return None
 
 
+def damaged_before_any_edgetpu(decoded: DecodedCapture) -> InputError | None:
+    """The error to give for a file in which no Edge TPU was found because it breaks off (a
+    lying length, garbage, a cut) before any Edge TPU traffic; None when it does not. Its
+    damage is then what is wrong with it, not a missing ``--device`` as "no Edge TPU traffic
+    found (try --device BUS.ADDR)" would tell the user."""
+    if decoded.devices:
+        return None
+    if decoded.error is not None:
+        err = decoded.error
+        return InputError(decoded.path, f"{err.message} (no Edge TPU traffic before)", err.offset)
+    if decoded.info.cut_at is not None:
+        why = "file ends in the middle of a block (no Edge TPU traffic before)"
+        return InputError(decoded.path, why, decoded.info.cut_at)
+    return None
+
+
+def _found(decoded: DecodedCapture) -> DecodedCapture:
+    """``decoded``, unless it holds no Edge TPU because the file broke off first: see
+    ``damaged_before_any_edgetpu``."""
+    damage = damaged_before_any_edgetpu(decoded)
+    if damage is not None:
+        raise damage
+    return decoded
+
+
 def decode_capture(
     path: str | Path, device: str | None = None, *, partial_ok: bool = False
 ) -> DecodedCapture:
@@ -386,13 +411,15 @@ def summarize_file(
         on_lead=on_lead if invokes is not None else None,
         file=cap.info.path,
     )
-    decoded = decode(
-        cap,
-        device,
-        partial_ok=True,
-        on_window=streamer,
-        progress=progress,
-        window_frames=window_frames,
+    decoded = _found(
+        decode(
+            cap,
+            device,
+            partial_ok=True,
+            on_window=streamer,
+            progress=progress,
+            window_frames=window_frames,
+        )
     )
     summaries = []
     for t in decoded.devices:
@@ -452,7 +479,9 @@ def timeline_file(
     summary's metrics (verdict, host invoke, execution window)."""
     keeper = _TimelineKeeper(request)
     streamer = _Streamer({}, keeper)
-    decoded = decode(path, device, partial_ok=True, on_window=streamer, window_frames=window_frames)
+    decoded = _found(
+        decode(path, device, partial_ok=True, on_window=streamer, window_frames=window_frames)
+    )
     if not decoded.devices:
         raise UsageError(f"{path}: no Edge TPU traffic found (try --device BUS.ADDR)")
     if len(decoded.devices) > 1 and device is None:
@@ -518,7 +547,9 @@ def predict_file(
     than one window is replayed whole, as ``predict_trace`` does)."""
     predictor = _Predictor(scenario_of)
     streamer = _Streamer({}, predictor)
-    decoded = decode(path, device, partial_ok=True, on_window=streamer, window_frames=window_frames)
+    decoded = _found(
+        decode(path, device, partial_ok=True, on_window=streamer, window_frames=window_frames)
+    )
     out = []
     for t in decoded.devices:
         key = (t.bus, t.address)

@@ -354,12 +354,15 @@ def _csr_counts(trace: EdgeTpuTrace, log: RequestLog) -> CsrCounts:
     first_out, last_event = log.first_out_ns, log.last_event_ns
     opening = [c for c in trace.csr if first_out is None or c.t_ns < first_out]
     closing = [c for c in trace.csr if last_event is not None and c.t_ns > last_event]
+    # by time, not by capture order: a capture's timestamps may go backwards (a clock step, a
+    # damaged record), and last minus first then gave a negative duration
+    times = [c.t_ns for c in opening]
     return CsrCounts(
         total=len(trace.csr),
         at_open=len(opening),
         at_close=len(closing),
-        open_start_ns=opening[0].t_ns if opening else None,
-        open_duration_ns=(opening[-1].t_ns - opening[0].t_ns) if opening else None,
+        open_start_ns=min(times) if times else None,
+        open_duration_ns=(max(times) - min(times)) if times else None,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from usbtrace.analysis.summary import CaptureSummary, metadata_note
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.cli.progress import bytes_read_bar, file_size
-from usbtrace.errors import InputError, UsageError
+from usbtrace.errors import InputError, UsageError, printable
 from usbtrace.pipeline import LeadSink, Progress, summarize_file
 
 
@@ -118,10 +118,8 @@ def analyse(
                 failures.append(failure)
             if found and found[0].metadata is not None and found[0].metadata.problems:
                 # untrusted metadata: what was dropped, once per file (also in its integrity)
-                print(
-                    f"usbtrace: {found[0].file}: {metadata_note(found[0].metadata)}",
-                    file=sys.stderr,
-                )
+                note = f"{found[0].file}: {metadata_note(found[0].metadata)}"
+                print(f"usbtrace: {printable(note)}", file=sys.stderr)
             summaries.extend(found)
             done += size
             if update is not None:
@@ -148,5 +146,5 @@ def analyse_inputs(
     summaries, failures = analyse(files, device, model, jobs, on_lead)
     failures = missing + failures
     for f in failures:
-        print(f"usbtrace: {f}", file=sys.stderr)
+        print(f"usbtrace: {printable(f)}", file=sys.stderr)
     return summaries, failures

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
-from usbtrace.errors import UsageError
+from usbtrace.cli.inputs import require_input
+from usbtrace.errors import UsageError, printable
 from usbtrace.report.diff import DEFAULT_THRESHOLD, OVERLAP_TOLERANCE
 
 DESCRIPTION = f"""\
@@ -48,14 +48,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold {args.threshold}: give a fraction such as 0.05")
     sides = []
     for path in (args.a, args.b):
-        if not Path(path).is_file():
-            raise UsageError(f"{path}: no such file")
+        require_input(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a cut file shows up in its integrity line
             sides.append(pick(summarize_file(path, args.device), path))
     d = diff_captures(sides[0], sides[1], args.threshold)
     for w in d.warnings:
-        print(f"usbtrace: warning: {w}", file=sys.stderr)
+        print(f"usbtrace: warning: {printable(w)}", file=sys.stderr)
     if args.json:
         json.dump(d.to_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")

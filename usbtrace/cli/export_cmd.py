@@ -10,7 +10,7 @@ from pathlib import Path
 from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.cli.flags import FormatOrLegacyPath, add_out_dir
 from usbtrace.cli.outputs import OutputGuard
-from usbtrace.errors import UsageError
+from usbtrace.errors import UsageError, printable
 from usbtrace.report.export import TABLE_NAMES, tables, write_csv_table, write_parquet_table
 from usbtrace.report.summary_table import sort_key
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     rows = sum(len(s.requests) for s in summaries)
     print(
         f"usbtrace: exported {len(summaries)} capture(s), {rows} request(s): "
-        + ", ".join(map(str, written)),
+        + printable(", ".join(map(str, written))),
         file=sys.stderr,
     )
     return 1 if failures else 0

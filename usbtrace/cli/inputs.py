@@ -7,6 +7,8 @@ import os
 import stat
 from pathlib import Path
 
+from usbtrace.errors import UsageError
+
 CAPTURE_SUFFIXES = (".pcapng", ".pcap", ".cap")
 
 
@@ -35,6 +37,21 @@ def _folder_captures(folder: str, problems: list[str]) -> list[Path]:
             except OSError as exc:  # listed, but behind a folder without search (x) permission
                 problems.append(f"{f}: {_why(exc)}")
     return sorted(found)
+
+
+def require_input(path: str) -> None:
+    """A single-capture command's input must name something: "no such file" only when there is
+    none. Standard input, a FIFO or a file behind a folder without search permission go on to the
+    reader, which reads the first two and names what is wrong with the last (``is_file()``
+    called all three "no such file")."""
+    if path == "-":
+        return
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError:
+        return
 
 
 def expand_inputs(args: list[str]) -> tuple[list[Path], list[str]]:

@@ -17,6 +17,7 @@ from itertools import accumulate
 
 from usbtrace.cli.progress import bytes_read_bar, file_size
 from usbtrace.edgetpu.trace import EdgeTpuTrace
+from usbtrace.errors import printable
 from usbtrace.pipeline import inspect
 from usbtrace.report.inspect_view import InspectRows, device_heading, json_lines, rates
 from usbtrace.report.jsonout import write_encoded
@@ -139,18 +140,18 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         decoded = inspect(args.file, args.device, emit, progress, _stop_if_unread)
     for w in caught:
-        print(f"usbtrace: warning: {w.message}", file=sys.stderr)
+        print(f"usbtrace: warning: {printable(str(w.message))}", file=sys.stderr)
     if decoded.error is not None:
-        print(f"usbtrace: {args.file}: {decoded.problems[0]}", file=sys.stderr)
+        print(f"usbtrace: {printable(args.file)}: {decoded.problems[0]}", file=sys.stderr)
     if not decoded.devices:
         others = ", ".join(f"{b}.{a}" for b, a, _ in decoded.other_devices) or "none"
         print(
-            f"usbtrace: {args.file}: no Edge TPU found (devices seen: {others}); "
+            f"usbtrace: {printable(args.file)}: no Edge TPU found (devices seen: {others}); "
             "name one with --device BUS.ADDR",
             file=sys.stderr,
         )
         return 1
     for trace in decoded.devices:
         for p in trace.problems:
-            print(f"usbtrace: {args.file}: {trace.name}: {p}", file=sys.stderr)
+            print(f"usbtrace: {printable(args.file)}: {trace.name}: {p}", file=sys.stderr)
     return 0

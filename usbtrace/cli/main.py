@@ -12,12 +12,13 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from usbtrace import __version__
 from usbtrace.allocator import tune_allocator
-from usbtrace.errors import UsbtraceError
+from usbtrace.errors import UsbtraceError, printable
 
 # Order is the order in --help.
 COMMANDS = (
@@ -72,7 +73,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A warning no command caught, said in the one-line form of every other message: Python's
+    own form is two lines naming usbtrace's source file and line, which tell the user nothing
+    (a cut capture's CaptureWarning already names the file)."""
+    text = " ".join(str(message).split())
+    print(f"usbtrace: warning: {printable(text)}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():  # restores the caller's showwarning (tests call main())
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     tune_allocator()
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
@@ -86,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a full disk behind `> file` shows here, not at interpreter exit
         return status
     except UsbtraceError as exc:
-        print(f"usbtrace: {exc}", file=sys.stderr)
+        print(f"usbtrace: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("usbtrace: interrupted", file=sys.stderr)
@@ -96,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except OSError as exc:
-        print(f"usbtrace: {_os_error_line(exc)}", file=sys.stderr)
+        print(f"usbtrace: {printable(_os_error_line(exc))}", file=sys.stderr)
         return 2
 
 

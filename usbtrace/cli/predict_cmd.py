@@ -15,7 +15,7 @@ from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.analysis.timing import VERDICT_NA, verdict_name
 from usbtrace.cli.inputs import expand_inputs
 from usbtrace.edgetpu.trace import NS
-from usbtrace.errors import InputError, UsageError
+from usbtrace.errors import InputError, UsageError, printable
 from usbtrace.pipeline import predict_file
 from usbtrace.report.jsonout import write_json
 from usbtrace.report.table import Column, render_table
@@ -181,14 +181,15 @@ def run(args: argparse.Namespace) -> int:
             failures.append(f"{f}: no Edge TPU traffic found (try --device BUS.ADDR)")
         found += got
     for msg in failures:
-        print(f"usbtrace: {msg}", file=sys.stderr)
+        print(f"usbtrace: {printable(msg)}", file=sys.stderr)
     if args.json:
         write_json({"predictions": [prediction_json(s, p) for s, p in found]})
     elif found:
         print_table(found)
         for summary, pred in found:
             for note in pred.notes:
-                print(f"usbtrace: {summary.file} ({summary.device}): {note}", file=sys.stderr)
+                line = f"{summary.file} ({summary.device}): {note}"
+                print(f"usbtrace: {printable(line)}", file=sys.stderr)
     if not found:
         return 2
     return 1 if failures else 0

@@ -11,7 +11,7 @@ from usbtrace.analysis.summary import CaptureSummary
 from usbtrace.cli.batch import add_input_arguments, analyse_inputs
 from usbtrace.cli.flags import FormatOrLegacyPath, add_output_file
 from usbtrace.cli.outputs import OutputGuard
-from usbtrace.errors import UsageError
+from usbtrace.errors import UsageError, printable
 from usbtrace.report.findings_text import print_findings
 from usbtrace.report.jsonout import CapturesJson, write_captures_json
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 write_size_csv(size_rows(summaries), stream)
             else:
                 write_csv(summaries, stream)
-    if summaries or args.json or as_csv:
+    # an empty JSON or CSV document goes to standard output (a pipeline reads valid input),
+    # but never replaces a file the user has: -o is written only when something was analysed
+    if summaries or ((args.json or as_csv) and args.output is None):
         with contextlib.ExitStack() as stack:
             out = sys.stdout
             if args.output is not None:
@@ -102,18 +104,28 @@ def order(summaries: list[CaptureSummary]) -> None:
         summaries.sort(key=lambda s: not s.lead)
 
 
+class _NothingAnalysed(Exception):
+    """Leaves ``guard.open``'s block so the file being written is dropped, not put in place."""
+
+
 def _stream_json(args: argparse.Namespace, guard: OutputGuard) -> int:
     """``--json``: the lead capture's requests written as they finish, the rest at the end."""
-    with contextlib.ExitStack() as stack:
-        out = sys.stdout
-        if args.output is not None:
-            out = stack.enter_context(guard.open(args.output, newline=""))
-        doc = CapturesJson(out)
-        summaries, failures = analyse_inputs(
-            args.files, args.device, args.model, args.jobs, on_lead=doc.requests
-        )
-        order(summaries)
-        doc.finish(summaries)
+    try:
+        with contextlib.ExitStack() as stack:
+            out = sys.stdout
+            if args.output is not None:
+                out = stack.enter_context(guard.open(args.output, newline=""))
+            doc = CapturesJson(out)
+            summaries, failures = analyse_inputs(
+                args.files, args.device, args.model, args.jobs, on_lead=doc.requests
+            )
+            order(summaries)
+            doc.finish(summaries)
+            if not summaries and args.output is not None:
+                # an empty document must not replace the file at -o (see ``run``)
+                raise _NothingAnalysed
+    except _NothingAnalysed:
+        pass
     if not summaries:
         return 2
     return 1 if failures else 0
@@ -139,4 +151,4 @@ def _emit(
         print_findings(summaries, out)
         for s in summaries:
             for p in s.integrity.problems:
-                print(f"usbtrace: {s.file} ({s.device}): {p}", file=sys.stderr)
+                print(f"usbtrace: {printable(f'{s.file} ({s.device}): {p}')}", file=sys.stderr)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from usbtrace.cli.flags import add_output_file
+from usbtrace.cli.inputs import require_input
 from usbtrace.cli.outputs import OutputGuard
 from usbtrace.errors import UsageError
 
@@ -52,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{out}: the image must end in .png or .svg")
     guard = OutputGuard([args.file], force=args.force)
     guard.check_file(out, replace=False)  # refused now, not after the analysis
-    if not Path(args.file).is_file():
-        raise UsageError(f"{args.file}: no such file")
+    require_input(args.file)
     tl = timeline_file(args.file, args.request, args.device)
     guard.write(out, functools.partial(render_timeline, tl, fmt=fmt), replace=False)
     if args.json:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 
+from usbtrace.errors import InputError, printable
+from usbtrace.formats.capture import STDIN
 from usbtrace.formats.crosscheck import compare, ours, pyshark_tally, tshark_tally
 from usbtrace.report.table import Column, render_table
 
@@ -31,16 +35,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _read_twice(path: str) -> None:
+    """Refuse what cannot be read twice. usbtrace reads the file, then Wireshark reads it
+    again: from standard input or a FIFO, Wireshark found the stream used up and the verdict
+    was "DIFFERENT" (tshark: 0 frames), or tshark waited forever on the FIFO for a writer."""
+    try:
+        mode = os.stat(path).st_mode if path != STDIN else None
+    except OSError:
+        return  # missing, unreadable: the reader says so, in its words
+    if mode is None or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(
+            path,
+            "verify reads the file twice (usbtrace, then Wireshark): give a regular file, "
+            "not standard input, a pipe or a device",
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     status = 0
     other = tshark_tally if args.engine == "tshark" else pyshark_tally
+    for path in args.files:
+        _read_twice(path)  # all of them before any is compared
     for path in args.files:
         mine = ours(path)
         theirs = other(path)
         diffs = compare(mine, theirs, ("usbtrace", args.engine))
         if diffs:
             status = 1
-            print(f"{path}: DIFFERENT from {args.engine} ({len(diffs)} difference(s))")
+            print(f"{printable(path)}: DIFFERENT from {args.engine} ({len(diffs)} difference(s))")
             for d in diffs[: args.max_differences]:
                 print(f"  {d}")
             continue

@@ -49,6 +49,7 @@ MAX_BLOCK_BYTES = 256 << 20  # a larger length field is a lie, not a packet
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 MAX_COMMENTS = 1000
+GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"  # the file name that means standard input
 FIFO_WAIT_S = 60.0  # how long a FIFO nobody writes to is waited for
 MAX_TSOFFSET_S = 9_000_000_000  # ~285 years: keeps offset + timestamp within int64 nanoseconds
@@ -594,7 +595,9 @@ def open_source(
     block forever. Pipes and FIFOs are read as streams: nothing is ever seeked.
     """
     if str(path) == STDIN:
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None:  # fd 0 closed (`<&-`): Python gives no stream at all
+            raise InputError("-", "standard input is closed, not a capture (pipe one in)")
+        if sys.stdin.isatty():
             raise InputError("-", "standard input is a terminal, not a capture (pipe one in)")
         return sys.stdin.buffer, 0, "-"
     path = Path(path)
@@ -692,6 +695,12 @@ class Capture:
                 self.info.interfaces.append(Interface(1, LINKTYPE_TEXT, 0, name="usbmon text"))
                 # the text reader starts from the first byte: put back what was read
                 self._text_stream = io.BufferedReader(_Prefixed(head, self.stream))
+        if fmt is None and head.startswith(GZIP_MAGIC):
+            # Wireshark reads compressed captures, so such files are about: say what they are
+            self.close()
+            raise InputError(
+                self.path, "is gzip-compressed, which usbtrace does not read: gunzip it first", 0
+            )
         if fmt is None:
             self.close()
             raise InputError(

@@ -163,7 +163,6 @@ class CaptureMetadata:
 
 # -- the schema: one check per known key, returning None (valid) or why not --------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # also terminal escapes: the text is printed
 _SEPARATOR = re.compile(r"[/\\]")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -186,7 +185,9 @@ def _text(value: Any) -> str | None:
         return f"is not a string ({_kind(value)})"
     if not 0 < len(value) <= MAX_TEXT:
         return f"has {len(value)} characters (1..{MAX_TEXT})"
-    if _CONTROL.search(value):
+    if not value.isprintable():
+        # the text is printed: C0/C1 controls carry terminal escapes, and format characters
+        # (U+202E turns the rest of a table line around) and line separators are honoured too
         return "holds control characters"
     return None
 
@@ -347,7 +348,12 @@ def _kind(value: Any) -> str:
 
 
 def _short(key: str) -> str:
-    return repr(key[:40] + "…") if len(key) > 40 else key
+    """A key as a problem names it. Problems are printed to the terminal, so a key holding
+    control characters (an escape sequence, a newline) is quoted as repr() escapes it, never
+    shown raw."""
+    if len(key) > 40:
+        return repr(key[:40] + "…")
+    return key if key.isprintable() else repr(key)
 
 
 # -- parsing with limits ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TextIO
 
 from usbtrace.analysis.summary import CaptureSummary
+from usbtrace.errors import printable
 
 
 def print_findings(summaries: list[CaptureSummary], stream: TextIO) -> None:
@@ -15,7 +16,7 @@ def print_findings(summaries: list[CaptureSummary], stream: TextIO) -> None:
     for s in summaries:
         if not s.findings:
             continue
-        stream.write(f"{Path(s.file).name} ({s.device}):\n")
+        stream.write(f"{printable(Path(s.file).name)} ({s.device}):\n")
         for f in s.findings:
             cost = f" [{f.total_ms:,.1f} ms in this capture]" if f.total_ms else ""
             stream.write(f"  - {f.text}{cost}\n")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
+import stat
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -131,12 +133,25 @@ def timeline_files(
     return files[:MAX_TIMELINES]
 
 
+def _read_again(file: str) -> bool:
+    """Whether the capture can be read a second time (a regular file), for its timeline."""
+    try:
+        return file != "-" and stat.S_ISREG(os.stat(file).st_mode)
+    except OSError:
+        return True  # gone or unreadable now: timeline_file says what is wrong
+
+
 def _timelines(files: Sequence[tuple[str, str]]) -> tuple[list[Timeline], list[str]]:
     """The timelines that could be built, and a note for each that could not."""
     from usbtrace.pipeline import timeline_file  # the pipeline renders with this module's kin
 
     out, notes = [], []
     for file, device in files:
+        if not _read_again(file):
+            # standard input or a FIFO was used up by the summary: reading it again found it
+            # empty, or waited a minute for a FIFO writer that never came
+            notes.append(f"no timeline for {file} ({device}): a pipe can be read only once")
+            continue
         try:
             out.append(timeline_file(file, None, device))
         except UsbtraceError as exc:

@@ -26,6 +26,7 @@ from usbtrace.edgetpu.trace import (
     tag_name,
 )
 from usbtrace.edgetpu.wire import interrupt_names
+from usbtrace.errors import printable
 from usbtrace.report.jsonout import encode_numbers, encode_strings
 from usbtrace.usb.devices import StandardRequest
 
@@ -335,7 +336,7 @@ def device_heading(path: str, trace: EdgeTpuTrace) -> str:
     )
     speed = trace.link_speed or "unknown"
     return (
-        f"{path}: Edge TPU {trace.name} ({ids}, found by {trace.identified_by}), "
+        f"{printable(path)}: Edge TPU {trace.name} ({ids}, found by {trace.identified_by}), "
         f"link {speed}{' (' + trace.link_speed_source + ')' if trace.link_speed_source else ''}"
         f"{', multi-endpoint mode' if trace.multi_ep else ''}"
     )

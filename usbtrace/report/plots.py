@@ -10,6 +10,7 @@ captured at a single size is no sweep: its values are labelled bars, with no siz
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +199,12 @@ def render(spec: PlotSpec, path: Path | IO[bytes], fmt: str | None = None) -> Pa
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     try:
         draw(ax, spec)
-        fig.tight_layout()
+        with warnings.catch_warnings():
+            # a label from a capture's metadata may be too long for any tight layout (255
+            # characters): matplotlib then warns over several lines of stderr and draws the
+            # figure as it is, which is all that can be done
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout()
         fig.savefig(path, format=fmt)
     finally:
         plt.close(fig)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from usbtrace.errors import printable
+
 
 @dataclass(frozen=True)
 class Column:
@@ -50,16 +52,24 @@ def render_table(
     stream = stream or sys.stdout
     if rich_output is None:
         rich_output = wants_rich(stream)
+    # cells hold file names and metadata labels: never a raw control character on the terminal
+    rows = [[printable(cell) for cell in r] for r in rows]
+    title = None if title is None else printable(title)
     if rich_output:
         from rich import box
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = Console(file=stream)
         keep = _fit(columns, rows, console.width)
         # no rules between columns and no padding: wide tables must still fit a terminal
         table = Table(
-            title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0)
+            title=None if title is None else Text(title),
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 0),
         )
         for i in keep:
             c = columns[i]
@@ -69,7 +79,9 @@ def render_table(
                 no_wrap=True,
             )
         for r in rows:
-            table.add_row(*(r[i] for i in keep))
+            # Text, not str: rich reads "[...]" in a str as markup ("[link=...]" in a label
+            # became a terminal hyperlink, an unmatched "[/x]" a MarkupError)
+            table.add_row(*(Text(r[i]) for i in keep))
         console.print(table)
         if len(keep) < len(columns):
             left_out = ", ".join(columns[i].title for i in range(len(columns)) if i not in keep)

@@ -263,7 +263,8 @@ def render_timeline(
             if note:
                 ax.text(span * 1.01, y, note, va="center", fontsize="small")
         ax.set_yticks(range(len(lanes)), [lane.name for lane in lanes])
-        ax.set_xlim(min(0.0, *(b / ms for b in _starts(tl))), span * 1.3)
+        # min() of one float raises: a request cut before any URB completed has no start
+        ax.set_xlim(min([0.0, *(b / ms for b in _starts(tl))]), span * 1.3)
         ax.set_xlabel(
             "ms from the request's first bulk-OUT submit (shaded: execution window, "
             "last input URB done -> request end)"
