@@ -54,10 +54,11 @@ Needs root, or membership of the wireshark group with read access to /dev/usbmon
 EPILOG = """\
 examples:
   usbtrace capture --model conv_300
-  usbtrace capture --model models/mine_edgetpu.tflite --count 20 --warmup 2 --label usb2
-  usbtrace capture --backend replay:captures/conv_50.pcapng --count 5 --bus 1 --out /run/out
+  usbtrace capture --model my_edgetpu.tflite --count 20 --warmup 2 --label usb2
+  usbtrace capture --backend replay:captures/sample-synthetic-dense.pcapng \\
+      --count 5 --bus 1 --out-dir /run/out
   usbtrace capture --label cam -- python3 my_camera_loop.py --frames 100
-  usbtrace capture --duration 30                  # attach: whatever runs now, for 30 s"""
+  usbtrace capture --duration 30         # attach: whatever runs now, for 30 s"""
 
 INTERFACE_ENV = "USBTRACE_CAPTURE_INTERFACE"
 _LABEL = re.compile(r"^[A-Za-z0-9._+-]+$")
@@ -72,7 +73,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="capture a model run on a Coral USB Accelerator and summarize it",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--model",

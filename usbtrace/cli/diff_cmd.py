@@ -24,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "diff",
         help="compare two runs of a model: bytes, latency, overlap, verdict; flags regressions",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("a", metavar="A", help="baseline capture")
     p.add_argument("b", metavar="B", help="capture to compare with A")

@@ -41,14 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="list logical transfers, events, outputs and CSR accesses of a capture",
         description=(
-            "Decode one usbmon capture (pcap or pcapng; - reads standard input) and print, in "
+            "Decode one capture (any format summarize reads; - reads a usbmon pcap or pcapng "
+            "from standard input) and print, in "
             "time order, one line per Edge TPU logical bulk-OUT transfer (tag, length), "
             "completion event, output, interrupt, CSR read/write and firmware-download block. "
             "Times are seconds from the first record of the capture. Lines are printed as "
             "the capture is read."
         ),
     )
-    p.add_argument("file", help="capture file (.pcapng or .pcap, usbmon link type 220 or 189)")
+    p.add_argument("file", help="capture file, or - for standard input")
     p.add_argument("--device", metavar="BUS.ADDR", help="decode this device (default: find it)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.set_defaults(func=run)

@@ -36,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="predict latency on another link, clock, or with all parameters cached",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="captures or folders of captures")
     p.add_argument("--device", metavar="BUS.ADDR", help="predict this device only")

@@ -32,7 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "summarize",
         help="per-capture table: bytes per phase, latency, streaming overlap, verdict",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
     p.add_argument("--per-inference", action="store_true", help="add one row per request")

@@ -25,13 +25,13 @@ CPU_BASELINE_KEY = "cpu_baseline_s"
 
 DESCRIPTION = """\
 Capture one model size after another: for each size, `usbtrace capture --model FAMILY_SIZE`
-runs into OUT/LABEL/ (default captures/LABEL/; without --label, captures/FAMILY/), with one
+runs into DIR/LABEL/ (default captures/LABEL/; without --label, captures/FAMILY/), with one
 progress bar over the whole sweep. --cpu-baseline also times the same model on the CPU (the
 uncompiled FAMILY_SIZE.tflite in a TFLite interpreter without the Edge TPU delegate, no capture
 running) and stores the median seconds per inference in the capture's metadata as cpu_baseline_s,
 which `summarize --by-size` turns into a speed-up. Every model is looked up before the first
 capture, so a typo fails at once. A size that fails is reported and the sweep goes on; exit
-status 1 when any size failed. Afterwards: usbtrace summarize OUT/LABEL --by-size, usbtrace plot,
+status 1 when any size failed. Afterwards: usbtrace summarize DIR/LABEL --by-size, usbtrace plot,
 usbtrace report."""
 
 
@@ -211,20 +211,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="capture every size of a model family (conv/dense), optionally with a CPU baseline",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--family", required=True, choices=FAMILIES, help="model family")
     p.add_argument("--sizes", required=True, metavar="N,N,...", help="sizes, e.g. 10,25,50,100")
-    p.add_argument("--count", type=int, default=5, metavar="N", help="inferences per capture")
-    p.add_argument("--warmup", type=int, default=1, metavar="N", help="warm-up inferences")
+    p.add_argument("--count", type=int, default=5, metavar="N", help="inferences per capture (5)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N", help="warm-up inferences (1)")
     p.add_argument("--label", metavar="L", help="run label (e.g. usb3, usb2, 5W): the subfolder")
     p.add_argument(
-        "--out-dir", dest="out", default="captures", metavar="DIR", help="root folder (captures)"
+        "--out-dir", dest="out", default="captures", metavar="DIR", help="root folder (captures/)"
     )
     p.add_argument("--out", action=Deprecated, use="--out-dir")
     p.add_argument("--cpu-baseline", action="store_true", help="also time each model on the CPU")
-    p.add_argument("--backend", default="auto", help="capture backend (see usbtrace capture)")
-    p.add_argument("--bus", type=int, metavar="N", help="USB bus of the Edge TPU")
+    p.add_argument("--backend", default="auto", help="capture backend (auto; see usbtrace capture)")
+    p.add_argument("--bus", type=int, metavar="N", help="USB bus (default: the Edge TPU's)")
     p.set_defaults(func=run)
 
 
