@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
 from usbtrace.errors import UsageError
 from usbtrace.report.diff import DEFAULT_THRESHOLD, OVERLAP_TOLERANCE
+from usbtrace.report.table import terminal_width
 
 DESCRIPTION = f"""\
 Compare capture B against baseline A (two runs of the same model): bytes per inference by phase
@@ -60,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_diff(d)
-        print(summary_line(d))
+        width = terminal_width()
+        line = summary_line(d)
+        print(line if width is None else textwrap.fill(line, width, subsequent_indent="  "))
     return 1 if d.regressions else 0
