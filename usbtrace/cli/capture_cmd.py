@@ -44,7 +44,7 @@ On a terminal a live view (stderr) shows requests, inferences per second, latenc
 bytes per inference, the verdict and integrity warnings as dumpcap writes; --no-live turns it
 off (it is off when stderr is not a terminal).
 
-Backends: tflite (tflite-runtime or ai-edge-litert with libedgetpu's delegate), pycoral
+Backends: tflite (ai-edge-litert, else tflite-runtime, with libedgetpu's delegate), pycoral
 (Google's, from the Coral apt repository; PyPI's pycoral is unrelated), replay:CAPTURE
 (re-issues a recorded session's transfers with pyusb; refuses a real Edge TPU when the
 recording's payloads were cut by its snaplen). auto picks tflite, else pycoral.

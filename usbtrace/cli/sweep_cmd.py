@@ -168,23 +168,23 @@ def _capture_with_runner(step: SweepStep) -> Path:
 
 def _cpu_time_tflite(model: Path, count: int) -> float:
     """Median wall time of ``count`` invokes in a TFLite interpreter without any delegate."""
-    interpreter_cls = None
-    for module_name in ("tflite_runtime.interpreter", "ai_edge_litert.interpreter"):
-        try:
-            module = __import__(module_name, fromlist=["Interpreter"])
-        except ImportError:
-            continue
-        interpreter_cls = module.Interpreter
-        break
-    if interpreter_cls is None:
+    from usbtrace.capture.backends.tflite import (
+        NUMPY_ABI_ERRORS,
+        find_interpreter_module,
+        numpy_abi_hint,
+    )
+
+    found = find_interpreter_module()  # the capture backend's module, in its order
+    if found is None:
         raise UsageError(
             "--cpu-baseline needs a TFLite interpreter "
-            "(pip install tflite-runtime, or ai-edge-litert on newer Pythons)"
+            "(pip install ai-edge-litert; tflite-runtime works with numpy 1 only)"
         )
+    module, dist = found
     import numpy as np
 
     try:
-        interp = interpreter_cls(model_path=str(model))
+        interp = module.Interpreter(model_path=str(model))
         interp.allocate_tensors()
         inp = interp.get_input_details()[0]
         interp.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=inp["dtype"]))
@@ -196,6 +196,8 @@ def _cpu_time_tflite(model: Path, count: int) -> float:
             times.append(time.perf_counter() - t0)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"{model}: the CPU interpreter failed: {exc}") from None
+    except NUMPY_ABI_ERRORS as exc:
+        raise UsageError(f"{model}: {numpy_abi_hint(dist, exc)}") from None
     return statistics.median(times)
 
 
