@@ -29,8 +29,13 @@ REFERENCE = {"conv_50": (40.7, 43.6), "dense_300": (9.4, 95.3)}  # ms: USB 3, US
 
 def main() -> None:
     here = Path(__file__).resolve().parents[1]
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", default=os.environ.get("USBTRACE_SHARED", here.parent / "shared"))
+    # the docstring's first paragraph: its first line alone stopped mid-sentence
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument(
+        "--shared",
+        default=os.environ.get("USBTRACE_SHARED", here.parent / "shared"),
+        help="the reference material (default: ../shared, or $USBTRACE_SHARED)",
+    )
     args = ap.parse_args()
     runs = []
     for name, (usb3, usb2) in REFERENCE.items():

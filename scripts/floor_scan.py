@@ -12,8 +12,8 @@ the work cannot be skipped.
 
 from __future__ import annotations
 
+import argparse
 import mmap
-import sys
 
 import numpy as np
 
@@ -51,4 +51,6 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", help="a usbmon pcapng capture")
+    main(parser.parse_args().file)

@@ -10,6 +10,7 @@ Deterministic: running it again rewrites the same bytes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import struct
@@ -178,6 +179,10 @@ def build() -> dict[str, dict]:
 
 
 def main() -> int:
+    # --help must not rewrite the corpus: it takes no options, but says what it does
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     CORPUS.mkdir(parents=True, exist_ok=True)
     expected = build()
     (CORPUS / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import sys
 import pytest
 from builders import CaptureBuilder, inference
 
+from usbtrace.cli.main import COMMANDS, main
 from usbtrace.edgetpu import constants as C
 
 
@@ -23,6 +26,42 @@ def test_help_lists_commands():
     assert r.returncode == 0
     for cmd in ("summarize", "inspect", "verify"):
         assert cmd in r.stdout
+
+
+HELP_PAGES = [
+    (),
+    *[(c,) for c in COMMANDS],
+    *[("models", a) for a in ("list", "build", "compile", "inspect")],
+    *[("wireshark", a) for a in ("install", "uninstall", "path", "fields", "lua")],
+]
+
+
+def _help(words: tuple[str, ...], monkeypatch, columns: int) -> str:
+    monkeypatch.setenv("COLUMNS", str(columns))  # what argparse reads the width from
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stop:
+        main([*words, "--help"])
+    assert stop.value.code == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("words", HELP_PAGES, ids=lambda w: " ".join(w) or "usbtrace")
+def test_every_help_fits_an_80_column_terminal(words, monkeypatch):
+    text = _help(words, monkeypatch, 80)
+    wide = [line for line in text.splitlines() if len(line) > 80]
+    assert not wide, wide
+    assert "usage: usbtrace" in text
+
+
+def test_help_prose_follows_the_width_and_keeps_its_paragraphs(monkeypatch):
+    """Descriptions are re-wrapped, not printed as written: narrow on a narrow terminal, and on a
+    wide one a paragraph is not broken where the source broke it; indented examples stay."""
+    narrow = _help(("capture",), monkeypatch, 60)
+    description = narrow.split("\n\n", 1)[1].split("\npositional arguments:")[0]
+    assert max(len(line) for line in description.splitlines()) <= 60
+    wide = _help(("capture",), monkeypatch, 200)
+    assert "into one pcapng file, then print its summary.\n\nChecks the host first" in wide
+    assert "\n  usbtrace capture --model conv_300\n" in wide
 
 
 @pytest.fixture

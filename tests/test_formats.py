@@ -174,6 +174,29 @@ def test_real_capture_converted_gives_the_same_requests_and_bytes(name, fmt, tmp
         }
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_reads_from_standard_input(fmt, synthetic) -> None:
+    """``-`` is told by content too (README "Capture formats"): a pipe gives the file's
+    analysis, the metadata a pcapng carries at its end included."""
+    _, files, _ = synthetic["dense_300"]
+    with open(files[fmt], "rb") as stdin:
+        run = subprocess.run(
+            [sys.executable, "-m", "usbtrace", "summarize", "--json", "-"],
+            stdin=stdin,
+            capture_output=True,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr
+    piped = json.loads(run.stdout)
+    from_file = summarize_json(files[fmt])
+    for cap, other in zip(piped["captures"], from_file["captures"]):
+        assert cap.pop("file") == "-"
+        if other["model_source"] == "file name (guess)":  # a pipe has no name to guess from
+            assert (cap["model"], cap["model_source"]) == (None, None)
+            cap["model"], cap["model_source"] = other["model"], other["model_source"]
+    assert piped == from_file
+
+
 def test_format_is_found_by_content_not_by_name(synthetic, tmp_path) -> None:
     _, files, _ = synthetic["conv_50"]
     disguised = tmp_path / "capture.pcapng"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builders import CaptureBuilder, inference
+from conftest import SHARED_HINT
 
 from lab.synthetic import PRESETS, preset, write_session
 from usbtrace import pipeline
@@ -193,7 +194,7 @@ REAL_CASES = [
 def test_real_captures_give_the_old_timelines(name, device, least):
     path = REAL / f"{name}.pcapng"
     if not path.exists():
-        pytest.skip(f"real capture missing: {path} (see shared/README.md)")
+        pytest.skip(f"real capture missing: {path} ({SHARED_HINT})")
     assert _same_as_old(path) + _same_as_old(path, device) >= 2 * least
 
 

@@ -44,7 +44,7 @@ On a terminal a live view (stderr) shows requests, inferences per second, latenc
 bytes per inference, the verdict and integrity warnings as dumpcap writes; --no-live turns it
 off (it is off when stderr is not a terminal).
 
-Backends: tflite (tflite-runtime or ai-edge-litert with libedgetpu's delegate), pycoral
+Backends: tflite (ai-edge-litert, else tflite-runtime, with libedgetpu's delegate), pycoral
 (Google's, from the Coral apt repository; PyPI's pycoral is unrelated), replay:CAPTURE
 (re-issues a recorded session's transfers with pyusb; refuses a real Edge TPU when the
 recording's payloads were cut by its snaplen). auto picks tflite, else pycoral.
@@ -54,10 +54,11 @@ Needs root, or membership of the wireshark group with read access to /dev/usbmon
 EPILOG = """\
 examples:
   usbtrace capture --model conv_300
-  usbtrace capture --model models/mine_edgetpu.tflite --count 20 --warmup 2 --label usb2
-  usbtrace capture --backend replay:captures/conv_50.pcapng --count 5 --bus 1 --out /run/out
+  usbtrace capture --model my_edgetpu.tflite --count 20 --warmup 2 --label usb2
+  usbtrace capture --backend replay:captures/sample-synthetic-dense.pcapng \\
+      --count 5 --bus 1 --out-dir /run/out
   usbtrace capture --label cam -- python3 my_camera_loop.py --frames 100
-  usbtrace capture --duration 30                  # attach: whatever runs now, for 30 s"""
+  usbtrace capture --duration 30         # attach: whatever runs now, for 30 s"""
 
 INTERFACE_ENV = "USBTRACE_CAPTURE_INTERFACE"
 _LABEL = re.compile(r"^[A-Za-z0-9._+-]+$")
@@ -72,7 +73,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="capture a model run on a Coral USB Accelerator and summarize it",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--model",

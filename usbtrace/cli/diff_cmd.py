@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 
 from usbtrace.cli.inputs import require_input
 from usbtrace.errors import UsageError, printable
 from usbtrace.report.diff import DEFAULT_THRESHOLD, OVERLAP_TOLERANCE
+from usbtrace.report.table import terminal_width
 
 DESCRIPTION = f"""\
 Compare capture B against baseline A (two runs of the same model): bytes per inference by phase
@@ -24,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "diff",
         help="compare two runs of a model: bytes, latency, overlap, verdict; flags regressions",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("a", metavar="A", help="baseline capture")
     p.add_argument("b", metavar="B", help="capture to compare with A")
@@ -60,5 +61,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_diff(d)
-        print(summary_line(d))
+        width = terminal_width()
+        line = summary_line(d)
+        print(line if width is None else textwrap.fill(line, width, subsequent_indent="  "))
     return 1 if d.regressions else 0

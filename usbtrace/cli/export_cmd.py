@@ -33,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="write per-request and per-capture tables as Parquet or CSV",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
     p.add_argument(

@@ -11,6 +11,7 @@ import argparse
 import errno
 import select
 import sys
+import textwrap
 import warnings
 from collections.abc import Iterator
 from itertools import accumulate
@@ -21,7 +22,7 @@ from usbtrace.errors import printable
 from usbtrace.pipeline import inspect
 from usbtrace.report.inspect_view import InspectRows, device_heading, json_lines, rates
 from usbtrace.report.jsonout import write_encoded
-from usbtrace.report.table import Column, fmt_bytes, fmt_rate
+from usbtrace.report.table import Column, fmt_bytes, fmt_rate, terminal_width
 from usbtrace.usb.link import link_ceiling_Bps
 
 COLUMNS = (
@@ -37,6 +38,25 @@ COLUMNS = (
 )
 # minimum widths of the streamed table (a longer cell widens its column from there on)
 WIDTHS = [10, 7, 3, 4, 40, 10, 11, 7, 0]
+KIND = 4
+# on a terminal: what the kind column needs at least (most kinds are shorter; a longer one is
+# cut, as the tables cut cells) and what a note takes; columns of the lowest priority are left
+# out until a row fits the width (rows of the plain pipe layout are over 100 columns)
+TERMINAL_KIND, TERMINAL_NOTE = 30, 12
+
+
+def terminal_layout(width: int) -> tuple[list[int], int]:
+    """The columns a ``width``-column terminal shows, and the width of the kind column."""
+    need = [max(len(c.title), w) for c, w in zip(COLUMNS, WIDTHS)]
+    need[KIND], need[-1] = TERMINAL_KIND, TERMINAL_NOTE
+    keep = list(range(len(COLUMNS)))
+
+    def total() -> int:
+        return sum(need[i] for i in keep) + 2 * (len(keep) - 1)
+
+    while total() > width and len(keep) > 1:
+        keep.remove(min((i for i in keep if i != KIND), key=lambda i: COLUMNS[i].priority))
+    return keep, need[KIND] + max(width - total(), 0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,14 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="list logical transfers, events, outputs and CSR accesses of a capture",
         description=(
-            "Decode one usbmon capture (pcap or pcapng; - reads standard input) and print, in "
+            "Decode one capture (any format summarize reads; - reads a usbmon pcap or pcapng "
+            "from standard input) and print, in "
             "time order, one line per Edge TPU logical bulk-OUT transfer (tag, length), "
             "completion event, output, interrupt, CSR read/write and firmware-download block. "
             "Times are seconds from the first record of the capture. Lines are printed as "
             "the capture is read."
         ),
     )
-    p.add_argument("file", help="capture file (.pcapng or .pcap, usbmon link type 220 or 189)")
+    p.add_argument("file", help="capture file, or - for standard input")
     p.add_argument("--device", metavar="BUS.ADDR", help="decode this device (default: find it)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.set_defaults(func=run)
@@ -60,17 +81,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 class _Table:
     """The plain table, written a block of rows at a time, a heading per device."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, width: int | None = None) -> None:
+        """``width``: a terminal's, which the rows are fitted to; None (a pipe, a file): every
+        column, whole."""
         self.path = path
+        self.width = width
         self.device: str | None = None
         self.widths = list(WIDTHS)
+        self.keep = list(range(len(COLUMNS)))
+        self.kind_width: int | None = None
+        if width is not None:
+            self.keep, self.kind_width = terminal_layout(width)
+            self.widths[KIND] = self.kind_width
+        self.columns = [COLUMNS[i] for i in self.keep]
 
     def __call__(self, trace: EdgeTpuTrace, rows: InspectRows, t0: int) -> None:
         out = sys.stdout
         if trace.name != self.device:
             self.device = trace.name
-            out.write(f"# {device_heading(self.path, trace)}\n")
-            out.write(self._line([c.title for c in COLUMNS]) + "\n")
+            heading = f"# {device_heading(self.path, trace)}"
+            if self.width is not None:
+                heading = textwrap.fill(heading, self.width, subsequent_indent="#   ")
+            out.write(heading + "\n")
+            if len(self.keep) < len(COLUMNS):
+                left_out = ", ".join(c.title for c in COLUMNS if c not in self.columns)
+                out.write(f"(too narrow for: {left_out}; widen the terminal or pipe it)\n")
+            out.write(self._line([c.title for c in self.columns]) + "\n")
         rows = rows.in_storage_order()
         cells = [
             [f"{(t - t0) / 1e9:.6f}" for t in rows.t_ns.tolist()],
@@ -83,6 +119,10 @@ class _Table:
             [fmt_rate(r) for r in rates(rows, link_ceiling_Bps(trace.link_speed))],
             rows.note,
         ]
+        if self.kind_width is not None:
+            w = self.kind_width
+            cells[KIND] = [k if len(k) <= w else k[: w - 1] + "…" for k in cells[KIND]]
+        cells = [cells[i] for i in self.keep]
         out.write("".join(line + "\n" for line in self._lines(cells)))
         out.flush()
 
@@ -93,7 +133,7 @@ class _Table:
         """Lines of cells given a column at a time; a column widens from the row whose cell
         is longer than any before it, and stays that wide."""
         padded = []
-        for i, (c, cells) in enumerate(zip(COLUMNS, columns)):
+        for i, c, cells in zip(self.keep, self.columns, columns):
             widths = list(accumulate(map(len, cells), max, initial=self.widths[i]))
             self.widths[i] = widths[-1]
             pad = str.rjust if c.align == "right" else str.ljust
@@ -121,7 +161,7 @@ def _stop_if_unread() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    table = _Table(args.file)
+    table = _Table(args.file, terminal_width())
 
     def emit(trace: EdgeTpuTrace, rows: InspectRows, t0: int) -> None:
         if args.json:

@@ -11,7 +11,9 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +46,38 @@ completion, tells what bounds each inference (the link, the device or the host),
 what another link, clock or caching would gain."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions and epilogs as the modules write them, fitted to the terminal: argparse's
+    default joins all paragraphs into one, and its raw formatter prints lines as written,
+    wider than an 80-column terminal. Here each paragraph's plain lines are re-wrapped to the
+    width, and indented lines (examples, a list of actions) are kept line for line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in re.split(r"\n[ \t]*\n", text.strip("\n")):
+            runs: list[list[str]] = []  # consecutive lines that are all prose, or all indented
+            for line in paragraph.splitlines():
+                if runs and runs[-1][0][:1].isspace() == line[:1].isspace():
+                    runs[-1].append(line)
+                else:
+                    runs.append([line])
+            paragraphs.append(
+                "\n".join(
+                    "\n".join(indent + line for line in run)
+                    if run[0][:1].isspace()
+                    else textwrap.fill(
+                        " ".join(" ".join(run).split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_on_hyphens=False,
+                    )
+                    for run in runs
+                )
+            )
+        return "\n\n".join(paragraphs)
+
+
 class Parser(argparse.ArgumentParser):
     """Long options only as spelled (and their declared deprecated aliases): argparse would take
     any unambiguous prefix, so ``export --out`` meant ``--out-dir`` and a later option sharing
@@ -52,6 +86,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
 
@@ -62,7 +97,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="usbtrace",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"usbtrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

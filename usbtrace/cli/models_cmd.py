@@ -25,12 +25,16 @@ from usbtrace.models.inspect import ModelSummary, inspect_model
 DESCRIPTION = """\
 The study's benchmark models and compiled-model introspection.
 
-  list       the catalog (conv_N, dense_N, mobilenet_v1, mobilenet_v2, ssd_mobilenet_v1) with
-             what is built and compiled, and the bytes each compiled model moves over USB
-  build      write full-integer int8 .tflite files for catalog entries (no TensorFlow needed)
-  compile    run Google's edgetpu_compiler -s on them (must be on PATH) and keep its report
-  inspect    read the Edge TPU package(s) inside a *_edgetpu.tflite file: executables, caching
-             token, instruction/parameter/input/output bytes, and the DMA transfer order
+  list     the catalog (conv_N, dense_N, mobilenet_v1, mobilenet_v2,
+           ssd_mobilenet_v1): what is built and compiled, and the bytes each
+           compiled model moves over USB
+  build    write full-integer int8 .tflite files for catalog entries (no
+           TensorFlow needed)
+  compile  run Google's edgetpu_compiler -s on them (must be on PATH) and keep
+           its report
+  inspect  read the Edge TPU package(s) inside a *_edgetpu.tflite file:
+           executables, caching token, instruction/parameter/input/output
+           bytes, and the DMA transfer order
 
 Models live in models/ of the checkout (override with $USBTRACE_MODELS_DIR)."""
 
@@ -40,11 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="benchmark model catalog: list, build, compile, inspect",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
 
-    p = sub.add_parser("list", help="catalog entries and their build/compile status")
+    p = sub.add_parser(
+        "list",
+        help="catalog entries and their build/compile status",
+        description="List the catalog's models: whether each is built and compiled in the "
+        "models folder, the parameter bytes a compiled one caches on chip and streams with "
+        "every inference, and its instruction bytes per inference.",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_list)
 
@@ -55,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "TFLite flatbuffers (random int8 weights, fixed seed; conv_300 takes well under a second). "
         "NAME is a catalog name (conv_300), a family (conv = every conv_N) or --all.",
     )
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("names", nargs="*", metavar="NAME", help="catalog names or families")
     p.add_argument("--all", action="store_true", help="build every catalog entry")
     p.add_argument(
         "--out-dir",
@@ -75,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "as NAME_edgetpu.compiler.txt and summarize it: on-chip memory used/remaining for "
         "caching, off-chip memory for streaming, and operators not mapped to the Edge TPU.",
     )
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("names", nargs="*", metavar="NAME", help="catalog names or .tflite files")
     p.add_argument("--all", action="store_true", help="compile every catalog entry")
     p.set_defaults(func=run_compile)
 

@@ -28,11 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plot",
         help="graphs across model sizes: latency, streamed bytes, overlap, rate, TOPS",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p, jobs=False)
     add_out_dir(p, "folder for the images (created if missing)", old=("-o", "--out"))
-    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format")
+    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format (png)")
     p.add_argument("--json", action="store_true", help="print the plotted data as JSON")
     p.set_defaults(func=run)
 

@@ -36,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="predict latency on another link, clock, or with all parameters cached",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="captures or folders of captures")
     p.add_argument("--device", metavar="BUS.ADDR", help="predict this device only")
@@ -126,17 +125,19 @@ def per_inference_ms(pred: Prediction) -> str:
 
 def print_table(found: list[tuple[CaptureSummary, Prediction]]) -> None:
     """One row per device and scenario, from the typed summary and prediction."""
+    # on a narrow terminal the prediction stays and the file name goes first (the model says
+    # which capture it is); without priorities the right-most columns, the answer, went first
     columns = [
-        Column("file"),
-        Column("model"),
-        Column("link"),
-        Column("clock"),
-        Column("cache all"),
-        Column("measured", "right"),
-        Column("predicted", "right"),
+        Column("file", priority=55),
+        Column("model", priority=90),
+        Column("link", priority=85),
+        Column("clock", priority=65),
+        Column("cache all", priority=60),
+        Column("measured", "right", priority=95),
+        Column("predicted", "right", priority=100),
         Column("p90", "right", priority=50),
-        Column("change", "right"),
-        Column("verdict"),
+        Column("change", "right", priority=97),
+        Column("verdict", priority=80),
         Column("per inference (ms)", priority=40),
     ]
     rows = []

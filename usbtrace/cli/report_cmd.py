@@ -23,11 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report",
         help="one self-contained HTML page: size table, plots, timelines, integrity",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p, jobs=False)
     add_output_file(p, "page to write (required)", metavar="OUT.html", old="--out")
-    p.add_argument("--title", default="usbtrace report", help="page title")
+    p.add_argument("--title", default="usbtrace report", help="page title (usbtrace report)")
     p.add_argument(
         "--force", action="store_true", help="overwrite OUT if it exists (never a capture)"
     )

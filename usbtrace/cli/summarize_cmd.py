@@ -15,6 +15,7 @@ from usbtrace.errors import UsageError, printable
 from usbtrace.report.findings_text import print_findings
 from usbtrace.report.jsonout import CapturesJson, write_captures_json
 from usbtrace.report.summary_table import print_summary_table, sort_key, write_csv
+from usbtrace.report.table import terminal_width
 
 DESCRIPTION = """\
 Analyse usbmon captures of a Coral Edge TPU. Each request on the device (closed by a completion
@@ -32,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "summarize",
         help="per-capture table: bytes per phase, latency, streaming overlap, verdict",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input_arguments(p)
     p.add_argument("--per-inference", action="store_true", help="add one row per request")
@@ -148,7 +148,7 @@ def _emit(
         write_captures_json(summaries, out)
     else:
         print_summary_table(summaries, per_request=args.per_inference, stream=out)
-        print_findings(summaries, out)
+        print_findings(summaries, out, terminal_width(out))
         for s in summaries:
             for p in s.integrity.problems:
                 print(f"usbtrace: {printable(f'{s.file} ({s.device}): {p}')}", file=sys.stderr)

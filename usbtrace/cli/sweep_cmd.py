@@ -25,13 +25,13 @@ CPU_BASELINE_KEY = "cpu_baseline_s"
 
 DESCRIPTION = """\
 Capture one model size after another: for each size, `usbtrace capture --model FAMILY_SIZE`
-runs into OUT/LABEL/ (default captures/LABEL/; without --label, captures/FAMILY/), with one
+runs into DIR/LABEL/ (default captures/LABEL/; without --label, captures/FAMILY/), with one
 progress bar over the whole sweep. --cpu-baseline also times the same model on the CPU (the
 uncompiled FAMILY_SIZE.tflite in a TFLite interpreter without the Edge TPU delegate, no capture
 running) and stores the median seconds per inference in the capture's metadata as cpu_baseline_s,
 which `summarize --by-size` turns into a speed-up. Every model is looked up before the first
 capture, so a typo fails at once. A size that fails is reported and the sweep goes on; exit
-status 1 when any size failed. Afterwards: usbtrace summarize OUT/LABEL --by-size, usbtrace plot,
+status 1 when any size failed. Afterwards: usbtrace summarize DIR/LABEL --by-size, usbtrace plot,
 usbtrace report."""
 
 
@@ -168,23 +168,23 @@ def _capture_with_runner(step: SweepStep) -> Path:
 
 def _cpu_time_tflite(model: Path, count: int) -> float:
     """Median wall time of ``count`` invokes in a TFLite interpreter without any delegate."""
-    interpreter_cls = None
-    for module_name in ("tflite_runtime.interpreter", "ai_edge_litert.interpreter"):
-        try:
-            module = __import__(module_name, fromlist=["Interpreter"])
-        except ImportError:
-            continue
-        interpreter_cls = module.Interpreter
-        break
-    if interpreter_cls is None:
+    from usbtrace.capture.backends.tflite import (
+        NUMPY_ABI_ERRORS,
+        find_interpreter_module,
+        numpy_abi_hint,
+    )
+
+    found = find_interpreter_module()  # the capture backend's module, in its order
+    if found is None:
         raise UsageError(
             "--cpu-baseline needs a TFLite interpreter "
-            "(pip install tflite-runtime, or ai-edge-litert on newer Pythons)"
+            "(pip install ai-edge-litert; tflite-runtime works with numpy 1 only)"
         )
+    module, dist = found
     import numpy as np
 
     try:
-        interp = interpreter_cls(model_path=str(model))
+        interp = module.Interpreter(model_path=str(model))
         interp.allocate_tensors()
         inp = interp.get_input_details()[0]
         interp.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=inp["dtype"]))
@@ -196,6 +196,8 @@ def _cpu_time_tflite(model: Path, count: int) -> float:
             times.append(time.perf_counter() - t0)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"{model}: the CPU interpreter failed: {exc}") from None
+    except NUMPY_ABI_ERRORS as exc:
+        raise UsageError(f"{model}: {numpy_abi_hint(dist, exc)}") from None
     return statistics.median(times)
 
 
@@ -211,20 +213,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="capture every size of a model family (conv/dense), optionally with a CPU baseline",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--family", required=True, choices=FAMILIES, help="model family")
     p.add_argument("--sizes", required=True, metavar="N,N,...", help="sizes, e.g. 10,25,50,100")
-    p.add_argument("--count", type=int, default=5, metavar="N", help="inferences per capture")
-    p.add_argument("--warmup", type=int, default=1, metavar="N", help="warm-up inferences")
+    p.add_argument("--count", type=int, default=5, metavar="N", help="inferences per capture (5)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N", help="warm-up inferences (1)")
     p.add_argument("--label", metavar="L", help="run label (e.g. usb3, usb2, 5W): the subfolder")
     p.add_argument(
-        "--out-dir", dest="out", default="captures", metavar="DIR", help="root folder (captures)"
+        "--out-dir", dest="out", default="captures", metavar="DIR", help="root folder (captures/)"
     )
     p.add_argument("--out", action=Deprecated, use="--out-dir")
     p.add_argument("--cpu-baseline", action="store_true", help="also time each model on the CPU")
-    p.add_argument("--backend", default="auto", help="capture backend (see usbtrace capture)")
-    p.add_argument("--bus", type=int, metavar="N", help="USB bus of the Edge TPU")
+    p.add_argument("--backend", default="auto", help="capture backend (auto; see usbtrace capture)")
+    p.add_argument("--bus", type=int, metavar="N", help="USB bus (default: the Edge TPU's)")
     p.set_defaults(func=run)
 
 

@@ -28,7 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "timeline",
         help="one request's URBs as lanes over time (PNG or SVG)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", metavar="FILE", help="a capture")
     add_output_file(p, "image to write (.png or .svg; required)", metavar="OUT", old="--out")

@@ -21,17 +21,24 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Read FILE with usbtrace and with Wireshark (tshark -T fields, or pyshark) and "
             "compare the frame count, first and last timestamps, and per device endpoint and URB "
             "type the record counts and urb_len/data_len totals. Prints agreement or the first "
-            "differences; exit 0 when they agree, 1 when they differ. Needs Debian's tshark."
+            "differences; exit 0 when they agree, 1 when they differ, 2 when Wireshark cannot "
+            "read the file (usbmon text). Needs Debian's tshark."
         ),
     )
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="captures (pcap or pcapng)")
     p.add_argument(
         "--engine",
         choices=("tshark", "pyshark"),
         default="tshark",
         help="Wireshark front end to compare with (pyshark is much slower)",
     )
-    p.add_argument("--max-differences", type=int, default=10, metavar="N")
+    p.add_argument(
+        "--max-differences",
+        type=int,
+        default=10,
+        metavar="N",
+        help="differences printed per file (10)",
+    )
     p.set_defaults(func=run)
 
 

@@ -18,12 +18,12 @@ usbtrace's own protocol tables: bulk-OUT headers (tag, logical length) with thei
 linked to them, completion events, interrupts, output chunks, register (CSR) reads and writes by
 name, and firmware-download (DFU) requests, all as display-filter fields (edgetpu.*).
 
-  usbtrace wireshark install        write it to your personal Wireshark plug-in folder
-  usbtrace wireshark path           print where that is
-  usbtrace wireshark fields         list the display-filter fields
-  usbtrace wireshark lua -o F.lua   write the plug-in elsewhere, e.g. for
-                                    tshark -X lua_script:F.lua -r CAPTURE -Y edgetpu
-  usbtrace wireshark uninstall      remove it again"""
+  usbtrace wireshark install       write it to your personal plug-in folder
+  usbtrace wireshark path          print where that is
+  usbtrace wireshark fields        list the display-filter fields
+  usbtrace wireshark lua -o F.lua  write the plug-in elsewhere, e.g. for
+      tshark -X lua_script:F.lua -r CAPTURE -Y edgetpu
+  usbtrace wireshark uninstall     remove it again"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wireshark",
         help="install the Edge TPU dissector plug-in for Wireshark/tshark",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     dir_help = "plug-in folder to use instead of Wireshark's personal Lua plug-in folder"

@@ -30,7 +30,9 @@ def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -
         for i, c in enumerate(columns)
     ]
     keep = list(range(len(columns)))
-    while len(keep) > 1 and sum(need[i] for i in keep) + len(keep) - 1 > width:
+    # one space between columns and one at each edge (box.SIMPLE_HEAD): without the edges a
+    # table that fit "exactly" had its widest cell cut with an ellipsis
+    while len(keep) > 1 and sum(need[i] for i in keep) + len(keep) + 1 > width:
         keep.remove(min(keep, key=lambda i: (columns[i].priority, -i)))
     return keep
 
@@ -38,6 +40,20 @@ def _fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -
 def wants_rich(stream: TextIO | None = None) -> bool:
     """Rich output on a terminal; plain aligned text in a pipe or a file."""
     return (stream or sys.stdout).isatty()
+
+
+def terminal_width(stream: TextIO | None = None) -> int | None:
+    """The width of the terminal ``stream`` writes to ($COLUMNS first, as rich and argparse
+    read it), or None for a pipe or a file, whose lines are never wrapped."""
+    stream = stream or sys.stdout
+    if not wants_rich(stream):
+        return None
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 80
 
 
 def render_table(
@@ -61,7 +77,9 @@ def render_table(
         from rich.table import Table
         from rich.text import Text
 
-        console = Console(file=stream)
+        # cells and titles are data (file names, "conv_50 [metadata]"), never markup or emoji
+        # codes: rich would drop a bracketed word and turn ":name:" into a picture
+        console = Console(file=stream, emoji=False)
         keep = _fit(columns, rows, console.width)
         # no rules between columns and no padding: wide tables must still fit a terminal
         table = Table(

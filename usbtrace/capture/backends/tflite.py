@@ -17,16 +17,32 @@ from usbtrace.capture.backends.base import (
     libedgetpu_version,
 )
 
-# Interpreter modules in the order tried; each has Interpreter and load_delegate.
+# Interpreter modules in the order tried; each has Interpreter and load_delegate. ai-edge-litert
+# first: tflite-runtime's last wheels (2.14) were built against numpy 1, and beside numpy 2 the
+# module imports but creating an Interpreter fails, so taking it first would break a host that
+# has both (Coral's apt tflite_runtime through --system-site-packages, say).
 INTERPRETER_MODULES = (
-    ("tflite_runtime.interpreter", "tflite-runtime"),
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
 )
 
 INSTALL_HINT = (
-    "install a TFLite interpreter (pip install tflite-runtime, or ai-edge-litert on newer Pythons)"
-    " and the Edge TPU runtime libedgetpu1-std from the Coral apt repository"
+    "install a TFLite interpreter (pip install ai-edge-litert; tflite-runtime works with numpy 1"
+    " only) and the Edge TPU runtime libedgetpu1-std from the Coral apt repository"
 )
+# What an interpreter built against numpy 1 raises beside numpy 2 when an Interpreter is made
+# (tflite-runtime 2.14: SystemError "... returned a result with an exception set", after numpy's
+# "compiled using NumPy 1.x" message; ImportError or AttributeError "_ARRAY_API" elsewhere).
+NUMPY_ABI_ERRORS = (SystemError, ImportError, AttributeError)
+
+
+def numpy_abi_hint(dist: str, exc: BaseException) -> str:
+    import numpy
+
+    return (
+        f"{dist} cannot create an interpreter beside numpy {numpy.__version__} ({exc!r}): "
+        "its wheels were built for numpy 1; install ai-edge-litert, or numpy<2"
+    )
 
 
 def find_interpreter_module() -> tuple[ModuleType, str] | None:
@@ -54,6 +70,7 @@ class TfliteBackend(Backend):
         self.model_path = str(model_path)
         self.device = device  # libedgetpu's "usb", "usb:0", ...
         self._module: ModuleType | None = None
+        self._dist = ""
         self._interpreter: Any = None
         self._input: Any = None
 
@@ -62,6 +79,7 @@ class TfliteBackend(Backend):
         if found is None:
             raise BackendUnavailable(f"no TFLite interpreter found: {INSTALL_HINT}")
         self._module, dist = found
+        self._dist = dist
         version = libedgetpu_version()
         if version is None:
             raise BackendUnavailable(
@@ -90,6 +108,8 @@ class TfliteBackend(Backend):
             raise BackendFailed(
                 f"{self.model_path}: Edge TPU delegate failed to open: {exc}"
             ) from exc
+        except NUMPY_ABI_ERRORS as exc:
+            raise BackendFailed(numpy_abi_hint(self._dist, exc)) from exc
         detail = interpreter.get_input_details()[0]
         self._input = fixed_input(tuple(detail["shape"]), detail["dtype"])
         self._input_index = detail["index"]
