@@ -20,7 +20,6 @@ everything usbtrace does on top of the floor.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -30,18 +29,14 @@ from benchlib import (
     bench_capture,
     best_of,
     compile_bytecode,
-    default_dir,
+    frames_capture,
     timed_run,
     tshark_command,
 )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--frames", type=int, default=1_000_000)
-    ap.add_argument("--dir", type=Path, default=default_dir())
-    args = ap.parse_args()
-    big = bench_capture(args.dir, f"reader-{args.frames}.pcapng", frames=args.frames, snaplen=128)
+    args, big = frames_capture(__doc__, 1_000_000)
     tiny = bench_capture(args.dir, "reader-1000.pcapng", frames=1000, snaplen=128)
     compile_bytecode()
     py = sys.executable

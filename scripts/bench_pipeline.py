@@ -15,7 +15,6 @@ first line within 1 s. The payload-heavy case is `scripts/bench_memory.py --size
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import bench_capture, compile_bytecode, default_dir
+from benchlib import compile_bytecode, frames_capture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,11 +78,7 @@ def run_inspect(path: Path, frames: int) -> bool:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--frames", type=int, default=14_400_000)
-    ap.add_argument("--dir", type=Path, default=default_dir())
-    args = ap.parse_args()
-    path = bench_capture(args.dir, f"reader-{args.frames}.pcapng", frames=args.frames, snaplen=128)
+    args, path = frames_capture(__doc__, 14_400_000)
     frames = args.frames
     compile_bytecode()
     print(f"capture: {path} ({path.stat().st_size / 2**30:.2f} GiB, about {frames:,} frames)")

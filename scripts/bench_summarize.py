@@ -11,28 +11,22 @@ issue 14: 30x or more, 3 M frames/s or more).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (
-    bench_capture,
     best_of,
     compile_bytecode,
-    default_dir,
+    frames_capture,
     timed_run,
     tshark_command,
 )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--frames", type=int, default=1_000_000)
-    ap.add_argument("--dir", type=Path, default=default_dir())
-    args = ap.parse_args()
-    path = bench_capture(args.dir, f"reader-{args.frames}.pcapng", frames=args.frames, snaplen=128)
+    args, path = frames_capture(__doc__, 1_000_000)
     compile_bytecode()
     cmd = [sys.executable, "-m", "usbtrace", "summarize", "--json", str(path)]
     ours_s = best_of(3, lambda: timed_run(cmd)[0])

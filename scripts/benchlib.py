@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -34,6 +35,17 @@ def bench_capture(directory: Path, name: str, **kw: object) -> Path:
         r = make_bench_capture(path, **kw)
         print(f"made {path}: {r.frames:,} frames, {r.bytes / 2**20:.1f} MiB in {r.seconds:.1f} s")
     return path
+
+
+def frames_capture(doc: str | None, frames: int) -> tuple[argparse.Namespace, Path]:
+    """The options of a benchmark on the synthetic ``reader-N.pcapng`` capture (``--frames``,
+    ``--dir``), and that capture, made once."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--frames", type=int, default=frames)
+    ap.add_argument("--dir", type=Path, default=default_dir())
+    args = ap.parse_args()
+    name = f"reader-{args.frames}.pcapng"
+    return args, bench_capture(args.dir, name, frames=args.frames, snaplen=128)
 
 
 def tshark_command(path: Path) -> list[str]:

@@ -358,15 +358,14 @@ class _Streamer:
 
 @dataclass(frozen=True)
 class EarlyInvokes:
-    """The host invokes, when they are known before the capture streams, and the device they
-    were made on as the metadata names it (None: any)."""
+    """The host invokes, when they are known before the capture streams, with the metadata
+    they came in, which names the device they were made on (None: no metadata, any device)."""
 
     invokes: list[InvokeTiming]
-    bus: int | None = None
-    device: int | None = None
+    metadata: CaptureMetadata | None = None
 
     def made_on(self, key: tuple[int, int]) -> bool:
-        return CaptureMetadata(bus=self.bus, device=self.device).names_device(*key)
+        return self.metadata is None or self.metadata.names_device(*key)
 
 
 def early_invokes(cap: Capture) -> EarlyInvokes | None:
@@ -379,8 +378,7 @@ def early_invokes(cap: Capture) -> EarlyInvokes | None:
     invokes = trailing_invokes(found)
     if invokes is None or found is None:
         return None
-    tail = metadata_from_blocks(found[0])
-    return EarlyInvokes(invokes, tail.bus, tail.device) if tail else EarlyInvokes(invokes)
+    return EarlyInvokes(invokes, metadata_from_blocks(found[0]))
 
 
 def summarize_file(

@@ -64,8 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect",
         help="list logical transfers, events, outputs and CSR accesses of a capture",
         description=(
-            "Decode one capture (any format summarize reads; - reads a usbmon pcap or pcapng "
-            "from standard input) and print, in "
+            "Decode one capture (any format summarize reads; - reads standard input) and "
+            "print, in "
             "time order, one line per Edge TPU logical bulk-OUT transfer (tag, length), "
             "completion event, output, interrupt, CSR read/write and firmware-download block. "
             "Times are seconds from the first record of the capture. Lines are printed as "
